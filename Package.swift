@@ -1,0 +1,90 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Strata",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "strata-coordinator", targets: ["strata-coordinator"]),
+        .executable(name: "strata-agent", targets: ["strata-agent"]),
+        .executable(name: "strata-datagen", targets: ["strata-datagen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // System OpenSSL 3 (libssl, libcrypto) and a C shim for its function-like macros.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(name: "CStrataOpenSSLShim", dependencies: ["COpenSSL"]),
+
+        // Pure logic: no I/O.
+        .target(name: "StrataCore"),
+        .target(name: "StrataWire", dependencies: [
+            "StrataCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+
+        // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite.
+        .target(name: "StrataTransport", dependencies: [
+            "COpenSSL", "CStrataOpenSSLShim",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+        ]),
+        .target(name: "StrataStore", dependencies: [
+            "StrataCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+
+        // Services.
+        .target(name: "StrataCoordinator", dependencies: [
+            "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "StrataAgent", dependencies: [
+            "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Executables: argument parsing and wiring only.
+        .executableTarget(name: "strata-coordinator", dependencies: [
+            "StrataCoordinator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "strata-agent", dependencies: [
+            "StrataAgent",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "strata-datagen", dependencies: [
+            "StrataCore", "StrataStore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
+        .testTarget(name: "StrataWireTests", dependencies: ["StrataWire"]),
+        .testTarget(name: "StrataTransportTests", dependencies: [
+            "StrataTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore"]),
+        .testTarget(name: "StrataIntegrationTests", dependencies: [
+            "StrataCore", "StrataStore",
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)
