@@ -74,7 +74,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
-        .testTarget(name: "StrataWireTests", dependencies: ["StrataWire"]),
+        .testTarget(name: "StrataWireTests", dependencies: ["StrataWire", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "StrataTransportTests", dependencies: [
             "StrataTransport",
             .product(name: "NIOCore", package: "swift-nio"),

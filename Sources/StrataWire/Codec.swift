@@ -1,0 +1,300 @@
+import NIOCore
+
+/// Frame layout (all integers little-endian):
+///
+///     offset  size  field
+///     0       2     magic "ST" (0x53 0x54)
+///     2       1     protocol version (1)
+///     3       1     message type
+///     4       4     payload length in bytes (u32), excluding this 8-byte header
+///     8       n     payload
+public enum FrameHeader {
+    public static let size = 8
+    public static let magic: UInt16 = 0x5453  // "ST" read as little-endian u16
+    public static let defaultMaxPayloadBytes = 64 * 1024 * 1024
+}
+
+public enum WireLimits {
+    public static let maxTensorRank = 8
+    public static let maxTensorsPerMessage = 1024
+}
+
+public enum WireCodec {
+    /// Appends one complete frame holding `message` to `buffer`.
+    public static func encode(_ message: Message, into buffer: inout ByteBuffer) {
+        let headerStart = buffer.writerIndex
+        buffer.writeInteger(FrameHeader.magic, endianness: .little)
+        buffer.writeInteger(ProtocolVersion.current)
+        buffer.writeInteger(message.type.rawValue)
+        buffer.writeInteger(UInt32(0), endianness: .little)  // patched below
+        let payloadStart = buffer.writerIndex
+        encodePayload(message, into: &buffer)
+        let length = buffer.writerIndex - payloadStart
+        precondition(length <= UInt32.max, "payload too large for a frame")
+        buffer.setInteger(UInt32(length), at: headerStart + 4, endianness: .little)
+    }
+
+    public static func encode(_ message: Message) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: FrameHeader.size + estimatedPayloadSize(message))
+        encode(message, into: &buffer)
+        return buffer
+    }
+
+    /// Decodes one frame from the front of `buffer` if it holds a whole one; returns nil (consuming
+    /// nothing) when more bytes are needed. The header is validated, and the declared length checked
+    /// against `maxPayloadBytes`, before any payload is read or allocated.
+    public static func decodeFrame(from buffer: inout ByteBuffer, maxPayloadBytes: Int) throws(WireError) -> Message? {
+        guard buffer.readableBytes >= FrameHeader.size else {
+            // Reject a wrong magic as soon as its two bytes are here, so a non-Strata peer fails fast.
+            if buffer.readableBytes >= 2, let magic = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt16.self), magic != FrameHeader.magic {
+                throw .badMagic(magic)
+            }
+            return nil
+        }
+        let start = buffer.readerIndex
+        let magic = buffer.getInteger(at: start, endianness: .little, as: UInt16.self)!
+        guard magic == FrameHeader.magic else { throw .badMagic(magic) }
+        let version = buffer.getInteger(at: start + 2, as: UInt8.self)!
+        guard version == ProtocolVersion.current else { throw .unsupportedVersion(version) }
+        let typeByte = buffer.getInteger(at: start + 3, as: UInt8.self)!
+        guard let type = MessageType(rawValue: typeByte) else { throw .unknownMessageType(typeByte) }
+        let length = Int(buffer.getInteger(at: start + 4, endianness: .little, as: UInt32.self)!)
+        guard length <= maxPayloadBytes else { throw .frameTooLarge(length: length, limit: maxPayloadBytes) }
+        guard buffer.readableBytes >= FrameHeader.size + length else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
+        var payload = buffer.readSlice(length: length)!
+        return try decodePayload(type: type, from: &payload)
+    }
+
+    /// Decodes a payload that must hold exactly one message of `type`.
+    public static func decodePayload(type: MessageType, from payload: inout ByteBuffer) throws(WireError) -> Message {
+        var reader = PayloadReader(buffer: payload)
+        let message: Message
+        switch type {
+        case .hello:
+            message = .hello(Hello(
+                agentVersion: try reader.string("hello.agentVersion"),
+                featureCount: try reader.u32("hello.featureCount"),
+                trainSampleCount: try reader.u64("hello.trainSampleCount"),
+                evalSampleCount: try reader.u64("hello.evalSampleCount"),
+                pendingUpdateCount: try reader.u32("hello.pendingUpdateCount")))
+        case .welcome:
+            let clientID = try reader.string("welcome.clientID")
+            let sessionID = try reader.u64("welcome.sessionID")
+            let heartbeat = try reader.u32("welcome.heartbeatIntervalMillis")
+            let maxFrame = try reader.u32("welcome.maxFrameBytes")
+            let kindByte = try reader.u8("welcome.model.kind")
+            guard let kind = WireModelKind(rawValue: kindByte) else {
+                throw .invalidValue(field: "welcome.model.kind", reason: "unknown model kind \(kindByte)")
+            }
+            let spec = WireModelSpec(kind: kind, featureCount: try reader.u32("welcome.model.featureCount"), outputCount: try reader.u32("welcome.model.outputCount"))
+            message = .welcome(Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec))
+        case .task:
+            let taskID = try reader.u64("task.taskID")
+            let base = try reader.u64("task.baseVersion")
+            let kindByte = try reader.u8("task.kind")
+            guard let kind = TaskKind(rawValue: kindByte) else {
+                throw .invalidValue(field: "task.kind", reason: "unknown task kind \(kindByte)")
+            }
+            let hyper = Hyperparameters(
+                learningRate: try reader.f32("task.learningRate"),
+                batchSize: try reader.u32("task.batchSize"),
+                epochs: try reader.u32("task.epochs"),
+                seed: try reader.u64("task.seed"),
+                proximalMu: try reader.f32("task.proximalMu"))
+            message = .task(TrainingTask(taskID: taskID, baseVersion: base, kind: kind, hyperparameters: hyper, parameters: try reader.tensors("task.parameters")))
+        case .update:
+            message = .update(Update(
+                taskID: try reader.u64("update.taskID"),
+                baseVersion: try reader.u64("update.baseVersion"),
+                sampleCount: try reader.u64("update.sampleCount"),
+                trainLoss: try reader.f32("update.trainLoss"),
+                evalSampleCount: try reader.u64("update.evalSampleCount"),
+                evalLoss: try reader.f32("update.evalLoss"),
+                evalAccuracy: try reader.f32("update.evalAccuracy"),
+                trainMillis: try reader.u32("update.trainMillis"),
+                delta: try reader.tensors("update.delta")))
+        case .ack:
+            let taskID = try reader.u64("ack.taskID")
+            let statusByte = try reader.u8("ack.status")
+            guard let status = AckStatus(rawValue: statusByte) else {
+                throw .invalidValue(field: "ack.status", reason: "unknown status \(statusByte)")
+            }
+            message = .ack(Ack(taskID: taskID, status: status, modelVersion: try reader.u64("ack.modelVersion"),
+                               code: ErrorCode(rawValue: try reader.u16("ack.code")), reason: try reader.string("ack.reason")))
+        case .heartbeat:
+            let sequence = try reader.u64("heartbeat.sequence")
+            let timestamp = try reader.u64("heartbeat.timestampNanos")
+            let flags = try reader.u8("heartbeat.flags")
+            guard flags & ~1 == 0 else { throw .invalidValue(field: "heartbeat.flags", reason: "reserved bits set (0x\(String(flags, radix: 16)))") }
+            message = .heartbeat(Heartbeat(sequence: sequence, timestampNanos: timestamp, isReply: flags & 1 == 1))
+        case .error:
+            message = .error(ErrorMessage(code: ErrorCode(rawValue: try reader.u16("error.code")), message: try reader.string("error.message")))
+        case .goodbye:
+            let reasonValue = try reader.u16("goodbye.reason")
+            guard let reason = GoodbyeReason(rawValue: reasonValue) else {
+                throw .invalidValue(field: "goodbye.reason", reason: "unknown reason \(reasonValue)")
+            }
+            message = .goodbye(Goodbye(reason: reason, retryAfterMillis: try reader.u32("goodbye.retryAfterMillis"), message: try reader.string("goodbye.message")))
+        }
+        guard reader.buffer.readableBytes == 0 else {
+            throw .trailingBytes(count: reader.buffer.readableBytes, messageType: type.rawValue)
+        }
+        return message
+    }
+
+    static func estimatedPayloadSize(_ message: Message) -> Int {
+        switch message {
+        case .task(let task): return 64 + task.parameters.reduce(0) { $0 + 64 + $1.bytes.readableBytes }
+        case .update(let update): return 96 + update.delta.reduce(0) { $0 + 64 + $1.bytes.readableBytes }
+        default: return 128
+        }
+    }
+
+    static func encodePayload(_ message: Message, into buffer: inout ByteBuffer) {
+        switch message {
+        case .hello(let m):
+            buffer.writeWireString(m.agentVersion)
+            buffer.writeInteger(m.featureCount, endianness: .little)
+            buffer.writeInteger(m.trainSampleCount, endianness: .little)
+            buffer.writeInteger(m.evalSampleCount, endianness: .little)
+            buffer.writeInteger(m.pendingUpdateCount, endianness: .little)
+        case .welcome(let m):
+            buffer.writeWireString(m.clientID)
+            buffer.writeInteger(m.sessionID, endianness: .little)
+            buffer.writeInteger(m.heartbeatIntervalMillis, endianness: .little)
+            buffer.writeInteger(m.maxFrameBytes, endianness: .little)
+            buffer.writeInteger(m.model.kind.rawValue)
+            buffer.writeInteger(m.model.featureCount, endianness: .little)
+            buffer.writeInteger(m.model.outputCount, endianness: .little)
+        case .task(let m):
+            buffer.writeInteger(m.taskID, endianness: .little)
+            buffer.writeInteger(m.baseVersion, endianness: .little)
+            buffer.writeInteger(m.kind.rawValue)
+            buffer.writeInteger(m.hyperparameters.learningRate.bitPattern, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.batchSize, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.epochs, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.seed, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.proximalMu.bitPattern, endianness: .little)
+            buffer.writeWireTensors(m.parameters)
+        case .update(let m):
+            buffer.writeInteger(m.taskID, endianness: .little)
+            buffer.writeInteger(m.baseVersion, endianness: .little)
+            buffer.writeInteger(m.sampleCount, endianness: .little)
+            buffer.writeInteger(m.trainLoss.bitPattern, endianness: .little)
+            buffer.writeInteger(m.evalSampleCount, endianness: .little)
+            buffer.writeInteger(m.evalLoss.bitPattern, endianness: .little)
+            buffer.writeInteger(m.evalAccuracy.bitPattern, endianness: .little)
+            buffer.writeInteger(m.trainMillis, endianness: .little)
+            buffer.writeWireTensors(m.delta)
+        case .ack(let m):
+            buffer.writeInteger(m.taskID, endianness: .little)
+            buffer.writeInteger(m.status.rawValue)
+            buffer.writeInteger(m.modelVersion, endianness: .little)
+            buffer.writeInteger(m.code.rawValue, endianness: .little)
+            buffer.writeWireString(m.reason)
+        case .heartbeat(let m):
+            buffer.writeInteger(m.sequence, endianness: .little)
+            buffer.writeInteger(m.timestampNanos, endianness: .little)
+            buffer.writeInteger(UInt8(m.isReply ? 1 : 0))
+        case .error(let m):
+            buffer.writeInteger(m.code.rawValue, endianness: .little)
+            buffer.writeWireString(m.message)
+        case .goodbye(let m):
+            buffer.writeInteger(m.reason.rawValue, endianness: .little)
+            buffer.writeInteger(m.retryAfterMillis, endianness: .little)
+            buffer.writeWireString(m.message)
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// u16 byte length, then UTF-8. Longer strings are cut at a character boundary to fit.
+    mutating func writeWireString(_ string: String) {
+        var utf8 = Array(string.utf8)
+        if utf8.count > Int(UInt16.max) {
+            var cut = Substring(string)
+            while cut.utf8.count > Int(UInt16.max) { cut = cut.dropLast() }
+            utf8 = Array(cut.utf8)
+        }
+        writeInteger(UInt16(utf8.count), endianness: .little)
+        writeBytes(utf8)
+    }
+
+    mutating func writeWireTensors(_ tensors: [WireTensor]) {
+        precondition(tensors.count <= WireLimits.maxTensorsPerMessage)
+        writeInteger(UInt16(tensors.count), endianness: .little)
+        for tensor in tensors {
+            precondition(tensor.shape.count <= WireLimits.maxTensorRank && tensor.bytes.readableBytes == tensor.elementCount * 4)
+            writeWireString(tensor.name)
+            writeInteger(UInt8(tensor.shape.count))
+            for dim in tensor.shape { writeInteger(UInt32(dim), endianness: .little) }
+            writeImmutableBuffer(tensor.bytes)
+        }
+    }
+}
+
+/// Reads fields off a payload, naming the field in every error.
+struct PayloadReader {
+    var buffer: ByteBuffer
+
+    mutating func u8(_ field: String) throws(WireError) -> UInt8 {
+        guard let v = buffer.readInteger(as: UInt8.self) else { throw .truncated(field: field) }
+        return v
+    }
+    mutating func u16(_ field: String) throws(WireError) -> UInt16 {
+        guard let v = buffer.readInteger(endianness: .little, as: UInt16.self) else { throw .truncated(field: field) }
+        return v
+    }
+    mutating func u32(_ field: String) throws(WireError) -> UInt32 {
+        guard let v = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw .truncated(field: field) }
+        return v
+    }
+    mutating func u64(_ field: String) throws(WireError) -> UInt64 {
+        guard let v = buffer.readInteger(endianness: .little, as: UInt64.self) else { throw .truncated(field: field) }
+        return v
+    }
+    mutating func f32(_ field: String) throws(WireError) -> Float {
+        Float(bitPattern: try u32(field))
+    }
+    mutating func string(_ field: String) throws(WireError) -> String {
+        let length = Int(try u16(field + ".length"))
+        guard let bytes = buffer.readSlice(length: length) else { throw .truncated(field: field) }
+        guard let string = bytes.getString(at: bytes.readerIndex, length: length).flatMap({ s -> String? in
+            // getString repairs invalid UTF-8; compare bytes to detect it.
+            Array(s.utf8) == bytes.getBytes(at: bytes.readerIndex, length: length)! ? s : nil
+        }) else {
+            throw .invalidValue(field: field, reason: "not valid UTF-8")
+        }
+        return string
+    }
+    mutating func tensors(_ field: String) throws(WireError) -> [WireTensor] {
+        let count = Int(try u16(field + ".count"))
+        guard count <= WireLimits.maxTensorsPerMessage else {
+            throw .invalidValue(field: field + ".count", reason: "\(count) tensors exceeds the limit of \(WireLimits.maxTensorsPerMessage)")
+        }
+        var tensors: [WireTensor] = []
+        tensors.reserveCapacity(count)
+        for index in 0..<count {
+            let prefix = "\(field)[\(index)]"
+            let name = try string(prefix + ".name")
+            let rank = Int(try u8(prefix + ".rank"))
+            guard rank <= WireLimits.maxTensorRank else {
+                throw .invalidValue(field: prefix + ".rank", reason: "rank \(rank) exceeds \(WireLimits.maxTensorRank)")
+            }
+            var shape: [Int] = []
+            shape.reserveCapacity(rank)
+            var elements = 1
+            for d in 0..<rank {
+                let dim = Int(try u32(prefix + ".shape[\(d)]"))
+                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+                guard !overflow, product <= buffer.readableBytes / 4 else { throw .truncated(field: prefix + ".data") }
+                elements = product
+                shape.append(dim)
+            }
+            guard let bytes = buffer.readSlice(length: elements * 4) else { throw .truncated(field: prefix + ".data") }
+            tensors.append(WireTensor(name: name, shape: shape, bytes: bytes))
+        }
+        return tensors
+    }
+}

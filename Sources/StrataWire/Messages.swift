@@ -1,0 +1,265 @@
+import NIOCore
+
+/// A named tensor of little-endian Float32 values. The values stay as the received bytes (a slice of
+/// the frame's `ByteBuffer`, no copy) until a consumer reads them: an aggregator can fold them straight
+/// into its accumulator.
+public struct WireTensor: Sendable, Hashable {
+    public var name: String
+    public var shape: [Int]
+    /// `elementCount * 4` bytes, IEEE 754 binary32, little-endian.
+    public var bytes: ByteBuffer
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    public init(name: String, shape: [Int], bytes: ByteBuffer) {
+        self.name = name
+        self.shape = shape
+        self.bytes = bytes
+    }
+
+    public init(name: String, shape: [Int], values: some Collection<Float>) {
+        precondition(shape.reduce(1, *) == values.count, "tensor shape \(shape) does not match \(values.count) values")
+        var buffer = ByteBufferAllocator().buffer(capacity: values.count * 4)
+        buffer.writeFloat32LittleEndian(contentsOf: values)
+        self.init(name: name, shape: shape, bytes: buffer)
+    }
+
+    /// The values as an array (one copy).
+    public func floats() -> [Float] {
+        let count = elementCount
+        return bytes.withUnsafeReadableBytes { raw in
+            [Float](unsafeUninitializedCapacity: count) { out, initialized in
+                for i in 0..<count {
+                    out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                }
+                initialized = count
+            }
+        }
+    }
+}
+
+extension ByteBuffer {
+    mutating func writeFloat32LittleEndian(contentsOf values: some Collection<Float>) {
+        let count = values.count
+        reserveCapacity(minimumWritableBytes: count * 4)
+        var written = 0
+        writeWithUnsafeMutableBytes(minimumWritableBytes: count * 4) { raw in
+            var offset = 0
+            for value in values {
+                raw.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: offset, as: UInt32.self)
+                offset += 4
+            }
+            written = offset
+            return offset
+        }
+        assert(written == count * 4)
+    }
+}
+
+/// Model families a federation can train. The byte value is the wire encoding.
+public enum WireModelKind: UInt8, Sendable, Hashable {
+    case softmaxRegression = 1
+    case linearRegression = 2
+}
+
+public struct WireModelSpec: Sendable, Hashable {
+    public var kind: WireModelKind
+    public var featureCount: UInt32
+    public var outputCount: UInt32
+    public init(kind: WireModelKind, featureCount: UInt32, outputCount: UInt32) {
+        self.kind = kind
+        self.featureCount = featureCount
+        self.outputCount = outputCount
+    }
+}
+
+/// Agent to coordinator, first message after the TLS handshake.
+public struct Hello: Sendable, Hashable {
+    public var agentVersion: String
+    public var featureCount: UInt32
+    public var trainSampleCount: UInt64
+    public var evalSampleCount: UInt64
+    /// Updates the agent holds from earlier sessions and will send again right after `welcome`.
+    public var pendingUpdateCount: UInt32
+    public init(agentVersion: String, featureCount: UInt32, trainSampleCount: UInt64, evalSampleCount: UInt64, pendingUpdateCount: UInt32) {
+        self.agentVersion = agentVersion
+        self.featureCount = featureCount
+        self.trainSampleCount = trainSampleCount
+        self.evalSampleCount = evalSampleCount
+        self.pendingUpdateCount = pendingUpdateCount
+    }
+}
+
+/// Coordinator to agent, accepts the session.
+public struct Welcome: Sendable, Hashable {
+    /// The client id the coordinator derived from the agent's certificate.
+    public var clientID: String
+    public var sessionID: UInt64
+    public var heartbeatIntervalMillis: UInt32
+    public var maxFrameBytes: UInt32
+    public var model: WireModelSpec
+    public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec) {
+        self.clientID = clientID
+        self.sessionID = sessionID
+        self.heartbeatIntervalMillis = heartbeatIntervalMillis
+        self.maxFrameBytes = maxFrameBytes
+        self.model = model
+    }
+}
+
+public enum TaskKind: UInt8, Sendable, Hashable {
+    /// Evaluate the given model on the evaluation rows, train, send the delta.
+    case train = 1
+    /// Evaluate only; the update carries metrics and no tensors.
+    case evaluate = 2
+}
+
+public struct Hyperparameters: Sendable, Hashable {
+    public var learningRate: Float
+    public var batchSize: UInt32
+    public var epochs: UInt32
+    public var seed: UInt64
+    public var proximalMu: Float
+    public init(learningRate: Float, batchSize: UInt32, epochs: UInt32, seed: UInt64, proximalMu: Float) {
+        self.learningRate = learningRate
+        self.batchSize = batchSize
+        self.epochs = epochs
+        self.seed = seed
+        self.proximalMu = proximalMu
+    }
+}
+
+/// Coordinator to agent: a unit of work on model version `baseVersion`.
+public struct TrainingTask: Sendable, Hashable {
+    public var taskID: UInt64
+    public var baseVersion: UInt64
+    public var kind: TaskKind
+    public var hyperparameters: Hyperparameters
+    public var parameters: [WireTensor]
+    public init(taskID: UInt64, baseVersion: UInt64, kind: TaskKind, hyperparameters: Hyperparameters, parameters: [WireTensor]) {
+        self.taskID = taskID
+        self.baseVersion = baseVersion
+        self.kind = kind
+        self.hyperparameters = hyperparameters
+        self.parameters = parameters
+    }
+}
+
+/// Agent to coordinator: the result of a task. `(client, taskID)` is the idempotency key.
+public struct Update: Sendable, Hashable {
+    public var taskID: UInt64
+    public var baseVersion: UInt64
+    public var sampleCount: UInt64
+    public var trainLoss: Float
+    /// Metrics of the base model (the task's parameters) on the agent's evaluation rows.
+    public var evalSampleCount: UInt64
+    public var evalLoss: Float
+    public var evalAccuracy: Float
+    public var trainMillis: UInt32
+    /// `x_local - x_base`, one tensor per model tensor; empty for evaluation tasks.
+    public var delta: [WireTensor]
+    public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor]) {
+        self.taskID = taskID
+        self.baseVersion = baseVersion
+        self.sampleCount = sampleCount
+        self.trainLoss = trainLoss
+        self.evalSampleCount = evalSampleCount
+        self.evalLoss = evalLoss
+        self.evalAccuracy = evalAccuracy
+        self.trainMillis = trainMillis
+        self.delta = delta
+    }
+}
+
+public enum AckStatus: UInt8, Sendable, Hashable {
+    /// Validated and folded into an open buffer; not yet durable. Keep the update.
+    case received = 1
+    /// Part of a durably written model version. The agent may delete the update.
+    case committed = 2
+    /// Refused for the reason given; it will never be aggregated. The agent deletes it and logs the reason.
+    case refused = 3
+}
+
+public struct Ack: Sendable, Hashable {
+    public var taskID: UInt64
+    public var status: AckStatus
+    /// committed: the model version that includes the update; otherwise the coordinator's current version.
+    public var modelVersion: UInt64
+    /// Zero unless refused.
+    public var code: ErrorCode
+    public var reason: String
+    public init(taskID: UInt64, status: AckStatus, modelVersion: UInt64, code: ErrorCode = ErrorCode(rawValue: 0), reason: String = "") {
+        self.taskID = taskID
+        self.status = status
+        self.modelVersion = modelVersion
+        self.code = code
+        self.reason = reason
+    }
+}
+
+/// Either side, at any time after `welcome`. A heartbeat with `isReply == false` is answered by one
+/// with `isReply == true` carrying the same sequence and timestamp.
+public struct Heartbeat: Sendable, Hashable {
+    public var sequence: UInt64
+    /// Sender's monotonic clock in nanoseconds, echoed unchanged in the reply.
+    public var timestampNanos: UInt64
+    public var isReply: Bool
+    public init(sequence: UInt64, timestampNanos: UInt64, isReply: Bool) {
+        self.sequence = sequence
+        self.timestampNanos = timestampNanos
+        self.isReply = isReply
+    }
+}
+
+/// Fatal: the sender closes the connection after it.
+public struct ErrorMessage: Sendable, Hashable, Error {
+    public var code: ErrorCode
+    public var message: String
+    public init(code: ErrorCode, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+public enum GoodbyeReason: UInt16, Sendable, Hashable {
+    case normal = 0
+    case shuttingDown = 1
+    case targetReached = 2
+    case evicted = 3
+}
+
+/// Orderly end of a session. `retryAfterMillis == 0` means "do not come back".
+public struct Goodbye: Sendable, Hashable {
+    public var reason: GoodbyeReason
+    public var retryAfterMillis: UInt32
+    public var message: String
+    public init(reason: GoodbyeReason, retryAfterMillis: UInt32, message: String) {
+        self.reason = reason
+        self.retryAfterMillis = retryAfterMillis
+        self.message = message
+    }
+}
+
+public enum Message: Sendable, Hashable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case task(TrainingTask)
+    case update(Update)
+    case ack(Ack)
+    case heartbeat(Heartbeat)
+    case error(ErrorMessage)
+    case goodbye(Goodbye)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .task: .task
+        case .update: .update
+        case .ack: .ack
+        case .heartbeat: .heartbeat
+        case .error: .error
+        case .goodbye: .goodbye
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import NIOCore
+import Testing
+@testable import StrataWire
+
+private func sampleMessages() -> [Message] {
+    let weight = WireTensor(name: "weight", shape: [3, 2], values: [1, -2, 3.5, .pi, 0, -0.0])
+    let bias = WireTensor(name: "bias", shape: [2], values: [0.25, -7])
+    return [
+        .hello(Hello(agentVersion: "strata-agent/1.0 ✓", featureCount: 60, trainSampleCount: 1234, evalSampleCount: 99, pendingUpdateCount: 2)),
+        .welcome(Welcome(clientID: "agent-01", sessionID: 42, heartbeatIntervalMillis: 1000, maxFrameBytes: 1 << 20,
+                         model: WireModelSpec(kind: .softmaxRegression, featureCount: 3, outputCount: 2))),
+        .task(TrainingTask(taskID: 7, baseVersion: 3, kind: .train,
+                           hyperparameters: Hyperparameters(learningRate: 0.01, batchSize: 10, epochs: 20, seed: .max, proximalMu: 0.5),
+                           parameters: [weight, bias])),
+        .task(TrainingTask(taskID: 8, baseVersion: 4, kind: .evaluate,
+                           hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),
+                           parameters: [])),
+        .update(Update(taskID: 7, baseVersion: 3, sampleCount: 500, trainLoss: 0.7, evalSampleCount: 50, evalLoss: 0.8,
+                       evalAccuracy: 0.66, trainMillis: 1500, delta: [weight, bias])),
+        .ack(Ack(taskID: 7, status: .committed, modelVersion: 4)),
+        .ack(Ack(taskID: 9, status: .refused, modelVersion: 4, code: .nonFiniteValue, reason: "delta[0] value 3 is NaN")),
+        .heartbeat(Heartbeat(sequence: 5, timestampNanos: 123_456_789, isReply: true)),
+        .error(ErrorMessage(code: .notAuthorized, message: "certificate role admin may not open an agent session")),
+        .goodbye(Goodbye(reason: .shuttingDown, retryAfterMillis: 5000, message: "drain")),
+    ]
+}
+
+@Suite struct CodecRoundTripTests {
+    @Test func everyMessageRoundTrips() throws {
+        for message in sampleMessages() {
+            var buffer = WireCodec.encode(message)
+            let decoded = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1 << 20)
+            #expect(decoded == message)
+            #expect(buffer.readableBytes == 0)
+        }
+    }
+
+    @Test func tensorValuesSurviveBitExactly() throws {
+        let values: [Float] = [.nan, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude, -1.5]
+        let tensor = WireTensor(name: "t", shape: [6], values: values)
+        let floats = tensor.floats()
+        #expect(floats.map(\.bitPattern) == values.map(\.bitPattern))
+    }
+
+    @Test func framesSplitAtEveryByteDecodeOnlyWhenComplete() throws {
+        var stream = ByteBuffer()
+        for message in sampleMessages() { WireCodec.encode(message, into: &stream) }
+        let bytes = stream.readableBytesView.map { $0 }
+        // Feed one byte at a time: nothing decodes early, everything decodes once, in order.
+        var buffer = ByteBuffer()
+        var decoded: [Message] = []
+        for byte in bytes {
+            buffer.writeInteger(byte)
+            while let message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1 << 20) {
+                decoded.append(message)
+            }
+        }
+        #expect(decoded == sampleMessages())
+    }
+
+    @Test func workedExampleMatchesProtocolDocument() {
+        // The hex below is printed in docs/PROTOCOL.md; change both together.
+        let ack = WireCodec.encode(.ack(Ack(taskID: 7, status: .committed, modelVersion: 4)))
+        #expect(hex(ack) == "53 54 01 05 15 00 00 00 07 00 00 00 00 00 00 00 02 04 00 00 00 00 00 00 00 00 00 00 00")
+        let task = WireCodec.encode(.task(TrainingTask(
+            taskID: 1, baseVersion: 0, kind: .train,
+            hyperparameters: Hyperparameters(learningRate: 0.5, batchSize: 10, epochs: 1, seed: 7, proximalMu: 0),
+            parameters: [WireTensor(name: "bias", shape: [2], values: [1.0, -2.0])])))
+        #expect(hex(task) == [
+            "53 54 01 03 3e 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 3f 0a 00 00 00",
+            "01 00 00 00 07 00 00 00 00 00 00 00 00 00 00 00 01 00 04 00 62 69 61 73 01 02 00 00 00 00 00 80 3f",
+            "00 00 00 c0",
+        ].joined(separator: " "))
+    }
+}
+
+@Suite struct CodecRejectionTests {
+    @Test func oversizedFrameIsRefusedFromItsHeaderAlone() {
+        var buffer = ByteBuffer(bytes: [0x53, 0x54, 1, MessageType.update.rawValue, 0x00, 0x00, 0x00, 0x10])  // 256 MiB declared
+        #expect(throws: WireError.frameTooLarge(length: 0x1000_0000, limit: 1024)) {
+            try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func unknownVersionIsTyped() {
+        var buffer = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
+        buffer.setInteger(UInt8(2), at: 2)
+        #expect(throws: WireError.unsupportedVersion(2)) { try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024) }
+    }
+
+    @Test func unknownTypeIsTyped() {
+        var buffer = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
+        buffer.setInteger(UInt8(99), at: 3)
+        #expect(throws: WireError.unknownMessageType(99)) { try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024) }
+    }
+
+    @Test func badMagicIsDetectedFromTwoBytes() {
+        var buffer = ByteBuffer(string: "GE")
+        #expect(throws: WireError.badMagic(0x4547)) { try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024) }
+    }
+
+    @Test func truncatedPayloadNamesTheField() {
+        // A frame whose declared length cuts the update in the middle of its fields.
+        var full = WireCodec.encode(sampleMessages()[4])
+        let cut = 20
+        full.setInteger(UInt32(cut), at: 4, endianness: .little)
+        var buffer = full.getSlice(at: 0, length: FrameHeader.size + cut)!
+        #expect(throws: WireError.truncated(field: "update.sampleCount")) { try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1 << 20) }
+    }
+
+    @Test func everyTruncationOfEveryMessageIsATypedError() {
+        for message in sampleMessages() {
+            let frame = WireCodec.encode(message)
+            let payloadLength = frame.readableBytes - FrameHeader.size
+            for cut in 0..<payloadLength {
+                var truncated = frame.getSlice(at: 0, length: FrameHeader.size + cut)!
+                truncated.setInteger(UInt32(cut), at: 4, endianness: .little)
+                do {
+                    let decoded = try WireCodec.decodeFrame(from: &truncated, maxPayloadBytes: 1 << 20)
+                    Issue.record("cut \(cut) of \(message.type) decoded as \(String(describing: decoded))")
+                } catch {
+                    switch error {
+                    case .truncated, .invalidValue: break
+                    default: Issue.record("cut \(cut) of \(message.type): unexpected \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func trailingBytesAreRefused() {
+        var frame = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
+        frame.writeInteger(UInt8(0))
+        frame.setInteger(UInt32(18), at: 4, endianness: .little)
+        #expect(throws: WireError.trailingBytes(count: 1, messageType: MessageType.heartbeat.rawValue)) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func invalidUTF8IsRefused() {
+        var frame = WireCodec.encode(.error(ErrorMessage(code: .internalError, message: "ab")))
+        frame.setInteger(UInt8(0xFF), at: FrameHeader.size + 4)
+        #expect(throws: WireError.invalidValue(field: "error.message", reason: "not valid UTF-8")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func tensorShapeLargerThanPayloadIsTruncationNotAllocation() {
+        var frame = WireCodec.encode(.update(Update(taskID: 1, baseVersion: 0, sampleCount: 1, trainLoss: 0, evalSampleCount: 0, evalLoss: 0,
+                                                   evalAccuracy: 0, trainMillis: 0, delta: [WireTensor(name: "w", shape: [1], values: [1])])))
+        // Patch the tensor's single dimension to 2^32-1 elements: must fail fast, not allocate 16 GiB.
+        let dimOffset = FrameHeader.size + 8 * 3 + 4 + 8 + 4 + 4 + 4 + 2 + 2 + 1 + 1
+        frame.setInteger(UInt32.max, at: dimOffset, endianness: .little)
+        #expect(throws: WireError.truncated(field: "update.delta[0].data")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func randomGarbageNeverCrashes() {
+        var rng = SplitMix(seed: 0xC0FFEE)
+        var outcomes = (messages: 0, errors: 0, incomplete: 0)
+        for round in 0..<20_000 {
+            var bytes = (0..<Int(rng.next() % 96)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            if round % 2 == 0, bytes.count >= 8 {  // half the time a plausible header, to reach the payload decoders
+                bytes[0] = 0x53; bytes[1] = 0x54; bytes[2] = 1
+                bytes[3] = UInt8(1 + rng.next() % 8)
+                let length = UInt32(bytes.count - 8)
+                withUnsafeBytes(of: length.littleEndian) { for i in 0..<4 { bytes[4 + i] = $0[i] } }
+            }
+            var buffer = ByteBuffer(bytes: bytes)
+            do {
+                if try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 64) != nil { outcomes.messages += 1 } else { outcomes.incomplete += 1 }
+            } catch {
+                outcomes.errors += 1
+            }
+        }
+        #expect(outcomes.errors > 1000)
+        #expect(outcomes.incomplete > 0)
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func hex(_ buffer: ByteBuffer) -> String {
+    buffer.readableBytesView.map { String(format: "%02x", $0) }.joined(separator: " ")
+}
