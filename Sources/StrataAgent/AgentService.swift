@@ -1,0 +1,87 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import StrataCore
+import StrataStore
+import StrataTransport
+import StrataWire
+
+public enum AgentExit: Sendable, Equatable {
+    /// The coordinator ended the federation (target reached or a limit).
+    case finished(String)
+}
+
+/// Fatal errors: retrying cannot help, the operator must act.
+public enum AgentError: Error, CustomStringConvertible {
+    case refused(ErrorMessage)
+    case wrongServerRole(String)
+    case incompatibleModel(String)
+    case gaveUp(attempts: Int, lastError: String)
+
+    public var description: String {
+        switch self {
+        case .refused(let e): "the coordinator refused this agent: \(e.message) [\(e.code)]"
+        case .wrongServerRole(let role): "the server's certificate has role \(role), not coordinator: check --coordinator and the CA"
+        case .incompatibleModel(let s): s
+        case .gaveUp(let attempts, let last): "gave up after \(attempts) connection attempts; last error: \(last). Check that the coordinator runs and the address is right"
+        }
+    }
+}
+
+public struct AgentService: Sendable {
+    public let configuration: AgentConfiguration
+    let logger: Logger
+
+    public init(configuration: AgentConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Loads the data, then connects, trains and reconnects until the coordinator ends the federation.
+    public func run() async throws -> AgentExit {
+        let samples = try configuration.data.load()
+        logger.info("data loaded", metadata: ["train": "\(samples.train.count)", "test": "\(samples.test.count)",
+                                              "features": "\(samples.featureColumns.count)", "database": "\(configuration.data.databasePath)"])
+        let state = try AgentStateStore(path: configuration.statePath)
+        let tlsContext = try TLSContext(configuration: configuration.tls, mode: .client)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let trainingPool = NIOThreadPool(numberOfThreads: 1)
+        trainingPool.start()
+        defer {
+            try? trainingPool.syncShutdownGracefully()
+            try? group.syncShutdownGracefully()
+        }
+        let session = AgentSession(configuration: configuration, samples: samples, state: state, tlsContext: tlsContext,
+                                   group: group, trainingPool: trainingPool, logger: logger)
+        var failures = 0
+        var generator = SystemRandomNumberGenerator()
+        while true {
+            let outcome: AgentSession.Outcome
+            do {
+                outcome = try await session.run()
+                failures = 0
+            } catch let error as AgentError {
+                throw error
+            } catch let error as DataSourceError {
+                throw error
+            } catch {
+                failures += 1
+                if let limit = configuration.maxConnectAttempts, failures >= limit {
+                    throw AgentError.gaveUp(attempts: failures, lastError: "\(error)")
+                }
+                let delay = configuration.reconnect.delay(attempt: failures, random: Double.random(in: 0...1, using: &generator))
+                logger.warning("connection lost; reconnecting", metadata: ["error": "\(error)", "attempt": "\(failures)", "in": "\(delay)"])
+                try await Task.sleep(for: delay)
+                continue
+            }
+            switch outcome {
+            case .finished(let message):
+                return .finished(message)
+            case .retryAfter(let delay, let message):
+                logger.notice("coordinator asked to come back later", metadata: ["message": "\(message)", "in": "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+}

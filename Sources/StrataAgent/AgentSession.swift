@@ -1,0 +1,222 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import StrataCore
+import StrataStore
+import StrataTransport
+import StrataWire
+
+/// One connection to the coordinator: hello/welcome, re-send what was not committed, then train the
+/// tasks it sends, heartbeating throughout.
+struct AgentSession: Sendable {
+    let configuration: AgentConfiguration
+    let samples: LoadedSamples
+    let state: AgentStateStore
+    let tlsContext: TLSContext
+    let group: any EventLoopGroup
+    let trainingPool: NIOThreadPool
+    let logger: Logger
+
+    enum Outcome: Sendable {
+        case finished(String)
+        case retryAfter(Duration, String)
+    }
+
+    enum SessionFailure: Error, CustomStringConvertible {
+        case closedBeforeWelcome
+        case unexpected(String)
+        case peerError(ErrorMessage)
+        case heartbeatTimeout(Duration)
+        var description: String {
+            switch self {
+            case .closedBeforeWelcome: "connection closed before welcome"
+            case .unexpected(let s): "unexpected message: \(s)"
+            case .peerError(let e): "coordinator sent error \(e.code): \(e.message)"
+            case .heartbeatTimeout(let d): "no heartbeat reply for \(d)"
+            }
+        }
+    }
+
+    typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>)
+
+    func run() async throws -> Outcome {
+        let tlsContext = self.tlsContext
+        let serverName = configuration.serverName ?? configuration.coordinatorHost
+        let maxFrame = configuration.maxFrameBytes
+        let connection: Connection = try await ClientBootstrap(group: group)
+            .connectTimeout(.milliseconds(configuration.connectTimeout.components.seconds * 1000))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: configuration.coordinatorHost, port: configuration.coordinatorPort) { channel in
+                channel.eventLoop.makeCompletedFuture { () throws -> Connection in
+                    let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: serverName)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MessageEncoder()))
+                    return (try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel), identity)
+                }
+            }
+        return try await connection.channel.executeThenClose { inbound, outbound in
+            let identity = try await connection.identity.get()
+            guard identity.role == .coordinator else { throw AgentError.wrongServerRole(identity.role.rawValue) }
+            let pending = try await state.pending()
+            try await outbound.write(.hello(Hello(
+                agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
+                trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
+                pendingUpdateCount: UInt32(pending.count))))
+
+            var iterator = inbound.makeAsyncIterator()
+            guard let first = try await iterator.next() else { throw SessionFailure.closedBeforeWelcome }
+            let welcome: Welcome
+            switch first {
+            case .welcome(let w): welcome = w
+            case .error(let error):
+                switch error.code {
+                case .notAuthorized, .incompatibleData, .evicted: throw AgentError.refused(error)
+                default: throw SessionFailure.peerError(error)
+                }
+            case .goodbye(let goodbye):
+                return outcome(of: goodbye)
+            default:
+                throw SessionFailure.unexpected("\(first.type) before welcome")
+            }
+            let spec = welcome.model.modelSpec
+            try checkCompatibility(spec)
+            var log = logger
+            log[metadataKey: "client"] = "\(welcome.clientID)"
+            log.info("connected", metadata: ["session": "\(welcome.sessionID)", "resending": "\(pending.count)"])
+
+            // Updates not acknowledged as committed in earlier sessions go first, unchanged.
+            for update in pending {
+                var frame = ByteBuffer(data: update.payload)
+                if let message = try? WireCodec.decodeFrame(from: &frame, maxPayloadBytes: Int.max) {
+                    try await outbound.write(message)
+                }
+            }
+
+            let (tasks, taskQueue) = AsyncStream<TrainingTask>.makeStream()
+            let heartbeatInterval = Duration.milliseconds(Int64(max(100, welcome.heartbeatIntervalMillis)))
+            let lastHeard = NIOLockedValueBox(ContinuousClock.now)
+            return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+                // Worker: one task at a time, computed on the training thread, persisted before it is sent.
+                group.addTask {
+                    for await task in tasks {
+                        let update = try await perform(task, spec: spec, logger: log)
+                        try await outbound.write(.update(update))
+                    }
+                    return nil
+                }
+                // Heartbeats: independent of training, so a long task never looks like a dead agent.
+                group.addTask {
+                    var sequence: UInt64 = 0
+                    while true {
+                        try await Task.sleep(for: heartbeatInterval)
+                        let silence = ContinuousClock.now - lastHeard.withLockedValue { $0 }
+                        if silence > heartbeatInterval * 5 { throw SessionFailure.heartbeatTimeout(silence) }
+                        sequence += 1
+                        try await outbound.write(.heartbeat(Heartbeat(sequence: sequence, timestampNanos: UInt64(DispatchTime.now().uptimeNanoseconds), isReply: false)))
+                    }
+                }
+                // Reader.
+                group.addTask {
+                    defer { taskQueue.finish() }
+                    while let message = try await iterator.next() {
+                        lastHeard.withLockedValue { $0 = .now }
+                        switch message {
+                        case .task(let task):
+                            taskQueue.yield(task)
+                        case .ack(let ack):
+                            try await handle(ack, logger: log)
+                        case .heartbeat(let beat):
+                            if !beat.isReply {
+                                try await outbound.write(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))
+                            }
+                        case .goodbye(let goodbye):
+                            return outcome(of: goodbye)
+                        case .error(let error):
+                            if error.code == .evicted || error.code == .notAuthorized { throw AgentError.refused(error) }
+                            throw SessionFailure.peerError(error)
+                        case .hello, .welcome, .update:
+                            throw SessionFailure.unexpected("\(message.type)")
+                        }
+                    }
+                    throw ChannelError.eof
+                }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let result { return result }
+                }
+                throw ChannelError.eof
+            }
+        }
+    }
+
+    private func outcome(of goodbye: Goodbye) -> Outcome {
+        if goodbye.retryAfterMillis > 0 {
+            return .retryAfter(.milliseconds(Int64(goodbye.retryAfterMillis)), goodbye.message)
+        }
+        return .finished(goodbye.message)
+    }
+
+    private func checkCompatibility(_ spec: ModelSpec) throws {
+        guard spec.featureCount == samples.featureColumns.count else {
+            throw AgentError.incompatibleModel("the federation's model has \(spec.featureCount) features but the data has \(samples.featureColumns.count)")
+        }
+        if spec.kind == .softmaxRegression {
+            for (dataset, offset) in [(samples.train, 0), (samples.test, samples.train.count)] {
+                if let bad = dataset.labels.firstIndex(where: { $0 < 0 || $0 >= Float(spec.outputCount) || $0 != $0.rounded() }) {
+                    throw DataSourceError.labelOutOfRange(row: Int64(offset + bad + 1), value: dataset.labels[bad], classCount: spec.outputCount)
+                }
+            }
+        }
+    }
+
+    private func handle(_ ack: Ack, logger: Logger) async throws {
+        switch ack.status {
+        case .received:
+            logger.debug("update received by coordinator", metadata: ["task": "\(ack.taskID)"])
+        case .committed:
+            try await state.acknowledge(taskID: Int64(bitPattern: ack.taskID), status: "committed", modelVersion: Int64(ack.modelVersion), now: Date().timeIntervalSince1970)
+            logger.debug("update committed", metadata: ["task": "\(ack.taskID)", "version": "\(ack.modelVersion)"])
+        case .refused:
+            try await state.acknowledge(taskID: Int64(bitPattern: ack.taskID), status: "refused", modelVersion: Int64(ack.modelVersion), now: Date().timeIntervalSince1970)
+            logger.error("update refused by coordinator", metadata: ["task": "\(ack.taskID)", "code": "\(ack.code)", "reason": "\(ack.reason)"])
+        }
+    }
+
+    /// Evaluates the task's model, trains on it (train tasks), and persists the update before returning it.
+    private func perform(_ task: TrainingTask, spec: ModelSpec, logger: Logger) async throws -> Update {
+        let samples = self.samples
+        let update: Update = try await trainingPool.runIfActive {
+            let started = ContinuousClock.now
+            let base = try ModelTensors.decode(task.parameters, spec: spec)
+            let before = Trainer.evaluate(spec: spec, parameters: base, data: samples.test)
+            var delta: [WireTensor] = []
+            var trainLoss: Float = 0
+            var sampleCount: UInt64 = 0
+            if task.kind == .train {
+                let h = task.hyperparameters
+                let result = Trainer.train(spec: spec, parameters: base, data: samples.train,
+                                           config: TrainingConfig(learningRate: h.learningRate, batchSize: Int(max(1, h.batchSize)),
+                                                                  epochs: Int(h.epochs), seed: h.seed, proximalMu: h.proximalMu))
+                var difference = result.parameters
+                for i in difference.indices { difference[i] -= base[i] }
+                delta = ModelTensors.encode(difference, spec: spec)
+                trainLoss = result.meanLoss
+                sampleCount = UInt64(samples.train.count)
+            }
+            let millis = (ContinuousClock.now - started).components
+            return Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
+                          evalSampleCount: UInt64(samples.test.count), evalLoss: before.loss, evalAccuracy: before.accuracy,
+                          trainMillis: UInt32(clamping: millis.seconds * 1000 + millis.attoseconds / 1_000_000_000_000_000),
+                          delta: delta)
+        }.get()
+        if task.kind == .train {
+            // Written before it is sent; deleted only on a committed (or refused) ack.
+            let frame = WireCodec.encode(.update(update))
+            try await state.savePending(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(task.baseVersion),
+                                              createdAt: Date().timeIntervalSince1970, payload: Data(frame.readableBytesView)))
+            logger.debug("trained", metadata: ["task": "\(task.taskID)", "base": "\(task.baseVersion)", "loss": "\(update.trainLoss)", "ms": "\(update.trainMillis)"])
+        }
+        return update
+    }
+}

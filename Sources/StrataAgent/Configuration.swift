@@ -1,0 +1,50 @@
+import NIOCore
+import StrataStore
+import StrataTransport
+
+public struct AgentConfiguration: Sendable {
+    public var coordinatorHost: String
+    public var coordinatorPort: Int
+    /// Name checked against the coordinator certificate's SAN; defaults to the host.
+    public var serverName: String?
+    public var tls: TLSConfiguration
+    public var data: SampleDataSource
+    /// The agent's own SQLite state (pending updates). Keep it across restarts.
+    public var statePath: String
+    public var reconnect = Backoff()
+    /// Give up after this many consecutive failed connection attempts (nil: never).
+    public var maxConnectAttempts: Int?
+    public var connectTimeout: Duration = .seconds(5)
+    public var maxFrameBytes: Int = 64 * 1024 * 1024
+    public var agentVersion = "strata-agent/0.1.0"
+
+    public init(coordinatorHost: String, coordinatorPort: Int, tls: TLSConfiguration, data: SampleDataSource, statePath: String) {
+        self.coordinatorHost = coordinatorHost
+        self.coordinatorPort = coordinatorPort
+        self.tls = tls
+        self.data = data
+        self.statePath = statePath
+    }
+}
+
+/// Exponential backoff with full jitter on the upper half: attempt n waits
+/// uniform(0.5, 1.0) · min(cap, initial · multiplier^(n-1)).
+public struct Backoff: Sendable, Hashable {
+    public var initial: Duration = .milliseconds(200)
+    public var multiplier: Double = 2
+    public var cap: Duration = .seconds(10)
+    public init() {}
+
+    public func delay(attempt: Int, random: Double) -> Duration {
+        let base = Double(initial.components.seconds) + Double(initial.components.attoseconds) * 1e-18
+        let capSeconds = Double(cap.components.seconds) + Double(cap.components.attoseconds) * 1e-18
+        let raw = min(capSeconds, base * pow(multiplier, Double(max(0, attempt - 1))))
+        return .milliseconds(Int64(raw * (0.5 + 0.5 * random) * 1000))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,205 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import StrataCore
+import StrataTransport
+import StrataWire
+
+/// The agents' port: mutual TLS, then the Strata protocol. One structured task per connection.
+public struct AgentServer: Sendable {
+    let coordinator: Coordinator
+    let configuration: CoordinatorConfiguration
+    let tlsContext: TLSContext
+    let logger: Logger
+
+    public init(coordinator: Coordinator, configuration: CoordinatorConfiguration, tlsContext: TLSContext, logger: Logger) {
+        self.coordinator = coordinator
+        self.configuration = configuration
+        self.tlsContext = tlsContext
+        self.logger = logger
+    }
+
+    typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>)
+
+    /// Binds, reports the address, serves until `coordinator` stops, then closes every session.
+    public func run(group: any EventLoopGroup, onListening: @Sendable (String, Int) -> Void) async throws {
+        let tlsContext = self.tlsContext
+        let maxFrame = configuration.maxFrameBytes
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture { () throws -> Connection in
+                    let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: nil)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MessageEncoder()))
+                    let async = try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
+                    return (async, identity)
+                }
+            }
+        let port = server.channel.localAddress?.port ?? configuration.port
+        logger.info("listening for agents", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+        onListening(configuration.host, port)
+
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                await coordinator.waitUntilStopped()
+                try? await server.channel.close()
+            }
+            group.addTask {
+                // Time-based stop conditions need a clock even when no update arrives.
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(1))
+                    await coordinator.checkDeadline()
+                }
+            }
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask { await serve(connection) }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    func serve(_ connection: Connection) async {
+        let remote = connection.channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        var log = logger
+        log[metadataKey: "peer"] = "\(remote)"
+        do {
+            try await connection.channel.executeThenClose { inbound, outbound in
+                let identity: PeerIdentity
+                do {
+                    identity = try await connection.identity.get()
+                } catch {
+                    log.info("TLS handshake failed", metadata: ["error": "\(error)"])
+                    return
+                }
+                log[metadataKey: "client"] = "\(identity.commonName)"
+                guard identity.role == .agent else {
+                    log.warning("refused a non-agent certificate on the agent port", metadata: ["role": "\(identity.role.rawValue)"])
+                    try await outbound.write(.error(ErrorMessage(code: .notAuthorized,
+                        message: "this port admits agent certificates; yours has role \(identity.role.rawValue)")))
+                    return
+                }
+                try await runSession(clientID: identity.commonName, inbound: inbound, outbound: outbound, logger: log)
+            }
+        } catch {
+            log.info("session ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func runSession(clientID: String, inbound: NIOAsyncChannelInboundStream<Message>,
+                            outbound: NIOAsyncChannelOutboundWriter<Message>, logger: Logger) async throws {
+        let (mailbox, mailboxContinuation) = AsyncStream<Message>.makeStream()
+        let lastHeard = NIOLockedValueBox(ContinuousClock.now)
+        let session = NIOLockedValueBox<AgentSessionHandle?>(nil)
+        let idleTimeout = configuration.sessionIdleTimeout
+        let helloTimeout = configuration.helloTimeout
+        let coordinator = self.coordinator
+        var endReason = "connection closed"
+
+        defer {
+            mailboxContinuation.finish()
+        }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Writer: drains the mailbox; ends after a final goodbye/error or when the mailbox closes.
+                group.addTask {
+                    for await message in mailbox {
+                        try await outbound.write(message)
+                        switch message {
+                        case .goodbye, .error: return
+                        default: continue
+                        }
+                    }
+                }
+                // Watchdog: hello must come quickly; afterwards any frame (heartbeats included) keeps the session alive.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .milliseconds(250))
+                        let silent = ContinuousClock.now - lastHeard.withLockedValue { $0 }
+                        let admitted = session.withLockedValue { $0 != nil }
+                        if !admitted, silent > helloTimeout { throw SessionError.helloTimeout }
+                        if admitted, silent > idleTimeout { throw SessionError.idle(silent) }
+                    }
+                }
+                // Reader.
+                group.addTask {
+                    for try await message in inbound {
+                        lastHeard.withLockedValue { $0 = .now }
+                        if let current = session.withLockedValue({ $0 }) {
+                            switch message {
+                            case .update(let update):
+                                await coordinator.handleUpdate(update, from: current)
+                            case .heartbeat(let beat):
+                                if !beat.isReply {
+                                    current.send(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))
+                                }
+                            case .goodbye:
+                                return
+                            case .error(let error):
+                                throw SessionError.peerError(error)
+                            case .hello, .welcome, .task, .ack:
+                                mailboxContinuation.yield(.error(ErrorMessage(code: .unexpectedMessage, message: "unexpected \(message.type) message in an established session")))
+                                throw SessionError.protocolViolation("unexpected \(message.type)")
+                            }
+                        } else {
+                            guard case .hello(let hello) = message else {
+                                mailboxContinuation.yield(.error(ErrorMessage(code: .unexpectedMessage, message: "the first message must be hello, got \(message.type)")))
+                                throw SessionError.protocolViolation("first message \(message.type)")
+                            }
+                            switch await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation) {
+                            case .refuse(let error):
+                                mailboxContinuation.yield(.error(error))
+                                throw SessionError.refused(error)
+                            case .welcome(let welcome, let handle):
+                                // Welcome goes first into the mailbox, before any task.
+                                mailboxContinuation.yield(.welcome(welcome))
+                                session.withLockedValue { $0 = handle }
+                                await coordinator.sessionStarted(handle)
+                            }
+                        }
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch let error as WireError {
+            endReason = "\(error)"
+            // Tell the peer why before closing; the writer task is gone, so write directly.
+            try? await outbound.write(.error(ErrorMessage(code: error.errorCode, message: error.description)))
+        } catch let error as SessionError {
+            endReason = "\(error)"
+            if case .idle = error {
+                try? await outbound.write(.error(ErrorMessage(code: .heartbeatTimeout, message: "nothing received for \(idleTimeout); send heartbeats")))
+            }
+        } catch {
+            endReason = "\(error)"
+        }
+        if let handle = session.withLockedValue({ $0 }) {
+            await coordinator.sessionEnded(handle, reason: endReason)
+        }
+        logger.debug("session closed", metadata: ["reason": "\(endReason)"])
+    }
+}
+
+enum SessionError: Error, CustomStringConvertible {
+    case helloTimeout
+    case idle(Duration)
+    case peerError(ErrorMessage)
+    case protocolViolation(String)
+    case refused(ErrorMessage)
+
+    var description: String {
+        switch self {
+        case .helloTimeout: "no hello received in time"
+        case .idle(let d): "nothing received for \(d)"
+        case .peerError(let e): "peer sent error \(e.code): \(e.message)"
+        case .protocolViolation(let s): "protocol violation: \(s)"
+        case .refused(let e): "refused: \(e.code) \(e.message)"
+        }
+    }
+}

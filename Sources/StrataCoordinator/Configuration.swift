@@ -1,0 +1,56 @@
+import NIOCore
+import StrataCore
+import StrataTransport
+
+/// Everything the coordinator needs, as plain values. The executable builds it from flags.
+public struct CoordinatorConfiguration: Sendable {
+    public var host: String = "127.0.0.1"
+    /// 0 picks a free port; the bound address is reported through `onListening`.
+    public var port: Int = 7300
+    public var tls: TLSConfiguration
+    public var statePath: String
+    public var model: ModelSpec
+    public var training: TrainingConfig = TrainingConfig(learningRate: 0.01, batchSize: 10, epochs: 20, seed: 1)
+    public var aggregation = AggregationConfiguration()
+    public var stop = StopCondition()
+    /// Evaluate every N-th model version on every connected agent's evaluation rows (0 = never).
+    public var evaluateEvery: Int = 1
+    public var evaluationTimeout: Duration = .seconds(30)
+    public var heartbeatInterval: Duration = .seconds(2)
+    /// A session with nothing received for this long is closed (a stalled peer).
+    public var sessionIdleTimeout: Duration = .seconds(15)
+    public var helloTimeout: Duration = .seconds(10)
+    public var maxFrameBytes: Int = 64 * 1024 * 1024
+    /// Sent to agents in `goodbye` when the coordinator drains on SIGTERM.
+    public var drainRetryAfter: Duration = .seconds(5)
+
+    public init(tls: TLSConfiguration, statePath: String, model: ModelSpec) {
+        self.tls = tls
+        self.statePath = statePath
+        self.model = model
+    }
+}
+
+public struct AggregationConfiguration: Sendable, Hashable {
+    /// K: updates per buffer before the model steps.
+    public var bufferSize: Int = 3
+    public var staleness: StalenessFunction = .fedBuff
+    public var serverOptimizer = ServerOptimizer(learningRate: 1.0, momentum: 0)
+    /// Updates based on a version more than this many versions old are refused as too stale.
+    public var maxStaleness: Int = 100
+    /// L2 bound on a delta; larger deltas are refused. nil disables the check.
+    public var maxUpdateNorm: Float? = 1.0e4
+    public init() {}
+}
+
+public struct StopCondition: Sendable, Hashable {
+    /// Sample-weighted evaluation accuracy of one model version, over the agents that evaluated it.
+    public var targetAccuracy: Double?
+    public var maxVersions: Int64?
+    public var maxDuration: Duration?
+    public init(targetAccuracy: Double? = nil, maxVersions: Int64? = nil, maxDuration: Duration? = nil) {
+        self.targetAccuracy = targetAccuracy
+        self.maxVersions = maxVersions
+        self.maxDuration = maxDuration
+    }
+}

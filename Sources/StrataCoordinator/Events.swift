@@ -1,0 +1,39 @@
+/// What an operator watching the coordinator is told, besides logs.
+public enum CoordinatorEvent: Sendable {
+    case listening(host: String, port: Int)
+    case restored(version: Int64, committedUpdates: Int64)
+    case versionCommitted(version: Int64, updates: Int, meanStaleness: Double)
+    case evaluated(EvaluationResult)
+    case stopped(CoordinatorSummary)
+}
+
+public struct EvaluationResult: Sendable, Hashable, Codable {
+    public var version: Int64
+    public var accuracy: Double
+    public var loss: Double
+    public var samples: Int64
+    public var clients: Int
+    public var expectedClients: Int
+    public var elapsedSeconds: Double
+}
+
+public enum StopReason: String, Sendable, Codable {
+    case targetReached = "target-reached"
+    case maxVersions = "max-versions"
+    case maxDuration = "max-duration"
+    case signal = "signal"
+    case failure = "failure"
+}
+
+public struct CoordinatorSummary: Sendable, Codable {
+    public var reason: StopReason
+    public var targetAccuracy: Double?
+    public var targetReached: Bool
+    public var finalVersion: Int64
+    public var lastEvaluation: EvaluationResult?
+    public var bestAccuracy: Double?
+    public var updatesAccepted: Int64
+    public var updatesRefused: Int64
+    public var wallSeconds: Double
+    public var detail: String?
+}

@@ -1,0 +1,75 @@
+import Foundation
+import GRDB
+
+/// The agent's own durable state: updates written before they are sent and deleted only after the
+/// coordinator's `committed` (or `refused`) acknowledgement.
+public final class AgentStateStore: Sendable {
+    private let queue: DatabaseQueue
+
+    public struct PendingUpdate: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
+        public static let databaseTableName = "pendingUpdates"
+        public var taskID: Int64
+        public var baseVersion: Int64
+        public var createdAt: Double
+        /// The encoded update message, exactly as it is sent again.
+        public var payload: Data
+        public init(taskID: Int64, baseVersion: Int64, createdAt: Double, payload: Data) {
+            self.taskID = taskID
+            self.baseVersion = baseVersion
+            self.createdAt = createdAt
+            self.payload = payload
+        }
+    }
+
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.label = "strata.agent-state"
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        do {
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.create(table: "pendingUpdates") { t in
+                    t.primaryKey("taskID", .integer)
+                    t.column("baseVersion", .integer).notNull()
+                    t.column("createdAt", .double).notNull()
+                    t.column("payload", .blob).notNull()
+                }
+                try db.create(table: "acknowledged") { t in
+                    t.primaryKey("taskID", .integer)
+                    t.column("status", .text).notNull()
+                    t.column("modelVersion", .integer).notNull()
+                    t.column("at", .double).notNull()
+                }
+            }
+            try migrator.migrate(queue)
+        } catch let error as DatabaseError {
+            throw StoreError.cannotOpen(path: path, detail: error.message ?? "\(error.resultCode)")
+        }
+    }
+
+    public func savePending(_ update: PendingUpdate) async throws {
+        try await queue.write { db in try update.upsert(db) }
+    }
+
+    public func pending() async throws -> [PendingUpdate] {
+        try await queue.read { db in try PendingUpdate.order(Column("taskID")).fetchAll(db) }
+    }
+
+    /// Deletes the pending update and remembers the outcome (the agent's side of the exactly-once audit).
+    public func acknowledge(taskID: Int64, status: String, modelVersion: Int64, now: Double) async throws {
+        try await queue.write { db in
+            _ = try PendingUpdate.deleteOne(db, key: taskID)
+            try db.execute(sql: "INSERT OR REPLACE INTO acknowledged (taskID, status, modelVersion, at) VALUES (?, ?, ?, ?)",
+                           arguments: [taskID, status, modelVersion, now])
+        }
+    }
+
+    /// Task ids the coordinator acknowledged as committed, with the version it named.
+    public func committedTasks() async throws -> [(taskID: Int64, modelVersion: Int64)] {
+        try await queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT taskID, modelVersion FROM acknowledged WHERE status = 'committed' ORDER BY taskID")
+                .map { ($0["taskID"], $0["modelVersion"]) }
+        }
+    }
+}
