@@ -62,6 +62,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform integer in `0..<bound` (Lemire's multiply-shift with rejection; unbiased).
+    @inlinable
     public mutating func nextInt(below bound: Int) -> Int {
         precondition(bound > 0, "bound must be > 0")
         let n = UInt64(bound)
@@ -95,6 +96,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// Fisher-Yates shuffle using `nextInt(below:)`.
+    @inlinable
     public mutating func shuffle<T>(_ array: inout [T]) {
         guard array.count > 1 else { return }
         var i = array.count - 1

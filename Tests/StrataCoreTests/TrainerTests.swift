@@ -43,16 +43,28 @@ import Testing
         #expect(worst < 2e-3, "worst relative gradient error \(worst)")
     }
 
-    @Test func softmaxGradientMatchesFiniteDifferences() {
-        let spec = ModelSpec(kind: .softmaxRegression, featureCount: 5, outputCount: 4)
-        let data = randomDataset(kind: .softmaxRegression, count: 12, featureCount: 5, classes: 4, seed: 7)
-        check(spec: spec, data: data, parameters: randomParameters(spec, seed: 8), indices: [0, 3, 4, 7, 11, 2])
+    // Feature counts below, at and above the 8-lane SIMD width, with remainders; several class counts.
+    @Test(arguments: [(5, 4), (8, 3), (11, 2), (17, 10)])
+    func softmaxGradientMatchesFiniteDifferences(featureCount: Int, classes: Int) {
+        let spec = ModelSpec(kind: .softmaxRegression, featureCount: featureCount, outputCount: classes)
+        let data = randomDataset(kind: .softmaxRegression, count: 12, featureCount: featureCount, classes: classes, seed: 7)
+        check(spec: spec, data: data, parameters: randomParameters(spec, seed: 8), indices: [0, 3, 4, 7, 11, 2, 3])
     }
 
-    @Test func linearGradientMatchesFiniteDifferences() {
-        let spec = ModelSpec(kind: .linearRegression, featureCount: 6, outputCount: 1)
-        let data = randomDataset(kind: .linearRegression, count: 9, featureCount: 6, classes: 1, seed: 9)
+    @Test(arguments: [1, 6, 13])
+    func linearGradientMatchesFiniteDifferences(featureCount: Int) {
+        let spec = ModelSpec(kind: .linearRegression, featureCount: featureCount, outputCount: 1)
+        let data = randomDataset(kind: .linearRegression, count: 9, featureCount: featureCount, classes: 1, seed: 9)
         check(spec: spec, data: data, parameters: randomParameters(spec, seed: 10), indices: Array(0..<9))
+    }
+
+    @Test func evaluateLossMatchesLossAndGradient() {
+        let spec = ModelSpec(kind: .softmaxRegression, featureCount: 9, outputCount: 3)
+        let data = randomDataset(kind: .softmaxRegression, count: 20, featureCount: 9, classes: 3, seed: 12)
+        let p = randomParameters(spec, seed: 13)
+        let e = Trainer.evaluate(spec: spec, parameters: p, data: data)
+        let l = Trainer.lossAndGradient(spec: spec, parameters: p, data: data, indices: 0..<20).loss
+        #expect(approxEqual(e.loss, l, tolerance: 1e-5))
     }
 
     @Test func softmaxLossHandValue() {
