@@ -1,0 +1,160 @@
+/// Running weighted sum folded one update at a time (no copy of K updates kept).
+/// Strata weighs a delta by w_i = n_i · s(σ_i) and normalizes by Σ w_i.
+public struct WeightedAccumulator: Sendable {
+    /// Σ w_i Δ_i
+    public private(set) var sum: [Float]
+    public private(set) var totalWeight: Double
+    public private(set) var count: Int
+
+    public init(parameterCount: Int) {
+        precondition(parameterCount >= 0, "parameterCount must be >= 0")
+        sum = [Float](repeating: 0, count: parameterCount)
+        totalWeight = 0
+        count = 0
+    }
+
+    public var parameterCount: Int { sum.count }
+
+    private static func checkWeight(_ weight: Float) throws {
+        guard weight.isFinite, weight > 0 else {
+            throw StrataCoreError.invalidArgument("weight \(weight) must be finite and > 0")
+        }
+    }
+
+    /// Throws `shapeMismatch` (element counts) or `invalidArgument` for a weight that is not finite and > 0.
+    public mutating func add(_ delta: [Float], weight: Float) throws {
+        guard delta.count == sum.count else {
+            throw StrataCoreError.shapeMismatch(expected: sum.count, actual: delta.count)
+        }
+        try Self.checkWeight(weight)
+        let n = sum.count
+        sum.withUnsafeMutableBufferPointer { acc in
+            delta.withUnsafeBufferPointer { x in
+                guard let a = acc.baseAddress, let d = x.baseAddress else { return }
+                for i in 0..<n { a[i] += weight * d[i] }
+            }
+        }
+        totalWeight += Double(weight)
+        count += 1
+    }
+
+    /// Fold a delta straight from little-endian Float32 bytes (as received on the wire), without
+    /// materialising an array. Throws `shapeMismatch(expected: 4·parameterCount, actual: byteCount)` — in
+    /// BYTES — if the size is wrong, `invalidArgument` for a bad weight.
+    public mutating func add(littleEndianFloat32 bytes: UnsafeRawBufferPointer, weight: Float) throws {
+        let n = sum.count
+        guard bytes.count == 4 * n else {
+            throw StrataCoreError.shapeMismatch(expected: 4 * n, actual: bytes.count)
+        }
+        try Self.checkWeight(weight)
+        if n > 0 {
+            let src = bytes.baseAddress!
+            sum.withUnsafeMutableBufferPointer { acc in
+                let a = acc.baseAddress!
+                for i in 0..<n {
+                    let bits = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                    a[i] += weight * Float(bitPattern: bits)
+                }
+            }
+        }
+        totalWeight += Double(weight)
+        count += 1
+    }
+
+    /// sum / totalWeight; zeros if empty.
+    public func weightedMean() -> [Float] {
+        guard count > 0, totalWeight > 0 else { return [Float](repeating: 0, count: sum.count) }
+        let inv = Float(1 / totalWeight)
+        return sum.map { $0 * inv }
+    }
+
+    public mutating func reset() {
+        for i in sum.indices { sum[i] = 0 }
+        totalWeight = 0
+        count = 0
+    }
+}
+
+public enum UpdateValidation {
+    /// Validate a delta before it touches a model. Checks, in order: the element count
+    /// (`shapeMismatch`), every element finite (`nonFinite(index:)` of the first bad one), and, when
+    /// `maxNorm` is given, ‖delta‖₂ ≤ maxNorm (`invalidArgument("norm ... exceeds bound ...")`).
+    public static func validate(delta: [Float], expectedCount: Int, maxNorm: Float?) throws {
+        guard delta.count == expectedCount else {
+            throw StrataCoreError.shapeMismatch(expected: expectedCount, actual: delta.count)
+        }
+        if let i = delta.firstIndex(where: { !$0.isFinite }) {
+            throw StrataCoreError.nonFinite(index: i)
+        }
+        if let bound = maxNorm {
+            guard bound.isFinite, bound >= 0 else {
+                throw StrataCoreError.invalidArgument("norm bound \(bound) must be finite and >= 0")
+            }
+            let norm = l2Norm(delta)
+            if norm > bound {
+                throw StrataCoreError.invalidArgument("norm \(norm) exceeds bound \(bound)")
+            }
+        }
+    }
+
+    /// Euclidean norm, accumulated in Double.
+    public static func l2Norm(_ v: [Float]) -> Float {
+        var s = 0.0
+        for x in v { let d = Double(x); s += d * d }
+        return Float(s.squareRoot())
+    }
+}
+
+/// FedBuff-style server step. Deltas are Δ = x_local − x_base, so the server ADDS:
+/// m ← β·m + Δ̄, x ← x + η_g·m (with β = 0 this is x ← x + η_g·Δ̄).
+public struct ServerOptimizer: Sendable, Hashable, Codable {
+    /// η_g
+    public var learningRate: Float
+    /// β (server momentum)
+    public var momentum: Float
+
+    public init(learningRate: Float = 1.0, momentum: Float = 0) {
+        self.learningRate = learningRate
+        self.momentum = momentum
+    }
+}
+
+public struct ServerOptimizerState: Sendable, Hashable, Codable {
+    public var velocity: [Float]
+    public init(parameterCount: Int) {
+        velocity = [Float](repeating: 0, count: parameterCount)
+    }
+}
+
+public enum AggregationStep {
+    /// m ← β·m + Δ̄; x ← x + η_g·m. With β = 0 the velocity is just Δ̄.
+    public static func apply(model: inout [Float], meanDelta: [Float], optimizer: ServerOptimizer, state: inout ServerOptimizerState) {
+        let n = model.count
+        precondition(meanDelta.count == n, "meanDelta.count \(meanDelta.count) != model.count \(n)")
+        precondition(state.velocity.count == n, "state.velocity.count \(state.velocity.count) != model.count \(n)")
+        let beta = optimizer.momentum, eta = optimizer.learningRate
+        model.withUnsafeMutableBufferPointer { x in
+        state.velocity.withUnsafeMutableBufferPointer { m in
+        meanDelta.withUnsafeBufferPointer { d in
+            for i in 0..<n {
+                let v = beta == 0 ? d[i] : beta * m[i] + d[i]
+                m[i] = v
+                x[i] += eta * v
+            }
+        }}}
+    }
+
+    /// FedAsync mixing x ← (1 − a)·x + a·x_new with a = alpha · s(σ), clamped to [0, 1].
+    public static func mix(model: inout [Float], clientModel: [Float], alpha: Double, staleness: Int, function: StalenessFunction) {
+        precondition(clientModel.count == model.count, "clientModel.count \(clientModel.count) != model.count \(model.count)")
+        var a = alpha * function.factor(staleness: staleness)
+        if !(a >= 0) { a = 0 }   // also catches NaN
+        if a > 1 { a = 1 }
+        let af = Float(a), keep = Float(1 - a)
+        let n = model.count
+        model.withUnsafeMutableBufferPointer { x in
+        clientModel.withUnsafeBufferPointer { c in
+            for i in 0..<n { x[i] = keep * x[i] + af * c[i] }
+        }}
+    }
+}

@@ -1,0 +1,127 @@
+import Testing
+@testable import StrataCore
+
+@Suite struct WeightedAccumulatorTests {
+    @Test func handComputedWeightedMean() throws {
+        var acc = WeightedAccumulator(parameterCount: 2)
+        #expect(acc.weightedMean() == [0, 0])
+        try acc.add([1, 2], weight: 1)
+        try acc.add([3, -1], weight: 2)
+        try acc.add([0, 4], weight: 1)
+        #expect(acc.count == 3)
+        #expect(acc.totalWeight == 4)
+        #expect(acc.sum == [7, 4])
+        #expect(acc.weightedMean() == [1.75, 1])
+        acc.reset()
+        #expect(acc.count == 0 && acc.totalWeight == 0 && acc.sum == [0, 0])
+    }
+
+    @Test func bytesPathEqualsArrayPath() throws {
+        var g = SeededGenerator(seed: 4)
+        let deltas = (0..<3).map { _ in (0..<1001).map { _ in Float(g.nextNormal()) } }
+        let weights: [Float] = [120, 35.5, 7]
+        var viaArray = WeightedAccumulator(parameterCount: 1001)
+        var viaBytes = WeightedAccumulator(parameterCount: 1001)
+        for (d, w) in zip(deltas, weights) {
+            try viaArray.add(d, weight: w)
+            // Serialize little-endian, then offset by one byte so the loads are unaligned.
+            var bytes: [UInt8] = [0xAB]
+            for v in d { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+            try bytes.withUnsafeBytes { raw in
+                try viaBytes.add(littleEndianFloat32: UnsafeRawBufferPointer(rebasing: raw[1...]), weight: w)
+            }
+        }
+        #expect(viaArray.sum.map(\.bitPattern) == viaBytes.sum.map(\.bitPattern))
+        #expect(viaArray.totalWeight == viaBytes.totalWeight)
+        #expect(viaArray.count == 3 && viaBytes.count == 3)
+    }
+
+    @Test func shapeMismatchThrows() throws {
+        var acc = WeightedAccumulator(parameterCount: 3)
+        #expect(throws: StrataCoreError.shapeMismatch(expected: 3, actual: 2)) { try acc.add([1, 2], weight: 1) }
+        let bytes: [UInt8] = Array(repeating: 0, count: 8)
+        #expect(throws: StrataCoreError.shapeMismatch(expected: 12, actual: 8)) {
+            try bytes.withUnsafeBytes { try acc.add(littleEndianFloat32: $0, weight: 1) }
+        }
+        #expect(acc.count == 0)
+    }
+
+    @Test(arguments: [Float.nan, .infinity, 0, -1])
+    func badWeightThrows(weight: Float) {
+        var acc = WeightedAccumulator(parameterCount: 2)
+        #expect(throws: StrataCoreError.self) { try acc.add([1, 2], weight: weight) }
+        let bytes: [UInt8] = Array(repeating: 0, count: 8)
+        #expect(throws: StrataCoreError.self) {
+            try bytes.withUnsafeBytes { try acc.add(littleEndianFloat32: $0, weight: weight) }
+        }
+        #expect(acc.count == 0 && acc.sum == [0, 0])
+    }
+}
+
+@Suite struct UpdateValidationTests {
+    @Test func acceptsGoodDelta() throws {
+        try UpdateValidation.validate(delta: [3, 4], expectedCount: 2, maxNorm: 5)
+        try UpdateValidation.validate(delta: [3, 4], expectedCount: 2, maxNorm: nil)
+        #expect(UpdateValidation.l2Norm([3, 4]) == 5)
+        #expect(UpdateValidation.l2Norm([]) == 0)
+    }
+
+    @Test func reportsShapeThenNonFiniteIndexThenNorm() {
+        #expect(throws: StrataCoreError.shapeMismatch(expected: 3, actual: 2)) {
+            try UpdateValidation.validate(delta: [1, .nan], expectedCount: 3, maxNorm: nil)
+        }
+        #expect(throws: StrataCoreError.nonFinite(index: 2)) {
+            try UpdateValidation.validate(delta: [1, 2, .nan, .infinity], expectedCount: 4, maxNorm: nil)
+        }
+        #expect(throws: StrataCoreError.nonFinite(index: 1)) {
+            try UpdateValidation.validate(delta: [1, -.infinity], expectedCount: 2, maxNorm: 1e9)
+        }
+        do {
+            try UpdateValidation.validate(delta: [3, 4], expectedCount: 2, maxNorm: 4.9)
+            Issue.record("norm bound not enforced")
+        } catch StrataCoreError.invalidArgument(let message) {
+            #expect(message.contains("exceeds bound"))
+        } catch {
+            Issue.record("wrong error \(error)")
+        }
+    }
+}
+
+@Suite struct AggregationStepTests {
+    @Test func fedBuffStepWithEta07() {
+        var model: [Float] = [1, -1]
+        var state = ServerOptimizerState(parameterCount: 2)
+        AggregationStep.apply(model: &model, meanDelta: [0.5, 1], optimizer: ServerOptimizer(learningRate: 0.7), state: &state)
+        #expect(approxEqual(model, [1.35, -0.3], tolerance: 1e-6), "\(model)")
+    }
+
+    @Test func momentumTwoSteps() {
+        let opt = ServerOptimizer(learningRate: 0.5, momentum: 0.9)
+        var model: [Float] = [0, 0]
+        var state = ServerOptimizerState(parameterCount: 2)
+        AggregationStep.apply(model: &model, meanDelta: [1, -2], optimizer: opt, state: &state)
+        #expect(approxEqual(state.velocity, [1, -2]))
+        #expect(approxEqual(model, [0.5, -1]))
+        AggregationStep.apply(model: &model, meanDelta: [2, 0], optimizer: opt, state: &state)
+        // m = 0.9*(1,-2) + (2,0) = (2.9, -1.8); x = (0.5,-1) + 0.5*m = (1.95, -1.9)
+        #expect(approxEqual(state.velocity, [2.9, -1.8]))
+        #expect(approxEqual(model, [1.95, -1.9]))
+    }
+
+    @Test func fedAsyncMix() {
+        var model: [Float] = [1, 2]
+        // a = 0.6 * (3+1)^-0.5 = 0.3 -> 0.7*x + 0.3*x_new
+        AggregationStep.mix(model: &model, clientModel: [3, -2], alpha: 0.6, staleness: 3,
+                            function: .polynomial(exponent: 0.5))
+        #expect(approxEqual(model, [1.6, 0.8]), "\(model)")
+        var m2: [Float] = [1, 2]
+        AggregationStep.mix(model: &m2, clientModel: [3, -2], alpha: 0.6, staleness: 5,
+                            function: .hinge(slope: 10, threshold: 4))
+        // a = 0.6/11
+        let a: Float = 0.6 / 11
+        #expect(approxEqual(m2, [(1 - a) * 1 + a * 3, (1 - a) * 2 + a * -2]))
+        var m3: [Float] = [1, 2]
+        AggregationStep.mix(model: &m3, clientModel: [3, -2], alpha: 1, staleness: 0, function: .constant)
+        #expect(m3 == [3, -2])
+    }
+}
