@@ -43,27 +43,36 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
 
+        .target(name: "StrataLog", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Services.
         .target(name: "StrataCoordinator", dependencies: [
             "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "StrataAgent", dependencies: [
             "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "strata-coordinator", dependencies: [
+            "StrataLog",
             "StrataCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "strata-agent", dependencies: [
+            "StrataLog",
             "StrataAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

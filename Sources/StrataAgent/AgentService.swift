@@ -48,10 +48,20 @@ public struct AgentService: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let trainingPool = NIOThreadPool(numberOfThreads: 1)
         trainingPool.start()
-        defer {
-            try? trainingPool.syncShutdownGracefully()
-            try? group.syncShutdownGracefully()
+        do {
+            let exit = try await connectLoop(samples: samples, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)
+            try? await trainingPool.shutdownGracefully()
+            try? await group.shutdownGracefully()
+            return exit
+        } catch {
+            try? await trainingPool.shutdownGracefully()
+            try? await group.shutdownGracefully()
+            throw error
         }
+    }
+
+    private func connectLoop(samples: LoadedSamples, state: AgentStateStore, tlsContext: TLSContext,
+                             group: any EventLoopGroup, trainingPool: NIOThreadPool) async throws -> AgentExit {
         let session = AgentSession(configuration: configuration, samples: samples, state: state, tlsContext: tlsContext,
                                    group: group, trainingPool: trainingPool, logger: logger)
         var failures = 0

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataCore
@@ -81,13 +82,14 @@ struct AgentSession: Sendable {
             }
             let spec = welcome.model.modelSpec
             try checkCompatibility(spec)
-            var log = logger
-            log[metadataKey: "client"] = "\(welcome.clientID)"
+            var sessionLogger = logger
+            sessionLogger[metadataKey: "client"] = "\(welcome.clientID)"
+            let log = sessionLogger
             log.info("connected", metadata: ["session": "\(welcome.sessionID)", "resending": "\(pending.count)"])
 
             // Updates not acknowledged as committed in earlier sessions go first, unchanged.
             for update in pending {
-                var frame = ByteBuffer(data: update.payload)
+                var frame = ByteBuffer(bytes: update.payload)
                 if let message = try? WireCodec.decodeFrame(from: &frame, maxPayloadBytes: Int.max) {
                     try await outbound.write(message)
                 }
@@ -96,29 +98,43 @@ struct AgentSession: Sendable {
             let (tasks, taskQueue) = AsyncStream<TrainingTask>.makeStream()
             let heartbeatInterval = Duration.milliseconds(Int64(max(100, welcome.heartbeatIntervalMillis)))
             let lastHeard = NIOLockedValueBox(ContinuousClock.now)
-            return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+            // A failing helper task records why and closes the channel, which ends the reader below.
+            let helperFailure = NIOLockedValueBox<(any Error)?>(nil)
+            let channel = connection.channel.channel
+            @Sendable func failSession(_ error: any Error) {
+                helperFailure.withLockedValue { if $0 == nil { $0 = error } }
+                channel.close(promise: nil)
+            }
+            return try await withThrowingTaskGroup(of: Void.self) { group in
                 // Worker: one task at a time, computed on the training thread, persisted before it is sent.
                 group.addTask {
-                    for await task in tasks {
-                        let update = try await perform(task, spec: spec, logger: log)
-                        try await outbound.write(.update(update))
-                    }
-                    return nil
+                    do {
+                        for await task in tasks {
+                            let update = try await perform(task, spec: spec, logger: log)
+                            try await outbound.write(.update(update))
+                        }
+                    } catch { failSession(error) }
                 }
                 // Heartbeats: independent of training, so a long task never looks like a dead agent.
                 group.addTask {
                     var sequence: UInt64 = 0
-                    while true {
-                        try await Task.sleep(for: heartbeatInterval)
-                        let silence = ContinuousClock.now - lastHeard.withLockedValue { $0 }
-                        if silence > heartbeatInterval * 5 { throw SessionFailure.heartbeatTimeout(silence) }
-                        sequence += 1
-                        try await outbound.write(.heartbeat(Heartbeat(sequence: sequence, timestampNanos: UInt64(DispatchTime.now().uptimeNanoseconds), isReply: false)))
-                    }
+                    do {
+                        while true {
+                            try await Task.sleep(for: heartbeatInterval)
+                            let silence = ContinuousClock.now - lastHeard.withLockedValue { $0 }
+                            if silence > heartbeatInterval * 5 { throw SessionFailure.heartbeatTimeout(silence) }
+                            sequence += 1
+                            try await outbound.write(.heartbeat(Heartbeat(sequence: sequence, timestampNanos: UInt64(DispatchTime.now().uptimeNanoseconds), isReply: false)))
+                        }
+                    } catch is CancellationError {
+                    } catch { failSession(error) }
                 }
-                // Reader.
-                group.addTask {
-                    defer { taskQueue.finish() }
+                defer {
+                    taskQueue.finish()
+                    group.cancelAll()
+                }
+                // Reader, in this task: the inbound iterator is not Sendable.
+                do {
                     while let message = try await iterator.next() {
                         lastHeard.withLockedValue { $0 = .now }
                         switch message {
@@ -139,12 +155,11 @@ struct AgentSession: Sendable {
                             throw SessionFailure.unexpected("\(message.type)")
                         }
                     }
-                    throw ChannelError.eof
+                } catch {
+                    if let cause = helperFailure.withLockedValue({ $0 }) { throw cause }
+                    throw error
                 }
-                defer { group.cancelAll() }
-                while let result = try await group.next() {
-                    if let result { return result }
-                }
+                if let cause = helperFailure.withLockedValue({ $0 }) { throw cause }
                 throw ChannelError.eof
             }
         }
@@ -186,6 +201,7 @@ struct AgentSession: Sendable {
     /// Evaluates the task's model, trains on it (train tasks), and persists the update before returning it.
     private func perform(_ task: TrainingTask, spec: ModelSpec, logger: Logger) async throws -> Update {
         let samples = self.samples
+        let state = self.state
         let update: Update = try await trainingPool.runIfActive {
             let started = ContinuousClock.now
             let base = try ModelTensors.decode(task.parameters, spec: spec)
@@ -205,18 +221,19 @@ struct AgentSession: Sendable {
                 sampleCount = UInt64(samples.train.count)
             }
             let millis = (ContinuousClock.now - started).components
-            return Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
-                          evalSampleCount: UInt64(samples.test.count), evalLoss: before.loss, evalAccuracy: before.accuracy,
-                          trainMillis: UInt32(clamping: millis.seconds * 1000 + millis.attoseconds / 1_000_000_000_000_000),
-                          delta: delta)
-        }.get()
-        if task.kind == .train {
-            // Written before it is sent; deleted only on a committed (or refused) ack.
-            let frame = WireCodec.encode(.update(update))
-            try await state.savePending(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(task.baseVersion),
-                                              createdAt: Date().timeIntervalSince1970, payload: Data(frame.readableBytesView)))
-            logger.debug("trained", metadata: ["task": "\(task.taskID)", "base": "\(task.baseVersion)", "loss": "\(update.trainLoss)", "ms": "\(update.trainMillis)"])
+            let update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
+                                evalSampleCount: UInt64(samples.test.count), evalLoss: before.loss, evalAccuracy: before.accuracy,
+                                trainMillis: UInt32(clamping: millis.seconds * 1000 + millis.attoseconds / 1_000_000_000_000_000),
+                                delta: delta)
+            if task.kind == .train {
+                // Written before it is sent; deleted only on a committed (or refused) ack.
+                let frame = WireCodec.encode(.update(update))
+                try state.savePendingNow(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(task.baseVersion),
+                                               createdAt: Date().timeIntervalSince1970, payload: Data(frame.readableBytesView)))
+            }
+            return update
         }
+        logger.debug("task done", metadata: ["task": "\(task.taskID)", "base": "\(task.baseVersion)", "loss": "\(update.trainLoss)", "ms": "\(update.trainMillis)"])
         return update
     }
 }

@@ -52,6 +52,12 @@ public final class AgentStateStore: Sendable {
         try await queue.write { db in try update.upsert(db) }
     }
 
+    /// Blocking variant for the training thread: the update is durable before the task returns, even
+    /// if the session that asked for it is being torn down.
+    public func savePendingNow(_ update: PendingUpdate) throws {
+        try queue.write { db in try update.upsert(db) }
+    }
+
     public func pending() async throws -> [PendingUpdate] {
         try await queue.read { db in try PendingUpdate.order(Column("taskID")).fetchAll(db) }
     }

@@ -132,6 +132,15 @@ public struct ModelVersionRecord: Codable, Sendable, FetchableRecord, Persistabl
     public var totalWeight: Double
     public var meanStaleness: Double
     public var trigger: String
+    public init(version: Int64, createdAt: Double, parameters: Data, updateCount: Int, totalWeight: Double, meanStaleness: Double, trigger: String) {
+        self.version = version
+        self.createdAt = createdAt
+        self.parameters = parameters
+        self.updateCount = updateCount
+        self.totalWeight = totalWeight
+        self.meanStaleness = meanStaleness
+        self.trigger = trigger
+    }
 }
 
 public struct TaskRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
