@@ -90,7 +90,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore"]),
+        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
             "StrataCore", "StrataStore",
         ]),
