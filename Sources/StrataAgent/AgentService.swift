@@ -46,7 +46,7 @@ public struct AgentService: Sendable {
         let state = try AgentStateStore(path: configuration.statePath)
         let tlsContext = try TLSContext(configuration: configuration.tls, mode: .client)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let trainingPool = NIOThreadPool(numberOfThreads: 1)
+        let trainingPool = NIOThreadPool(numberOfThreads: 2)  // training, evaluation
         trainingPool.start()
         do {
             let exit = try await connectLoop(samples: samples, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)

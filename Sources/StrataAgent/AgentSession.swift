@@ -96,6 +96,8 @@ struct AgentSession: Sendable {
             }
 
             let (tasks, taskQueue) = AsyncStream<TrainingTask>.makeStream()
+            // Evaluations are cheap and time-critical (a round waits for every agent): they never queue behind training.
+            let (evaluations, evaluationQueue) = AsyncStream<TrainingTask>.makeStream()
             let heartbeatInterval = Duration.milliseconds(Int64(max(100, welcome.heartbeatIntervalMillis)))
             let lastHeard = NIOLockedValueBox(ContinuousClock.now)
             // A failing helper task records why and closes the channel, which ends the reader below.
@@ -105,13 +107,27 @@ struct AgentSession: Sendable {
                 helperFailure.withLockedValue { if $0 == nil { $0 = error } }
                 channel.close(promise: nil)
             }
+            // One writer drains a mailbox: the worker, the heartbeat and the reader all send through it.
+            let (mailbox, send) = AsyncStream<Message>.makeStream()
             return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        for await message in mailbox { try await outbound.write(message) }
+                    } catch { failSession(error) }
+                }
                 // Worker: one task at a time, computed on the training thread, persisted before it is sent.
                 group.addTask {
                     do {
                         for await task in tasks {
                             let update = try await perform(task, spec: spec, logger: log)
-                            try await outbound.write(.update(update))
+                            send.yield(.update(update))
+                        }
+                    } catch { failSession(error) }
+                }
+                group.addTask {
+                    do {
+                        for await task in evaluations {
+                            send.yield(.update(try await perform(task, spec: spec, logger: log)))
                         }
                     } catch { failSession(error) }
                 }
@@ -124,13 +140,15 @@ struct AgentSession: Sendable {
                             let silence = ContinuousClock.now - lastHeard.withLockedValue { $0 }
                             if silence > heartbeatInterval * 5 { throw SessionFailure.heartbeatTimeout(silence) }
                             sequence += 1
-                            try await outbound.write(.heartbeat(Heartbeat(sequence: sequence, timestampNanos: UInt64(DispatchTime.now().uptimeNanoseconds), isReply: false)))
+                            send.yield(.heartbeat(Heartbeat(sequence: sequence, timestampNanos: UInt64(DispatchTime.now().uptimeNanoseconds), isReply: false)))
                         }
                     } catch is CancellationError {
                     } catch { failSession(error) }
                 }
                 defer {
                     taskQueue.finish()
+                    evaluationQueue.finish()
+                    send.finish()
                     group.cancelAll()
                 }
                 // Reader, in this task: the inbound iterator is not Sendable.
@@ -138,13 +156,15 @@ struct AgentSession: Sendable {
                     while let message = try await iterator.next() {
                         lastHeard.withLockedValue { $0 = .now }
                         switch message {
+                        case .task(let task) where task.kind == .evaluate:
+                            evaluationQueue.yield(task)
                         case .task(let task):
                             taskQueue.yield(task)
                         case .ack(let ack):
                             try await handle(ack, logger: log)
                         case .heartbeat(let beat):
                             if !beat.isReply {
-                                try await outbound.write(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))
+                                send.yield(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))
                             }
                         case .goodbye(let goodbye):
                             return outcome(of: goodbye)

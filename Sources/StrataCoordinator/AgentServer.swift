@@ -50,8 +50,7 @@ public struct AgentServer: Sendable {
             }
             group.addTask {
                 // Time-based stop conditions need a clock even when no update arrives.
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .seconds(1))
+                while (try? await Task.sleep(for: .seconds(1))) != nil {
                     await coordinator.checkDeadline()
                 }
             }

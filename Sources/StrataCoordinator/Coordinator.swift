@@ -100,6 +100,8 @@ public actor Coordinator {
         }
         for session in sessions.values { session.finish(with: .goodbye(goodbye)) }
         sessions.removeAll()
+        // Results still in flight describe versions after the decision; the summary keeps the deciding one.
+        evaluations.removeAll()
         let waiters = stopWaiters
         stopWaiters.removeAll()
         for waiter in waiters { waiter.resume() }
