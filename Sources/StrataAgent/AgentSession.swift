@@ -60,12 +60,18 @@ struct AgentSession: Sendable {
             let identity = try await connection.identity.get()
             guard identity.role == .coordinator else { throw AgentError.wrongServerRole(identity.role.rawValue) }
             let pending = try await state.pending()
-            try await outbound.write(.hello(Hello(
-                agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
-                trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
-                pendingUpdateCount: UInt32(pending.count))))
-
             var iterator = inbound.makeAsyncIterator()
+            do {
+                try await outbound.write(.hello(Hello(
+                    agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
+                    trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
+                    pendingUpdateCount: UInt32(pending.count))))
+            } catch {
+                // The coordinator may refuse (and close) before our hello: its error frame says why.
+                if case .error(let refusal)? = try? await iterator.next() { throw AgentError.refused(refusal) }
+                throw error
+            }
+
             guard let first = try await iterator.next() else { throw SessionFailure.closedBeforeWelcome }
             let welcome: Welcome
             switch first {

@@ -63,9 +63,10 @@ public final class AgentStateStore: Sendable {
     }
 
     /// Deletes the pending update and remembers the outcome (the agent's side of the exactly-once audit).
+    /// Acks for anything not pending (evaluation results, repeated acks) change nothing.
     public func acknowledge(taskID: Int64, status: String, modelVersion: Int64, now: Double) async throws {
         try await queue.write { db in
-            _ = try PendingUpdate.deleteOne(db, key: taskID)
+            guard try PendingUpdate.deleteOne(db, key: taskID) else { return }
             try db.execute(sql: "INSERT OR REPLACE INTO acknowledged (taskID, status, modelVersion, at) VALUES (?, ?, ?, ?)",
                            arguments: [taskID, status, modelVersion, now])
         }
