@@ -102,7 +102,7 @@ new_key() { # path
 }
 
 TMP=""
-cleanup() { [[ -n $TMP && -d $TMP ]] && rm -rf "$TMP"; }
+cleanup() { if [[ -n $TMP && -d $TMP ]]; then rm -rf "$TMP"; fi; }
 trap cleanup EXIT
 tmpdir() { [[ -n $TMP ]] || TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-pki.XXXXXX"); }
 

@@ -120,7 +120,8 @@ public final class TLSContext: @unchecked Sendable {
         )
         try check(
             SSL_CTX_use_PrivateKey_file(ctx, configuration.privateKeyFile, SSL_FILETYPE_PEM) == 1,
-            "cannot load private key file '\(configuration.privateKeyFile)' (expected an unencrypted PEM key)"
+            "cannot load private key file '\(configuration.privateKeyFile)' (expected an unencrypted PEM key that "
+                + "belongs to certificate '\(configuration.certificateChainFile)')"
         )
         try check(
             SSL_CTX_check_private_key(ctx) == 1,

@@ -105,7 +105,7 @@ struct FutureNotCompleted: Error {}
 /// The result of an EmbeddedEventLoop future that must already be complete. Never blocks (a plain
 /// `wait()` on an incomplete embedded future would hang the test instead of failing it).
 @discardableResult
-func completed<T>(_ future: EventLoopFuture<T>) throws -> T {
+func completed<T: Sendable>(_ future: EventLoopFuture<T>) throws -> T {
     guard CompletionFlag(future).isDone else { throw FutureNotCompleted() }
     return try future.wait()
 }
