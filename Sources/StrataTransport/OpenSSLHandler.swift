@@ -179,17 +179,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .idle, .closed:
             break
         case .handshaking:
-            // Whatever is left in the read BIO may be the peer's alert explaining why.
-            _ = self.ssl.map { ssl -> Void in
-                ERR_clear_error()
-                let rc = SSL_do_handshake(ssl)
-                let error = self.handshakeError(ssl: ssl, returnCode: rc)
-                context.fireErrorCaught(
-                    error.reasons.isEmpty
-                        ? TLSError(kind: .handshakeFailed, detail: "the peer closed the connection during the TLS handshake")
-                        : error
-                )
-            }
+            // Alerts that arrived were already processed in channelRead; this is a bare EOF.
+            context.fireErrorCaught(TLSError(
+                kind: .handshakeFailed,
+                detail: "the peer closed the connection during the TLS handshake"
+            ))
         case .active, .outputClosed:
             // Deliver what was received (ignoring read demand: the connection is gone) and see
             // whether it ended with close_notify.
@@ -355,7 +349,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
-        guard self.state != .closed else { return }
+        guard self.state != .closed, self.ssl != nil else { return }
         self.inReadCycle = true
         if !self.feedReadBIO(buffer) {
             self.failAndClose(context: context, error: TLSError(
@@ -759,6 +753,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func drainWriteBIO(into output: inout ByteBuffer) {
+        guard self.ssl != nil else { return }  // the BIOs are freed with the SSL object
         while true {
             let pending = BIO_ctrl_pending(self.writeBIO)
             if pending == 0 { return }
@@ -771,6 +766,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Sends whatever OpenSSL wrote into the write BIO (handshake messages, alerts, close_notify).
     private func writeNetworkOutput(context: ChannelHandlerContext) {
+        guard self.ssl != nil else { return }
         let pending = BIO_ctrl_pending(self.writeBIO)
         guard pending > 0 else { return }
         var output = context.channel.allocator.buffer(capacity: pending)
