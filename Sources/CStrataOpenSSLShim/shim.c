@@ -1,1 +1,2 @@
+// All wrappers are static inline in the header; this file only gives SwiftPM a compilation unit.
 #include "CStrataOpenSSLShim.h"

@@ -1,0 +1,173 @@
+import COpenSSL
+import CStrataOpenSSLShim
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Files and timeouts of one side of Strata's mutual TLS.
+public struct TLSConfiguration: Sendable {
+    /// PEM file with our certificate (first) and any intermediates.
+    public var certificateChainFile: String
+    /// PEM file with the private key of the certificate.
+    public var privateKeyFile: String
+    /// The federation CA (PEM). Peers must present a certificate issued by it.
+    public var trustRootsFile: String
+    /// How long a handshake may take before the connection is closed. Default 10 s.
+    public var handshakeTimeout: TimeAmount
+    /// How long to wait for the peer's close_notify after sending ours. Default 3 s.
+    public var closeNotifyTimeout: TimeAmount
+
+    public init(
+        certificateChainFile: String,
+        privateKeyFile: String,
+        trustRootsFile: String,
+        handshakeTimeout: TimeAmount = .seconds(10),
+        closeNotifyTimeout: TimeAmount = .seconds(3)
+    ) {
+        self.certificateChainFile = certificateChainFile
+        self.privateKeyFile = privateKeyFile
+        self.trustRootsFile = trustRootsFile
+        self.handshakeTimeout = handshakeTimeout
+        self.closeNotifyTimeout = closeNotifyTimeout
+    }
+}
+
+/// One `SSL_CTX` per process role: TLS 1.3 only, a peer certificate required in both directions and
+/// verified against `trustRootsFile`, our private key checked against our certificate. Thread-safe:
+/// share one context among all connections of a process.
+public final class TLSContext: @unchecked Sendable {
+    public enum Mode: Sendable { case server, client }
+
+    public let configuration: TLSConfiguration
+    public let mode: Mode
+    /// The identity in our own certificate (role from OU, id from CN).
+    public let localIdentity: PeerIdentity
+
+    /// The `SSL_CTX*`. Immutable after init; OpenSSL allows concurrent `SSL_new` on it.
+    let sslContext: OpaquePointer
+
+    public convenience init(configuration: TLSConfiguration, mode: Mode) throws {
+        try self.init(configuration: configuration, mode: mode, checkOwnIdentity: true)
+    }
+
+    /// `checkOwnIdentity: false` is for tests that need a misissued certificate on one side.
+    init(configuration: TLSConfiguration, mode: Mode, checkOwnIdentity: Bool) throws {
+        self.configuration = configuration
+        self.mode = mode
+
+        ERR_clear_error()
+        guard let ctx = SSL_CTX_new(mode == .server ? TLS_server_method() : TLS_client_method()) else {
+            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "SSL_CTX_new failed")
+        }
+        // From here on `ctx` must be freed on every error path.
+        do {
+            try Self.configure(ctx, configuration: configuration, mode: mode)
+            if checkOwnIdentity {
+                self.localIdentity = try Self.ownIdentity(ctx, configuration: configuration)
+            } else {
+                self.localIdentity = PeerIdentity(
+                    commonName: "unchecked", role: .agent, subject: "", serialNumber: "", fingerprintSHA256: "")
+            }
+        } catch {
+            SSL_CTX_free(ctx)
+            throw error
+        }
+        self.sslContext = ctx
+    }
+
+    deinit {
+        SSL_CTX_free(self.sslContext)
+    }
+
+    private static func check(_ ok: Bool, _ detail: @autoclosure () -> String) throws {
+        if !ok {
+            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: detail())
+        }
+    }
+
+    private static func requireReadableFile(_ path: String, _ what: String) throws {
+        guard !path.isEmpty else {
+            throw TLSError(kind: .configuration, detail: "no \(what) file configured")
+        }
+        guard access(path, R_OK) == 0 else {
+            let reason = String(cString: strerror(errno))
+            throw TLSError(kind: .configuration, detail: "cannot read \(what) file '\(path)': \(reason)")
+        }
+    }
+
+    private static func configure(_ ctx: OpaquePointer, configuration: TLSConfiguration, mode: Mode) throws {
+        try requireReadableFile(configuration.certificateChainFile, "certificate chain")
+        try requireReadableFile(configuration.privateKeyFile, "private key")
+        try requireReadableFile(configuration.trustRootsFile, "trust roots (CA)")
+
+        ERR_clear_error()
+        try check(strata_SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1, "cannot require TLS 1.3")
+        try check(strata_SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1, "cannot require TLS 1.3")
+        SSL_CTX_set_options(ctx, strata_SSL_OP_NO_COMPRESSION() | strata_SSL_OP_NO_RENEGOTIATION() | strata_SSL_OP_NO_TICKET())
+        // No session resumption: every connection authenticates with a full certificate exchange.
+        _ = strata_SSL_CTX_set_session_cache_mode(ctx, strata_SSL_SESS_CACHE_OFF())
+        _ = SSL_CTX_set_num_tickets(ctx, 0)
+
+        try check(
+            SSL_CTX_use_certificate_chain_file(ctx, configuration.certificateChainFile) == 1,
+            "cannot load certificate chain file '\(configuration.certificateChainFile)' (expected PEM)"
+        )
+        try check(
+            SSL_CTX_use_PrivateKey_file(ctx, configuration.privateKeyFile, SSL_FILETYPE_PEM) == 1,
+            "cannot load private key file '\(configuration.privateKeyFile)' (expected an unencrypted PEM key that "
+                + "belongs to certificate '\(configuration.certificateChainFile)')"
+        )
+        try check(
+            SSL_CTX_check_private_key(ctx) == 1,
+            "private key '\(configuration.privateKeyFile)' does not belong to certificate '\(configuration.certificateChainFile)'"
+        )
+        try check(
+            SSL_CTX_load_verify_locations(ctx, configuration.trustRootsFile, nil) == 1,
+            "cannot load trust roots file '\(configuration.trustRootsFile)' (expected PEM CA certificates)"
+        )
+        if mode == .server {
+            // Tell clients which CA we accept (helps tools such as openssl s_client pick a certificate).
+            if let names = SSL_load_client_CA_file(configuration.trustRootsFile) {
+                SSL_CTX_set_client_CA_list(ctx, names)
+            }
+            ERR_clear_error()
+        }
+        SSL_CTX_set_verify_depth(ctx, 4)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) { preverify, store in
+            strataVerifyCallback(preverify, store)
+        }
+    }
+
+    private static func ownIdentity(_ ctx: OpaquePointer, configuration: TLSConfiguration) throws -> PeerIdentity {
+        guard let cert = SSL_CTX_get0_certificate(ctx) else {
+            throw TLSError(kind: .configuration, detail: "no certificate loaded from '\(configuration.certificateChainFile)'")
+        }
+        switch PeerIdentity.parse(certificate: cert) {
+        case .success(let identity):
+            return identity
+        case .failure(let error):
+            throw TLSError(
+                kind: .configuration,
+                detail: "our own certificate '\(configuration.certificateChainFile)' is not a Strata certificate: \(error.detail ?? "")"
+            )
+        }
+    }
+}
+
+/// Chain verification already done by OpenSSL (`preverify`); at the leaf we additionally require a
+/// Strata identity, so a trusted certificate without a role fails the handshake with an alert.
+private func strataVerifyCallback(_ preverify: Int32, _ store: OpaquePointer?) -> Int32 {
+    guard preverify == 1, let store else { return preverify }
+    guard let leaf = strata_X509_STORE_CTX_leaf(store) else { return 1 }
+    if case .failure = PeerIdentity.parse(certificate: leaf) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION)
+        return 0
+    }
+    return 1
+}
