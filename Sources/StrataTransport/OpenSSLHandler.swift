@@ -523,6 +523,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 if self.deliveredInCycle {
                     if !self.inReadCycle {
                         self.completeReadCycle(context: context)
+                        // The channel's auto-read spent its read() on plaintext we had buffered: ask the
+                        // socket for more, or a connection whose data all arrived early stops reading for good.
+                        context.read()
                     }
                     return
                 }
