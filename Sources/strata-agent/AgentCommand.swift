@@ -12,16 +12,16 @@ struct AgentCommand: AsyncParsableCommand {
         commandName: "strata-agent",
         abstract: "Train on a local SQLite database and send model updates to a Strata coordinator over mutual TLS.",
         discussion: """
-            The agent reads its rows once from --database: a table (--table; features are every numeric column except
-            the label, the split column and the primary key, or --feature-columns) or any SQL query (--query). Rows are
-            split into train and test by --split-column ('train'/'test'), or deterministically by --test-fraction when
+            The agent reads its rows once from --database: a table (--table; features are every numeric column except \
+            the label, the split column and the primary key, or --feature-columns) or any SQL query (--query). Rows are \
+            split into train and test by --split-column ('train'/'test'), or deterministically by --test-fraction when \
             there is no such column. Only model updates leave the machine.
 
-            Every update is written to --state before it is sent and deleted only when the coordinator acknowledges it
-            as committed, so a lost connection or a restart loses no work; the agent reconnects with exponential
+            Every update is written to --state before it is sent and deleted only when the coordinator acknowledges it \
+            as committed, so a lost connection or a restart loses no work; the agent reconnects with exponential \
             backoff and jitter and sends what is still pending.
 
-            Exit status: 0 when the coordinator ends the federation; 1 on an error that retrying cannot fix (bad
+            Exit status: 0 when the coordinator ends the federation; 1 on an error that retrying cannot fix (bad \
             data, refused certificate, incompatible model), with a message saying what to change.
 
             Example:

@@ -12,14 +12,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         commandName: "strata-coordinator",
         abstract: "Run a Strata federation: accept agents over mutual TLS, aggregate their updates, keep the state in SQLite.",
         discussion: """
-            Agents connect with certificates from the federation's CA (Certs/strata-pki.sh). The coordinator hands each
-            connected agent a task (the current model and hyperparameters), folds every returned update into a buffer
-            weighted by samples x staleness factor, and steps the model when K updates are in (FedBuff-style). Each new
-            version and the ids of the updates it contains are written to the --state database in one transaction
+            Agents connect with certificates from the federation's CA (Certs/strata-pki.sh). The coordinator hands each \
+            connected agent a task (the current model and hyperparameters), folds every returned update into a buffer \
+            weighted by samples x staleness factor, and steps the model when K updates are in (FedBuff-style). Each new \
+            version and the ids of the updates it contains are written to the --state database in one transaction \
             before any agent is told "committed". Restarted on the same --state file, it resumes from the last version.
 
-            Progress goes to stdout, one line per evaluated model version; logs go to stderr.
-            Exit status: 0 finished (target reached, or a limit reached when no target was set); 3 stopped without
+            Progress goes to stdout, one line per evaluated model version; logs go to stderr. \
+            Exit status: 0 finished (target reached, or a limit reached when no target was set); 3 stopped without \
             reaching --target-accuracy; 1 error. SIGINT/SIGTERM drain and exit 0.
 
             Example:

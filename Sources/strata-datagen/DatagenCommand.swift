@@ -9,11 +9,11 @@ struct DatagenCommand: ParsableCommand {
         commandName: "strata-datagen",
         abstract: "Write synthetic non-IID client databases (FedProx Synthetic(alpha, beta)) for a Strata federation.",
         discussion: """
-            Writes one SQLite database per client, DIR/client-01.sqlite … DIR/client-NN.sqlite, each with a table
-            `samples(id, x0 … x59, label, split)` where split is 'train' or 'test' (80/20 per client by default).
-            The draw is deterministic for --seed. Afterwards a softmax regression is trained centrally on the pooled
-            training rows (SGD, the federation's default hyperparameters) and its accuracy on the pooled test rows is
-            printed: the upper reference a federation on this data can be compared with. DIR/manifest.json records
+            Writes one SQLite database per client, DIR/client-01.sqlite … DIR/client-NN.sqlite, each with a table \
+            `samples(id, x0 … x59, label, split)` where split is 'train' or 'test' (80/20 per client by default). \
+            The draw is deterministic for --seed. Afterwards a softmax regression is trained centrally on the pooled \
+            training rows (SGD, the federation's default hyperparameters) and its accuracy on the pooled test rows is \
+            printed: the upper reference a federation on this data can be compared with. DIR/manifest.json records \
             the parameters, per-client sizes and that reference.
 
             Example: strata-datagen --out run/data --clients 10 --alpha 1 --beta 1 --seed 1
