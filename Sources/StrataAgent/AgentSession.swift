@@ -46,7 +46,7 @@ struct AgentSession: Sendable {
         let serverName = configuration.serverName ?? configuration.coordinatorHost
         let maxFrame = configuration.maxFrameBytes
         let connection: Connection = try await ClientBootstrap(group: group)
-            .connectTimeout(.milliseconds(configuration.connectTimeout.components.seconds * 1000))
+            .connectTimeout(.milliseconds(configuration.connectTimeout.milliseconds))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: configuration.coordinatorHost, port: configuration.coordinatorPort) { channel in
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
@@ -246,10 +246,9 @@ struct AgentSession: Sendable {
                 trainLoss = result.meanLoss
                 sampleCount = UInt64(samples.train.count)
             }
-            let millis = (ContinuousClock.now - started).components
             let update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
                                 evalSampleCount: UInt64(samples.test.count), evalLoss: before.loss, evalAccuracy: before.accuracy,
-                                trainMillis: UInt32(clamping: millis.seconds * 1000 + millis.attoseconds / 1_000_000_000_000_000),
+                                trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds),
                                 delta: delta)
             if task.kind == .train {
                 // Written before it is sent; deleted only on a committed (or refused) ack.

@@ -1,4 +1,5 @@
 import NIOCore
+import StrataCore
 import StrataStore
 import StrataTransport
 
@@ -36,9 +37,7 @@ public struct Backoff: Sendable, Hashable {
     public init() {}
 
     public func delay(attempt: Int, random: Double) -> Duration {
-        let base = Double(initial.components.seconds) + Double(initial.components.attoseconds) * 1e-18
-        let capSeconds = Double(cap.components.seconds) + Double(cap.components.attoseconds) * 1e-18
-        let raw = min(capSeconds, base * pow(multiplier, Double(max(0, attempt - 1))))
+        let raw = min(cap.seconds, initial.seconds * pow(multiplier, Double(max(0, attempt - 1))))
         return .milliseconds(Int64(raw * (0.5 + 0.5 * random) * 1000))
     }
 }
