@@ -1,0 +1,238 @@
+// The aggregation-rule protocol: every mode (Strata's own rule and each baseline) is one type that
+// conforms to it, so a new rule is one new file. Rules are pure state machines: the coordinator feeds
+// them clients, updates and the clock, persists what they produce, and does all the I/O.
+
+/// The modes a coordinator can run on the same agents and data.
+public enum AggregationMode: String, CaseIterable, Sendable, Codable {
+    /// Asynchronous FedBuff-style buffer per latency tier, FedAT cross-tier weights at the global model.
+    case strata
+    /// Synchronous rounds over C clients (McMahan et al. 2017).
+    case fedavg
+    /// Synchronous rounds inside one chosen tier per round (Chai et al. 2020).
+    case tifl
+    /// Synchronous inside each tier, asynchronous across tiers (Chai et al. 2021).
+    case fedat
+    /// Mix every update into the model at once (Xie et al. 2019).
+    case fedasync
+    /// One flat buffer of K updates, no tiers (Nguyen et al. 2022).
+    case fedbuff
+
+    /// Whether the mode needs latency tiers.
+    public var usesTiers: Bool { self == .strata || self == .tifl || self == .fedat }
+
+    public func makeRule(settings: RuleSettings, parameters: [Float]) -> any AggregationRule {
+        switch self {
+        case .strata: StrataRule(settings: settings, parameters: parameters)
+        case .fedavg: FedAvgRule(settings: settings, parameters: parameters)
+        case .tifl: TiFLRule(settings: settings, parameters: parameters)
+        case .fedat: FedATRule(settings: settings, parameters: parameters)
+        case .fedasync: FedAsyncRule(settings: settings, parameters: parameters)
+        case .fedbuff: FedBuffRule(settings: settings, parameters: parameters)
+        }
+    }
+}
+
+/// Every rule's hyperparameters, as one plain value (each rule reads the ones it uses).
+public struct RuleSettings: Sendable, Hashable {
+    /// K: updates per buffer before a (tier) model steps (strata, fedbuff). A tier's buffer never waits for
+    /// more updates than the tier has members.
+    public var bufferSize: Int = 10
+    /// A non-empty buffer older than this steps anyway (seconds; nil: never), so a tier whose agents left
+    /// does not hold its last updates forever.
+    public var bufferTimeout: Double? = 10
+    public var staleness: StalenessFunction = .fedBuff
+    public var serverOptimizer = ServerOptimizer(learningRate: 1.0, momentum: 0)
+    /// Updates more than this many versions (of their lane) behind are refused as too stale.
+    public var maxStaleness: Int = 100
+    /// α of FedAsync mixing (fedasync, and strata with `tierMixing = .fedAsync`).
+    public var mixingAlpha: Double = 0.6
+    /// How strata folds updates inside a tier.
+    public var tierMixing: TierMixing = .buffer
+    /// C: clients per synchronous round (fedavg, tifl; per tier for fedat). 0 = every idle connected client.
+    public var clientsPerRound: Int = 0
+    /// A synchronous round closes at this many seconds with what it has (nil: waits for every selected client).
+    public var roundDeadline: Double? = nil
+    /// Over-selection: select ceil(C·(1+r)) clients and close the round at the first C updates.
+    public var overSelection: Double = 0
+    /// TiFL's tier selection.
+    public var tierSelection: TierSelection = .adaptive
+    /// TiFL adaptive: rounds between accuracy checks (I).
+    public var adaptiveInterval: Int = 5
+    /// TiFL adaptive: planned rounds R; each tier starts with ceil(R / tiers) credits.
+    public var plannedRounds: Int = 1000
+    /// Seed of the rules' own random choices (client and tier selection).
+    public var seed: UInt64 = 1
+
+    public init() {}
+
+    public func validate() throws {
+        func bad(_ s: String) -> StrataCoreError { .invalidArgument(s) }
+        guard bufferSize >= 1 else { throw bad("buffer size must be at least 1") }
+        if let t = bufferTimeout, !(t > 0 && t.isFinite) { throw bad("buffer timeout must be positive") }
+        guard maxStaleness >= 0 else { throw bad("max staleness must be >= 0") }
+        guard mixingAlpha > 0, mixingAlpha <= 1 else { throw bad("mixing alpha must be in (0, 1]") }
+        guard clientsPerRound >= 0 else { throw bad("clients per round must be >= 0") }
+        if let d = roundDeadline, !(d > 0 && d.isFinite) { throw bad("round deadline must be positive") }
+        guard overSelection >= 0, overSelection <= 10 else { throw bad("over-selection must be in [0, 10]") }
+        guard adaptiveInterval >= 1 else { throw bad("adaptive interval must be at least 1") }
+        guard plannedRounds >= 1 else { throw bad("planned rounds must be at least 1") }
+        if case .fixed(let p) = tierSelection {
+            guard !p.isEmpty, p.allSatisfy({ $0 >= 0 && $0.isFinite }), p.reduce(0, +) > 0 else {
+                throw bad("tier probabilities must be non-negative numbers with a positive sum")
+            }
+        }
+    }
+}
+
+public enum TierMixing: String, Sendable, Hashable, Codable {
+    /// FedBuff-style: K updates, weighted by samples × staleness factor, then one server step.
+    case buffer
+    /// FedAsync-style: every update mixed in at once with α·s(σ).
+    case fedAsync = "fedasync"
+}
+
+public enum TierSelection: Sendable, Hashable {
+    /// TiFL adaptive selection with credits.
+    case adaptive
+    /// TiFL static selection with these per-tier probabilities (fastest first; normalised; missing tiers get 0).
+    case fixed([Double])
+}
+
+/// What a rule sees of a connected client.
+public struct ClientView: Sendable, Hashable {
+    public var id: String
+    /// The client's latency tier, or nil before tiers are formed.
+    public var tier: Int?
+    public init(id: String, tier: Int?) {
+        self.id = id
+        self.tier = tier
+    }
+}
+
+/// A training task the rule wants handed out now: train on lane `lane`'s current model.
+public struct Assignment: Sendable, Hashable {
+    public var clientID: String
+    public var lane: Int
+    public init(clientID: String, lane: Int) {
+        self.clientID = clientID
+        self.lane = lane
+    }
+}
+
+/// A validated update as a rule sees it.
+public struct RuleUpdate: Sendable {
+    public var taskID: Int64
+    public var clientID: String
+    /// The lane (model) the task was dispatched from.
+    public var lane: Int
+    /// That lane's version the task was based on.
+    public var baseVersion: Int64
+    public var sampleCount: Int64
+    /// x_local − x_base.
+    public var delta: [Float]
+    public init(taskID: Int64, clientID: String, lane: Int, baseVersion: Int64, sampleCount: Int64, delta: [Float]) {
+        self.taskID = taskID
+        self.clientID = clientID
+        self.lane = lane
+        self.baseVersion = baseVersion
+        self.sampleCount = sampleCount
+        self.delta = delta
+    }
+}
+
+public enum UpdateDisposition: Sendable, Hashable {
+    /// Folded into its lane; it will be part of a later `AggregationOutcome`.
+    case folded(staleness: Int64, weight: Double)
+    /// Not usable (too stale, its round closed, unknown lane); the agent may drop it.
+    case refused(RefusalReason, String)
+}
+
+public enum RefusalReason: Sendable, Hashable {
+    case tooStale
+    case roundClosed
+    case invalid
+}
+
+/// One update inside an aggregation, for the durable record.
+public struct FoldedUpdate: Sendable, Hashable {
+    public var taskID: Int64
+    public var clientID: String
+    public var baseVersion: Int64
+    public var staleness: Int64
+    public var weight: Double
+    public init(taskID: Int64, clientID: String, baseVersion: Int64, staleness: Int64, weight: Double) {
+        self.taskID = taskID
+        self.clientID = clientID
+        self.baseVersion = baseVersion
+        self.staleness = staleness
+        self.weight = weight
+    }
+}
+
+/// One step of one lane and the global model it produced. The coordinator persists it in one transaction
+/// before it tells any agent that its update is committed.
+public struct AggregationOutcome: Sendable {
+    public var lane: Int
+    public var laneVersion: Int64
+    public var laneParameters: [Float]
+    public var globalVersion: Int64
+    public var globalParameters: [Float]
+    /// Provenance: every lane's version combined into this global model (index = lane).
+    public var combinedLaneVersions: [Int64]
+    /// The cross-tier weight each lane had (index = lane; 0 for an inactive lane).
+    public var laneWeights: [Double]
+    public var updates: [FoldedUpdate]
+    /// What triggered it: "buffer", "timeout", "round", "deadline", "update".
+    public var trigger: String
+    public var meanStaleness: Double {
+        updates.isEmpty ? 0 : Double(updates.reduce(0) { $0 + $1.staleness }) / Double(updates.count)
+    }
+    public var totalWeight: Double { updates.reduce(0) { $0 + $1.weight } }
+}
+
+/// A lane's durable state, for restoring a rule after a restart.
+public struct LaneState: Sendable, Hashable {
+    public var version: Int64
+    public var parameters: [Float]
+    /// T_i: times this lane pushed into the global model, counted from 1.
+    public var pushes: Int64
+    public init(version: Int64, parameters: [Float], pushes: Int64) {
+        self.version = version
+        self.parameters = parameters
+        self.pushes = pushes
+    }
+}
+
+/// One aggregation mode. The coordinator calls, in any order: `schedule` whenever clients become idle
+/// or connect, `accept` for each validated update, `aggregations` after accepts and on a timer, and
+/// persists each returned outcome before acknowledging its updates as committed.
+public protocol AggregationRule: Sendable {
+    var mode: AggregationMode { get }
+    var globalVersion: Int64 { get }
+    var globalParameters: [Float] { get }
+    var laneCount: Int { get }
+    /// The model and version a task on `lane` starts from.
+    func lane(_ lane: Int) -> LaneState
+
+    /// Restores the state persisted by earlier outcomes (global model and each lane).
+    mutating func restore(globalVersion: Int64, global: [Float], lanes: [LaneState])
+    /// Latency tiers were formed (or restored) with `count` tiers.
+    mutating func tiersFormed(count: Int)
+    /// Tasks to hand out now. `idle`: connected clients without an outstanding training task;
+    /// `connected`: every connected client (rules use it to tell live tiers from empty ones).
+    mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment]
+    /// Folds one validated update.
+    mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition
+    /// The steps that are due now (full buffers, finished rounds, passed deadlines).
+    mutating func aggregations(now: Double) -> [AggregationOutcome]
+    /// A client left: synchronous rules stop waiting for it.
+    mutating func clientLeft(_ clientID: String)
+    /// The latest evaluation's sample-weighted accuracy per tier (TiFL's adaptive selection uses it).
+    mutating func observeEvaluation(tierAccuracies: [Int: Double])
+}
+
+extension AggregationRule {
+    public mutating func clientLeft(_ clientID: String) {}
+    public mutating func observeEvaluation(tierAccuracies: [Int: Double]) {}
+    public mutating func tiersFormed(count: Int) {}
+}

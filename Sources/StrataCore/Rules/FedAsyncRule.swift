@@ -1,0 +1,55 @@
+/// FedAsync (Xie, Koyejo, Gupta 2019): every update is mixed into the model as it arrives,
+/// x_t = (1 − α_t)·x_{t−1} + α_t·x_new with α_t = α·s(σ) recomputed from α each time.
+/// x_new = x_τ + Δ needs the model the client started from: the rule keeps the last `maxStaleness + 1`
+/// versions in memory (after a restart, the current model stands in for older ones).
+public struct FedAsyncRule: AggregationRule {
+    public let settings: RuleSettings
+    var lanes: LaneSet
+    /// version → parameters, for rebuilding x_new.
+    var history: [Int64: [Float]] = [:]
+
+    public init(settings: RuleSettings, parameters: [Float]) {
+        self.settings = settings
+        lanes = LaneSet(parameters: parameters)
+        history[0] = parameters
+    }
+
+    public var mode: AggregationMode { .fedasync }
+    public var globalVersion: Int64 { lanes.globalVersion }
+    public var globalParameters: [Float] { lanes.global }
+    public var laneCount: Int { 1 }
+    public func lane(_ lane: Int) -> LaneState { lanes[0].state }
+
+    public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
+        lanes.restore(globalVersion: globalVersion, global: global, lanes: Array(restored.prefix(1)))
+        history = [lanes[0].version: lanes[0].parameters]
+    }
+
+    public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        idle.map { Assignment(clientID: $0.id, lane: 0) }
+    }
+
+    var pending: [AggregationOutcome] = []
+
+    public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
+        var update = update
+        update.lane = 0
+        switch lanes.mix(update, base: history[update.baseVersion], alpha: settings.mixingAlpha,
+                         staleness: settings.staleness, maxStaleness: settings.maxStaleness) {
+        case .refused(let refusal):
+            return refusal
+        case .mixed(let outcome):
+            let version = lanes[0].version
+            history[version] = lanes[0].parameters
+            history[version - Int64(settings.maxStaleness) - 1] = nil
+            pending.append(outcome)
+            let folded = outcome.updates[0]
+            return .folded(staleness: folded.staleness, weight: folded.weight)
+        }
+    }
+
+    public mutating func aggregations(now: Double) -> [AggregationOutcome] {
+        defer { pending.removeAll() }
+        return pending
+    }
+}

@@ -1,0 +1,37 @@
+/// FedBuff (Nguyen et al., AISTATS 2022): one flat buffer, no tiers. Every idle client trains at once; each
+/// delta is folded with weight n_i · s(σ_i); after K deltas the model steps x ← x + η_g·(β·m + Δ̄).
+public struct FedBuffRule: AggregationRule {
+    public let settings: RuleSettings
+    var lanes: LaneSet
+
+    public init(settings: RuleSettings, parameters: [Float]) {
+        self.settings = settings
+        lanes = LaneSet(parameters: parameters)
+    }
+
+    public var mode: AggregationMode { .fedbuff }
+    public var globalVersion: Int64 { lanes.globalVersion }
+    public var globalParameters: [Float] { lanes.global }
+    public var laneCount: Int { 1 }
+    public func lane(_ lane: Int) -> LaneState { lanes[0].state }
+
+    public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
+        lanes.restore(globalVersion: globalVersion, global: global, lanes: Array(restored.prefix(1)))
+    }
+
+    public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        idle.map { Assignment(clientID: $0.id, lane: 0) }
+    }
+
+    public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
+        var update = update
+        update.lane = 0
+        return lanes.fold(update, staleness: settings.staleness, maxStaleness: settings.maxStaleness, now: now)
+    }
+
+    public mutating func aggregations(now: Double) -> [AggregationOutcome] {
+        lanes.dueBuffers(size: { _ in settings.bufferSize }, timeout: settings.bufferTimeout, now: now).map {
+            lanes.stepAndPush($0.lane, optimizer: settings.serverOptimizer, trigger: $0.trigger)
+        }
+    }
+}

@@ -1,0 +1,254 @@
+// Building blocks shared by the rules: a lane (one model being trained, with its buffer), the set of
+// lanes with the global model and FedAT's cross-tier combination, and one synchronous round.
+
+/// One model being trained: a tier's model, or the only model of a flat rule.
+public struct Lane: Sendable {
+    public internal(set) var version: Int64
+    public internal(set) var parameters: [Float]
+    /// T_i: pushes into the global model, counted from 1 so that no cross-tier weight is zero.
+    public internal(set) var pushes: Int64
+    var accumulator: WeightedAccumulator
+    var folded: [FoldedUpdate] = []
+    var optimizerState: ServerOptimizerState
+    /// When the open buffer received its first update (for the buffer timeout).
+    var bufferOpenedAt: Double?
+    /// False while the lane has no connected member: it is left out of the global combination.
+    public internal(set) var isActive = true
+
+    init(version: Int64, parameters: [Float], pushes: Int64 = 1) {
+        self.version = version
+        self.parameters = parameters
+        self.pushes = pushes
+        accumulator = WeightedAccumulator(parameterCount: parameters.count)
+        optimizerState = ServerOptimizerState(parameterCount: parameters.count)
+    }
+
+    public var bufferedCount: Int { folded.count }
+
+    var state: LaneState { LaneState(version: version, parameters: parameters, pushes: pushes) }
+
+    /// Folds `delta` with weight `samples · s(σ)`, σ counted in this lane's versions.
+    mutating func fold(_ update: RuleUpdate, staleness function: StalenessFunction, maxStaleness: Int, now: Double) -> UpdateDisposition {
+        let sigma = max(0, version - update.baseVersion)
+        guard sigma <= Int64(maxStaleness) else {
+            return .refused(.tooStale, "based on version \(update.baseVersion), \(sigma) versions behind (limit \(maxStaleness))")
+        }
+        let weight = Double(update.sampleCount) * function.factor(staleness: Int(sigma))
+        do {
+            try accumulator.add(update.delta, weight: Float(weight))
+        } catch {
+            return .refused(.invalid, "cannot aggregate: \(error)")
+        }
+        if folded.isEmpty { bufferOpenedAt = now }
+        folded.append(FoldedUpdate(taskID: update.taskID, clientID: update.clientID, baseVersion: update.baseVersion,
+                                   staleness: sigma, weight: weight))
+        return .folded(staleness: sigma, weight: weight)
+    }
+
+    /// x ← x + η_g·(β·m + Δ̄) with Δ̄ the buffer's weighted mean; empties the buffer. Returns its updates.
+    mutating func step(optimizer: ServerOptimizer) -> [FoldedUpdate] {
+        let mean = accumulator.weightedMean()
+        AggregationStep.apply(model: &parameters, meanDelta: mean, optimizer: optimizer, state: &optimizerState)
+        version += 1
+        let updates = folded
+        folded.removeAll()
+        accumulator.reset()
+        bufferOpenedAt = nil
+        return updates
+    }
+
+    mutating func rebase(on global: [Float]) {
+        parameters = global
+    }
+}
+
+/// The lanes and the global model. With one lane the global model is that lane's model; with several, the
+/// global model is FedAT's cross-tier combination of the active lanes' latest models.
+public struct LaneSet: Sendable {
+    public private(set) var lanes: [Lane]
+    public private(set) var globalVersion: Int64 = 0
+    public private(set) var global: [Float]
+
+    public init(parameters: [Float]) {
+        global = parameters
+        lanes = [Lane(version: 0, parameters: parameters)]
+    }
+
+    public var count: Int { lanes.count }
+
+    public subscript(lane: Int) -> Lane { lanes[lane] }
+
+    func contains(_ lane: Int) -> Bool { lanes.indices.contains(lane) }
+
+    mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
+        self.globalVersion = globalVersion
+        self.global = global
+        if restored.isEmpty {
+            lanes = [Lane(version: globalVersion, parameters: global)]
+        } else {
+            lanes = restored.map { Lane(version: $0.version, parameters: $0.parameters, pushes: max(1, $0.pushes)) }
+        }
+    }
+
+    /// Grows to `count` lanes; new lanes start from the current global model.
+    mutating func ensure(count: Int) {
+        while lanes.count < count { lanes.append(Lane(version: 0, parameters: global)) }
+    }
+
+    mutating func fold(_ update: RuleUpdate, staleness: StalenessFunction, maxStaleness: Int, now: Double) -> UpdateDisposition {
+        guard contains(update.lane) else { return .refused(.invalid, "lane \(update.lane) does not exist") }
+        return lanes[update.lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now)
+    }
+
+    /// Marks which lanes have connected members. A lane that comes back rebases on the current global
+    /// model: its own model stopped while the others moved on.
+    mutating func setActive(_ active: Set<Int>) {
+        for i in lanes.indices {
+            let now = active.contains(i)
+            if now, !lanes[i].isActive, lanes.count > 1 { lanes[i].rebase(on: global) }
+            lanes[i].isActive = now
+        }
+    }
+
+    /// FedAT's cross-tier weights over the active lanes (ordered fastest first): the k-th fastest gets
+    /// the k-th slowest's push count, w = T_mirror / Σ T. Inactive lanes get 0. One lane: [1].
+    public func crossTierWeights() -> [Double] {
+        var active = lanes.indices.filter { lanes[$0].isActive }
+        if active.isEmpty { active = Array(lanes.indices) }
+        return Self.fedATWeights(pushes: lanes.map(\.pushes), active: active)
+    }
+
+    /// x = Σ_i (T_{M+1−i} / T) x_i over `active` (sorted fastest first); weights for other lanes are 0.
+    public static func fedATWeights(pushes: [Int64], active: [Int]) -> [Double] {
+        var weights = [Double](repeating: 0, count: pushes.count)
+        let order = active.sorted()
+        let total = order.reduce(0.0) { $0 + Double(pushes[$1]) }
+        guard total > 0 else { return weights }
+        for (k, lane) in order.enumerated() {
+            weights[lane] = Double(pushes[order[order.count - 1 - k]]) / total
+        }
+        return weights
+    }
+
+    /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist.
+    mutating func stepAndPush(_ lane: Int, optimizer: ServerOptimizer, trigger: String) -> AggregationOutcome {
+        let updates = lanes[lane].step(optimizer: optimizer)
+        return push(lane, updates: updates, trigger: trigger)
+    }
+
+    /// The global model after `lane` changed. One lane: the lane's model is the global model. Several:
+    /// T_lane += 1, the FedAT combination of the active lanes, and the pushing lane continues from it.
+    mutating func push(_ lane: Int, updates: [FoldedUpdate], trigger: String) -> AggregationOutcome {
+        let laneVersion = lanes[lane].version
+        let laneParameters = lanes[lane].parameters
+        var weights: [Double] = [1]
+        if lanes.count == 1 {
+            global = lanes[0].parameters
+        } else {
+            lanes[lane].pushes += 1
+            lanes[lane].isActive = true
+            weights = crossTierWeights()
+            var combined = [Float](repeating: 0, count: global.count)
+            for (i, w) in weights.enumerated() where w > 0 {
+                let wf = Float(w)
+                lanes[i].parameters.withUnsafeBufferPointer { x in
+                    combined.withUnsafeMutableBufferPointer { out in
+                        for j in 0..<out.count { out[j] += wf * x[j] }
+                    }
+                }
+            }
+            global = combined
+            lanes[lane].rebase(on: combined)
+        }
+        globalVersion += 1
+        return AggregationOutcome(lane: lane, laneVersion: laneVersion, laneParameters: laneParameters,
+                                  globalVersion: globalVersion, globalParameters: global,
+                                  combinedLaneVersions: lanes.map(\.version), laneWeights: weights,
+                                  updates: updates, trigger: trigger)
+    }
+
+    /// FedAsync: x_lane ← (1 − a)·x_lane + a·(x_base + Δ), a = α·s(σ). `base` is the model the client started
+    /// from (nil if no longer known: the current model stands in for it).
+    mutating func mix(_ update: RuleUpdate, base: [Float]?, alpha: Double, staleness function: StalenessFunction,
+                      maxStaleness: Int) -> MixResult {
+        guard contains(update.lane) else { return .refused(.refused(.invalid, "lane \(update.lane) does not exist")) }
+        let sigma = max(0, lanes[update.lane].version - update.baseVersion)
+        guard sigma <= Int64(maxStaleness) else {
+            return .refused(.refused(.tooStale, "based on version \(update.baseVersion), \(sigma) versions behind (limit \(maxStaleness))"))
+        }
+        guard update.delta.count == global.count else {
+            return .refused(.refused(.invalid, "expected \(global.count) values, got \(update.delta.count)"))
+        }
+        var clientModel = base ?? lanes[update.lane].parameters
+        for i in clientModel.indices { clientModel[i] += update.delta[i] }
+        AggregationStep.mix(model: &lanes[update.lane].parameters, clientModel: clientModel, alpha: alpha,
+                            staleness: Int(sigma), function: function)
+        lanes[update.lane].version += 1
+        let weight = min(1, alpha * function.factor(staleness: Int(sigma)))
+        let folded = FoldedUpdate(taskID: update.taskID, clientID: update.clientID, baseVersion: update.baseVersion,
+                                  staleness: sigma, weight: weight)
+        return .mixed(push(update.lane, updates: [folded], trigger: "update"))
+    }
+
+    /// Lanes whose buffer holds `size(lane)` updates, or whose buffer is older than `timeout`.
+    func dueBuffers(size: (Int) -> Int, timeout: Double?, now: Double) -> [(lane: Int, trigger: String)] {
+        var due: [(Int, String)] = []
+        for (i, lane) in lanes.enumerated() where !lane.folded.isEmpty {
+            if lane.folded.count >= max(1, size(i)) {
+                due.append((i, "buffer"))
+            } else if let timeout, let opened = lane.bufferOpenedAt, now - opened >= timeout {
+                due.append((i, "timeout"))
+            }
+        }
+        return due
+    }
+}
+
+enum MixResult {
+    case mixed(AggregationOutcome)
+    case refused(UpdateDisposition)
+}
+
+/// One synchronous round: the clients selected, the updates still awaited, and when it closes.
+struct SyncRound: Sendable {
+    var lane: Int
+    var baseVersion: Int64
+    var selected: Set<String>
+    /// Selected clients whose update has not arrived and who are still connected.
+    var awaiting: Set<String>
+    /// The round closes at this many updates (C; with over-selection fewer than selected).
+    var needed: Int
+    var deadline: Double?
+    var received = 0
+
+    init(lane: Int, baseVersion: Int64, selected: [String], needed: Int, deadline: Double?) {
+        self.lane = lane
+        self.baseVersion = baseVersion
+        self.selected = Set(selected)
+        awaiting = Set(selected)
+        self.needed = min(max(1, needed), selected.count)
+        self.deadline = deadline
+    }
+
+    /// Why the round is over now, or nil while it is still open.
+    func closing(now: Double) -> String? {
+        if received >= needed { return "round" }
+        if awaiting.isEmpty { return received > 0 ? "round" : "empty" }
+        if let deadline, now >= deadline { return received > 0 ? "deadline" : "empty" }
+        return nil
+    }
+}
+
+/// Chooses `count` of `candidates` uniformly without replacement (deterministic for a seed).
+func sample(_ candidates: [String], count: Int, using generator: inout SeededGenerator) -> [String] {
+    var pool = candidates.sorted()
+    generator.shuffle(&pool)
+    return Array(pool.prefix(max(0, count)))
+}
+
+/// How many clients a synchronous round selects and how many updates close it.
+func roundSize(available: Int, settings: RuleSettings) -> (select: Int, needed: Int) {
+    let c = settings.clientsPerRound == 0 ? available : min(settings.clientsPerRound, available)
+    let over = Int((Double(c) * (1 + settings.overSelection)).rounded(.up))
+    return (min(available, max(c, over)), c)
+}
