@@ -91,6 +91,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
+        .testTarget(name: "StrataAgentTests", dependencies: ["StrataAgent"]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
             "StrataWire", "StrataTransport",

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataCore
@@ -41,6 +42,12 @@ public struct AgentService: Sendable {
     /// Loads the data, then connects, trains and reconnects until the coordinator ends the federation.
     public func run() async throws -> AgentExit {
         let samples = try configuration.data.load()
+        let emulation = configuration.emulation
+        if emulation.isActive {
+            logger.notice("emulating a slow client: training updates are delayed", metadata: [
+                "addedDelay": "\(emulation.addedDelay)", "slowdown": "\(emulation.slowdownFactor)",
+                "jitter": "\(emulation.jitter)", "seed": "\(emulation.seed)"])
+        }
         logger.info("data loaded", metadata: ["train": "\(samples.train.count)", "test": "\(samples.test.count)",
                                               "features": "\(samples.featureColumns.count)", "database": "\(configuration.data.databasePath)"])
         let state = try AgentStateStore(path: configuration.statePath)
@@ -63,7 +70,8 @@ public struct AgentService: Sendable {
     private func connectLoop(samples: LoadedSamples, state: AgentStateStore, tlsContext: TLSContext,
                              group: any EventLoopGroup, trainingPool: NIOThreadPool) async throws -> AgentExit {
         let session = AgentSession(configuration: configuration, samples: samples, state: state, tlsContext: tlsContext,
-                                   group: group, trainingPool: trainingPool, logger: logger)
+                                   group: group, trainingPool: trainingPool, logger: logger,
+                                   emulationRandom: NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed)))
         var failures = 0
         var generator = SystemRandomNumberGenerator()
         while true {

@@ -18,6 +18,9 @@ struct AgentSession: Sendable {
     let group: any EventLoopGroup
     let trainingPool: NIOThreadPool
     let logger: Logger
+    /// Jitter stream of `configuration.emulation`, seeded from its seed; shared by the connections of one agent
+    /// so that a reconnection does not replay the same delays.
+    let emulationRandom: NIOLockedValueBox<SeededGenerator>
 
     enum Outcome: Sendable {
         case finished(String)
@@ -122,12 +125,25 @@ struct AgentSession: Sendable {
                     } catch { failSession(error) }
                 }
                 // Worker: one task at a time, computed on the training thread, persisted before it is sent.
+                let emulation = configuration.emulation
+                let emulationRandom = self.emulationRandom
                 group.addTask {
                     do {
                         for await task in tasks {
+                            let started = ContinuousClock.now
                             let update = try await perform(task, spec: spec, logger: log)
+                            if emulation.isActive {
+                                // Emulated slow client: the update is already persisted; wait here, never on a
+                                // NIO or training thread. A lost connection meanwhile loses nothing (it is resent).
+                                let compute = ContinuousClock.now - started
+                                let delay = emulation.extraDelay(computeTime: compute, uniform: emulationRandom.withLockedValue { $0.nextUniform() })
+                                log.debug("emulated slowdown", metadata: ["task": "\(task.taskID)", "computeMs": "\(compute.milliseconds)",
+                                                                          "delayMs": "\(delay.milliseconds)"])
+                                try await Task.sleep(for: delay)
+                            }
                             send.yield(.update(update))
                         }
+                    } catch is CancellationError {
                     } catch { failSession(error) }
                 }
                 group.addTask {

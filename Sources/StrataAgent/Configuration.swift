@@ -18,6 +18,8 @@ public struct AgentConfiguration: Sendable {
     public var connectTimeout: Duration = .seconds(5)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     public var agentVersion = "strata-agent/0.1.0"
+    /// Experiments and tests: delays training updates to emulate a slower client. Inactive by default.
+    public var emulation = SlowdownEmulation()
 
     public init(coordinatorHost: String, coordinatorPort: Int, tls: TLSConfiguration, data: SampleDataSource, statePath: String) {
         self.coordinatorHost = coordinatorHost

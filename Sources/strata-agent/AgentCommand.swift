@@ -28,6 +28,12 @@ struct AgentCommand: AsyncParsableCommand {
               strata-agent --coordinator 127.0.0.1:7300 --cert Certs/out/agents/agent-01.crt \\
                 --key Certs/out/agents/agent-01.key --ca Certs/out/ca.crt \\
                 --database run/data/client-01.sqlite --state run/agent-01.state.sqlite
+
+            Heterogeneity emulation (--task-delay, --slowdown, --task-jitter) is for experiments and tests: it lets \
+            fast and slow clients run on one machine. It delays training updates only, after they are saved; \
+            evaluations are never delayed, since they measure the model and a round waits for every agent. The \
+            agent above as a slow client (4× slower training, plus 1.5 s and up to 0.5 s at random per task):
+              strata-agent ... --slowdown 4 --task-delay 1.5 --task-jitter 0.5
             """)
 
     @Option(name: .long, help: "Coordinator address as HOST:PORT.")
@@ -63,6 +69,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Largest frame accepted from the coordinator, in bytes.")
     var maxFrameBytes: Int = 64 * 1024 * 1024
 
+    @OptionGroup(title: "Heterogeneity emulation (experiments)") var emulation: EmulationOptions
     @OptionGroup(title: "Logging") var log: LogOptions
 
     var endpoint: (host: String, port: Int)? {
@@ -94,6 +101,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.serverName = serverName
         config.maxConnectAttempts = maxConnectAttempts
         config.maxFrameBytes = maxFrameBytes
+        config.emulation = emulation.configuration(certificatePath: cert)
         do {
             let exit = try await AgentService(configuration: config, logger: logger).run()
             switch exit {
@@ -103,5 +111,43 @@ struct AgentCommand: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
+    }
+}
+
+/// Delays this agent's training updates so that fast and slow clients (latency tiers) can be run on one machine.
+struct EmulationOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Experiments and tests only: wait this many extra seconds before sending each training update (a slow link or a busy device).",
+        valueName: "seconds"))
+    var taskDelay: Double = 0
+    @Option(name: .long, help: ArgumentHelp(
+        "Experiments and tests only: make each training task take FACTOR times the time it really took (1: no slowdown).",
+        valueName: "factor"))
+    var slowdown: Double = 1
+    @Option(name: .long, help: ArgumentHelp(
+        "Experiments and tests only: add a uniform random delay in [0, SECONDS) to each training update.",
+        valueName: "seconds"))
+    var taskJitter: Double = 0
+    @Option(name: .long, help: ArgumentHelp(
+        "Seed of --task-jitter's random delays (0: derived from --cert, so agents started with the same flags differ).",
+        valueName: "n"))
+    var emulationSeed: UInt64 = 0
+
+    static let maximumDelay: Double = 3600
+
+    func validate() throws {
+        for (flag, value) in [("--task-delay", taskDelay), ("--task-jitter", taskJitter)] {
+            guard value.isFinite, (0...Self.maximumDelay).contains(value) else {
+                throw ValidationError("\(flag) must be a number of seconds between 0 and \(Int(Self.maximumDelay)) (got \(value))")
+            }
+        }
+        guard slowdown.isFinite, (1...1000).contains(slowdown) else {
+            throw ValidationError("--slowdown must be a factor between 1 (no slowdown) and 1000 (got \(slowdown)); an agent cannot be made faster")
+        }
+    }
+
+    func configuration(certificatePath: String) -> SlowdownEmulation {
+        SlowdownEmulation(addedDelay: .seconds(taskDelay), slowdownFactor: slowdown, jitter: .seconds(taskJitter),
+                          seed: emulationSeed != 0 ? emulationSeed : SlowdownEmulation.derivedSeed(from: certificatePath))
     }
 }
