@@ -49,9 +49,10 @@ public struct AgentServer: Sendable {
                 try? await server.channel.close()
             }
             group.addTask {
-                // Time-based stop conditions need a clock even when no update arrives.
-                while (try? await Task.sleep(for: .seconds(1))) != nil {
-                    await coordinator.checkDeadline()
+                // Deadlines (rounds, buffers, re-tiering, evaluation timer, time limit) need a clock even when no update arrives.
+                let interval = configuration.tickInterval
+                while (try? await Task.sleep(for: interval)) != nil {
+                    await coordinator.tick()
                 }
             }
             try await server.executeThenClose { inbound in

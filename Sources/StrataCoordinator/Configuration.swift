@@ -12,9 +12,12 @@ public struct CoordinatorConfiguration: Sendable {
     public var model: ModelSpec
     public var training: TrainingConfig = TrainingConfig(learningRate: 0.01, batchSize: 10, epochs: 20, seed: 1)
     public var aggregation = AggregationConfiguration()
+    public var tiering = TieringConfiguration()
     public var stop = StopCondition()
-    /// Evaluate every N-th model version on every connected agent's evaluation rows (0 = never).
+    /// Evaluate every N-th global model version on every connected agent's evaluation rows (0 = never).
     public var evaluateEvery: Int = 1
+    /// Also (or instead) evaluate the latest global version at most this often, on a timer (nil = off).
+    public var evaluationInterval: Duration?
     public var evaluationTimeout: Duration = .seconds(30)
     public var heartbeatInterval: Duration = .seconds(2)
     /// A session with nothing received for this long is closed (a stalled peer).
@@ -23,6 +26,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     /// Sent to agents in `goodbye` when the coordinator drains on SIGTERM.
     public var drainRetryAfter: Duration = .seconds(5)
+    /// How often deadlines (round deadlines, buffer timeouts, re-tiering, evaluation timer) are checked.
+    public var tickInterval: Duration = .milliseconds(50)
 
     public init(tls: TLSConfiguration, statePath: String, model: ModelSpec) {
         self.tls = tls
@@ -32,14 +37,22 @@ public struct CoordinatorConfiguration: Sendable {
 }
 
 public struct AggregationConfiguration: Sendable, Hashable {
-    /// K: updates per buffer before the model steps.
-    public var bufferSize: Int = 3
-    public var staleness: StalenessFunction = .fedBuff
-    public var serverOptimizer = ServerOptimizer(learningRate: 1.0, momentum: 0)
-    /// Updates based on a version more than this many versions old are refused as too stale.
-    public var maxStaleness: Int = 100
+    public var mode: AggregationMode = .strata
+    /// The rules' hyperparameters (buffer size, staleness, server optimizer, rounds, TiFL selection...).
+    public var rule = RuleSettings()
     /// L2 bound on a delta; larger deltas are refused. nil disables the check.
     public var maxUpdateNorm: Float? = 1.0e4
+    public init() {}
+}
+
+public struct TieringConfiguration: Sendable, Hashable {
+    public var policy = TieringPolicy()
+    /// Operator pins: client id → tier (0 = fastest).
+    public var pins: [String: Int] = [:]
+    /// Re-tiering period (hysteresis counts periods).
+    public var retierInterval: Duration = .seconds(10)
+    /// Tiers are formed once every connected client is profiled, or this long after the first agent joined.
+    public var formationTimeout: Duration = .seconds(30)
     public init() {}
 }
 

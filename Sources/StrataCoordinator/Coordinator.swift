@@ -4,44 +4,70 @@ import StrataCore
 import StrataStore
 import StrataWire
 
-/// The federation's state machine: the current model, the open buffer, the tasks handed out and the
-/// connected agents. Network sessions call into it; it persists through `CoordinatorStore`.
+/// The federation's state machine around one aggregation rule: the tasks handed out, the connected agents,
+/// their latency tiers, the updates folded but not yet committed. Network sessions call into it; the rule
+/// (pure) decides what to train and when to step; the store makes each step durable before any agent is
+/// told "committed".
 ///
-/// Reentrancy: every `await` on the store happens before a method touches the buffer, and the buffer
-/// is re-checked after it, so two copies of one update can never both be folded in.
+/// Reentrancy: state is changed only between suspension points, and everything read before an `await`
+/// is re-checked after it.
 public actor Coordinator {
     public let configuration: CoordinatorConfiguration
     let store: CoordinatorStore
     let logger: Logger
     let onEvent: @Sendable (CoordinatorEvent) -> Void
 
-    private var version: Int64 = 0
-    private var parameters: [Float] = []
-    /// The current model serialized once per version and shared by every task that carries it.
-    private var modelTensors: [WireTensor] = []
-    private var optimizerState: ServerOptimizerState
-    private var accumulator: WeightedAccumulator
-    private var buffered: [CommittedUpdateRecord] = []
-    private var bufferedTaskIDs: Set<Int64> = []
-    private var committing = false
-    private var nextTaskID: Int64 = 1
-    private var tasks: [Int64: TaskRecord] = [:]
-    private var outstandingTraining: [String: Int64] = [:]
-    private var sessions: [String: AgentSessionHandle] = [:]
-    private var nextSessionID: UInt64 = 1
-    private var evaluations: [Int64: EvaluationRound] = [:]
-    private var lastEvaluation: EvaluationResult?
-    private var bestAccuracy: Double?
-    private var ready = false
-    private var stopReason: StopReason?
-    private var stopDetail: String?
-    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
-    private let startedAt = ContinuousClock.now
+    var rule: any AggregationRule
+    var tiers: TierAssigner
+    var profiles: [String: LatencyProfile] = [:]
+    /// Serialized models, shared by every task that carries the same lane version.
+    var tensorCache: [Int: (version: Int64, tensors: [WireTensor])] = [:]
+
+    /// Tasks handed out and not yet answered (train tasks until committed or refused).
+    var tasks: [Int64: TaskRecord] = [:]
+    /// Updates the rule folded that no durable version holds yet.
+    var inFlight: [Int64: InFlightUpdate] = [:]
+    /// Outcomes produced by the rule, persisted strictly in order.
+    var outcomeQueue: [AggregationOutcome] = []
+    var committing = false
+    var nextTaskID: Int64 = 1
+    /// Client → its outstanding training task (0 while a task is being prepared).
+    var outstandingTraining: [String: Int64] = [:]
+    var sessions: [String: AgentSessionHandle] = [:]
+    var nextSessionID: UInt64 = 1
+    var firstSessionAt: ContinuousClock.Instant?
+    var lastRetier: ContinuousClock.Instant = .now
+
+    var evaluations: [Int64: EvaluationRound] = [:]
+    var lastEvaluatedVersion: Int64 = -1
+    var lastEvaluationStart: ContinuousClock.Instant?
+    /// The latest durable global model and when it was created (seconds since start).
+    var lastCommitted: (version: Int64, parameters: [Float], elapsed: Double) = (0, [], 0)
+    var lastEvaluation: EvaluationResult?
+    var bestAccuracy: Double?
+    var timeToTarget: Double?
+
+    var ready = false
+    var stopReason: StopReason?
+    var stopDetail: String?
+    var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    let startedAt = ContinuousClock.now
+
+    struct InFlightUpdate {
+        var taskID: Int64
+        var clientID: String
+        var lane: Int
+        var baseVersion: Int64
+        var sampleCount: Int64
+        var trainLoss: Double
+        var receivedAt: Double
+        var latency: Double?
+    }
 
     struct EvaluationRound {
         var expected: Set<String>
         var results: [String: (samples: Int64, accuracy: Double, loss: Double)] = [:]
-        var startedAt: ContinuousClock.Instant
+        var versionElapsed: Double
     }
 
     public init(configuration: CoordinatorConfiguration, store: CoordinatorStore, logger: Logger,
@@ -50,30 +76,46 @@ public actor Coordinator {
         self.store = store
         self.logger = logger
         self.onEvent = onEvent
-        self.optimizerState = ServerOptimizerState(parameterCount: configuration.model.parameterCount)
-        self.accumulator = WeightedAccumulator(parameterCount: configuration.model.parameterCount)
+        let initial = configuration.model.initialParameters()
+        rule = configuration.aggregation.mode.makeRule(settings: configuration.aggregation.rule, parameters: initial)
+        tiers = TierAssigner(policy: configuration.tiering.policy, pins: configuration.tiering.pins)
     }
+
+    var elapsed: Double { (ContinuousClock.now - startedAt).seconds }
 
     // MARK: Lifecycle
 
-    /// Restores the last committed state. No agent is admitted before this returns.
+    /// Restores the last committed state (global model, tier models, tiers, latency profiles). No agent
+    /// is admitted before this returns.
     public func restore() async throws {
         let spec = configuration.model
-        let state = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: Self.now())
-        version = state.version
-        parameters = state.parameters
-        modelTensors = ModelTensors.encode(parameters, spec: spec)
+        let mode = configuration.aggregation.mode
+        let state = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), mode: mode.rawValue, now: Self.now())
+        rule.restore(globalVersion: state.version, global: state.parameters,
+                     lanes: state.lanes.map { LaneState(version: $0.version, parameters: $0.parameters, pushes: $0.pushes) })
+        for client in state.clients {
+            profiles[client.clientID] = LatencyProfile(smoothedSeconds: client.smoothedLatency, lastSeconds: client.lastLatency, sampleCount: client.samples)
+        }
+        if mode.usesTiers, state.tierCount > 0 {
+            var pins = Dictionary(state.clients.compactMap { c in c.pinnedTier.map { (c.clientID, $0) } }, uniquingKeysWith: { $1 })
+            pins.merge(configuration.tiering.pins) { $1 }
+            let assignment = Dictionary(state.clients.compactMap { c in c.tier.map { (c.clientID, $0) } }, uniquingKeysWith: { $1 })
+            tiers = TierAssigner(policy: configuration.tiering.policy, tierCount: state.tierCount, assignment: assignment, pins: pins)
+            rule.tiersFormed(count: state.tierCount)
+        }
         nextTaskID = state.nextTaskID
         ready = true
-        logger.info("state restored", metadata: ["version": "\(version)", "committedUpdates": "\(state.committedUpdateCount)", "state": "\(store.path)"])
-        onEvent(.restored(version: version, committedUpdates: state.committedUpdateCount))
-        if let limit = configuration.stop.maxVersions, version >= limit {
-            requestStop(.maxVersions, detail: "the state already holds version \(version)")
+        logger.info("state restored", metadata: ["version": "\(rule.globalVersion)", "mode": "\(mode.rawValue)", "tiers": "\(tiers.tierCount)",
+                                                  "committedUpdates": "\(state.committedUpdateCount)", "state": "\(store.path)"])
+        onEvent(.restored(version: rule.globalVersion, committedUpdates: state.committedUpdateCount))
+        lastCommitted = (rule.globalVersion, rule.globalParameters, 0)
+        if let limit = configuration.stop.maxVersions, rule.globalVersion >= limit {
+            requestStop(.maxVersions, detail: "the state already holds version \(rule.globalVersion)")
         }
     }
 
     public var isReady: Bool { ready && stopReason == nil }
-    public var currentVersion: Int64 { version }
+    public var currentVersion: Int64 { rule.globalVersion }
 
     /// Suspends until the federation stops (target, limit, signal or failure).
     public func waitUntilStopped() async {
@@ -85,7 +127,7 @@ public actor Coordinator {
         guard stopReason == nil else { return }
         stopReason = reason
         stopDetail = detail
-        logger.notice("stopping", metadata: ["reason": "\(reason.rawValue)", "version": "\(version)"])
+        logger.notice("stopping", metadata: ["reason": "\(reason.rawValue)", "version": "\(rule.globalVersion)"])
         let goodbye: Goodbye
         switch reason {
         case .signal:
@@ -96,7 +138,7 @@ public actor Coordinator {
                               message: "coordinator stopped on an error: \(detail ?? "")")
         case .targetReached, .maxVersions, .maxDuration:
             goodbye = Goodbye(reason: reason == .targetReached ? .targetReached : .normal, retryAfterMillis: 0,
-                              message: "training finished (\(reason.rawValue)) at version \(version)")
+                              message: "training finished (\(reason.rawValue)) at version \(rule.globalVersion)")
         }
         for session in sessions.values { session.finish(with: .goodbye(goodbye)) }
         sessions.removeAll()
@@ -112,21 +154,37 @@ public actor Coordinator {
         let totals = try? await store.summary()
         let target = configuration.stop.targetAccuracy
         return CoordinatorSummary(
+            mode: configuration.aggregation.mode.rawValue,
             reason: stopReason ?? .signal,
             targetAccuracy: target,
             targetReached: target.map { t in (bestAccuracy ?? 0) >= t } ?? false,
-            finalVersion: version,
+            finalVersion: totals?.latestVersion ?? rule.globalVersion,
             lastEvaluation: lastEvaluation,
             bestAccuracy: bestAccuracy,
+            timeToTargetSeconds: timeToTarget,
+            tierCount: tiers.tierCount,
             updatesAccepted: totals?.committedUpdates ?? 0,
             updatesRefused: totals?.refusedUpdates ?? 0,
-            wallSeconds: (ContinuousClock.now - startedAt).seconds,
+            wallSeconds: elapsed,
             detail: stopDetail)
     }
 
     public func checkDeadline() {
         if let limit = configuration.stop.maxDuration, ContinuousClock.now - startedAt >= limit {
             requestStop(.maxDuration, detail: "ran for \(limit)")
+        }
+    }
+
+    /// The coordinator's clock: deadlines of rounds and buffers, tier formation and re-tiering, the
+    /// evaluation timer and the time limit.
+    public func tick() async {
+        checkDeadline()
+        guard stopReason == nil else { return }
+        await manageTiers()
+        await aggregateAndDispatch()
+        if let interval = configuration.evaluationInterval, lastCommitted.version != lastEvaluatedVersion,
+           lastEvaluationStart.map({ ContinuousClock.now - $0 >= interval }) ?? true {
+            await startEvaluation()
         }
     }
 
@@ -155,12 +213,14 @@ public actor Coordinator {
         // A newer session of the same client replaces the old one (the old TCP connection is probably dead).
         if let old = sessions[clientID] {
             old.finish(with: .goodbye(Goodbye(reason: .normal, retryAfterMillis: 0, message: "replaced by a newer session of the same client")))
+            rule.clientLeft(clientID)
         }
         let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox)
         nextSessionID += 1
         sessions[clientID] = session
         outstandingTraining[clientID] = nil
-        logger.info("agent joined", metadata: ["client": "\(clientID)", "session": "\(session.sessionID)",
+        if firstSessionAt == nil { firstSessionAt = .now }
+        logger.info("agent joined", metadata: ["client": "\(clientID)", "session": "\(session.sessionID)", "tier": "\(tiers.tier(of: clientID).map(String.init) ?? "-")",
                                                 "trainSamples": "\(hello.trainSampleCount)", "pending": "\(hello.pendingUpdateCount)"])
         let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
                               heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
@@ -168,26 +228,29 @@ public actor Coordinator {
         return .welcome(welcome, session)
     }
 
-    /// Called after `welcome` was queued: hand the agent its first task.
+    /// Called after `welcome` was queued: the rule decides whether the agent trains now.
     func sessionStarted(_ session: AgentSessionHandle) async {
-        await dispatchTraining(to: session)
+        await aggregateAndDispatch()
     }
 
-    func sessionEnded(_ session: AgentSessionHandle, reason: String) {
+    func sessionEnded(_ session: AgentSessionHandle, reason: String) async {
         guard sessions[session.clientID] === session else { return }
         sessions[session.clientID] = nil
         outstandingTraining[session.clientID] = nil
+        rule.clientLeft(session.clientID)
         logger.info("agent left", metadata: ["client": "\(session.clientID)", "session": "\(session.sessionID)", "reason": "\(reason)"])
         for (roundVersion, var round) in evaluations where round.expected.remove(session.clientID) != nil {
             evaluations[roundVersion] = round
             finishEvaluationIfComplete(version: roundVersion)
         }
+        await aggregateAndDispatch()
     }
 
     // MARK: Tasks
 
-    private func allocateTask(for clientID: String, kind: TaskKind) async -> TaskRecord? {
-        let record = TaskRecord(id: nextTaskID, clientID: clientID, baseVersion: version, kind: Int(kind.rawValue), dispatchedAt: Self.now())
+    func allocateTask(for clientID: String, kind: TaskKind, lane: Int, baseVersion: Int64) async -> TaskRecord? {
+        let record = TaskRecord(id: nextTaskID, clientID: clientID, baseVersion: baseVersion, kind: Int(kind.rawValue),
+                                dispatchedAt: Self.now(), lane: lane)
         nextTaskID += 1
         do {
             try await store.recordTask(record)  // durable before it is sent
@@ -199,11 +262,48 @@ public actor Coordinator {
         return record
     }
 
-    private func dispatchTraining(to session: AgentSessionHandle) async {
-        guard stopReason == nil, sessions[session.clientID] === session else { return }
-        let tensors = modelTensors
-        guard let record = await allocateTask(for: session.clientID, kind: .train) else { return }
-        guard sessions[session.clientID] === session, stopReason == nil else { return }
+    func tensors(forLane lane: Int) -> (version: Int64, tensors: [WireTensor]) {
+        let state = rule.lane(lane)
+        if let cached = tensorCache[lane], cached.version == state.version, lane < rule.laneCount {
+            return cached
+        }
+        let fresh = (state.version, ModelTensors.encode(state.parameters, spec: configuration.model))
+        tensorCache[lane] = fresh
+        return fresh
+    }
+
+    /// Steps whatever the rule has due, then hands out the tasks it asks for.
+    func aggregateAndDispatch() async {
+        guard stopReason == nil else { return }
+        enqueue(rule.aggregations(now: Self.now()))
+        var connected: [ClientView] = []
+        var idle: [ClientView] = []
+        for clientID in sessions.keys.sorted() {
+            let view = ClientView(id: clientID, tier: tiers.isFormed ? tiers.tier(of: clientID) : nil)
+            connected.append(view)
+            if outstandingTraining[clientID] == nil { idle.append(view) }
+        }
+        guard !idle.isEmpty else { return }
+        let assignments = rule.schedule(idle: idle, connected: connected, now: Self.now())
+        // Claimed before any suspension, so a concurrent call cannot hand the same client a second task.
+        for assignment in assignments { outstandingTraining[assignment.clientID] = 0 }
+        for assignment in assignments {
+            await dispatchTraining(assignment)
+        }
+    }
+
+    private func dispatchTraining(_ assignment: Assignment) async {
+        guard stopReason == nil, let session = sessions[assignment.clientID] else {
+            rule.clientLeft(assignment.clientID)
+            return
+        }
+        let (version, tensors) = tensors(forLane: assignment.lane)
+        guard let record = await allocateTask(for: session.clientID, kind: .train, lane: assignment.lane, baseVersion: version) else { return }
+        guard sessions[session.clientID] === session, stopReason == nil else {
+            tasks[record.id] = nil
+            rule.clientLeft(assignment.clientID)
+            return
+        }
         outstandingTraining[session.clientID] = record.id
         let training = configuration.training
         session.send(.task(TrainingTask(
@@ -218,9 +318,26 @@ public actor Coordinator {
 
     func handleUpdate(_ update: Update, from session: AgentSessionHandle) async {
         let taskID = Int64(bitPattern: update.taskID)
-        // Reads first (they may suspend), then the buffer is touched without suspending.
+        let arrival = Self.now()
+        if inFlight[taskID] != nil {
+            // Sent again while folded but not yet committed: the committed ack will follow.
+            session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
+            return
+        }
         var task = tasks[taskID]
-        if task == nil { task = try? await store.task(id: taskID) }
+        if task == nil {
+            // Not handed out in this run, or already answered: the durable state decides.
+            task = try? await store.task(id: taskID)
+            if task != nil, let committedIn = try? await store.committedVersion(forTask: taskID) {
+                // Sent again after it was committed (lost ack, reconnect, agent restart): ack again, never fold twice.
+                session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(committedIn))))
+                return
+            }
+            if inFlight[taskID] != nil || tasks[taskID] != nil {
+                await handleUpdate(update, from: session)   // answered concurrently while we read
+                return
+            }
+        }
         guard let task else {
             await refuse(update, from: session, code: .unknownTask, reason: "task \(update.taskID) was never handed out by this coordinator")
             return
@@ -230,57 +347,49 @@ public actor Coordinator {
             return
         }
         if task.kind == Int(TaskKind.evaluate.rawValue) {
+            tasks[taskID] = nil
             handleEvaluation(update, task: task, from: session)
             return
         }
-        if !bufferedTaskIDs.contains(taskID), let committedIn = try? await store.committedVersion(forTask: taskID) {
-            // Sent again after it was committed (lost ack, reconnect, agent restart): ack again, never fold twice.
-            session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(committedIn))))
-            return
-        }
-        if bufferedTaskIDs.contains(taskID) {
-            session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(version))))
-            return
-        }
         let isOutstanding = outstandingTraining[session.clientID] == taskID
-        if isOutstanding { outstandingTraining[session.clientID] = nil }
+        if isOutstanding {
+            outstandingTraining[session.clientID] = nil
+            recordLatency(clientID: session.clientID, seconds: arrival - task.dispatchedAt)
+        }
 
         switch validate(update, task: task) {
         case .failure(let refusal):
+            tasks[taskID] = nil
             await refuse(update, from: session, code: refusal.code, reason: refusal.message)
-        case .success(let (delta, staleness)):
-            let factor = configuration.aggregation.staleness.factor(staleness: Int(staleness))
-            let weight = Float(Double(update.sampleCount) * factor)
-            do {
-                try accumulator.add(delta, weight: weight)
-            } catch {
-                await refuse(update, from: session, code: .invalidUpdate, reason: "cannot aggregate: \(error)")
-                break
+        case .success(let delta):
+            let ruleUpdate = RuleUpdate(taskID: taskID, clientID: session.clientID, lane: task.lane, baseVersion: task.baseVersion,
+                                        sampleCount: Int64(update.sampleCount), delta: delta)
+            switch rule.accept(ruleUpdate, now: arrival) {
+            case .refused(let reason, let text):
+                tasks[taskID] = nil
+                let code: ErrorCode = reason == .invalid ? .invalidUpdate : .tooStale
+                await refuse(update, from: session, code: code, reason: text)
+            case .folded(let staleness, let weight):
+                inFlight[taskID] = InFlightUpdate(taskID: taskID, clientID: session.clientID, lane: task.lane, baseVersion: task.baseVersion,
+                                                  sampleCount: Int64(update.sampleCount), trainLoss: Double(update.trainLoss),
+                                                  receivedAt: arrival, latency: isOutstanding ? arrival - task.dispatchedAt : nil)
+                session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
+                logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "lane": "\(task.lane)",
+                                                         "staleness": "\(staleness)", "weight": "\(weight)"])
             }
-            bufferedTaskIDs.insert(taskID)
-            buffered.append(CommittedUpdateRecord(
-                taskID: taskID, clientID: session.clientID, version: 0, baseVersion: task.baseVersion,
-                sampleCount: Int64(update.sampleCount), staleness: staleness, weight: Double(weight),
-                trainLoss: Double(update.trainLoss), receivedAt: Self.now()))
-            session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(version))))
-            logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "staleness": "\(staleness)", "weight": "\(weight)"])
         }
-        if isOutstanding { await dispatchTraining(to: session) }
-        if buffered.count >= configuration.aggregation.bufferSize { await commitFullBuffers() }
+        await manageTiers()
+        await aggregateAndDispatch()
         checkDeadline()
     }
 
-    private func validate(_ update: Update, task: TaskRecord) -> Result<([Float], Int64), ErrorMessage> {
+    private func validate(_ update: Update, task: TaskRecord) -> Result<[Float], ErrorMessage> {
         let spec = configuration.model
         guard update.baseVersion == UInt64(task.baseVersion) else {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "base version \(update.baseVersion) does not match task \(task.id)'s version \(task.baseVersion)"))
         }
         guard update.sampleCount > 0 else {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "sample count is 0"))
-        }
-        let staleness = version - task.baseVersion
-        guard staleness <= configuration.aggregation.maxStaleness else {
-            return .failure(ErrorMessage(code: .tooStale, message: "based on version \(task.baseVersion), \(staleness) versions behind (limit \(configuration.aggregation.maxStaleness))"))
         }
         let delta: [Float]
         do {
@@ -299,12 +408,12 @@ public actor Coordinator {
         } catch {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "\(error)"))
         }
-        return .success((delta, staleness))
+        return .success(delta)
     }
 
     private func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
         logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "code": "\(code)", "reason": "\(reason)"])
-        session.send(.ack(Ack(taskID: update.taskID, status: .refused, modelVersion: UInt64(version), code: code, reason: reason)))
+        session.send(.ack(Ack(taskID: update.taskID, status: .refused, modelVersion: UInt64(rule.globalVersion), code: code, reason: reason)))
         do {
             try await store.recordRefusal(taskID: Int64(bitPattern: update.taskID), clientID: session.clientID, code: Int(code.rawValue), reason: reason, now: Self.now())
         } catch {
@@ -312,115 +421,78 @@ public actor Coordinator {
         }
     }
 
-    /// Steps the model once per full buffer. The new version, the ids of the updates it contains and
-    /// the client counters are one transaction; acks go out only after it is durable.
-    private func commitFullBuffers() async {
-        guard !committing else { return }
-        committing = true
+    // MARK: Commits
+
+    func enqueue(_ outcomes: [AggregationOutcome]) {
+        guard !outcomes.isEmpty else { return }
+        outcomeQueue.append(contentsOf: outcomes)
+        if !committing {
+            committing = true
+            Task { await self.drainOutcomes() }
+        }
+    }
+
+    /// Persists outcomes one at a time, in order. Each is one transaction (lane version, global version
+    /// with provenance, update ids, client counters); the committed acks go out only after it.
+    private func drainOutcomes() async {
         defer { committing = false }
-        while buffered.count >= configuration.aggregation.bufferSize, stopReason == nil {
-            let batch = buffered
-            let mean = accumulator.weightedMean()
-            buffered.removeAll()
-            accumulator.reset()
-            var next = parameters
-            AggregationStep.apply(model: &next, meanDelta: mean, optimizer: configuration.aggregation.serverOptimizer, state: &optimizerState)
-            let newVersion = version + 1
-            let records = batch.map { record -> CommittedUpdateRecord in
-                var record = record
-                record.version = newVersion
-                return record
+        while !outcomeQueue.isEmpty, stopReason == nil {
+            let outcome = outcomeQueue.removeFirst()
+            let now = Self.now()
+            let records = outcome.updates.map { folded -> CommittedUpdateRecord in
+                let info = inFlight[folded.taskID]
+                return CommittedUpdateRecord(
+                    taskID: folded.taskID, clientID: folded.clientID, version: outcome.globalVersion, baseVersion: folded.baseVersion,
+                    sampleCount: info?.sampleCount ?? 0, staleness: folded.staleness, weight: folded.weight,
+                    trainLoss: info?.trainLoss ?? 0, receivedAt: info?.receivedAt ?? now,
+                    lane: outcome.lane, laneVersion: outcome.laneVersion, latencySeconds: info?.latency)
             }
-            let meanStaleness = batch.isEmpty ? 0 : Double(batch.reduce(0) { $0 + $1.staleness }) / Double(batch.count)
-            let versionRecord = ModelVersionRecord(
-                version: newVersion, createdAt: Self.now(), parameters: FloatBlob.encode(next),
-                updateCount: batch.count, totalWeight: batch.reduce(0) { $0 + $1.weight }, meanStaleness: meanStaleness, trigger: "buffer")
+            let clientIDs = Set(outcome.updates.map(\.clientID))
+            let profileRows = clientIDs.compactMap { id in
+                profiles[id].map { ClientTiering(clientID: id, tier: nil, pinnedTier: nil, smoothedLatency: $0.smoothedSeconds,
+                                                 lastLatency: $0.lastSeconds, samples: $0.sampleCount) }
+            }
+            let version = ModelVersionRecord(
+                version: outcome.globalVersion, createdAt: now, parameters: FloatBlob.encode(outcome.globalParameters),
+                updateCount: outcome.updates.count, totalWeight: outcome.totalWeight, meanStaleness: outcome.meanStaleness,
+                trigger: outcome.trigger, lane: outcome.lane,
+                laneVersions: Self.json(outcome.combinedLaneVersions.map { Double($0) }), laneWeights: Self.json(outcome.laneWeights))
+            let lane = LaneVersionRecord(lane: outcome.lane, version: outcome.laneVersion, createdAt: now,
+                                         parameters: FloatBlob.encode(outcome.laneParameters),
+                                         pushes: rule.laneCount > outcome.lane ? rule.lane(outcome.lane).pushes : 1,
+                                         globalVersion: outcome.globalVersion)
             do {
-                try await store.commitAggregation(versionRecord, updates: records)
+                try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows)
             } catch {
-                // Fail-stop: nothing of this buffer was acknowledged as committed, so agents keep and re-send it.
-                fail("cannot commit version \(newVersion): \(error)")
+                // Fail-stop: nothing of this step was acknowledged as committed, so agents keep and re-send it.
+                fail("cannot commit version \(outcome.globalVersion): \(error)")
                 return
             }
-            version = newVersion
-            parameters = next
-            modelTensors = ModelTensors.encode(parameters, spec: configuration.model)
+            lastCommitted = (outcome.globalVersion, outcome.globalParameters, elapsed)
             for record in records {
-                bufferedTaskIDs.remove(record.taskID)
-                sessions[record.clientID]?.send(.ack(Ack(taskID: UInt64(record.taskID), status: .committed, modelVersion: UInt64(newVersion))))
+                inFlight[record.taskID] = nil
+                tasks[record.taskID] = nil
+                sessions[record.clientID]?.send(.ack(Ack(taskID: UInt64(record.taskID), status: .committed, modelVersion: UInt64(outcome.globalVersion))))
             }
-            logger.info("version committed", metadata: ["version": "\(newVersion)", "updates": "\(records.count)", "meanStaleness": "\(meanStaleness)"])
-            onEvent(.versionCommitted(version: newVersion, updates: records.count, meanStaleness: meanStaleness))
-            if let limit = configuration.stop.maxVersions, newVersion >= limit {
-                requestStop(.maxVersions, detail: "reached version \(newVersion)")
-            } else if configuration.evaluateEvery > 0, newVersion % Int64(configuration.evaluateEvery) == 0 {
+            logger.info("version committed", metadata: ["version": "\(outcome.globalVersion)", "lane": "\(outcome.lane)",
+                                                        "laneVersion": "\(outcome.laneVersion)", "updates": "\(records.count)",
+                                                        "trigger": "\(outcome.trigger)", "meanStaleness": "\(outcome.meanStaleness)"])
+            onEvent(.versionCommitted(version: outcome.globalVersion, lane: outcome.lane, updates: records.count, meanStaleness: outcome.meanStaleness))
+            if let limit = configuration.stop.maxVersions, outcome.globalVersion >= limit {
+                requestStop(.maxVersions, detail: "reached version \(outcome.globalVersion)")
+            } else if configuration.evaluateEvery > 0, outcome.globalVersion % Int64(configuration.evaluateEvery) == 0 {
                 await startEvaluation()
             }
         }
     }
 
-    private func fail(_ detail: String) {
+    func fail(_ detail: String) {
         logger.critical("\(detail)")
         requestStop(.failure, detail: detail)
     }
 
-    // MARK: Evaluation
-
-    private func startEvaluation() async {
-        let evaluatedVersion = version
-        let targets = Array(sessions.values)
-        guard !targets.isEmpty, evaluations[evaluatedVersion] == nil else { return }
-        evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), startedAt: .now)
-        let tensors = modelTensors
-        for session in targets {
-            guard let record = await allocateTask(for: session.clientID, kind: .evaluate) else { return }
-            session.send(.task(TrainingTask(
-                taskID: UInt64(record.id), baseVersion: UInt64(evaluatedVersion), kind: .evaluate,
-                hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),
-                parameters: tensors)))
-        }
-        let timeout = configuration.evaluationTimeout
-        Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            await self?.closeEvaluation(version: evaluatedVersion)
-        }
-    }
-
-    private func handleEvaluation(_ update: Update, task: TaskRecord, from session: AgentSessionHandle) {
-        session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(task.baseVersion))))
-        guard update.evalSampleCount > 0, update.evalAccuracy.isFinite, update.evalLoss.isFinite,
-              (0...1).contains(update.evalAccuracy) else { return }
-        let record = EvaluationRecord(taskID: task.id, clientID: session.clientID, modelVersion: task.baseVersion,
-                                      sampleCount: Int64(update.evalSampleCount), loss: Double(update.evalLoss),
-                                      accuracy: Double(update.evalAccuracy), at: Self.now())
-        let store = self.store
-        Task { try? await store.recordEvaluation(record) }
-        guard var round = evaluations[task.baseVersion] else { return }
-        round.results[session.clientID] = (Int64(update.evalSampleCount), Double(update.evalAccuracy), Double(update.evalLoss))
-        evaluations[task.baseVersion] = round
-        finishEvaluationIfComplete(version: task.baseVersion)
-    }
-
-    private func finishEvaluationIfComplete(version evaluated: Int64) {
-        guard let round = evaluations[evaluated], round.expected.isSubset(of: round.results.keys) else { return }
-        closeEvaluation(version: evaluated)
-    }
-
-    private func closeEvaluation(version evaluated: Int64) {
-        guard let round = evaluations.removeValue(forKey: evaluated) else { return }
-        let samples = round.results.values.reduce(Int64(0)) { $0 + $1.samples }
-        guard samples > 0 else { return }
-        let accuracy = round.results.values.reduce(0.0) { $0 + Double($1.samples) * $1.accuracy } / Double(samples)
-        let loss = round.results.values.reduce(0.0) { $0 + Double($1.samples) * $1.loss } / Double(samples)
-        let result = EvaluationResult(version: evaluated, accuracy: accuracy, loss: loss, samples: samples,
-                                      clients: round.results.count, expectedClients: max(round.expected.count, round.results.count),
-                                      elapsedSeconds: (ContinuousClock.now - startedAt).seconds)
-        lastEvaluation = result
-        bestAccuracy = max(bestAccuracy ?? 0, accuracy)
-        onEvent(.evaluated(result))
-        if let target = configuration.stop.targetAccuracy, accuracy >= target, stopReason == nil {
-            requestStop(.targetReached, detail: String(format: "version %lld reached accuracy %.4f (target %.4f)", evaluated, accuracy, target))
-        }
+    static func json(_ values: [Double]) -> String {
+        "[" + values.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int64($0)) : String(format: "%.6g", $0) }.joined(separator: ",") + "]"
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }

@@ -1,8 +1,11 @@
+import StrataCore
+
 /// What an operator watching the coordinator is told, besides logs.
 public enum CoordinatorEvent: Sendable {
     case listening(host: String, port: Int)
     case restored(version: Int64, committedUpdates: Int64)
-    case versionCommitted(version: Int64, updates: Int, meanStaleness: Double)
+    case versionCommitted(version: Int64, lane: Int, updates: Int, meanStaleness: Double)
+    case tiersChanged([TierMove])
     case evaluated(EvaluationResult)
     case stopped(CoordinatorSummary)
 }
@@ -14,7 +17,12 @@ public struct EvaluationResult: Sendable, Hashable, Codable {
     public var samples: Int64
     public var clients: Int
     public var expectedClients: Int
+    /// Seconds from the coordinator's start to the evaluation's result.
     public var elapsedSeconds: Double
+    /// Seconds from the coordinator's start to the creation of the evaluated version (for accuracy-vs-time curves).
+    public var versionElapsedSeconds: Double
+    /// Sample-weighted accuracy per tier (tiers that answered).
+    public var tierAccuracies: [Int: Double]
 }
 
 public enum StopReason: String, Sendable, Codable {
@@ -26,12 +34,16 @@ public enum StopReason: String, Sendable, Codable {
 }
 
 public struct CoordinatorSummary: Sendable, Codable {
+    public var mode: String
     public var reason: StopReason
     public var targetAccuracy: Double?
     public var targetReached: Bool
     public var finalVersion: Int64
     public var lastEvaluation: EvaluationResult?
     public var bestAccuracy: Double?
+    /// Seconds from start to the creation of the first version that reached the target.
+    public var timeToTargetSeconds: Double?
+    public var tierCount: Int
     public var updatesAccepted: Int64
     public var updatesRefused: Int64
     public var wallSeconds: Double

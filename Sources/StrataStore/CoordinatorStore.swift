@@ -97,6 +97,48 @@ public final class CoordinatorStore: Sendable {
                 t.column("at", .double).notNull()
             }
         }
+        // Latency tiers, one model per tier (lane) under the global model, and the provenance of each global version.
+        migrator.registerMigration("v2-tiers") { db in
+            try db.alter(table: "tasks") { t in
+                t.add(column: "lane", .integer).notNull().defaults(to: 0)
+            }
+            try db.alter(table: "committedUpdates") { t in
+                t.add(column: "lane", .integer).notNull().defaults(to: 0)
+                t.add(column: "laneVersion", .integer).notNull().defaults(to: 0)
+                // Dispatch of the task to arrival of the update: the latency history tiers are computed from.
+                t.add(column: "latencySeconds", .double)
+            }
+            try db.alter(table: "clients") { t in
+                t.add(column: "tier", .integer)
+                t.add(column: "pinnedTier", .integer)
+                t.add(column: "latencySeconds", .double)
+                t.add(column: "lastLatencySeconds", .double)
+                t.add(column: "latencySamples", .integer).notNull().defaults(to: 0)
+            }
+            try db.alter(table: "modelVersions") { t in
+                t.add(column: "lane", .integer)
+                t.add(column: "laneVersions", .text).notNull().defaults(to: "[]")
+                t.add(column: "laneWeights", .text).notNull().defaults(to: "[]")
+            }
+            try db.create(table: "laneVersions") { t in
+                t.column("lane", .integer).notNull()
+                t.column("version", .integer).notNull()
+                t.column("createdAt", .double).notNull()
+                t.column("parameters", .blob).notNull()
+                t.column("pushes", .integer).notNull()
+                t.column("globalVersion", .integer).notNull()
+                t.primaryKey(["lane", "version"])
+            }
+            try db.create(table: "tierMoves") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("clientID", .text).notNull().indexed()
+                t.column("fromTier", .integer)
+                t.column("toTier", .integer).notNull()
+                t.column("reason", .text).notNull()
+                t.column("latencySeconds", .double)
+                t.column("at", .double).notNull()
+            }
+        }
         return migrator
     }
 }
@@ -106,6 +148,7 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     case modelMismatch(stored: String, configured: String)
     case corruptParameters(version: Int64)
     case versionConflict(expected: Int64, found: Int64)
+    case modeMismatch(stored: String, configured: String)
 
     public var description: String {
         switch self {
@@ -117,6 +160,8 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
             return "model version \(version) in the state database has a damaged parameter blob: restore the database from a backup"
         case .versionConflict(let expected, let found):
             return "model version conflict: expected to write version \(expected) but the database is at \(found); is another coordinator using the same state file?"
+        case .modeMismatch(let stored, let configured):
+            return "the state database holds a run in mode \(stored) but the coordinator was started with --mode \(configured): use the same mode to resume it, or another --state path for a new run"
         }
     }
 }
@@ -132,7 +177,16 @@ public struct ModelVersionRecord: Codable, Sendable, FetchableRecord, Persistabl
     public var totalWeight: Double
     public var meanStaleness: Double
     public var trigger: String
-    public init(version: Int64, createdAt: Double, parameters: Data, updateCount: Int, totalWeight: Double, meanStaleness: Double, trigger: String) {
+    /// The lane (tier) whose step produced this global version; nil for the initial model.
+    public var lane: Int?
+    /// Provenance: JSON array of every lane's version combined into this model, and of their cross-tier weights.
+    public var laneVersions: String
+    public var laneWeights: String
+    public init(version: Int64, createdAt: Double, parameters: Data, updateCount: Int, totalWeight: Double, meanStaleness: Double, trigger: String,
+                lane: Int? = nil, laneVersions: String = "[]", laneWeights: String = "[]") {
+        self.lane = lane
+        self.laneVersions = laneVersions
+        self.laneWeights = laneWeights
         self.version = version
         self.createdAt = createdAt
         self.parameters = parameters
@@ -150,7 +204,10 @@ public struct TaskRecord: Codable, Sendable, FetchableRecord, PersistableRecord 
     public var baseVersion: Int64
     public var kind: Int
     public var dispatchedAt: Double
-    public init(id: Int64, clientID: String, baseVersion: Int64, kind: Int, dispatchedAt: Double) {
+    /// The lane (tier model) the task was dispatched from; `baseVersion` counts that lane's versions.
+    public var lane: Int
+    public init(id: Int64, clientID: String, baseVersion: Int64, kind: Int, dispatchedAt: Double, lane: Int = 0) {
+        self.lane = lane
         self.id = id
         self.clientID = clientID
         self.baseVersion = baseVersion
@@ -170,7 +227,14 @@ public struct CommittedUpdateRecord: Codable, Sendable, FetchableRecord, Persist
     public var weight: Double
     public var trainLoss: Double
     public var receivedAt: Double
-    public init(taskID: Int64, clientID: String, version: Int64, baseVersion: Int64, sampleCount: Int64, staleness: Int64, weight: Double, trainLoss: Double, receivedAt: Double) {
+    public var lane: Int
+    public var laneVersion: Int64
+    public var latencySeconds: Double?
+    public init(taskID: Int64, clientID: String, version: Int64, baseVersion: Int64, sampleCount: Int64, staleness: Int64, weight: Double, trainLoss: Double, receivedAt: Double,
+                lane: Int = 0, laneVersion: Int64 = 0, latencySeconds: Double? = nil) {
+        self.lane = lane
+        self.laneVersion = laneVersion
+        self.latencySeconds = latencySeconds
         self.taskID = taskID
         self.clientID = clientID
         self.version = version
@@ -195,6 +259,66 @@ public struct ClientRecord: Codable, Sendable, FetchableRecord, PersistableRecor
     public var updatesAccepted: Int64
     public var updatesRefused: Int64
     public var lastError: String?
+    public var tier: Int?
+    public var pinnedTier: Int?
+    public var latencySeconds: Double?
+    public var lastLatencySeconds: Double?
+    public var latencySamples: Int64
+}
+
+public struct LaneVersionRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "laneVersions"
+    public var lane: Int
+    public var version: Int64
+    public var createdAt: Double
+    public var parameters: Data
+    public var pushes: Int64
+    public var globalVersion: Int64
+    public init(lane: Int, version: Int64, createdAt: Double, parameters: Data, pushes: Int64, globalVersion: Int64) {
+        self.lane = lane
+        self.version = version
+        self.createdAt = createdAt
+        self.parameters = parameters
+        self.pushes = pushes
+        self.globalVersion = globalVersion
+    }
+}
+
+public struct TierMoveRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "tierMoves"
+    public var id: Int64?
+    public var clientID: String
+    public var fromTier: Int?
+    public var toTier: Int
+    public var reason: String
+    public var latencySeconds: Double?
+    public var at: Double
+    public init(clientID: String, fromTier: Int?, toTier: Int, reason: String, latencySeconds: Double?, at: Double) {
+        self.clientID = clientID
+        self.fromTier = fromTier
+        self.toTier = toTier
+        self.reason = reason
+        self.latencySeconds = latencySeconds
+        self.at = at
+    }
+}
+
+/// A client's latency profile and tier as persisted.
+public struct ClientTiering: Sendable, Hashable {
+    public var clientID: String
+    public var tier: Int?
+    public var pinnedTier: Int?
+    public var smoothedLatency: Double?
+    public var lastLatency: Double?
+    public var samples: Int
+    public init(clientID: String, tier: Int?, pinnedTier: Int?, smoothedLatency: Double?, lastLatency: Double?, samples: Int) {
+        self.clientID = clientID
+        self.tier = tier
+        self.pinnedTier = pinnedTier
+        self.smoothedLatency = smoothedLatency
+        self.lastLatency = lastLatency
+        self.samples = samples
+    }
 }
 
 public struct EvaluationRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
@@ -223,14 +347,25 @@ public struct RestoredState: Sendable {
     public var parameters: [Float]
     public var nextTaskID: Int64
     public var committedUpdateCount: Int64
+    /// Latest version of each lane, index = lane (empty for a run that never stepped a lane).
+    public var lanes: [RestoredLane] = []
+    /// 0 if tiers were never formed.
+    public var tierCount: Int = 0
+    public var clients: [ClientTiering] = []
+}
+
+public struct RestoredLane: Sendable {
+    public var version: Int64
+    public var parameters: [Float]
+    public var pushes: Int64
 }
 
 // MARK: - Operations
 
 extension CoordinatorStore {
     /// Restores the latest committed model, or writes version 0 with `initialParameters` for a new run.
-    /// Refuses a database that belongs to a run with another model.
-    public func restoreOrInitialize(spec: ModelSpec, initialParameters: [Float], now: Double) async throws -> RestoredState {
+    /// Refuses a database that belongs to a run with another model or another aggregation mode.
+    public func restoreOrInitialize(spec: ModelSpec, initialParameters: [Float], mode: String = "strata", now: Double) async throws -> RestoredState {
         let specText = "\(spec.kind.rawValue):\(spec.featureCount)x\(spec.outputCount)"
         return try await pool.write { db in
             if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'model'") {
@@ -240,6 +375,11 @@ extension CoordinatorStore {
                 try ModelVersionRecord(version: 0, createdAt: now, parameters: FloatBlob.encode(initialParameters),
                                        updateCount: 0, totalWeight: 0, meanStaleness: 0, trigger: "initial").insert(db)
             }
+            if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'mode'") {
+                guard stored == mode else { throw StoreError.modeMismatch(stored: stored, configured: mode) }
+            } else {
+                try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('mode', ?)", arguments: [mode])
+            }
             guard let latest = try ModelVersionRecord.order(Column("version").desc).fetchOne(db) else {
                 throw StoreError.corruptParameters(version: -1)
             }
@@ -248,7 +388,28 @@ extension CoordinatorStore {
             }
             let maxTask = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM tasks") ?? 0
             let committed = try Int64.fetchOne(db, sql: "SELECT COUNT(*) FROM committedUpdates") ?? 0
-            return RestoredState(version: latest.version, parameters: parameters, nextTaskID: maxTask + 1, committedUpdateCount: committed)
+            var state = RestoredState(version: latest.version, parameters: parameters, nextTaskID: maxTask + 1, committedUpdateCount: committed)
+            let latestLanes = try LaneVersionRecord.fetchAll(db, sql: """
+                SELECT l.* FROM laneVersions l
+                JOIN (SELECT lane, MAX(version) AS version FROM laneVersions GROUP BY lane) m USING (lane, version)
+                ORDER BY l.lane
+                """)
+            for record in latestLanes {
+                guard let values = FloatBlob.decode(record.parameters), values.count == spec.parameterCount else {
+                    throw StoreError.corruptParameters(version: record.version)
+                }
+                // Lanes are dense from 0; a lane that never stepped starts from the global model.
+                while state.lanes.count < record.lane {
+                    state.lanes.append(RestoredLane(version: 0, parameters: parameters, pushes: 1))
+                }
+                state.lanes.append(RestoredLane(version: record.version, parameters: values, pushes: record.pushes))
+            }
+            state.tierCount = Int(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tierCount'") ?? "0") ?? 0
+            state.clients = try ClientRecord.fetchAll(db).map {
+                ClientTiering(clientID: $0.id, tier: $0.tier, pinnedTier: $0.pinnedTier, smoothedLatency: $0.latencySeconds,
+                              lastLatency: $0.lastLatencySeconds, samples: Int($0.latencySamples))
+            }
+            return state
         }
     }
 
@@ -269,16 +430,63 @@ extension CoordinatorStore {
         }
     }
 
-    /// Atomically: the new model version, every update it contains, and the per-client counters.
-    public func commitAggregation(_ version: ModelVersionRecord, updates: [CommittedUpdateRecord]) async throws {
+    /// Atomically: the lane's new version, the global version it produced (with its provenance), every
+    /// update it contains (the idempotency records), and the per-client counters and latency profiles.
+    public func commitAggregation(_ version: ModelVersionRecord, lane: LaneVersionRecord? = nil, updates: [CommittedUpdateRecord],
+                                  profiles: [ClientTiering] = []) async throws {
         try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM modelVersions") ?? -1
             guard current + 1 == version.version else { throw StoreError.versionConflict(expected: version.version, found: current) }
             try version.insert(db)
+            try lane?.insert(db)
             for update in updates {
                 try update.insert(db)
                 try db.execute(sql: "UPDATE clients SET updatesAccepted = updatesAccepted + 1 WHERE id = ?", arguments: [update.clientID])
             }
+            for profile in profiles {
+                try db.execute(sql: """
+                    UPDATE clients SET latencySeconds = ?, lastLatencySeconds = ?, latencySamples = ? WHERE id = ?
+                    """, arguments: [profile.smoothedLatency, profile.lastLatency, profile.samples, profile.clientID])
+            }
+        }
+    }
+
+    /// Tier moves and the tier count, in one transaction (membership and its history never disagree).
+    public func recordTierMoves(_ moves: [TierMoveRecord], tierCount: Int) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('tierCount', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [String(tierCount)])
+            for move in moves {
+                try move.insert(db)
+                try db.execute(sql: "UPDATE clients SET tier = ? WHERE id = ?", arguments: [move.toTier, move.clientID])
+            }
+        }
+    }
+
+    /// Records an operator pin (nil removes it).
+    public func recordPin(clientID: String, tier: Int?) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE clients SET pinnedTier = ? WHERE id = ?", arguments: [tier, clientID])
+        }
+    }
+
+    public func tierMoves(clientID: String? = nil) async throws -> [TierMoveRecord] {
+        try await pool.read { db in
+            var request = TierMoveRecord.order(Column("id"))
+            if let clientID { request = request.filter(Column("clientID") == clientID) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    public func laneVersions(lane: Int) async throws -> [LaneVersionRecord] {
+        try await pool.read { db in
+            try LaneVersionRecord.filter(Column("lane") == lane).order(Column("version")).fetchAll(db)
+        }
+    }
+
+    public func modelVersions(from version: Int64 = 0) async throws -> [ModelVersionRecord] {
+        try await pool.read { db in
+            try ModelVersionRecord.filter(Column("version") >= version).order(Column("version")).fetchAll(db)
         }
     }
 

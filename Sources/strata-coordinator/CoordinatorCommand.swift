@@ -10,13 +10,16 @@ import StrataTransport
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "strata-coordinator",
-        abstract: "Run a Strata federation: accept agents over mutual TLS, aggregate their updates, keep the state in SQLite.",
+        abstract: "Run a Strata federation: accept agents over mutual TLS, aggregate their updates in latency tiers, keep the state in SQLite.",
         discussion: """
-            Agents connect with certificates from the federation's CA (Certs/strata-pki.sh). The coordinator hands each \
-            connected agent a task (the current model and hyperparameters), folds every returned update into a buffer \
-            weighted by samples x staleness factor, and steps the model when K updates are in (FedBuff-style). Each new \
-            version and the ids of the updates it contains are written to the --state database in one transaction \
-            before any agent is told "committed". Restarted on the same --state file, it resumes from the last version.
+            Agents connect with certificates from the federation's CA (Certs/strata-pki.sh). The coordinator measures \
+            each agent's response latency (task dispatch to update arrival), groups agents into latency tiers, and in \
+            the default mode (strata) runs an asynchronous FedBuff-style buffer per tier (weight = samples x staleness \
+            factor, K updates per step) whose tier models are combined into the global model with FedAT's cross-tier \
+            weights. --mode runs the baselines on the same agents and data instead: fedavg, tifl, fedat, fedasync, \
+            fedbuff (docs/ALGORITHMS.md). Each step's tier model, global model, provenance and update ids are written \
+            to the --state database in one transaction before any agent is told "committed". Restarted on the same \
+            --state file, it resumes from the last version, with the same --mode.
 
             Progress goes to stdout, one line per evaluated model version; logs go to stderr. \
             Exit status: 0 finished (target reached, or a limit reached when no target was set); 3 stopped without \
@@ -31,6 +34,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup(title: "TLS") var tls: TLSOptions
     @OptionGroup(title: "Model and local training") var model: ModelOptions
     @OptionGroup(title: "Aggregation") var aggregation: AggregationOptions
+    @OptionGroup(title: "Synchronous rounds (fedavg, tifl, fedat)") var rounds: RoundOptions
+    @OptionGroup(title: "Latency tiers (strata, tifl, fedat)") var tiering: TieringOptions
     @OptionGroup(title: "Stopping") var stop: StopOptions
     @OptionGroup(title: "Output") var output: OutputOptions
     @OptionGroup(title: "Logging") var log: LogOptions
@@ -42,7 +47,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try network.check()
         try model.check()
         try aggregation.check()
+        try rounds.check()
+        try tiering.check()
         try stop.check()
+        do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
     }
 
     func run() async throws {
@@ -59,21 +67,23 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
         config.training = TrainingConfig(learningRate: model.learningRate, batchSize: model.batchSize, epochs: model.localEpochs,
                                          seed: model.seed, proximalMu: model.proximalMu)
-        config.aggregation.bufferSize = aggregation.bufferSize
-        config.aggregation.staleness = try StalenessFunction(parsing: aggregation.staleness)
-        config.aggregation.serverOptimizer = ServerOptimizer(learningRate: aggregation.serverLearningRate, momentum: aggregation.serverMomentum)
-        config.aggregation.maxStaleness = aggregation.maxStaleness
+        config.aggregation.mode = aggregation.mode
+        config.aggregation.rule = try ruleSettings()
         config.aggregation.maxUpdateNorm = aggregation.maxUpdateNorm > 0 ? aggregation.maxUpdateNorm : nil
+        config.tiering = try tiering.configuration()
         config.stop = StopCondition(targetAccuracy: stop.targetAccuracy, maxVersions: stop.maxVersions,
                                     maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
         config.evaluateEvery = stop.evaluateEvery
+        config.evaluationInterval = stop.evaluateInterval.map { .milliseconds(Int64($0 * 1000)) }
         config.evaluationTimeout = .milliseconds(Int64(stop.evaluationTimeout * 1000))
 
         let readyFile = output.readyFile
+        let curve = try output.curveCSV.map { try CurveWriter(path: $0, mode: aggregation.mode.rawValue) }
         let summary: CoordinatorSummary
         do {
             summary = try await CoordinatorService.run(configuration: config, logger: logger) { event in
                 Self.report(event, readyFile: readyFile)
+                if case .evaluated(let result) = event { curve?.append(result) }
             }
         } catch {
             logger.critical("coordinator failed: \(error)")
@@ -92,6 +102,25 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
     }
 
+    func ruleSettings() throws -> RuleSettings {
+        var r = RuleSettings()
+        r.bufferSize = aggregation.bufferSize
+        r.bufferTimeout = aggregation.bufferTimeout > 0 ? aggregation.bufferTimeout : nil
+        r.staleness = try StalenessFunction(parsing: aggregation.staleness)
+        r.serverOptimizer = ServerOptimizer(learningRate: aggregation.serverLearningRate, momentum: aggregation.serverMomentum)
+        r.maxStaleness = aggregation.maxStaleness
+        r.mixingAlpha = aggregation.alpha
+        r.tierMixing = aggregation.tierMixing
+        r.clientsPerRound = rounds.clientsPerRound
+        r.roundDeadline = rounds.roundDeadline
+        r.overSelection = rounds.overSelection
+        r.tierSelection = try rounds.selection()
+        r.adaptiveInterval = rounds.adaptiveInterval
+        r.plannedRounds = rounds.plannedRounds
+        r.seed = model.seed
+        return r
+    }
+
     static func report(_ event: CoordinatorEvent, readyFile: String?) {
         switch event {
         case .listening(let host, let port):
@@ -103,17 +132,24 @@ struct CoordinatorCommand: AsyncParsableCommand {
             print("state: version \(version), \(committed) committed updates")
         case .versionCommitted:
             break
+        case .tiersChanged(let moves):
+            let formed = moves.filter { $0.reason == .formation }
+            if !formed.isEmpty {
+                let sizes = Dictionary(grouping: formed, by: \.to).sorted { $0.key < $1.key }.map { "tier \($0.key): \($0.value.count)" }
+                print("tiers formed: \(sizes.joined(separator: ", "))")
+            }
         case .evaluated(let r):
             print(String(format: "version %5lld  accuracy %.4f  loss %.4f  clients %d/%d  elapsed %.1fs",
-                         r.version, r.accuracy, r.loss, r.clients, r.expectedClients, r.elapsedSeconds))
+                         r.version, r.accuracy, r.loss, r.clients, r.expectedClients, r.versionElapsedSeconds))
         case .stopped(let s):
             let accuracy = s.lastEvaluation.map { String(format: "%.4f (version %lld)", $0.accuracy, $0.version) } ?? "not evaluated"
             print("""
                 stopped: \(s.reason.rawValue)\(s.detail.map { " — \($0)" } ?? "")
+                  mode              \(s.mode)\(s.tierCount > 0 ? " (\(s.tierCount) tiers)" : "")
                   final version     \(s.finalVersion)
                   last accuracy     \(accuracy)
                   best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")
-                  target            \(s.targetAccuracy.map { String(format: "%.4f (%@)", $0, s.targetReached ? "reached" : "not reached") } ?? "none")
+                  target            \(s.targetAccuracy.map { String(format: "%.4f (%@)", $0, s.targetReached ? "reached" : "not reached") } ?? "none")\(s.timeToTargetSeconds.map { String(format: " after %.1f s", $0) } ?? "")
                   updates accepted  \(s.updatesAccepted)
                   updates refused   \(s.updatesRefused)
                   wall time         \(String(format: "%.1f s", s.wallSeconds))
@@ -182,9 +218,20 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
+extension AggregationMode: ExpressibleByArgument {}
+extension TierMixing: ExpressibleByArgument {}
+
 struct AggregationOptions: ParsableArguments {
-    @Option(name: .long, help: "K: updates per buffer before the model steps.")
-    var bufferSize: Int = 3
+    @Option(name: .long, help: "Aggregation rule: strata (async tiers + global aggregator), fedavg, tifl, fedat, fedasync or fedbuff.")
+    var mode: AggregationMode = .strata
+    @Option(name: .long, help: "K: updates per buffer before a (tier) model steps (strata, fedbuff); a tier never waits for more than its live members.")
+    var bufferSize: Int = 10
+    @Option(name: .long, help: "Seconds after which a non-empty buffer steps anyway (0 disables).")
+    var bufferTimeout: Double = 10
+    @Option(name: .long, help: "How strata folds updates inside a tier: buffer (FedBuff) or fedasync (mix each update at once).")
+    var tierMixing: TierMixing = .buffer
+    @Option(name: .long, help: "FedAsync mixing weight alpha in (0, 1] (fedasync; strata with --tier-mixing fedasync).")
+    var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")
     var staleness: String = "fedbuff"
     @Option(name: .long, help: "Server learning rate eta_g applied to the buffer's weighted mean delta.")
@@ -198,6 +245,8 @@ struct AggregationOptions: ParsableArguments {
 
     func check() throws {
         guard bufferSize >= 1 else { throw ValidationError("--buffer-size must be at least 1") }
+        guard bufferTimeout >= 0, bufferTimeout.isFinite else { throw ValidationError("--buffer-timeout must be >= 0 seconds") }
+        guard alpha > 0, alpha <= 1 else { throw ValidationError("--alpha must be in (0, 1]") }
         do { _ = try StalenessFunction(parsing: staleness) } catch { throw ValidationError("--staleness: \(error)") }
         guard serverLearningRate > 0 else { throw ValidationError("--server-learning-rate must be positive") }
         guard (0..<1).contains(serverMomentum) else { throw ValidationError("--server-momentum must be in [0, 1)") }
@@ -213,8 +262,10 @@ struct StopOptions: ParsableArguments {
     var maxVersions: Int64?
     @Option(name: .long, help: "Stop after this many seconds.")
     var maxDuration: Double?
-    @Option(name: .long, help: "Evaluate every N-th version on all connected agents (0 never).")
+    @Option(name: .long, help: "Evaluate every N-th global version on all connected agents (0 never).")
     var evaluateEvery: Int = 1
+    @Option(name: .long, help: "Also evaluate the latest global version at most every this many seconds (wall clock).")
+    var evaluateInterval: Double?
     @Option(name: .long, help: "Seconds to wait for evaluation results before closing an evaluation round.")
     var evaluationTimeout: Double = 30
 
@@ -223,7 +274,8 @@ struct StopOptions: ParsableArguments {
         if let v = maxVersions, v < 1 { throw ValidationError("--max-versions must be at least 1") }
         if let d = maxDuration, d <= 0 { throw ValidationError("--max-duration must be positive") }
         guard evaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be >= 0") }
-        if targetAccuracy != nil, evaluateEvery == 0 { throw ValidationError("--target-accuracy needs --evaluate-every >= 1") }
+        if let i = evaluateInterval, !(i > 0 && i.isFinite) { throw ValidationError("--evaluate-interval must be a positive number of seconds") }
+        if targetAccuracy != nil, evaluateEvery == 0, evaluateInterval == nil { throw ValidationError("--target-accuracy needs --evaluate-every >= 1 or --evaluate-interval") }
         guard evaluationTimeout > 0 else { throw ValidationError("--evaluation-timeout must be positive") }
     }
 }
@@ -233,4 +285,114 @@ struct OutputOptions: ParsableArguments {
     var readyFile: String?
     @Option(name: .long, help: "Write the final summary as JSON to this file.")
     var summaryFile: String?
+    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients) to this file; elapsed_seconds is when the version was created.")
+    var curveCSV: String?
+}
+
+struct RoundOptions: ParsableArguments {
+    @Option(name: .long, help: "C: clients per synchronous round (per tier for fedat); 0 selects every connected client and waits until all are idle.")
+    var clientsPerRound: Int = 0
+    @Option(name: .long, help: "Seconds after which a synchronous round closes with the updates it has (default: wait for every selected client).")
+    var roundDeadline: Double?
+    @Option(name: .long, help: "Over-selection r: select ceil(C*(1+r)) clients and close the round at the first C updates.")
+    var overSelection: Double = 0
+    @Option(name: .long, help: "TiFL tier selection: adaptive (credits and accuracies) or static.")
+    var tierSelection: String = "adaptive"
+    @Option(name: .long, help: "TiFL static selection: comma-separated probabilities per tier, fastest first (default uniform).")
+    var tierProbabilities: String?
+    @Option(name: .long, help: "TiFL adaptive: rounds between accuracy checks (I).")
+    var adaptiveInterval: Int = 5
+    @Option(name: .long, help: "TiFL adaptive: planned rounds R (each tier gets ceil(R / tiers) credits).")
+    var plannedRounds: Int = 1000
+
+    func selection() throws -> TierSelection {
+        switch tierSelection {
+        case "adaptive": return .adaptive
+        case "static":
+            guard let text = tierProbabilities else { return .fixed([]) }
+            let values = text.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard values.allSatisfy({ $0 != nil }) else { throw ValidationError("--tier-probabilities must be comma-separated numbers, e.g. 0.5,0.3,0.2") }
+            return .fixed(values.map { $0! })
+        default:
+            throw ValidationError("--tier-selection must be adaptive or static")
+        }
+    }
+
+    func check() throws {
+        guard clientsPerRound >= 0 else { throw ValidationError("--clients-per-round must be >= 0") }
+        if let d = roundDeadline, !(d > 0 && d.isFinite) { throw ValidationError("--round-deadline must be a positive number of seconds") }
+        guard overSelection >= 0, overSelection <= 10 else { throw ValidationError("--over-selection must be between 0 and 10") }
+        guard adaptiveInterval >= 1 else { throw ValidationError("--adaptive-interval must be at least 1") }
+        guard plannedRounds >= 1 else { throw ValidationError("--planned-rounds must be at least 1") }
+        if case .fixed(let p) = try selection(), !p.isEmpty {
+            guard p.allSatisfy({ $0 >= 0 && $0.isFinite }), p.reduce(0, +) > 0 else {
+                throw ValidationError("--tier-probabilities must be non-negative with a positive sum")
+            }
+        }
+        if tierProbabilities != nil, tierSelection != "static" { throw ValidationError("--tier-probabilities needs --tier-selection static") }
+    }
+}
+
+struct TieringOptions: ParsableArguments {
+    @Option(name: .long, help: "Number of latency tiers, or auto (cut at the large gaps in the sorted latencies).")
+    var tiers: String = "auto"
+    @Option(name: .long, help: "Largest tier count the automatic choice may pick.")
+    var maxTiers: Int = 5
+    @Option(name: .long, help: "Fewest clients a tier may hold.")
+    var minTierSize: Int = 2
+    @Option(name: .long, help: "Latency samples (answered tasks) before a client is placed in a tier.")
+    var profilingTasks: Int = 2
+    @Option(name: .long, help: "Latency smoothing factor (EWMA weight of the newest sample), in (0, 1].")
+    var latencySmoothing: Double = 0.3
+    @Option(name: .long, help: "Automatic tiers: a gap between consecutive sorted latencies counts when their ratio is at least this.")
+    var tierGapRatio: Double = 1.5
+    @Option(name: .long, help: "Re-tiering period in seconds.")
+    var retierInterval: Double = 10
+    @Option(name: .long, help: "Consecutive re-tierings that must agree before a client moves (hysteresis).")
+    var tierHysteresis: Int = 3
+    @Option(name: .long, help: "Most clients moved per re-tiering.")
+    var maxTierMoves: Int = 2
+    @Option(name: .long, help: "Seconds after the first agent joined at which tiers are formed even if some agents are not profiled yet.")
+    var tierFormationTimeout: Double = 30
+    @Option(name: .long, help: "Pin a client to a tier (0 = fastest), as CLIENT=TIER; repeatable.")
+    var pin: [String] = []
+
+    func pins() throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for entry in pin {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, let tier = Int(parts[1]), tier >= 0 else {
+                throw ValidationError("--pin must be CLIENT=TIER with TIER >= 0, e.g. --pin agent-07=2 (got \"\(entry)\")")
+            }
+            result[parts[0]] = tier
+        }
+        return result
+    }
+
+    func configuration() throws -> TieringConfiguration {
+        var c = TieringConfiguration()
+        c.policy.tierCount = tiers == "auto" ? nil : Int(tiers)
+        c.policy.maxTiers = maxTiers
+        c.policy.minTierSize = minTierSize
+        c.policy.profilingTasks = profilingTasks
+        c.policy.smoothing = latencySmoothing
+        c.policy.minGapRatio = tierGapRatio
+        c.policy.hysteresisRounds = tierHysteresis
+        c.policy.maxMovesPerRebalance = maxTierMoves
+        c.pins = try pins()
+        c.retierInterval = .milliseconds(Int64(retierInterval * 1000))
+        c.formationTimeout = .milliseconds(Int64(tierFormationTimeout * 1000))
+        return c
+    }
+
+    func check() throws {
+        if tiers != "auto" {
+            guard let n = Int(tiers), n >= 1 else { throw ValidationError("--tiers must be auto or a number >= 1") }
+        }
+        guard profilingTasks >= 1 else { throw ValidationError("--profiling-tasks must be at least 1") }
+        guard retierInterval > 0, retierInterval.isFinite else { throw ValidationError("--retier-interval must be positive") }
+        guard tierFormationTimeout > 0, tierFormationTimeout.isFinite else { throw ValidationError("--tier-formation-timeout must be positive") }
+        _ = try pins()
+        do { try configuration().policy.validate() } catch { throw ValidationError("\(error)") }
+    }
 }
