@@ -111,6 +111,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         r.maxStaleness = aggregation.maxStaleness
         r.mixingAlpha = aggregation.alpha
         r.tierMixing = aggregation.tierMixing
+        r.crossTier = aggregation.crossTier
         r.clientsPerRound = rounds.clientsPerRound
         r.roundDeadline = rounds.roundDeadline
         r.overSelection = rounds.overSelection
@@ -220,6 +221,7 @@ struct ModelOptions: ParsableArguments {
 
 extension AggregationMode: ExpressibleByArgument {}
 extension TierMixing: ExpressibleByArgument {}
+extension CrossTierCombination: ExpressibleByArgument {}
 
 struct AggregationOptions: ParsableArguments {
     @Option(name: .long, help: "Aggregation rule: strata (async tiers + global aggregator), fedavg, tifl, fedat, fedasync or fedbuff.")
@@ -230,6 +232,8 @@ struct AggregationOptions: ParsableArguments {
     var bufferTimeout: Double = 10
     @Option(name: .long, help: "How strata folds updates inside a tier: buffer (FedBuff) or fedasync (mix each update at once).")
     var tierMixing: TierMixing = .buffer
+    @Option(name: .long, help: "How strata's tiers enter the global model: deltas (each tier step added with its FedAT cross-tier weight; all tiers continue from the new global) or models (FedAT's weighted average of tier models).")
+    var crossTier: CrossTierCombination = .deltas
     @Option(name: .long, help: "FedAsync mixing weight alpha in (0, 1] (fedasync; strata with --tier-mixing fedasync).")
     var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")

@@ -48,6 +48,8 @@ public struct RuleSettings: Sendable, Hashable {
     public var mixingAlpha: Double = 0.6
     /// How strata folds updates inside a tier.
     public var tierMixing: TierMixing = .buffer
+    /// How strata combines tier models into the global model (fedat always uses `.models`).
+    public var crossTier: CrossTierCombination = .deltas
     /// C: clients per synchronous round (fedavg, tifl; per tier for fedat). 0 = every idle connected client.
     public var clientsPerRound: Int = 0
     /// A synchronous round closes at this many seconds with what it has (nil: waits for every selected client).
@@ -82,6 +84,15 @@ public struct RuleSettings: Sendable, Hashable {
             }
         }
     }
+}
+
+/// How a tier's new model enters the global model.
+public enum CrossTierCombination: String, Sendable, Hashable, Codable {
+    /// FedAT: the global model is the cross-tier weighted average of the tiers' latest models.
+    case models
+    /// Strata: the tier's step (its new model minus the model it started from) is added with its cross-tier
+    /// weight, scaled by the number of live tiers; every tier continues from the new global model.
+    case deltas
 }
 
 public enum TierMixing: String, Sendable, Hashable, Codable {

@@ -68,6 +68,8 @@ public struct LaneSet: Sendable {
     public private(set) var lanes: [Lane]
     public private(set) var globalVersion: Int64 = 0
     public private(set) var global: [Float]
+    /// How a tier's push changes the global model (only matters with more than one lane).
+    public var combination: CrossTierCombination = .models
 
     public init(parameters: [Float]) {
         global = parameters
@@ -88,6 +90,8 @@ public struct LaneSet: Sendable {
         } else {
             lanes = restored.map { Lane(version: $0.version, parameters: $0.parameters, pushes: max(1, $0.pushes)) }
         }
+        // With delta combination every tier continues from the global model.
+        if combination == .deltas { for i in lanes.indices { lanes[i].rebase(on: global) } }
     }
 
     /// Grows to `count` lanes; new lanes start from the current global model.
@@ -132,18 +136,31 @@ public struct LaneSet: Sendable {
 
     /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist.
     mutating func stepAndPush(_ lane: Int, optimizer: ServerOptimizer, trigger: String) -> AggregationOutcome {
+        let before = lanes[lane].parameters
         let updates = lanes[lane].step(optimizer: optimizer)
-        return push(lane, updates: updates, trigger: trigger)
+        return push(lane, from: before, updates: updates, trigger: trigger)
     }
 
-    /// The global model after `lane` changed. One lane: the lane's model is the global model. Several:
-    /// T_lane += 1, the FedAT combination of the active lanes, and the pushing lane continues from it.
-    mutating func push(_ lane: Int, updates: [FoldedUpdate], trigger: String) -> AggregationOutcome {
+    /// The global model after `lane` changed from `before`. One lane: the lane's model is the global model.
+    /// Several: T_lane += 1 and FedAT's cross-tier weights w over the active lanes, then
+    /// - `.models` (FedAT): x = Σ_i w_i·x_i, and the pushing lane continues from x;
+    /// - `.deltas` (Strata): x ← x + A·w_lane·(x_lane − before) with A the number of active lanes, and every
+    ///   lane continues from x.
+    mutating func push(_ lane: Int, from before: [Float], updates: [FoldedUpdate], trigger: String) -> AggregationOutcome {
         let laneVersion = lanes[lane].version
         let laneParameters = lanes[lane].parameters
         var weights: [Double] = [1]
         if lanes.count == 1 {
             global = lanes[0].parameters
+        } else if combination == .deltas {
+            lanes[lane].pushes += 1
+            lanes[lane].isActive = true
+            weights = crossTierWeights()
+            let active = weights.filter { $0 > 0 }.count
+            let scale = Float(weights[lane] * Double(active))
+            let after = lanes[lane].parameters
+            for j in global.indices { global[j] += scale * (after[j] - before[j]) }
+            for i in lanes.indices { lanes[i].rebase(on: global) }
         } else {
             lanes[lane].pushes += 1
             lanes[lane].isActive = true
@@ -179,7 +196,8 @@ public struct LaneSet: Sendable {
         guard update.delta.count == global.count else {
             return .refused(.refused(.invalid, "expected \(global.count) values, got \(update.delta.count)"))
         }
-        var clientModel = base ?? lanes[update.lane].parameters
+        let before = lanes[update.lane].parameters
+        var clientModel = base ?? before
         for i in clientModel.indices { clientModel[i] += update.delta[i] }
         AggregationStep.mix(model: &lanes[update.lane].parameters, clientModel: clientModel, alpha: alpha,
                             staleness: Int(sigma), function: function)
@@ -187,7 +205,7 @@ public struct LaneSet: Sendable {
         let weight = min(1, alpha * function.factor(staleness: Int(sigma)))
         let folded = FoldedUpdate(taskID: update.taskID, clientID: update.clientID, baseVersion: update.baseVersion,
                                   staleness: sigma, weight: weight)
-        return .mixed(push(update.lane, updates: [folded], trigger: "update"))
+        return .mixed(push(update.lane, from: before, updates: [folded], trigger: "update"))
     }
 
     /// Lanes whose buffer holds `size(lane)` updates, or whose buffer is older than `timeout`.

@@ -26,6 +26,7 @@ public struct StrataRule: AggregationRule {
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
         lanes = LaneSet(parameters: parameters)
+        lanes.combination = settings.crossTier
         if settings.tierMixing == .fedAsync { history[LaneKey(lane: 0, version: 0)] = parameters }
     }
 
