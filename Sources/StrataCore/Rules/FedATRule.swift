@@ -48,7 +48,7 @@ public struct FedATRule: AggregationRule {
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
-        guard var round = rounds[update.lane], round.accepts(update) else {
+        guard var round = rounds[update.lane], round.accepts(update, now: now) else {
             return .refused(.roundClosed, "tier \(update.lane)'s round of version \(update.baseVersion) is closed")
         }
         let disposition = lanes.fold(update, staleness: .constant, maxStaleness: Int.max, now: now)

@@ -35,7 +35,7 @@ public struct FedAvgRule: AggregationRule {
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
-        guard var open = round, open.accepts(update) else {
+        guard var open = round, open.accepts(update, now: now) else {
             return .refused(.roundClosed, "the round of version \(update.baseVersion) is closed")
         }
         var update = update
@@ -76,9 +76,10 @@ extension SyncRound {
                          deadline: settings.roundDeadline.map { now + $0 })
     }
 
-    /// An update belongs to this round if its client was selected, has not delivered yet, and started
-    /// from the round's model.
-    func accepts(_ update: RuleUpdate) -> Bool {
-        awaiting.contains(update.clientID) && update.baseVersion == baseVersion && update.lane == lane
+    /// An update belongs to this round if the round is still open (fewer than C updates, deadline not
+    /// passed), its client was selected, has not delivered yet, and started from the round's model.
+    func accepts(_ update: RuleUpdate, now: Double) -> Bool {
+        closing(now: now) == nil
+            && awaiting.contains(update.clientID) && update.baseVersion == baseVersion && update.lane == lane
     }
 }

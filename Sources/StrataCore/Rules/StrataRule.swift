@@ -49,7 +49,11 @@ public struct StrataRule: AggregationRule {
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
         let laneOf = laneFunction(tierCount: tierCount)
         liveMembers = connected.reduce(into: [:]) { $0[laneOf($1), default: 0] += 1 }
+        let wasActive = lanes.lanes.map(\.isActive)
         lanes.setActive(Set(liveMembers.keys))
+        // A tier that came back was rebased on the global model at the same version: that is now the model
+        // its tasks start from.
+        for lane in wasActive.indices where !wasActive[lane] && lanes[lane].isActive { remember(lane: lane) }
         return idle.map { Assignment(clientID: $0.id, lane: laneOf($0)) }
     }
 

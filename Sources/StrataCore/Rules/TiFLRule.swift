@@ -80,13 +80,16 @@ public struct TiFLRule: AggregationRule {
         return opened.selected.sorted().map { Assignment(clientID: $0, lane: 0) }
     }
 
-    /// Draws a tier from `candidates` by the current probabilities (tiers without credits excluded while
-    /// any candidate has credits; uniform if all weights are zero).
+    /// Draws a tier from `candidates` by the current probabilities (uniform if all weights are zero).
+    /// Adaptive only: tiers without credits are excluded while any candidate has credits, and once every
+    /// credit is spent the draw is uniform. Static selection ignores credits.
     mutating func chooseTier(among candidates: [Int]) -> Int {
-        let withCredits = candidates.filter { credits.indices.contains($0) && credits[$0] > 0 }
+        let adaptive = settings.tierSelection == .adaptive
+        let withCredits = adaptive ? candidates.filter { credits.indices.contains($0) && credits[$0] > 0 } : candidates
         let pool = withCredits.isEmpty ? candidates : withCredits
         var weights = pool.map { probabilities.indices.contains($0) ? probabilities[$0] : 0 }
-        if weights.reduce(0, +) <= 0 { weights = pool.map { _ in 1 } }
+        let creditsLeft = credits.contains { $0 > 0 }
+        if weights.reduce(0, +) <= 0 || (adaptive && !creditsLeft) { weights = pool.map { _ in 1 } }
         let total = weights.reduce(0, +)
         var u = generator.nextUniform() * total
         for (tier, w) in zip(pool, weights) {
@@ -99,7 +102,7 @@ public struct TiFLRule: AggregationRule {
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
         guard var open = round, open.accepts(RuleUpdate(taskID: update.taskID, clientID: update.clientID, lane: 0,
                                                         baseVersion: update.baseVersion, sampleCount: update.sampleCount,
-                                                        delta: [])) else {
+                                                        delta: []), now: now) else {
             return .refused(.roundClosed, "the round of version \(update.baseVersion) is closed")
         }
         var update = update
