@@ -112,6 +112,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         r.mixingAlpha = aggregation.alpha
         r.tierMixing = aggregation.tierMixing
         r.crossTier = aggregation.crossTier
+        r.crossTierWeighting = aggregation.crossTierWeights
         r.clientsPerRound = rounds.clientsPerRound
         r.roundDeadline = rounds.roundDeadline
         r.overSelection = rounds.overSelection
@@ -222,6 +223,7 @@ struct ModelOptions: ParsableArguments {
 extension AggregationMode: ExpressibleByArgument {}
 extension TierMixing: ExpressibleByArgument {}
 extension CrossTierCombination: ExpressibleByArgument {}
+extension CrossTierWeighting: ExpressibleByArgument {}
 
 struct AggregationOptions: ParsableArguments {
     @Option(name: .long, help: "Aggregation rule: strata (async tiers + global aggregator), fedavg, tifl, fedat, fedasync or fedbuff.")
@@ -234,6 +236,8 @@ struct AggregationOptions: ParsableArguments {
     var tierMixing: TierMixing = .buffer
     @Option(name: .long, help: "How strata's tiers enter the global model: deltas (each tier step added with its FedAT cross-tier weight; all tiers continue from the new global) or models (FedAT's weighted average of tier models).")
     var crossTier: CrossTierCombination = .deltas
+    @Option(name: .long, help: "Strata's cross-tier weights: fedat (T_{M+1-i}/T) or inverse (1/T_i normalised; equal to fedat with 2 tiers).")
+    var crossTierWeights: CrossTierWeighting = .fedAT
     @Option(name: .long, help: "FedAsync mixing weight alpha in (0, 1] (fedasync; strata with --tier-mixing fedasync).")
     var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")

@@ -50,6 +50,8 @@ public struct RuleSettings: Sendable, Hashable {
     public var tierMixing: TierMixing = .buffer
     /// How strata combines tier models into the global model (fedat always uses `.models`).
     public var crossTier: CrossTierCombination = .deltas
+    /// Strata's cross-tier weights (fedat always uses FedAT's).
+    public var crossTierWeighting: CrossTierWeighting = .fedAT
     /// C: clients per synchronous round (fedavg, tifl; per tier for fedat). 0 = every idle connected client.
     public var clientsPerRound: Int = 0
     /// A synchronous round closes at this many seconds with what it has (nil: waits for every selected client).
@@ -93,6 +95,14 @@ public enum CrossTierCombination: String, Sendable, Hashable, Codable {
     /// Strata: the tier's step (its new model minus the model it started from) is added with its cross-tier
     /// weight, scaled by the number of live tiers; every tier continues from the new global model.
     case deltas
+}
+
+/// Cross-tier weights: both give tiers that update less often more weight.
+public enum CrossTierWeighting: String, Sendable, Hashable, Codable {
+    /// FedAT: the k-th fastest tier gets the k-th slowest tier's push count, w = T_{M+1−i} / T.
+    case fedAT = "fedat"
+    /// w_i ∝ 1 / T_i: every live tier contributes equally per unit of time (equal to FedAT's with 2 tiers).
+    case inverse
 }
 
 public enum TierMixing: String, Sendable, Hashable, Codable {

@@ -70,6 +70,7 @@ public struct LaneSet: Sendable {
     public private(set) var global: [Float]
     /// How a tier's push changes the global model (only matters with more than one lane).
     public var combination: CrossTierCombination = .models
+    public var weighting: CrossTierWeighting = .fedAT
 
     public init(parameters: [Float]) {
         global = parameters
@@ -119,7 +120,19 @@ public struct LaneSet: Sendable {
     public func crossTierWeights() -> [Double] {
         var active = lanes.indices.filter { lanes[$0].isActive }
         if active.isEmpty { active = Array(lanes.indices) }
-        return Self.fedATWeights(pushes: lanes.map(\.pushes), active: active)
+        switch weighting {
+        case .fedAT: return Self.fedATWeights(pushes: lanes.map(\.pushes), active: active)
+        case .inverse: return Self.inverseWeights(pushes: lanes.map(\.pushes), active: active)
+        }
+    }
+
+    /// w_i = (1/T_i) / Σ_j (1/T_j) over `active`: every live tier contributes equally per unit of time.
+    public static func inverseWeights(pushes: [Int64], active: [Int]) -> [Double] {
+        var weights = [Double](repeating: 0, count: pushes.count)
+        let total = active.reduce(0.0) { $0 + 1 / Double(max(1, pushes[$1])) }
+        guard total > 0 else { return weights }
+        for lane in active { weights[lane] = (1 / Double(max(1, pushes[lane]))) / total }
+        return weights
     }
 
     /// x = Σ_i (T_{M+1−i} / T) x_i over `active` (sorted fastest first); weights for other lanes are 0.
@@ -156,8 +169,10 @@ public struct LaneSet: Sendable {
             lanes[lane].pushes += 1
             lanes[lane].isActive = true
             weights = crossTierWeights()
-            let active = weights.filter { $0 > 0 }.count
-            let scale = Float(weights[lane] * Double(active))
+            // Normalised so the heaviest (least frequent) live tier's step enters at full size: no tier's
+            // step is ever amplified, the frequent tiers' steps are scaled down.
+            let heaviest = weights.max() ?? 1
+            let scale = Float(heaviest > 0 ? weights[lane] / heaviest : 1)
             let after = lanes[lane].parameters
             for j in global.indices { global[j] += scale * (after[j] - before[j]) }
             for i in lanes.indices { lanes[i].rebase(on: global) }

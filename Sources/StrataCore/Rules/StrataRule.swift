@@ -27,6 +27,7 @@ public struct StrataRule: AggregationRule {
         self.settings = settings
         lanes = LaneSet(parameters: parameters)
         lanes.combination = settings.crossTier
+        lanes.weighting = settings.crossTierWeighting
         if settings.tierMixing == .fedAsync { history[LaneKey(lane: 0, version: 0)] = parameters }
     }
 
