@@ -9,7 +9,9 @@ extension Coordinator {
     func startEvaluation() async {
         let (evaluatedVersion, parameters, createdAt) = lastCommitted
         let targets = Array(sessions.values)
-        guard !targets.isEmpty, evaluations[evaluatedVersion] == nil, evaluatedVersion != lastEvaluatedVersion, !parameters.isEmpty else { return }
+        // Version 0 is the untrained model: evaluating it as the first agents trickle in says nothing.
+        guard evaluatedVersion > 0, !targets.isEmpty, evaluations[evaluatedVersion] == nil, evaluatedVersion != lastEvaluatedVersion,
+              !parameters.isEmpty else { return }
         lastEvaluatedVersion = evaluatedVersion
         lastEvaluationStart = .now
         evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), versionElapsed: createdAt)

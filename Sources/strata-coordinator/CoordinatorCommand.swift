@@ -103,16 +103,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func ruleSettings() throws -> RuleSettings {
-        var r = RuleSettings()
+        var r = RuleSettings.defaults(for: aggregation.mode)
         r.bufferSize = aggregation.bufferSize
         r.bufferTimeout = aggregation.bufferTimeout > 0 ? aggregation.bufferTimeout : nil
         r.staleness = try StalenessFunction(parsing: aggregation.staleness)
-        r.serverOptimizer = ServerOptimizer(learningRate: aggregation.serverLearningRate, momentum: aggregation.serverMomentum)
+        r.serverOptimizer = ServerOptimizer(learningRate: aggregation.serverLearningRate ?? r.serverOptimizer.learningRate,
+                                            momentum: aggregation.serverMomentum ?? r.serverOptimizer.momentum)
         r.maxStaleness = aggregation.maxStaleness
         r.mixingAlpha = aggregation.alpha
         r.tierMixing = aggregation.tierMixing
         r.crossTier = aggregation.crossTier
-        r.crossTierWeighting = aggregation.crossTierWeights
+        r.crossTierWeighting = aggregation.crossTierWeights ?? r.crossTierWeighting
         r.clientsPerRound = rounds.clientsPerRound
         r.roundDeadline = rounds.roundDeadline
         r.overSelection = rounds.overSelection
@@ -236,16 +237,16 @@ struct AggregationOptions: ParsableArguments {
     var tierMixing: TierMixing = .buffer
     @Option(name: .long, help: "How strata's tiers enter the global model: deltas (each tier step added with its FedAT cross-tier weight; all tiers continue from the new global) or models (FedAT's weighted average of tier models).")
     var crossTier: CrossTierCombination = .deltas
-    @Option(name: .long, help: "Strata's cross-tier weights: fedat (T_{M+1-i}/T) or inverse (1/T_i normalised; equal to fedat with 2 tiers).")
-    var crossTierWeights: CrossTierWeighting = .fedAT
+    @Option(name: .long, help: "Strata's cross-tier weights: fedat (T_{M+1-i}/T) or inverse (1/T_i normalised; equal to fedat with 2 tiers). Default: inverse.")
+    var crossTierWeights: CrossTierWeighting?
     @Option(name: .long, help: "FedAsync mixing weight alpha in (0, 1] (fedasync; strata with --tier-mixing fedasync).")
     var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")
     var staleness: String = "fedbuff"
-    @Option(name: .long, help: "Server learning rate eta_g applied to the buffer's weighted mean delta.")
-    var serverLearningRate: Float = 1.0
-    @Option(name: .long, help: "Server momentum (0 disables).")
-    var serverMomentum: Float = 0
+    @Option(name: .long, help: "Server learning rate eta_g applied to each step (default: 2 for strata, 1 for the published rules).")
+    var serverLearningRate: Float?
+    @Option(name: .long, help: "Server momentum beta in [0, 1) (default: 0.5 for strata, 0 for the published rules).")
+    var serverMomentum: Float?
     @Option(name: .long, help: "Refuse updates more than this many versions behind.")
     var maxStaleness: Int = 100
     @Option(name: .long, help: "Refuse deltas whose L2 norm exceeds this (0 disables).")
@@ -256,8 +257,8 @@ struct AggregationOptions: ParsableArguments {
         guard bufferTimeout >= 0, bufferTimeout.isFinite else { throw ValidationError("--buffer-timeout must be >= 0 seconds") }
         guard alpha > 0, alpha <= 1 else { throw ValidationError("--alpha must be in (0, 1]") }
         do { _ = try StalenessFunction(parsing: staleness) } catch { throw ValidationError("--staleness: \(error)") }
-        guard serverLearningRate > 0 else { throw ValidationError("--server-learning-rate must be positive") }
-        guard (0..<1).contains(serverMomentum) else { throw ValidationError("--server-momentum must be in [0, 1)") }
+        if let lr = serverLearningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--server-learning-rate must be positive") }
+        if let m = serverMomentum, !(0..<1).contains(m) { throw ValidationError("--server-momentum must be in [0, 1)") }
         guard maxStaleness >= 0 else { throw ValidationError("--max-staleness must be >= 0") }
         guard maxUpdateNorm >= 0 else { throw ValidationError("--max-update-norm must be >= 0") }
     }

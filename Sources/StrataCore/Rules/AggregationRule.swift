@@ -69,6 +69,17 @@ public struct RuleSettings: Sendable, Hashable {
 
     public init() {}
 
+    /// The defaults of a mode: the published rules run as published (η_g = 1, no momentum); Strata's own
+    /// rule steps its damped tier updates with η_g = 2 and momentum 0.5 (measured in docs/EXPERIMENTS.md).
+    public static func defaults(for mode: AggregationMode) -> RuleSettings {
+        var settings = RuleSettings()
+        if mode == .strata {
+            settings.serverOptimizer = ServerOptimizer(learningRate: 2, momentum: 0.5)
+            settings.crossTierWeighting = .inverse
+        }
+        return settings
+    }
+
     public func validate() throws {
         func bad(_ s: String) -> StrataCoreError { .invalidArgument(s) }
         guard bufferSize >= 1 else { throw bad("buffer size must be at least 1") }

@@ -96,8 +96,12 @@ public struct LaneSet: Sendable {
     }
 
     /// Grows to `count` lanes; new lanes start from the current global model.
+    /// Forming tiers restarts every push count at 1: the counts describe how often each tier updates,
+    /// and the pushes made before tiers existed belong to no tier.
     mutating func ensure(count: Int) {
+        guard lanes.count < count else { return }
         while lanes.count < count { lanes.append(Lane(version: 0, parameters: global)) }
+        for i in lanes.indices { lanes[i].pushes = 1 }
     }
 
     mutating func fold(_ update: RuleUpdate, staleness: StalenessFunction, maxStaleness: Int, now: Double) -> UpdateDisposition {
