@@ -3,7 +3,8 @@
 #
 # Installs the system libraries and matplotlib if missing, builds in release mode, makes Synthetic(1,1) data
 # and a dev PKI once, and then, on this machine over mutual TLS on loopback:
-#   1. calibration: mode fedavg with no added delays for STRATA_CALIBRATION_SECONDS; the calibration
+#   1. calibration: mode fedavg with no added delays for STRATA_CALIBRATION_ROUNDS rounds (at most
+#      STRATA_CALIBRATION_SECONDS); the calibration
 #      accuracy is the highest moving average over STRATA_CALIBRATION_WINDOW consecutive evaluations of
 #      that curve, and the target is STRATA_TARGET_FRACTION x that (skipped when STRATA_TARGET is set);
 #   2. for each mode, a fresh coordinator (--mode M, no --target-accuracy: every mode runs the full
@@ -25,13 +26,17 @@
 #   STRATA_JITTER (0.05)            --task-jitter, seconds, every agent
 #   STRATA_SLOWDOWNS (unset)        optional --slowdown factor per group, e.g. "1 1 3"
 #   STRATA_MODES ("fedavg tifl fedat fedasync fedbuff strata")
-#   STRATA_DURATION* (120)          seconds per mode (--max-duration)
+#   STRATA_DURATION* (300)          seconds per mode (--max-duration)
 #   STRATA_EVAL_INTERVAL (0.5)      --evaluate-interval, seconds
-#   STRATA_CALIBRATION_SECONDS* (60)  STRATA_CALIBRATION_MODE (fedavg)  STRATA_CALIBRATION_WINDOW (5)
+#   STRATA_CALIBRATION_ROUNDS* (200)  rounds (versions) of the calibration run: FedProx's protocol length
+#   STRATA_CALIBRATION_SECONDS* (120)  STRATA_CALIBRATION_MODE (fedavg)  STRATA_CALIBRATION_WINDOW (5)
 #   STRATA_TARGET_FRACTION (0.97)   target = fraction x calibration accuracy
 #   STRATA_TARGET (unset)           fixed target accuracy 0-1; skips the calibration run
 #   STRATA_FLAGS_<MODE>             extra coordinator flags for one mode (upper case, '-' as '_'), e.g.
-#                                   STRATA_FLAGS_FEDAVG="--clients-per-round 0"; also used for calibration
+#                                   STRATA_FLAGS_FEDAVG="--clients-per-round 0"; also used for calibration.
+#                                   Default STRATA_FLAGS_FEDASYNC="--max-staleness 1000": FedAsync counts one
+#                                   version per update, so at the default limit (100) every update of the 2 s
+#                                   group would be refused as too stale
 #   STRATA_COORDINATOR_FLAGS, STRATA_AGENT_FLAGS   extra flags for every coordinator / agent
 #   STRATA_OUT* (docs/experiments/default)         curves, summaries, plot, tables
 #   STRATA_RUN_DIR* (run/experiment)               data, PKI, state databases, logs (deleted at start)
@@ -61,12 +66,14 @@ if [ "$quick" = 1 ]; then
     clients=${STRATA_CLIENTS:-9}
     duration=${STRATA_DURATION:-20}
     calibration_seconds=${STRATA_CALIBRATION_SECONDS:-15}
+    calibration_rounds=${STRATA_CALIBRATION_ROUNDS:-100}
 else
     run_dir=${STRATA_RUN_DIR:-run/experiment}
     out=${STRATA_OUT:-docs/experiments/default}
     clients=${STRATA_CLIENTS:-30}
-    duration=${STRATA_DURATION:-120}
-    calibration_seconds=${STRATA_CALIBRATION_SECONDS:-60}
+    duration=${STRATA_DURATION:-300}
+    calibration_seconds=${STRATA_CALIBRATION_SECONDS:-120}
+    calibration_rounds=${STRATA_CALIBRATION_ROUNDS:-200}
 fi
 seed=${STRATA_SEED:-1}
 read -r -a delays <<< "${STRATA_DELAYS:-0 0.5 2}"
@@ -75,6 +82,7 @@ jitter=${STRATA_JITTER:-0.05}
 read -r -a modes <<< "${STRATA_MODES:-fedavg tifl fedat fedasync fedbuff strata}"
 eval_interval=${STRATA_EVAL_INTERVAL:-0.5}
 calibration_mode=${STRATA_CALIBRATION_MODE:-fedavg}
+export STRATA_FLAGS_FEDASYNC=${STRATA_FLAGS_FEDASYNC---max-staleness 1000}
 calibration_window=${STRATA_CALIBRATION_WINDOW:-5}
 target_fraction=${STRATA_TARGET_FRACTION:-0.97}
 fixed_target=${STRATA_TARGET:-}
@@ -101,6 +109,7 @@ for s in "$duration" "$calibration_seconds" "$grace"; do
         die "STRATA_DURATION, STRATA_CALIBRATION_SECONDS and STRATA_GRACE must be positive numbers (got '$s')"
     fi
 done
+if ! [[ $calibration_rounds =~ ^[0-9]+$ ]] || [ "$calibration_rounds" -lt 1 ]; then die "STRATA_CALIBRATION_ROUNDS must be a positive integer"; fi
 if ! [[ $calibration_window =~ ^[0-9]+$ ]] || [ "$calibration_window" -lt 1 ]; then die "STRATA_CALIBRATION_WINDOW must be a positive integer"; fi
 [ ${#modes[@]} -ge 1 ] || die "STRATA_MODES is empty"
 for m in "${modes[@]}" "$calibration_mode"; do
@@ -210,6 +219,7 @@ run_federation() {
     rm -f "$curve" "$summary"
     var="STRATA_FLAGS_$(printf '%s' "$mode" | tr 'a-z-' 'A-Z_')"
     read -r -a extra <<< "${!var:-}"
+    [ "$label" != calibration ] || extra+=(--max-versions "$calibration_rounds")
     status=0 note=""
 
     "$bin/strata-coordinator" \
@@ -293,7 +303,7 @@ if [ -n "$fixed_target" ]; then
     target=$fixed_target
     say "target accuracy $target (STRATA_TARGET; no calibration run)"
 else
-    printf '\033[1m==> calibration: %s without added delays for %s s …\033[0m ' "$calibration_mode" "$calibration_seconds"
+    printf '\033[1m==> calibration: %s without added delays, %s rounds (at most %s s) …\033[0m ' "$calibration_mode" "$calibration_rounds" "$calibration_seconds"
     run_federation calibration "$calibration_mode" "$calibration_seconds" 0
     read -r rows versions best last <<< "$(curve_stats "$out/curve-calibration.csv")"
     echo "$versions versions, $rows evaluations, best accuracy $best, last $last"

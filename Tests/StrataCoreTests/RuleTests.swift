@@ -423,9 +423,11 @@ private func strataSettings(k: Int) -> RuleSettings {
                              Assignment(clientID: "e", lane: 1)])
     }
 
-    @Test func tiersStepWithPerTierKAndPushWithFedATWeights() {
-        // K = 10, η_g = 1, s = constant. Tier 0: a, b; tier 1: c.
-        var rule = StrataRule(settings: strataSettings(k: 10), parameters: [0, 0])
+    @Test func tiersStepWithPerTierKAndPushWithFedATWeightsOnModels() {
+        // --cross-tier models: FedAT's combination of tier models. K = 10, η_g = 1, s = constant. Tier 0: a, b; tier 1: c.
+        var settings = strataSettings(k: 10)
+        settings.crossTier = .models
+        var rule = StrataRule(settings: settings, parameters: [0, 0])
         rule.tiersFormed(count: 2)
         let a = client("a", tier: 0), b = client("b", tier: 0), c = client("c", tier: 1)
         _ = rule.schedule(idle: [a, b, c], connected: [a, b, c], now: 0)
@@ -493,6 +495,7 @@ private func strataSettings(k: Int) -> RuleSettings {
     @Test func fedAsyncTierMixingGivesOneOutcomePerUpdate() {
         // As FedAsync with constant s and α = 0.5 (see FedAsyncRuleTests): [1,2] → [2,2] → [1.5,4].
         var s = RuleSettings()
+        s.crossTier = .models
         s.tierMixing = .fedAsync
         s.mixingAlpha = 0.5
         s.staleness = .constant
@@ -510,9 +513,47 @@ private func strataSettings(k: Int) -> RuleSettings {
         #expect(rule.aggregations(now: 2).isEmpty)
     }
 
+    @Test(arguments: [CrossTierWeighting.fedAT, .inverse])
+    func tierStepsEnterTheGlobalModelAsScaledDeltas(weighting: CrossTierWeighting) {
+        // --cross-tier deltas (the default). K = 10, η_g = 1, s = constant. Tier 0: a, b; tier 1: c.
+        var settings = strataSettings(k: 10)
+        settings.crossTier = .deltas
+        settings.crossTierWeighting = weighting
+        var rule = StrataRule(settings: settings, parameters: [0, 0])
+        rule.tiersFormed(count: 2)
+        let a = client("a", tier: 0), b = client("b", tier: 0), c = client("c", tier: 1)
+        _ = rule.schedule(idle: [a, b, c], connected: [a, b, c], now: 0)
+        _ = rule.accept(update(1, "a", lane: 0, base: 0, n: 1, [3, 0]), now: 1)
+        _ = rule.accept(update(2, "b", lane: 0, base: 0, n: 2, [0, 3]), now: 1)
+        // Tier 0 steps to [1, 2] (d_0 = [1, 2]). T0 = 2, T1 = 1; with two tiers both weightings give
+        // w = [1/3, 2/3]; scale = w0 / max w = 1/2: x = [0, 0] + 1/2·[1, 2] = [0.5, 1]. Every tier continues from x.
+        let first = rule.aggregations(now: 1)
+        #expect(first.count == 1)
+        #expect(approxEqual(first.first?.laneParameters ?? [], [1, 2]))
+        #expect(approxEqual(first.first?.globalParameters ?? [], [0.5, 1]))
+        #expect(close(first.first?.laneWeights ?? [], [1.0 / 3, 2.0 / 3]))
+        #expect(approxEqual(rule.lane(0).parameters, [0.5, 1]) && approxEqual(rule.lane(1).parameters, [0.5, 1]))
+        // Tier 1 (K_1 = 1) steps from [0.5, 1] by [3, 3]. T = [2, 2]: w = [1/2, 1/2], scale 1: x = [3.5, 4].
+        _ = rule.accept(update(3, "c", lane: 1, base: 0, n: 1, [3, 3]), now: 2)
+        let second = rule.aggregations(now: 2)
+        #expect(approxEqual(second.first?.globalParameters ?? [], [3.5, 4]))
+        #expect(close(second.first?.laneWeights ?? [], [0.5, 0.5]))
+        #expect(second.first?.globalVersion == 2 && second.first?.laneVersion == 1)
+    }
+
+    @Test func inverseWeightsGiveEveryLiveTierTheSameShareOfTime() {
+        // T = [5, 2, 1]: 1/T = [0.2, 0.5, 1], sum 1.7. FedAT's mirror: [1/8, 2/8, 5/8].
+        #expect(close(LaneSet.inverseWeights(pushes: [5, 2, 1], active: [0, 1, 2]), [0.2 / 1.7, 0.5 / 1.7, 1 / 1.7]))
+        #expect(close(LaneSet.inverseWeights(pushes: [5, 2, 1], active: [0, 2]), [0.2 / 1.2, 0, 1 / 1.2]))
+        #expect(close(LaneSet.fedATWeights(pushes: [5, 2, 1], active: [0, 1, 2]), [1.0 / 8, 2.0 / 8, 5.0 / 8]))
+        // Two tiers: the same weights.
+        #expect(close(LaneSet.inverseWeights(pushes: [7, 3], active: [0, 1]), LaneSet.fedATWeights(pushes: [7, 3], active: [0, 1])))
+    }
+
     @Test func fedAsyncTierMixingAfterATierResumesUsesTheGlobalModelAsBase() {
         // α = 0.5, s = constant; tier 0: a, tier 1: c.
         var s = RuleSettings()
+        s.crossTier = .models
         s.tierMixing = .fedAsync
         s.mixingAlpha = 0.5
         s.staleness = .constant
