@@ -100,8 +100,10 @@ public struct LaneSet: Sendable {
     /// and the pushes made before tiers existed belong to no tier.
     mutating func ensure(count: Int) {
         guard lanes.count < count else { return }
+        let forming = lanes.count == 1
         while lanes.count < count { lanes.append(Lane(version: 0, parameters: global)) }
-        for i in lanes.indices { lanes[i].pushes = 1 }
+        // Restored tiers keep their counts; only the first formation restarts them.
+        if forming { for i in lanes.indices { lanes[i].pushes = 1 } }
     }
 
     mutating func fold(_ update: RuleUpdate, staleness: StalenessFunction, maxStaleness: Int, now: Double) -> UpdateDisposition {
