@@ -151,7 +151,7 @@ public struct AgentServer: Sendable {
                                 mailboxContinuation.yield(.error(ErrorMessage(code: .unexpectedMessage, message: "the first message must be hello, got \(message.type)")))
                                 throw SessionError.protocolViolation("first message \(message.type)")
                             }
-                            switch await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation) {
+                            switch await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation, lastHeard: lastHeard) {
                             case .refuse(let error):
                                 mailboxContinuation.yield(.error(error))
                                 throw SessionError.refused(error)

@@ -26,6 +26,13 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     /// Sent to agents in `goodbye` when the coordinator drains on SIGTERM.
     public var drainRetryAfter: Duration = .seconds(5)
+    /// What SIGTERM does with updates folded into open buffers or rounds.
+    public var drainPolicy: DrainPolicy = .flush
+    /// The failure detector's thresholds (nil: 3 heartbeat intervals and the session idle timeout).
+    public var health: HealthPolicy?
+    var effectiveHealthPolicy: HealthPolicy {
+        health ?? HealthPolicy(suspectAfter: heartbeatInterval.seconds * 3, lostAfter: max(sessionIdleTimeout.seconds, heartbeatInterval.seconds * 3 + 1))
+    }
     /// How often deadlines (round deadlines, buffer timeouts, re-tiering, evaluation timer) are checked.
     public var tickInterval: Duration = .milliseconds(50)
 
@@ -34,6 +41,13 @@ public struct CoordinatorConfiguration: Sendable {
         self.statePath = statePath
         self.model = model
     }
+}
+
+public enum DrainPolicy: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Step every non-empty buffer and open round with what it has, commit, then say goodbye.
+    case flush
+    /// Say goodbye at once; folded updates stay pending at their agents and are sent again after the restart.
+    case abandon
 }
 
 public struct AggregationConfiguration: Sendable, Hashable {

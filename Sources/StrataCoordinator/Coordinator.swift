@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import StrataCore
 import StrataStore
 import StrataWire
@@ -19,6 +20,11 @@ public actor Coordinator {
 
     var rule: any AggregationRule
     var tiers: TierAssigner
+    var health: FailureDetector
+    /// Set on SIGTERM: no new tasks; open buffers are flushed or abandoned (`drainPolicy`).
+    var draining = false
+    /// Wall-clock time (seconds since 1970) at `startedAt`, to store monotonic times as dates.
+    let wallStart = Date().timeIntervalSince1970
     var profiles: [String: LatencyProfile] = [:]
     /// Serialized models, shared by every task that carries the same lane version.
     var tensorCache: [Int: (version: Int64, tensors: [WireTensor])] = [:]
@@ -30,6 +36,7 @@ public actor Coordinator {
     /// Outcomes produced by the rule, persisted strictly in order.
     var outcomeQueue: [AggregationOutcome] = []
     var committing = false
+    var commitWaiters: [CheckedContinuation<Void, Never>] = []
     var nextTaskID: Int64 = 1
     /// Client → its outstanding training task (0 while a task is being prepared).
     var outstandingTraining: [String: Int64] = [:]
@@ -79,6 +86,7 @@ public actor Coordinator {
         let initial = configuration.model.initialParameters()
         rule = configuration.aggregation.mode.makeRule(settings: configuration.aggregation.rule, parameters: initial)
         tiers = TierAssigner(policy: configuration.tiering.policy, pins: configuration.tiering.pins)
+        health = FailureDetector(policy: configuration.effectiveHealthPolicy)
     }
 
     var elapsed: Double { (ContinuousClock.now - startedAt).seconds }
@@ -95,6 +103,11 @@ public actor Coordinator {
                      lanes: state.lanes.map { LaneState(version: $0.version, parameters: $0.parameters, pushes: $0.pushes) })
         for client in state.clients {
             profiles[client.clientID] = LatencyProfile(smoothedSeconds: client.smoothedLatency, lastSeconds: client.lastLatency, sampleCount: client.samples)
+            // Until it reconnects, a client keeps its last state; silence from now on counts towards lost.
+            if let stored = client.health.flatMap(HealthState.init(rawValue:)) {
+                health.restore(client.clientID, state: stored == .healthy ? .suspect : stored, since: elapsed,
+                               reason: stored == .healthy ? "coordinator restarted" : (client.healthReason ?? ""), lastHeard: elapsed)
+            }
         }
         if mode.usesTiers, state.tierCount > 0 {
             var pins = Dictionary(state.clients.compactMap { c in c.pinnedTier.map { (c.clientID, $0) } }, uniquingKeysWith: { $1 })
@@ -180,6 +193,7 @@ public actor Coordinator {
     public func tick() async {
         checkDeadline()
         guard stopReason == nil else { return }
+        await checkHealth()
         await manageTiers()
         await aggregateAndDispatch()
         if let interval = configuration.evaluationInterval, lastCommitted.version != lastEvaluatedVersion,
@@ -195,7 +209,8 @@ public actor Coordinator {
         case refuse(ErrorMessage)
     }
 
-    func admit(clientID: String, hello: Hello, mailbox: AsyncStream<Message>.Continuation) async -> Admission {
+    func admit(clientID: String, hello: Hello, mailbox: AsyncStream<Message>.Continuation,
+               lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now)) async -> Admission {
         guard ready else { return .refuse(ErrorMessage(code: .notReady, message: "coordinator is restoring its state; retry shortly")) }
         guard stopReason == nil else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
         guard Int(hello.featureCount) == configuration.model.featureCount else {
@@ -209,17 +224,18 @@ public actor Coordinator {
             logger.error("cannot record session", metadata: ["client": "\(clientID)", "error": "\(error)"])
             return .refuse(ErrorMessage(code: .internalError, message: "coordinator cannot write its state"))
         }
-        guard stopReason == nil else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
+        guard stopReason == nil, !draining else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
         // A newer session of the same client replaces the old one (the old TCP connection is probably dead).
         if let old = sessions[clientID] {
             old.finish(with: .goodbye(Goodbye(reason: .normal, retryAfterMillis: 0, message: "replaced by a newer session of the same client")))
             rule.clientLeft(clientID)
         }
-        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox)
+        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard)
         nextSessionID += 1
         sessions[clientID] = session
         outstandingTraining[clientID] = nil
         if firstSessionAt == nil { firstSessionAt = .now }
+        await persistHealth([health.connected(clientID, at: elapsed)].compactMap { $0 })
         logger.info("agent joined", metadata: ["client": "\(clientID)", "session": "\(session.sessionID)", "tier": "\(tiers.tier(of: clientID).map(String.init) ?? "-")",
                                                 "trainSamples": "\(hello.trainSampleCount)", "pending": "\(hello.pendingUpdateCount)"])
         let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
@@ -238,6 +254,7 @@ public actor Coordinator {
         sessions[session.clientID] = nil
         outstandingTraining[session.clientID] = nil
         rule.clientLeft(session.clientID)
+        await persistHealth([health.disconnected(session.clientID, reason: reason, at: elapsed)].compactMap { $0 })
         logger.info("agent left", metadata: ["client": "\(session.clientID)", "session": "\(session.sessionID)", "reason": "\(reason)"])
         for (roundVersion, var round) in evaluations where round.expected.remove(session.clientID) != nil {
             evaluations[roundVersion] = round
@@ -274,7 +291,7 @@ public actor Coordinator {
 
     /// Steps whatever the rule has due, then hands out the tasks it asks for.
     func aggregateAndDispatch() async {
-        guard stopReason == nil else { return }
+        guard stopReason == nil, !draining else { return }
         enqueue(rule.aggregations(now: Self.now()))
         var connected: [ClientView] = []
         var idle: [ClientView] = []
@@ -434,8 +451,19 @@ public actor Coordinator {
 
     /// Persists outcomes one at a time, in order. Each is one transaction (lane version, global version
     /// with provenance, update ids, client counters); the committed acks go out only after it.
+    /// Suspends until every outcome produced so far is durable (or the coordinator stopped).
+    func waitUntilCommitted() async {
+        guard committing || !outcomeQueue.isEmpty else { return }
+        await withCheckedContinuation { commitWaiters.append($0) }
+    }
+
     private func drainOutcomes() async {
-        defer { committing = false }
+        defer {
+            committing = false
+            let waiters = commitWaiters
+            commitWaiters.removeAll()
+            for waiter in waiters { waiter.resume() }
+        }
         while !outcomeQueue.isEmpty, stopReason == nil {
             let outcome = outcomeQueue.removeFirst()
             let now = Self.now()

@@ -18,7 +18,7 @@ public enum CoordinatorService {
 
         let signals = installSignalHandlers { signal in
             logger.notice("received \(signal), draining")
-            Task { await coordinator.requestStop(.signal, detail: "received \(signal)") }
+            Task { await coordinator.drain(reason: "received \(signal)") }
         }
         defer { signals.forEach { $0.cancel() } }
 

@@ -6,6 +6,7 @@ public enum CoordinatorEvent: Sendable {
     case restored(version: Int64, committedUpdates: Int64)
     case versionCommitted(version: Int64, lane: Int, updates: Int, meanStaleness: Double)
     case tiersChanged([TierMove])
+    case healthChanged([HealthTransition])
     case evaluated(EvaluationResult)
     case stopped(CoordinatorSummary)
 }

@@ -7,11 +7,15 @@ public final class AgentSessionHandle: Sendable, Hashable {
     public let clientID: String
     public let sessionID: UInt64
     private let mailbox: AsyncStream<Message>.Continuation
+    /// When the session's reader last received a frame (heartbeats included); read by the failure detector.
+    let lastHeard: NIOLockedValueBox<ContinuousClock.Instant>
 
-    init(clientID: String, sessionID: UInt64, mailbox: AsyncStream<Message>.Continuation) {
+    init(clientID: String, sessionID: UInt64, mailbox: AsyncStream<Message>.Continuation,
+         lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now)) {
         self.clientID = clientID
         self.sessionID = sessionID
         self.mailbox = mailbox
+        self.lastHeard = lastHeard
     }
 
     func send(_ message: Message) {

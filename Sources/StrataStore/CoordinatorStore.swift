@@ -139,6 +139,22 @@ public final class CoordinatorStore: Sendable {
                 t.column("at", .double).notNull()
             }
         }
+        // The failure detector's view of every client, and its history.
+        migrator.registerMigration("v3-health") { db in
+            try db.alter(table: "clients") { t in
+                t.add(column: "health", .text)
+                t.add(column: "healthSince", .double)
+                t.add(column: "healthReason", .text)
+            }
+            try db.create(table: "healthEvents") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("clientID", .text).notNull().indexed()
+                t.column("fromState", .text)
+                t.column("toState", .text).notNull()
+                t.column("reason", .text).notNull()
+                t.column("at", .double).notNull()
+            }
+        }
         return migrator
     }
 }
@@ -264,6 +280,27 @@ public struct ClientRecord: Codable, Sendable, FetchableRecord, PersistableRecor
     public var latencySeconds: Double?
     public var lastLatencySeconds: Double?
     public var latencySamples: Int64
+    public var health: String?
+    public var healthSince: Double?
+    public var healthReason: String?
+}
+
+/// One failure-detector transition as stored.
+public struct HealthEventRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "healthEvents"
+    public var id: Int64?
+    public var clientID: String
+    public var fromState: String?
+    public var toState: String
+    public var reason: String
+    public var at: Double
+    public init(clientID: String, fromState: String?, toState: String, reason: String, at: Double) {
+        self.clientID = clientID
+        self.fromState = fromState
+        self.toState = toState
+        self.reason = reason
+        self.at = at
+    }
 }
 
 public struct LaneVersionRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
@@ -311,7 +348,13 @@ public struct ClientTiering: Sendable, Hashable {
     public var smoothedLatency: Double?
     public var lastLatency: Double?
     public var samples: Int
-    public init(clientID: String, tier: Int?, pinnedTier: Int?, smoothedLatency: Double?, lastLatency: Double?, samples: Int) {
+    /// The failure detector's last persisted state and its reason.
+    public var health: String?
+    public var healthReason: String?
+    public init(clientID: String, tier: Int?, pinnedTier: Int?, smoothedLatency: Double?, lastLatency: Double?, samples: Int,
+                health: String? = nil, healthReason: String? = nil) {
+        self.health = health
+        self.healthReason = healthReason
         self.clientID = clientID
         self.tier = tier
         self.pinnedTier = pinnedTier
@@ -407,7 +450,8 @@ extension CoordinatorStore {
             state.tierCount = Int(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tierCount'") ?? "0") ?? 0
             state.clients = try ClientRecord.fetchAll(db).map {
                 ClientTiering(clientID: $0.id, tier: $0.tier, pinnedTier: $0.pinnedTier, smoothedLatency: $0.latencySeconds,
-                              lastLatency: $0.lastLatencySeconds, samples: Int($0.latencySamples))
+                              lastLatency: $0.lastLatencySeconds, samples: Int($0.latencySamples),
+                              health: $0.health, healthReason: $0.healthReason)
             }
             return state
         }
@@ -460,6 +504,33 @@ extension CoordinatorStore {
                 try move.insert(db)
                 try db.execute(sql: "UPDATE clients SET tier = ? WHERE id = ?", arguments: [move.toTier, move.clientID])
             }
+        }
+    }
+
+    /// Failure-detector transitions and each client's current state, in one transaction.
+    public func recordHealth(_ events: [HealthEventRecord]) async throws {
+        guard !events.isEmpty else { return }
+        try await pool.write { db in
+            for event in events {
+                try event.insert(db)
+                try db.execute(sql: "UPDATE clients SET health = ?, healthSince = ?, healthReason = ? WHERE id = ?",
+                               arguments: [event.toState, event.at, event.reason, event.clientID])
+            }
+        }
+    }
+
+    public func healthEvents(clientID: String? = nil) async throws -> [HealthEventRecord] {
+        try await pool.read { db in
+            var request = HealthEventRecord.order(Column("id"))
+            if let clientID { request = request.filter(Column("clientID") == clientID) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    /// Copies the WAL into the database file and truncates it (a checkpoint for backups and clean stops).
+    public func checkpoint() async throws {
+        try await pool.writeWithoutTransaction { db in
+            _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
     }
 

@@ -65,6 +65,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.maxFrameBytes = network.maxFrameBytes
         config.heartbeatInterval = .milliseconds(Int64(network.heartbeatInterval * 1000))
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
+        config.drainPolicy = network.drain
+        if network.suspectAfter != nil || network.lostAfter != nil {
+            let suspect = network.suspectAfter ?? network.heartbeatInterval * 3
+            config.health = HealthPolicy(suspectAfter: suspect, lostAfter: network.lostAfter ?? max(network.idleTimeout, suspect + 1))
+        }
         config.training = TrainingConfig(learningRate: model.learningRate, batchSize: model.batchSize, epochs: model.localEpochs,
                                          seed: model.seed, proximalMu: model.proximalMu)
         config.aggregation.mode = aggregation.mode
@@ -73,7 +78,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.tiering = try tiering.configuration()
         config.stop = StopCondition(targetAccuracy: stop.targetAccuracy, maxVersions: stop.maxVersions,
                                     maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
-        config.evaluateEvery = stop.evaluateEvery
+        config.evaluateEvery = stop.effectiveEvaluateEvery
         config.evaluationInterval = stop.evaluateInterval.map { .milliseconds(Int64($0 * 1000)) }
         config.evaluationTimeout = .milliseconds(Int64(stop.evaluationTimeout * 1000))
 
@@ -133,7 +138,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             }
         case .restored(let version, let committed):
             print("state: version \(version), \(committed) committed updates")
-        case .versionCommitted:
+        case .versionCommitted, .healthChanged:
             break
         case .tiersChanged(let moves):
             let formed = moves.filter { $0.reason == .formation }
@@ -173,12 +178,22 @@ struct NetworkOptions: ParsableArguments {
     var heartbeatInterval: Double = 2
     @Option(name: .long, help: "Seconds without any frame after which a session is closed as stalled.")
     var idleTimeout: Double = 15
+    @Option(name: .long, help: "Failure detector: seconds of silence before a connected agent is suspect (default: 3 heartbeat intervals).")
+    var suspectAfter: Double?
+    @Option(name: .long, help: "Failure detector: seconds of silence (connected or not) before an agent is lost (default: --idle-timeout).")
+    var lostAfter: Double?
+    @Option(name: .long, help: "On SIGTERM: flush (step open buffers and rounds with what they have and commit them) or abandon (agents re-send after the restart).")
+    var drain: DrainPolicy = .flush
 
     func check() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxFrameBytes >= 4096, maxFrameBytes <= Int(UInt32.max) else { throw ValidationError("--max-frame-bytes must be between 4096 and 4294967295") }
         guard heartbeatInterval >= 0.1 else { throw ValidationError("--heartbeat-interval must be at least 0.1 seconds") }
         guard idleTimeout > heartbeatInterval * 2 else { throw ValidationError("--idle-timeout must exceed twice --heartbeat-interval") }
+        let suspect = suspectAfter ?? heartbeatInterval * 3
+        let lost = lostAfter ?? max(idleTimeout, suspect + 1)
+        guard suspect > heartbeatInterval else { throw ValidationError("--suspect-after must exceed --heartbeat-interval, or every agent would look suspect between heartbeats") }
+        guard lost > suspect else { throw ValidationError("--lost-after (\(lost) s) must exceed --suspect-after (\(suspect) s)") }
     }
 }
 
@@ -222,6 +237,7 @@ struct ModelOptions: ParsableArguments {
 }
 
 extension AggregationMode: ExpressibleByArgument {}
+extension DrainPolicy: ExpressibleByArgument {}
 extension TierMixing: ExpressibleByArgument {}
 extension CrossTierCombination: ExpressibleByArgument {}
 extension CrossTierWeighting: ExpressibleByArgument {}
@@ -271,10 +287,13 @@ struct StopOptions: ParsableArguments {
     var maxVersions: Int64?
     @Option(name: .long, help: "Stop after this many seconds.")
     var maxDuration: Double?
-    @Option(name: .long, help: "Evaluate every N-th global version on all connected agents (0 never).")
-    var evaluateEvery: Int = 1
-    @Option(name: .long, help: "Also evaluate the latest global version at most every this many seconds (wall clock).")
+    @Option(name: .long, help: "Evaluate every N-th global version on all connected agents (0 never; default 1, or 0 with --evaluate-interval).")
+    var evaluateEvery: Int?
+    @Option(name: .long, help: "Evaluate the latest global version at most every this many seconds (wall clock) instead; combine with --evaluate-every N to have both.")
     var evaluateInterval: Double?
+
+    /// Versions between evaluations: --evaluate-interval replaces the per-version default.
+    var effectiveEvaluateEvery: Int { evaluateEvery ?? (evaluateInterval == nil ? 1 : 0) }
     @Option(name: .long, help: "Seconds to wait for evaluation results before closing an evaluation round.")
     var evaluationTimeout: Double = 30
 
@@ -282,9 +301,9 @@ struct StopOptions: ParsableArguments {
         if let t = targetAccuracy, !(0...1).contains(t) { throw ValidationError("--target-accuracy must be between 0 and 1") }
         if let v = maxVersions, v < 1 { throw ValidationError("--max-versions must be at least 1") }
         if let d = maxDuration, d <= 0 { throw ValidationError("--max-duration must be positive") }
-        guard evaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be >= 0") }
+        guard effectiveEvaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be >= 0") }
         if let i = evaluateInterval, !(i > 0 && i.isFinite) { throw ValidationError("--evaluate-interval must be a positive number of seconds") }
-        if targetAccuracy != nil, evaluateEvery == 0, evaluateInterval == nil { throw ValidationError("--target-accuracy needs --evaluate-every >= 1 or --evaluate-interval") }
+        if targetAccuracy != nil, effectiveEvaluateEvery == 0, evaluateInterval == nil { throw ValidationError("--target-accuracy needs --evaluate-every >= 1 or --evaluate-interval") }
         guard evaluationTimeout > 0 else { throw ValidationError("--evaluation-timeout must be positive") }
     }
 }

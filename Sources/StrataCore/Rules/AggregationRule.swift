@@ -259,12 +259,15 @@ public protocol AggregationRule: Sendable {
     mutating func aggregations(now: Double) -> [AggregationOutcome]
     /// A client left: synchronous rules stop waiting for it.
     mutating func clientLeft(_ clientID: String)
+    /// Draining: steps every non-empty buffer and closes every open round with the updates it has.
+    mutating func flush(now: Double) -> [AggregationOutcome]
     /// The latest evaluation's sample-weighted accuracy per tier (TiFL's adaptive selection uses it).
     mutating func observeEvaluation(tierAccuracies: [Int: Double])
 }
 
 extension AggregationRule {
     public mutating func clientLeft(_ clientID: String) {}
+    public mutating func flush(now: Double) -> [AggregationOutcome] { [] }
     public mutating func observeEvaluation(tierAccuracies: [Int: Double]) {}
     public mutating func tiersFormed(count: Int) {}
 }

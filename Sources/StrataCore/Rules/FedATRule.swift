@@ -58,6 +58,13 @@ public struct FedATRule: AggregationRule {
         return disposition
     }
 
+    public mutating func flush(now: Double) -> [AggregationOutcome] {
+        defer { rounds.removeAll() }
+        return rounds.sorted(by: { $0.key < $1.key }).filter { $0.value.received > 0 }.map {
+            lanes.stepAndPush($0.key, optimizer: settings.serverOptimizer, trigger: "drain")
+        }
+    }
+
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         var outcomes: [AggregationOutcome] = []
         for (lane, round) in rounds.sorted(by: { $0.key < $1.key }) {

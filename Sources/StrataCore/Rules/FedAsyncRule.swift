@@ -48,6 +48,10 @@ public struct FedAsyncRule: AggregationRule {
         }
     }
 
+    public mutating func flush(now: Double) -> [AggregationOutcome] {
+        aggregations(now: now)
+    }
+
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         defer { pending.removeAll() }
         return pending

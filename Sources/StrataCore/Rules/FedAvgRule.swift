@@ -47,6 +47,12 @@ public struct FedAvgRule: AggregationRule {
         return disposition
     }
 
+    public mutating func flush(now: Double) -> [AggregationOutcome] {
+        defer { round = nil }
+        guard let open = round, open.received > 0 else { return [] }
+        return [lanes.stepAndPush(0, optimizer: settings.serverOptimizer, trigger: "drain")]
+    }
+
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         guard let open = round, let why = open.closing(now: now) else { return [] }
         round = nil

@@ -29,6 +29,10 @@ public struct FedBuffRule: AggregationRule {
         return lanes.fold(update, staleness: settings.staleness, maxStaleness: settings.maxStaleness, now: now)
     }
 
+    public mutating func flush(now: Double) -> [AggregationOutcome] {
+        lanes.flushAll(optimizer: settings.serverOptimizer)
+    }
+
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         lanes.dueBuffers(size: { _ in settings.bufferSize }, timeout: settings.bufferTimeout, now: now).map {
             lanes.stepAndPush($0.lane, optimizer: settings.serverOptimizer, trigger: $0.trigger)

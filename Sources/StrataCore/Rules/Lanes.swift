@@ -229,6 +229,11 @@ public struct LaneSet: Sendable {
         return .mixed(push(update.lane, from: before, updates: [folded], trigger: "update"))
     }
 
+    /// Steps every lane with a non-empty buffer (draining).
+    mutating func flushAll(optimizer: ServerOptimizer) -> [AggregationOutcome] {
+        lanes.indices.filter { !lanes[$0].folded.isEmpty }.map { stepAndPush($0, optimizer: optimizer, trigger: "drain") }
+    }
+
     /// Lanes whose buffer holds `size(lane)` updates, or whose buffer is older than `timeout`.
     func dueBuffers(size: (Int) -> Int, timeout: Double?, now: Double) -> [(lane: Int, trigger: String)] {
         var due: [(Int, String)] = []

@@ -76,6 +76,12 @@ public struct StrataRule: AggregationRule {
         }
     }
 
+    public mutating func flush(now: Double) -> [AggregationOutcome] {
+        var outcomes = aggregations(now: now)
+        outcomes += lanes.flushAll(optimizer: settings.serverOptimizer)
+        return outcomes
+    }
+
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         var outcomes = pending
         pending.removeAll()

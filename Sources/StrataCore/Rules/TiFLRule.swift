@@ -114,6 +114,12 @@ public struct TiFLRule: AggregationRule {
         return disposition
     }
 
+    public mutating func flush(now: Double) -> [AggregationOutcome] {
+        defer { round = nil; roundTier = nil }
+        guard let open = round, open.received > 0 else { return [] }
+        return [lanes.stepAndPush(0, optimizer: settings.serverOptimizer, trigger: "drain")]
+    }
+
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         guard let open = round, let why = open.closing(now: now) else { return [] }
         round = nil
