@@ -48,7 +48,14 @@ import Testing
         func transitions(_ id: String) throws -> [String] {
             try db.read { try String.fetchAll($0, sql: "SELECT toState FROM healthEvents WHERE clientID = ? ORDER BY id", arguments: [id]) }
         }
-        try eventually("the stalled peer is marked lost", timeout: 60) { try state("agent-03") == "lost" }
+        func diagnose<T>(_ body: () throws -> T) throws -> T {
+            do { return try body() } catch {
+                Issue.record("\(error)\ncoordinator log:\n\(box.read("coordinator.log").suffix(4000))")
+                throw error
+            }
+        }
+        try diagnose { try eventually("the stalled peer is admitted", timeout: 30) { try state("agent-03") != nil } }
+        try diagnose { try eventually("the stalled peer is marked lost", timeout: 60) { try state("agent-03") == "lost" } }
         #expect(try transitions("agent-03") == ["healthy", "suspect", "lost"])
         let reasons = try await db.read { try String.fetchAll($0, sql: "SELECT reason FROM healthEvents WHERE clientID = 'agent-03'") }
         #expect(reasons.dropFirst().allSatisfy { $0.contains("nothing received") || $0.contains("disconnected") }, "\(reasons)")
