@@ -92,6 +92,10 @@ let package = Package(
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         .testTarget(name: "StrataAgentTests", dependencies: ["StrataAgent"]),
+        .testTarget(name: "StrataCoordinatorTests", dependencies: [
+            "StrataCoordinator", "StrataCore", "StrataStore", "StrataTransport", "StrataWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
             "StrataWire", "StrataTransport",

@@ -30,6 +30,25 @@ public enum AgentError: Error, CustomStringConvertible {
     }
 }
 
+/// Consecutive failed connection attempts: the exponent of the reconnect backoff and the count that
+/// `maxConnectAttempts` limits. A connection the coordinator welcomed ends the streak, so an outage after a
+/// working session backs off from the first step again (200 ms, not the delay reached in earlier outages)
+/// and only attempts that failed one after another count towards giving up.
+struct ReconnectStreak: Sendable, Hashable {
+    private(set) var failures = 0
+
+    /// A connection attempt or session ended with an error; `afterWelcome` if the coordinator had admitted
+    /// it. Returns the attempt number of this failure in the current outage (1 = its first).
+    mutating func failed(afterWelcome: Bool) -> Int {
+        if afterWelcome { failures = 0 }
+        failures += 1
+        return failures
+    }
+
+    /// The session ended with the coordinator's goodbye.
+    mutating func ended() { failures = 0 }
+}
+
 public struct AgentService: Sendable {
     public let configuration: AgentConfiguration
     let logger: Logger
@@ -72,19 +91,20 @@ public struct AgentService: Sendable {
         let session = AgentSession(configuration: configuration, samples: samples, state: state, tlsContext: tlsContext,
                                    group: group, trainingPool: trainingPool, logger: logger,
                                    emulationRandom: NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed)))
-        var failures = 0
+        var streak = ReconnectStreak()
         var generator = SystemRandomNumberGenerator()
         while true {
             let outcome: AgentSession.Outcome
+            let welcomed = NIOLockedValueBox(false)
             do {
-                outcome = try await session.run()
-                failures = 0
+                outcome = try await session.run(onWelcome: { welcomed.withLockedValue { $0 = true } })
+                streak.ended()
             } catch let error as AgentError {
                 throw error
             } catch let error as DataSourceError {
                 throw error
             } catch {
-                failures += 1
+                let failures = streak.failed(afterWelcome: welcomed.withLockedValue { $0 })
                 if let limit = configuration.maxConnectAttempts, failures >= limit {
                     throw AgentError.gaveUp(attempts: failures, lastError: "\(error)")
                 }

@@ -44,7 +44,8 @@ struct AgentSession: Sendable {
 
     typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>)
 
-    func run() async throws -> Outcome {
+    /// One connection, until it ends. `onWelcome` is called once the coordinator admitted it.
+    func run(onWelcome: @escaping @Sendable () -> Void = {}) async throws -> Outcome {
         let tlsContext = self.tlsContext
         let serverName = configuration.serverName ?? configuration.coordinatorHost
         let maxFrame = configuration.maxFrameBytes
@@ -91,6 +92,7 @@ struct AgentSession: Sendable {
             }
             let spec = welcome.model.modelSpec
             try checkCompatibility(spec)
+            onWelcome()
             var sessionLogger = logger
             sessionLogger[metadataKey: "client"] = "\(welcome.clientID)"
             let log = sessionLogger

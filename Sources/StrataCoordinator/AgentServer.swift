@@ -155,9 +155,8 @@ public struct AgentServer: Sendable {
                             case .refuse(let error):
                                 mailboxContinuation.yield(.error(error))
                                 throw SessionError.refused(error)
-                            case .welcome(let welcome, let handle):
-                                // Welcome goes first into the mailbox, before any task.
-                                mailboxContinuation.yield(.welcome(welcome))
+                            case .welcome(_, let handle):
+                                // `admit` queued the welcome itself, before any task could be.
                                 session.withLockedValue { $0 = handle }
                                 await coordinator.sessionStarted(handle)
                             }

@@ -205,6 +205,7 @@ public actor Coordinator {
     // MARK: Sessions
 
     public enum Admission: Sendable {
+        /// Admitted; the welcome is already the first message in the session's mailbox.
         case welcome(Welcome, AgentSessionHandle)
         case refuse(ErrorMessage)
     }
@@ -232,15 +233,19 @@ public actor Coordinator {
         }
         let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard)
         nextSessionID += 1
+        let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
+                              heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
+                              maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model))
+        // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
+        // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose
+        // first message is not welcome).
+        session.send(.welcome(welcome))
         sessions[clientID] = session
         outstandingTraining[clientID] = nil
         if firstSessionAt == nil { firstSessionAt = .now }
         await persistHealth([health.connected(clientID, at: elapsed)].compactMap { $0 })
         logger.info("agent joined", metadata: ["client": "\(clientID)", "session": "\(session.sessionID)", "tier": "\(tiers.tier(of: clientID).map(String.init) ?? "-")",
                                                 "trainSamples": "\(hello.trainSampleCount)", "pending": "\(hello.pendingUpdateCount)"])
-        let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
-                              heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
-                              maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model))
         return .welcome(welcome, session)
     }
 
