@@ -133,7 +133,7 @@ public struct AgentServer: Sendable {
                         if let current = session.withLockedValue({ $0 }) {
                             switch message {
                             case .update(let update):
-                                await coordinator.handleUpdate(update, from: current)
+                                await runToCompletion { await coordinator.handleUpdate(update, from: current) }
                             case .heartbeat(let beat):
                                 if !beat.isReply {
                                     current.send(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))
@@ -151,14 +151,14 @@ public struct AgentServer: Sendable {
                                 mailboxContinuation.yield(.error(ErrorMessage(code: .unexpectedMessage, message: "the first message must be hello, got \(message.type)")))
                                 throw SessionError.protocolViolation("first message \(message.type)")
                             }
-                            switch await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation, lastHeard: lastHeard) {
+                            switch await runToCompletion({ await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation, lastHeard: lastHeard) }) {
                             case .refuse(let error):
                                 mailboxContinuation.yield(.error(error))
                                 throw SessionError.refused(error)
                             case .welcome(_, let handle):
                                 // `admit` queued the welcome itself, before any task could be.
                                 session.withLockedValue { $0 = handle }
-                                await coordinator.sessionStarted(handle)
+                                await runToCompletion { await coordinator.sessionStarted(handle) }
                             }
                         }
                     }
@@ -183,6 +183,13 @@ public struct AgentServer: Sendable {
         }
         logger.debug("session closed", metadata: ["reason": "\(endReason)"])
     }
+}
+
+/// Runs coordinator work that a received message started to its end, even if the session is torn down
+/// meanwhile: the reader's task is then cancelled, and a cancelled store access inside the coordinator (a
+/// task being recorded for any agent, say) would be taken for a storage failure and stop the federation.
+private func runToCompletion<T: Sendable>(_ work: @escaping @Sendable () async -> T) async -> T {
+    await Task { await work() }.value
 }
 
 enum SessionError: Error, CustomStringConvertible {
