@@ -76,7 +76,16 @@ struct AgentSession: Sendable {
                 throw error
             }
 
-            guard let first = try await iterator.next() else { throw SessionFailure.closedBeforeWelcome }
+            // A coordinator (or link) that accepts the connection but never answers must not hold the agent:
+            // without a first reply in time the connection is closed and the agent reconnects with backoff.
+            let answered = NIOLockedValueBox(false)
+            let welcomeDeadline = connection.channel.channel.eventLoop.scheduleTask(in: .milliseconds(configuration.welcomeTimeout.milliseconds)) {
+                if !answered.withLockedValue({ $0 }) { connection.channel.channel.close(promise: nil) }
+            }
+            let firstReply = try await iterator.next()
+            answered.withLockedValue { $0 = true }
+            welcomeDeadline.cancel()
+            guard let first = firstReply else { throw SessionFailure.closedBeforeWelcome }
             let welcome: Welcome
             switch first {
             case .welcome(let w): welcome = w

@@ -16,6 +16,8 @@ public struct AgentConfiguration: Sendable {
     /// Give up after this many consecutive failed connection attempts (nil: never).
     public var maxConnectAttempts: Int?
     public var connectTimeout: Duration = .seconds(5)
+    /// After hello, the coordinator's first reply (welcome or refusal) must arrive within this time.
+    public var welcomeTimeout: Duration = .seconds(15)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     public var agentVersion = "strata-agent/0.1.0"
     /// Experiments and tests: delays training updates to emulate a slower client. Inactive by default.

@@ -32,6 +32,12 @@ public enum CoordinatorService {
             throw error
         }
         try? await group.shutdownGracefully()
+        // Every session has ended and written its last state: fold the WAL into the database file.
+        do {
+            try await store.checkpoint()
+        } catch {
+            logger.error("final checkpoint failed", metadata: ["error": "\(error)"])
+        }
         let summary = await coordinator.summary()
         onEvent(.stopped(summary))
         return summary

@@ -9,7 +9,7 @@ final class CurveWriter: @unchecked Sendable {
 
     init(path: String, mode: String) throws {
         let exists = FileManager.default.fileExists(atPath: path)
-        if !exists { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !exists { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw CurveError(message: "cannot write --curve-csv \(path): check the directory exists and is writable")
         }

@@ -7,11 +7,12 @@ import Testing
 /// The failure detector end to end: a slow agent that keeps heartbeating stays healthy; a stalled peer
 /// (TLS session open, nothing sent) is marked suspect then lost and does not hold up a synchronous round.
 @Suite(.serialized) struct HealthTests {
-    func eventually(_ what: String, timeout: Double, _ condition: () throws -> Bool) throws {
+    /// Suspends (never blocks a thread: the raw client's task must keep running meanwhile).
+    func eventually(_ what: String, timeout: Double, _ condition: () throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if try condition() { return }
-            Thread.sleep(forTimeInterval: 0.2)
+            try await Task.sleep(for: .milliseconds(200))
         }
         throw HarnessError.timeout("waited \(Int(timeout)) s for: \(what)")
     }
@@ -48,14 +49,14 @@ import Testing
         func transitions(_ id: String) throws -> [String] {
             try db.read { try String.fetchAll($0, sql: "SELECT toState FROM healthEvents WHERE clientID = ? ORDER BY id", arguments: [id]) }
         }
-        func diagnose<T>(_ body: () throws -> T) throws -> T {
-            do { return try body() } catch {
+        func diagnose(_ body: () async throws -> Void) async throws {
+            do { try await body() } catch {
                 Issue.record("\(error)\ncoordinator log:\n\(box.read("coordinator.log").suffix(4000))")
                 throw error
             }
         }
-        try diagnose { try eventually("the stalled peer is admitted", timeout: 30) { try state("agent-03") != nil } }
-        try diagnose { try eventually("the stalled peer is marked lost", timeout: 60) { try state("agent-03") == "lost" } }
+        try await diagnose { try await eventually("the stalled peer is admitted", timeout: 30) { try state("agent-03") != nil } }
+        try await diagnose { try await eventually("the stalled peer is marked lost", timeout: 60) { try state("agent-03") == "lost" } }
         #expect(try transitions("agent-03") == ["healthy", "suspect", "lost"])
         let reasons = try await db.read { try String.fetchAll($0, sql: "SELECT reason FROM healthEvents WHERE clientID = 'agent-03'") }
         #expect(reasons.dropFirst().allSatisfy { $0.contains("nothing received") || $0.contains("disconnected") }, "\(reasons)")
@@ -65,7 +66,7 @@ import Testing
 
         // Rounds go on without it, and the slow agent's updates are in them.
         let atLoss = try await db.read { try Int.fetchOne($0, sql: "SELECT MAX(version) FROM modelVersions") ?? 0 }
-        try eventually("two more rounds after the stalled peer was dropped", timeout: 60) {
+        try await eventually("two more rounds after the stalled peer was dropped", timeout: 60) {
             try db.read { try Int.fetchOne($0, sql: "SELECT MAX(version) FROM modelVersions") ?? 0 } >= atLoss + 2
         }
         let slowCommitted = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM committedUpdates WHERE clientID = 'agent-02'") ?? 0 }
