@@ -9,211 +9,213 @@ import Testing
 /// a connection cut in the middle of a frame, a stalled (hung) connection, a slow link, repeated drops.
 /// Each federation test ends by checking exactly-once delivery from the persisted state of the
 /// coordinator and of every agent.
-@Suite(.serialized) struct FaultProxyTests {
-    /// The proxy itself, between a plain TCP client and an echo server: each fault does what it says.
-    @Test(.timeLimit(.minutes(1)))
-    func proxyFaultsDoWhatTheySay() throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
-        let targets = NIOLockedValueBox<[Transcript]>([])
-        let server = try ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                let transcript = Transcript()
-                targets.withLockedValue { $0.append(transcript) }
-                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(transcript, echo: true)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? server.close().wait() }
-        let proxy = try FaultProxy(targetPort: server.localAddress!.port!)
-        defer { proxy.shutdown() }
-        func connect() throws -> (any Channel, Transcript) {
-            let transcript = Transcript()
-            let channel = try ClientBootstrap(group: group)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(transcript, echo: false)) }
+extension IntegrationSuite {
+    @Suite(.serialized) struct FaultProxyTests {
+        /// The proxy itself, between a plain TCP client and an echo server: each fault does what it says.
+        @Test(.timeLimit(.minutes(1)))
+        func proxyFaultsDoWhatTheySay() throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            defer { try? group.syncShutdownGracefully() }
+            let targets = NIOLockedValueBox<[Transcript]>([])
+            let server = try ServerBootstrap(group: group)
+                .childChannelInitializer { channel in
+                    let transcript = Transcript()
+                    targets.withLockedValue { $0.append(transcript) }
+                    return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(transcript, echo: true)) }
                 }
-                .connect(host: "127.0.0.1", port: proxy.port).wait()
-            return (channel, transcript)
-        }
-        func send(_ text: String, on channel: any Channel) throws { try channel.writeAndFlush(ByteBuffer(string: text)).wait() }
-        let (client, echoed) = try connect()
-        let target = { targets.withLockedValue { $0.last! } }
-
-        try send("hello", on: client)
-        try waitUntil("the echo through the proxy", timeout: 10) { echoed.text == "hello" }
-
-        // Delay: each chunk 200 ms late in each direction, in order.
-        proxy.set(.delay(.milliseconds(200)))
-        let delayedAt = ContinuousClock.now
-        for chunk in ["a", "b", "c"] { try send(chunk, on: client) }
-        try waitUntil("the delayed echo", timeout: 10) { echoed.text == "helloabc" }
-        #expect(ContinuousClock.now - delayedAt >= .milliseconds(400))
-
-        // Stall: nothing passes, the connections stay open; everything held goes through afterwards, in order.
-        proxy.set(.stall)
-        try send("xy", on: client)
-        Thread.sleep(forTimeInterval: 0.5)
-        #expect(target().text == "helloabc" && echoed.text == "helloabc")
-        #expect(client.isActive && !target().closed)
-        proxy.set(.pass)
-        try waitUntil("the held bytes after the stall", timeout: 10) { echoed.text == "helloabcxy" }
-
-        // Cut: exactly 5 more bytes reach the target, then both sides are closed.
-        proxy.set(.cutAfter(bytes: 5, .toCoordinator))
-        try send("0123456789", on: client)
-        try waitUntil("both sides closed by the cut", timeout: 10) { echoed.closed && target().closed }
-        #expect(target().text == "helloabcxy01234")
-        #expect(proxy.cutCount == 1)
-
-        // cutAll closes the live connections; the count of accepted connections goes on.
-        proxy.set(.pass)
-        let (second, secondEchoed) = try connect()
-        try send("again", on: second)
-        try waitUntil("the echo on a second connection", timeout: 10) { secondEchoed.text == "again" }
-        proxy.cutAll()
-        try waitUntil("cutAll to close the second connection", timeout: 10) { secondEchoed.closed && target().closed }
-        #expect(proxy.acceptedCount == 2)
-    }
-
-    @Test(.timeLimit(.minutes(3)))
-    func connectionCutMidFrameAgentsReconnectAndResendPendingUpdates() throws {
-        let run = try ProxiedFederation("cut", agents: 3)
-        defer { run.shutdown() }
-        try run.eventually("the federation to commit version 5", timeout: 90) { try run.latestVersion() >= 5 }
-        let acceptedBefore = run.proxy.acceptedCount
-        let lostBefore = run.agentIDs.map { run.agentLines($0, containing: "connection lost; reconnecting").count }
-
-        // An update is several KB and the agents train back to back: 100 bytes into the agent → coordinator
-        // direction ends inside a frame (inside a TLS record), on every agent's connection.
-        run.proxy.set(.cutAfter(bytes: 100, .toCoordinator))
-        try run.eventually("every agent to lose its connection to the cut", timeout: 30) {
-            zip(run.agentIDs, lostBefore).allSatisfy { run.agentLines($0, containing: "connection lost; reconnecting").count > $1 }
-        }
-        run.proxy.set(.pass)
-        let afterCut = try run.latestVersion()
-        #expect(run.proxy.cutCount >= run.agentIDs.count)
-
-        try run.eventually("every agent to open a new session", timeout: 60) {
-            run.agentIDs.allSatisfy { run.sessionsOpened(by: $0).count >= 2 }
-        }
-        #expect(run.proxy.acceptedCount > acceptedBefore)
-        // An update cut off mid-frame was pending at its agent; the new session sends it again first.
-        let resent = run.agentIDs.map { run.sessionsOpened(by: $0).dropFirst().reduce(0, +) }
-        #expect(resent.reduce(0, +) > 0, "no agent re-sent a pending update after the cut; agents' resend counts: \(resent)")
-
-        try run.eventually("versions after the cut with an update from every agent", timeout: 60) {
-            try run.latestVersion() >= afterCut + 5 && run.contributors(after: afterCut) == Set(run.agentIDs)
-        }
-        try run.stop()
-        try run.verifyExactlyOnce()
-        print("cut: \(run.proxy.cutCount) connections cut, \(run.proxy.acceptedCount) accepted, re-sent after the cut: \(resent)")
-    }
-
-    @Test(.timeLimit(.minutes(3)))
-    func stalledConnectionIsClosedByBothSidesAndTrainingResumes() throws {
-        let run = try ProxiedFederation("stall", agents: 2)
-        defer { run.shutdown() }
-        try run.eventually("the federation to commit version 5", timeout: 90) { try run.latestVersion() >= 5 }
-
-        // Both TCP connections stay open but nothing goes through, closes included: a hung peer.
-        let stalledAt = Date()
-        run.proxy.set(.stall)
-        try run.eventually("the coordinator to close every silent session after its idle timeout", timeout: 20) {
-            run.agentIDs.allSatisfy { id in
-                run.coordinatorLines(containing: "agent left", "client=\(id) ", "reason=nothing received for").count >= 1
+                .bind(host: "127.0.0.1", port: 0).wait()
+            defer { try? server.close().wait() }
+            let proxy = try FaultProxy(targetPort: server.localAddress!.port!)
+            defer { proxy.shutdown() }
+            func connect() throws -> (any Channel, Transcript) {
+                let transcript = Transcript()
+                let channel = try ClientBootstrap(group: group)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(transcript, echo: false)) }
+                    }
+                    .connect(host: "127.0.0.1", port: proxy.port).wait()
+                return (channel, transcript)
             }
-        }
-        try run.eventually("every agent to give up on the connection without heartbeat replies", timeout: 20) {
-            run.agentIDs.allSatisfy { !run.agentLines($0, containing: "connection lost; reconnecting", "no heartbeat reply for").isEmpty }
-        }
-        let stalledFor = Date().timeIntervalSince(stalledAt)
-        #expect(stalledFor >= 3, "the stall must outlast the idle timeout (3 s): \(stalledFor) s")
-        run.proxy.set(.pass)
-        let afterStall = try run.latestVersion()
+            func send(_ text: String, on channel: any Channel) throws { try channel.writeAndFlush(ByteBuffer(string: text)).wait() }
+            let (client, echoed) = try connect()
+            let target = { targets.withLockedValue { $0.last! } }
 
-        try run.eventually("every agent to open a new session", timeout: 60) {
-            run.agentIDs.allSatisfy { run.sessionsOpened(by: $0).count >= 2 }
-        }
-        try run.eventually("versions after the stall with an update from every agent", timeout: 60) {
-            try run.latestVersion() >= afterStall + 5 && run.contributors(after: afterStall) == Set(run.agentIDs)
-        }
-        try run.stop()
-        try run.verifyExactlyOnce()
-        print("stall: held \(String(format: "%.1f", stalledFor)) s, \(run.proxy.acceptedCount) connections accepted")
-    }
+            try send("hello", on: client)
+            try waitUntil("the echo through the proxy", timeout: 10) { echoed.text == "hello" }
 
-    @Test(.timeLimit(.minutes(3)))
-    func slowLinkKeepsEverySessionAndKeepsCommitting() throws {
-        let run = try ProxiedFederation("delay", agents: 2)
-        defer { run.shutdown() }
-        try run.eventually("the federation to commit version 5", timeout: 90) { try run.latestVersion() >= 5 }
-        let acceptedBefore = run.proxy.acceptedCount
-        let before = try run.latestVersion()
+            // Delay: each chunk 200 ms late in each direction, in order.
+            proxy.set(.delay(.milliseconds(200)))
+            let delayedAt = ContinuousClock.now
+            for chunk in ["a", "b", "c"] { try send(chunk, on: client) }
+            try waitUntil("the delayed echo", timeout: 10) { echoed.text == "helloabc" }
+            #expect(ContinuousClock.now - delayedAt >= .milliseconds(400))
 
-        // 300 ms each way: a heartbeat round trip takes 600 ms, well inside both sides' timeouts.
-        let delayedAt = Date()
-        run.proxy.set(.delay(.milliseconds(300)))
-        try run.eventually("10 versions committed over the delayed link, for at least 8 s", timeout: 90) {
-            try run.latestVersion() >= before + 10 && Date().timeIntervalSince(delayedAt) >= 8
-        }
-        let passedAt = Date()
-        run.proxy.set(.pass)
-        let delayed = try run.latestVersion() - before
+            // Stall: nothing passes, the connections stay open; everything held goes through afterwards, in order.
+            proxy.set(.stall)
+            try send("xy", on: client)
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(target().text == "helloabc" && echoed.text == "helloabc")
+            #expect(client.isActive && !target().closed)
+            proxy.set(.pass)
+            try waitUntil("the held bytes after the stall", timeout: 10) { echoed.text == "helloabcxy" }
 
-        // The delay was real: every task dispatched and answered under it took at least two delays.
-        let latencies = try run.db.read { db in
-            try Double.fetchAll(db, sql: """
-                SELECT c.latencySeconds FROM committedUpdates c JOIN tasks t ON t.id = c.taskID
-                WHERE c.latencySeconds IS NOT NULL AND t.dispatchedAt > ? AND t.dispatchedAt + c.latencySeconds < ?
-                """, arguments: [delayedAt.timeIntervalSince1970, passedAt.timeIntervalSince1970])
-        }
-        #expect(!latencies.isEmpty)
-        #expect((latencies.min() ?? 0) >= 0.6, "task-to-update latencies under a 300 ms delay: \(latencies)")
-        // And it dropped nothing.
-        #expect(run.proxy.acceptedCount == acceptedBefore)
-        #expect(run.coordinatorLines(containing: "agent left").isEmpty, "\(run.coordinatorLines(containing: "agent left"))")
-        for id in run.agentIDs {
-            #expect(run.sessionsOpened(by: id).count == 1, "\(id) reconnected:\n\(run.agentLog(id).suffix(1500))")
+            // Cut: exactly 5 more bytes reach the target, then both sides are closed.
+            proxy.set(.cutAfter(bytes: 5, .toCoordinator))
+            try send("0123456789", on: client)
+            try waitUntil("both sides closed by the cut", timeout: 10) { echoed.closed && target().closed }
+            #expect(target().text == "helloabcxy01234")
+            #expect(proxy.cutCount == 1)
+
+            // cutAll closes the live connections; the count of accepted connections goes on.
+            proxy.set(.pass)
+            let (second, secondEchoed) = try connect()
+            try send("again", on: second)
+            try waitUntil("the echo on a second connection", timeout: 10) { secondEchoed.text == "again" }
+            proxy.cutAll()
+            try waitUntil("cutAll to close the second connection", timeout: 10) { secondEchoed.closed && target().closed }
+            #expect(proxy.acceptedCount == 2)
         }
 
-        let afterDelay = try run.latestVersion()
-        try run.eventually("versions after the delay with an update from every agent", timeout: 60) {
-            try run.latestVersion() >= afterDelay + 3 && run.contributors(after: afterDelay) == Set(run.agentIDs)
-        }
-        try run.stop()
-        try run.verifyExactlyOnce()
-        print("delay: \(delayed) versions over the delayed link, latencies \(String(format: "%.2f", latencies.min() ?? 0))–\(String(format: "%.2f", latencies.max() ?? 0)) s")
-    }
+        @Test(.timeLimit(.minutes(3)))
+        func connectionCutMidFrameAgentsReconnectAndResendPendingUpdates() throws {
+            let run = try ProxiedFederation("cut", agents: 3)
+            defer { run.shutdown() }
+            try run.eventually("the federation to commit version 5", timeout: 90) { try run.latestVersion() >= 5 }
+            let acceptedBefore = run.proxy.acceptedCount
+            let lostBefore = run.agentIDs.map { run.agentLines($0, containing: "connection lost; reconnecting").count }
 
-    @Test(.timeLimit(.minutes(3)))
-    func everyDropAfterAHealthySessionIsAFirstReconnectAttempt() throws {
-        // --max-connect-attempts counts consecutive failed attempts: drops separated by healthy sessions
-        // must neither exhaust it nor stretch the backoff. (Each drop also tears sessions down while their
-        // updates are being handled: the coordinator must take that in its stride.)
-        let run = try ProxiedFederation("drops", agents: 2, agentFlags: ["--max-connect-attempts", "2"])
-        defer { run.shutdown() }
-        try run.eventually("the federation to commit version 3", timeout: 90) { try run.latestVersion() >= 3 }
-        let drops = 5
-        for drop in 1...drops {
-            let opened = run.agentIDs.map { run.sessionsOpened(by: $0).count }
-            run.proxy.cutAll()
-            try run.eventually("drop \(drop): every agent in a new session", timeout: 30) {
-                zip(run.agentIDs, opened).allSatisfy { run.sessionsOpened(by: $0).count > $1 }
+            // An update is several KB and the agents train back to back: 100 bytes into the agent → coordinator
+            // direction ends inside a frame (inside a TLS record), on every agent's connection.
+            run.proxy.set(.cutAfter(bytes: 100, .toCoordinator))
+            try run.eventually("every agent to lose its connection to the cut", timeout: 30) {
+                zip(run.agentIDs, lostBefore).allSatisfy { run.agentLines($0, containing: "connection lost; reconnecting").count > $1 }
             }
-            let reconnected = try run.latestVersion()
-            try run.eventually("drop \(drop): versions with an update from every agent's new session", timeout: 60) {
-                try run.contributors(after: reconnected) == Set(run.agentIDs)
+            run.proxy.set(.pass)
+            let afterCut = try run.latestVersion()
+            #expect(run.proxy.cutCount >= run.agentIDs.count)
+
+            try run.eventually("every agent to open a new session", timeout: 60) {
+                run.agentIDs.allSatisfy { run.sessionsOpened(by: $0).count >= 2 }
             }
-        }
-        for (id, agent) in zip(run.agentIDs, run.agents) {
-            #expect(agent.isRunning, "\(id) exited:\n\(run.agentLog(id).suffix(1500))")
-            let attempts = run.agentLines(id, containing: "connection lost; reconnecting").map { line in
-                line.split(separator: " ").first { $0.hasPrefix("attempt=") }.map { String($0.dropFirst("attempt=".count)) } ?? "?"
+            #expect(run.proxy.acceptedCount > acceptedBefore)
+            // An update cut off mid-frame was pending at its agent; the new session sends it again first.
+            let resent = run.agentIDs.map { run.sessionsOpened(by: $0).dropFirst().reduce(0, +) }
+            #expect(resent.reduce(0, +) > 0, "no agent re-sent a pending update after the cut; agents' resend counts: \(resent)")
+
+            try run.eventually("versions after the cut with an update from every agent", timeout: 60) {
+                try run.latestVersion() >= afterCut + 5 && run.contributors(after: afterCut) == Set(run.agentIDs)
             }
-            #expect(attempts == Array(repeating: "1", count: drops), "\(id): reconnect attempts after each drop")
+            try run.stop()
+            try run.verifyExactlyOnce()
+            print("cut: \(run.proxy.cutCount) connections cut, \(run.proxy.acceptedCount) accepted, re-sent after the cut: \(resent)")
         }
-        try run.stop()
-        try run.verifyExactlyOnce()
+
+        @Test(.timeLimit(.minutes(3)))
+        func stalledConnectionIsClosedByBothSidesAndTrainingResumes() throws {
+            let run = try ProxiedFederation("stall", agents: 2)
+            defer { run.shutdown() }
+            try run.eventually("the federation to commit version 5", timeout: 90) { try run.latestVersion() >= 5 }
+
+            // Both TCP connections stay open but nothing goes through, closes included: a hung peer.
+            let stalledAt = Date()
+            run.proxy.set(.stall)
+            try run.eventually("the coordinator to close every silent session after its idle timeout", timeout: 20) {
+                run.agentIDs.allSatisfy { id in
+                    run.coordinatorLines(containing: "agent left", "client=\(id) ", "reason=nothing received for").count >= 1
+                }
+            }
+            try run.eventually("every agent to give up on the connection without heartbeat replies", timeout: 20) {
+                run.agentIDs.allSatisfy { !run.agentLines($0, containing: "connection lost; reconnecting", "no heartbeat reply for").isEmpty }
+            }
+            let stalledFor = Date().timeIntervalSince(stalledAt)
+            #expect(stalledFor >= 3, "the stall must outlast the idle timeout (3 s): \(stalledFor) s")
+            run.proxy.set(.pass)
+            let afterStall = try run.latestVersion()
+
+            try run.eventually("every agent to open a new session", timeout: 60) {
+                run.agentIDs.allSatisfy { run.sessionsOpened(by: $0).count >= 2 }
+            }
+            try run.eventually("versions after the stall with an update from every agent", timeout: 60) {
+                try run.latestVersion() >= afterStall + 5 && run.contributors(after: afterStall) == Set(run.agentIDs)
+            }
+            try run.stop()
+            try run.verifyExactlyOnce()
+            print("stall: held \(String(format: "%.1f", stalledFor)) s, \(run.proxy.acceptedCount) connections accepted")
+        }
+
+        @Test(.timeLimit(.minutes(3)))
+        func slowLinkKeepsEverySessionAndKeepsCommitting() throws {
+            let run = try ProxiedFederation("delay", agents: 2)
+            defer { run.shutdown() }
+            try run.eventually("the federation to commit version 5", timeout: 90) { try run.latestVersion() >= 5 }
+            let acceptedBefore = run.proxy.acceptedCount
+            let before = try run.latestVersion()
+
+            // 300 ms each way: a heartbeat round trip takes 600 ms, well inside both sides' timeouts.
+            let delayedAt = Date()
+            run.proxy.set(.delay(.milliseconds(300)))
+            try run.eventually("10 versions committed over the delayed link, for at least 8 s", timeout: 90) {
+                try run.latestVersion() >= before + 10 && Date().timeIntervalSince(delayedAt) >= 8
+            }
+            let passedAt = Date()
+            run.proxy.set(.pass)
+            let delayed = try run.latestVersion() - before
+
+            // The delay was real: every task dispatched and answered under it took at least two delays.
+            let latencies = try run.db.read { db in
+                try Double.fetchAll(db, sql: """
+                    SELECT c.latencySeconds FROM committedUpdates c JOIN tasks t ON t.id = c.taskID
+                    WHERE c.latencySeconds IS NOT NULL AND t.dispatchedAt > ? AND t.dispatchedAt + c.latencySeconds < ?
+                    """, arguments: [delayedAt.timeIntervalSince1970, passedAt.timeIntervalSince1970])
+            }
+            #expect(!latencies.isEmpty)
+            #expect((latencies.min() ?? 0) >= 0.6, "task-to-update latencies under a 300 ms delay: \(latencies)")
+            // And it dropped nothing.
+            #expect(run.proxy.acceptedCount == acceptedBefore)
+            #expect(run.coordinatorLines(containing: "agent left").isEmpty, "\(run.coordinatorLines(containing: "agent left"))")
+            for id in run.agentIDs {
+                #expect(run.sessionsOpened(by: id).count == 1, "\(id) reconnected:\n\(run.agentLog(id).suffix(1500))")
+            }
+
+            let afterDelay = try run.latestVersion()
+            try run.eventually("versions after the delay with an update from every agent", timeout: 60) {
+                try run.latestVersion() >= afterDelay + 3 && run.contributors(after: afterDelay) == Set(run.agentIDs)
+            }
+            try run.stop()
+            try run.verifyExactlyOnce()
+            print("delay: \(delayed) versions over the delayed link, latencies \(String(format: "%.2f", latencies.min() ?? 0))–\(String(format: "%.2f", latencies.max() ?? 0)) s")
+        }
+
+        @Test(.timeLimit(.minutes(3)))
+        func everyDropAfterAHealthySessionIsAFirstReconnectAttempt() throws {
+            // --max-connect-attempts counts consecutive failed attempts: drops separated by healthy sessions
+            // must neither exhaust it nor stretch the backoff. (Each drop also tears sessions down while their
+            // updates are being handled: the coordinator must take that in its stride.)
+            let run = try ProxiedFederation("drops", agents: 2, agentFlags: ["--max-connect-attempts", "2"])
+            defer { run.shutdown() }
+            try run.eventually("the federation to commit version 3", timeout: 90) { try run.latestVersion() >= 3 }
+            let drops = 5
+            for drop in 1...drops {
+                let opened = run.agentIDs.map { run.sessionsOpened(by: $0).count }
+                run.proxy.cutAll()
+                try run.eventually("drop \(drop): every agent in a new session", timeout: 30) {
+                    zip(run.agentIDs, opened).allSatisfy { run.sessionsOpened(by: $0).count > $1 }
+                }
+                let reconnected = try run.latestVersion()
+                try run.eventually("drop \(drop): versions with an update from every agent's new session", timeout: 60) {
+                    try run.contributors(after: reconnected) == Set(run.agentIDs)
+                }
+            }
+            for (id, agent) in zip(run.agentIDs, run.agents) {
+                #expect(agent.isRunning, "\(id) exited:\n\(run.agentLog(id).suffix(1500))")
+                let attempts = run.agentLines(id, containing: "connection lost; reconnecting").map { line in
+                    line.split(separator: " ").first { $0.hasPrefix("attempt=") }.map { String($0.dropFirst("attempt=".count)) } ?? "?"
+                }
+                #expect(attempts == Array(repeating: "1", count: drops), "\(id): reconnect attempts after each drop")
+            }
+            try run.stop()
+            try run.verifyExactlyOnce()
+        }
     }
 }
 

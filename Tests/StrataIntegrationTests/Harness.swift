@@ -56,7 +56,7 @@ final class Sandbox: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: path)
-        FileManager.default.createFile(atPath: file(log), contents: nil)
+        _ = FileManager.default.createFile(atPath: file(log), contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file(log)))
         process.standardOutput = handle
         process.standardError = handle
