@@ -75,6 +75,9 @@ public struct StopCondition: Sendable, Hashable {
     public var targetAccuracy: Double?
     public var maxVersions: Int64?
     public var maxDuration: Duration?
+    /// An evaluation answered by fewer agents than this is reported but does not count towards the target
+    /// (the first versions are often evaluated by the first agent alone).
+    public var minEvaluationClients: Int = 1
     public init(targetAccuracy: Double? = nil, maxVersions: Int64? = nil, maxDuration: Duration? = nil) {
         self.targetAccuracy = targetAccuracy
         self.maxVersions = maxVersions

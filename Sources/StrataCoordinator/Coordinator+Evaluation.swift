@@ -70,8 +70,9 @@ extension Coordinator {
                                       elapsedSeconds: elapsed, versionElapsedSeconds: round.versionElapsed,
                                       tierAccuracies: tierAccuracies)
         lastEvaluation = result
-        bestAccuracy = max(bestAccuracy ?? 0, accuracy)
         onEvent(.evaluated(result))
+        guard round.results.count >= configuration.stop.minEvaluationClients else { return }
+        bestAccuracy = max(bestAccuracy ?? 0, accuracy)
         if let target = configuration.stop.targetAccuracy, accuracy >= target {
             if timeToTarget == nil { timeToTarget = round.versionElapsed }
             if stopReason == nil {

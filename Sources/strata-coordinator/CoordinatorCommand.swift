@@ -81,6 +81,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.evaluateEvery = stop.effectiveEvaluateEvery
         config.evaluationInterval = stop.evaluateInterval.map { .milliseconds(Int64($0 * 1000)) }
         config.evaluationTimeout = .milliseconds(Int64(stop.evaluationTimeout * 1000))
+        config.stop.minEvaluationClients = stop.minEvaluationClients
 
         let readyFile = output.readyFile
         let curve = try output.curveCSV.map { try CurveWriter(path: $0, mode: aggregation.mode.rawValue) }
@@ -294,6 +295,8 @@ struct StopOptions: ParsableArguments {
 
     /// Versions between evaluations: --evaluate-interval replaces the per-version default.
     var effectiveEvaluateEvery: Int { evaluateEvery ?? (evaluateInterval == nil ? 1 : 0) }
+    @Option(name: .long, help: "An evaluation answered by fewer agents than this does not count towards --target-accuracy (it is still reported).")
+    var minEvaluationClients: Int = 1
     @Option(name: .long, help: "Seconds to wait for evaluation results before closing an evaluation round.")
     var evaluationTimeout: Double = 30
 
@@ -304,6 +307,7 @@ struct StopOptions: ParsableArguments {
         guard effectiveEvaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be >= 0") }
         if let i = evaluateInterval, !(i > 0 && i.isFinite) { throw ValidationError("--evaluate-interval must be a positive number of seconds") }
         if targetAccuracy != nil, effectiveEvaluateEvery == 0, evaluateInterval == nil { throw ValidationError("--target-accuracy needs --evaluate-every >= 1 or --evaluate-interval") }
+        guard minEvaluationClients >= 1 else { throw ValidationError("--min-evaluation-clients must be at least 1") }
         guard evaluationTimeout > 0 else { throw ValidationError("--evaluation-timeout must be positive") }
     }
 }
