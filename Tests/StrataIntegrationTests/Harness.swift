@@ -203,3 +203,26 @@ final class RawClient: Sendable {
         try? await group.shutdownGracefully()
     }
 }
+
+/// Polls `condition` every 0.2 s until it holds; throws `HarnessError.timeout` naming `what` after `timeout`
+/// seconds (checking once more after the deadline, in case the poller itself was starved).
+func eventually(_ what: String, timeout: Double, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        Thread.sleep(forTimeInterval: 0.2)
+    }
+    if try condition() { return }
+    throw HarnessError.timeout("waited \(Int(timeout)) s for: \(what)")
+}
+
+/// The same for async tests: suspends instead of blocking a thread of the cooperative pool.
+func eventually(_ what: String, timeout: Double, _ condition: () throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    if try condition() { return }
+    throw HarnessError.timeout("waited \(Int(timeout)) s for: \(what)")
+}

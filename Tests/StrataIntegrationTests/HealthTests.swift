@@ -8,15 +8,6 @@ import Testing
 /// (TLS session open, nothing sent) is marked suspect then lost and does not hold up a synchronous round.
 extension IntegrationSuite {
     @Suite(.serialized) struct HealthTests {
-        /// Suspends (never blocks a thread: the raw client's task must keep running meanwhile).
-        func eventually(_ what: String, timeout: Double, _ condition: () throws -> Bool) async throws {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if try condition() { return }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            throw HarnessError.timeout("waited \(Int(timeout)) s for: \(what)")
-        }
 
         @Test(.timeLimit(.minutes(3)))
         func longTrainingIsHealthyAndAStalledPeerIsLostWithoutStallingRounds() async throws {

@@ -6,15 +6,6 @@ import Testing
 /// down with --task-delay so that it lands in the slow tier.
 extension IntegrationSuite {
     @Suite(.serialized) struct TierTests {
-        /// Polls `condition` until it holds (or fails after `timeout` seconds with `what`).
-        func eventually(_ what: String, timeout: Double, _ condition: () throws -> Bool) throws {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if try condition() { return }
-                Thread.sleep(forTimeInterval: 0.2)
-            }
-            throw HarnessError.timeout("waited \(Int(timeout)) s for: \(what)")
-        }
 
         @Test(.timeLimit(.minutes(5)))
         func slowAgentLandsInTheSlowTierAndBothTiersFeedTheGlobalModel() throws {
