@@ -259,6 +259,9 @@ public actor Coordinator {
         sessions[session.clientID] = nil
         outstandingTraining[session.clientID] = nil
         rule.clientLeft(session.clientID)
+        // Its unanswered tasks leave memory (bounded by live sessions); an update re-sent later is looked up
+        // in the durable task table instead.
+        tasks = tasks.filter { $0.value.clientID != session.clientID }
         await persistHealth([health.disconnected(session.clientID, reason: reason, at: elapsed)].compactMap { $0 })
         logger.info("agent left", metadata: ["client": "\(session.clientID)", "session": "\(session.sessionID)", "reason": "\(reason)"])
         for (roundVersion, var round) in evaluations where round.expected.remove(session.clientID) != nil {
