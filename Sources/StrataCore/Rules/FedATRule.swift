@@ -2,7 +2,8 @@
 /// runs FedAvg rounds on its own model; when a round finishes, the tier's model goes up, the global model
 /// becomes x = Σ_i (T_{M+1−i} / T)·x_i, and that tier continues from the new global model. Tiers never wait
 /// for each other. Before tiers are formed, it is FedAvg over everyone.
-public struct FedATRule: AggregationRule {
+public struct FedATRule: AggregationRule, LaneSetRule {
+    static let isTiered = true
     public let settings: RuleSettings
     var lanes: LaneSet
     var rounds: [Int: SyncRound] = [:]
@@ -16,10 +17,6 @@ public struct FedATRule: AggregationRule {
     }
 
     public var mode: AggregationMode { .fedat }
-    public var globalVersion: Int64 { lanes.globalVersion }
-    public var globalParameters: [Float] { lanes.global }
-    public var laneCount: Int { lanes.count }
-    public func lane(_ lane: Int) -> LaneState { lanes[lane].state }
 
     public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         lanes.restore(globalVersion: globalVersion, global: global, lanes: restored)

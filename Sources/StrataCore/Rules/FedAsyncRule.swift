@@ -2,7 +2,8 @@
 /// x_t = (1 − α_t)·x_{t−1} + α_t·x_new with α_t = α·s(σ) recomputed from α each time.
 /// x_new = x_τ + Δ needs the model the client started from: the rule keeps the last `maxStaleness + 1`
 /// versions in memory (after a restart, the current model stands in for older ones).
-public struct FedAsyncRule: AggregationRule {
+public struct FedAsyncRule: AggregationRule, LaneSetRule {
+    static let isTiered = false
     public let settings: RuleSettings
     var lanes: LaneSet
     /// version → parameters, for rebuilding x_new.
@@ -15,10 +16,6 @@ public struct FedAsyncRule: AggregationRule {
     }
 
     public var mode: AggregationMode { .fedasync }
-    public var globalVersion: Int64 { lanes.globalVersion }
-    public var globalParameters: [Float] { lanes.global }
-    public var laneCount: Int { 1 }
-    public func lane(_ lane: Int) -> LaneState { lanes[0].state }
 
     public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         lanes.restore(globalVersion: globalVersion, global: global, lanes: Array(restored.prefix(1)))

@@ -2,7 +2,8 @@
 /// selects C of them (0 = every connected client, and then waits until all are idle, as Flower's FedAvg
 /// does), and closes when C updates are in, or at the deadline with what arrived. The step is
 /// x ← x + η_g·Σ n_i Δ_i / Σ n_i, which with η_g = 1 is x ← Σ n_i x_i / Σ n_i.
-public struct FedAvgRule: AggregationRule {
+public struct FedAvgRule: AggregationRule, LaneSetRule {
+    static let isTiered = false
     public let settings: RuleSettings
     var lanes: LaneSet
     var round: SyncRound?
@@ -15,10 +16,6 @@ public struct FedAvgRule: AggregationRule {
     }
 
     public var mode: AggregationMode { .fedavg }
-    public var globalVersion: Int64 { lanes.globalVersion }
-    public var globalParameters: [Float] { lanes.global }
-    public var laneCount: Int { 1 }
-    public func lane(_ lane: Int) -> LaneState { lanes[0].state }
 
     public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         lanes.restore(globalVersion: globalVersion, global: global, lanes: Array(restored.prefix(1)))

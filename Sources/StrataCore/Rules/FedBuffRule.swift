@@ -1,6 +1,7 @@
 /// FedBuff (Nguyen et al., AISTATS 2022): one flat buffer, no tiers. Every idle client trains at once; each
 /// delta is folded with weight n_i · s(σ_i); after K deltas the model steps x ← x + η_g·(β·m + Δ̄).
-public struct FedBuffRule: AggregationRule {
+public struct FedBuffRule: AggregationRule, LaneSetRule {
+    static let isTiered = false
     public let settings: RuleSettings
     var lanes: LaneSet
 
@@ -10,10 +11,6 @@ public struct FedBuffRule: AggregationRule {
     }
 
     public var mode: AggregationMode { .fedbuff }
-    public var globalVersion: Int64 { lanes.globalVersion }
-    public var globalParameters: [Float] { lanes.global }
-    public var laneCount: Int { 1 }
-    public func lane(_ lane: Int) -> LaneState { lanes[0].state }
 
     public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         lanes.restore(globalVersion: globalVersion, global: global, lanes: Array(restored.prefix(1)))

@@ -296,3 +296,17 @@ func roundSize(available: Int, settings: RuleSettings) -> (select: Int, needed: 
     let over = Int((Double(c) * (1 + settings.overSelection)).rounded(.up))
     return (min(available, max(c, over)), c)
 }
+
+/// What every rule's model bookkeeping shares: its models live in a `LaneSet`; a flat rule keeps one
+/// lane, a tiered rule one per tier.
+protocol LaneSetRule: AggregationRule {
+    var lanes: LaneSet { get }
+    static var isTiered: Bool { get }
+}
+
+extension LaneSetRule {
+    public var globalVersion: Int64 { lanes.globalVersion }
+    public var globalParameters: [Float] { lanes.global }
+    public var laneCount: Int { Self.isTiered ? lanes.count : 1 }
+    public func lane(_ lane: Int) -> LaneState { lanes[Self.isTiered ? lane : 0].state }
+}

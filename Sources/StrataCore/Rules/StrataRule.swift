@@ -9,7 +9,8 @@
 /// - Before tiers are formed it is FedBuff over everyone. A tier whose agents all left is left out of the
 ///   combination (its weight would otherwise pin the global model to its last model); when it comes back
 ///   it restarts from the current global model.
-public struct StrataRule: AggregationRule {
+public struct StrataRule: AggregationRule, LaneSetRule {
+    static let isTiered = true
     public let settings: RuleSettings
     var lanes: LaneSet
     var tierCount = 0
@@ -32,10 +33,6 @@ public struct StrataRule: AggregationRule {
     }
 
     public var mode: AggregationMode { .strata }
-    public var globalVersion: Int64 { lanes.globalVersion }
-    public var globalParameters: [Float] { lanes.global }
-    public var laneCount: Int { lanes.count }
-    public func lane(_ lane: Int) -> LaneState { lanes[lane].state }
 
     public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         lanes.restore(globalVersion: globalVersion, global: global, lanes: restored)

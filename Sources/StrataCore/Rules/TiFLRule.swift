@@ -6,7 +6,8 @@
 /// rounds, if the accuracy of the tier just trained did not improve since the last check, tiers with
 /// credits are sorted by accuracy (lowest first) and the one at index i gets (n − i) / (n(n+1)/2).
 /// When every credit is spent, selection continues uniformly.
-public struct TiFLRule: AggregationRule {
+public struct TiFLRule: AggregationRule, LaneSetRule {
+    static let isTiered = false
     public let settings: RuleSettings
     var lanes: LaneSet
     var round: SyncRound?
@@ -27,10 +28,6 @@ public struct TiFLRule: AggregationRule {
     }
 
     public var mode: AggregationMode { .tifl }
-    public var globalVersion: Int64 { lanes.globalVersion }
-    public var globalParameters: [Float] { lanes.global }
-    public var laneCount: Int { 1 }
-    public func lane(_ lane: Int) -> LaneState { lanes[0].state }
 
     public mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         lanes.restore(globalVersion: globalVersion, global: global, lanes: Array(restored.prefix(1)))
