@@ -45,14 +45,8 @@ public struct FedATRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
-        guard var round = rounds[update.lane], round.accepts(update, now: now) else {
-            return .refused(.roundClosed, "tier \(update.lane)'s round of version \(update.baseVersion) is closed")
-        }
-        let disposition = lanes.fold(update, staleness: .constant, maxStaleness: Int.max, now: now)
-        if case .folded = disposition { round.received += 1 }
-        round.awaiting.remove(update.clientID)
-        rounds[update.lane] = round
-        return disposition
+        lanes.fold(update, into: &rounds[update.lane], now: now,
+                   closed: "tier \(update.lane)'s round of version \(update.baseVersion) is closed")
     }
 
     public mutating func flush(now: Double) -> [AggregationOutcome] {

@@ -32,16 +32,9 @@ public struct FedAvgRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
-        guard var open = round, open.accepts(update, now: now) else {
-            return .refused(.roundClosed, "the round of version \(update.baseVersion) is closed")
-        }
         var update = update
         update.lane = 0
-        let disposition = lanes.fold(update, staleness: .constant, maxStaleness: Int.max, now: now)
-        if case .folded = disposition { open.received += 1 }
-        open.awaiting.remove(update.clientID)
-        round = open
-        return disposition
+        return lanes.fold(update, into: &round, now: now, closed: "the round of version \(update.baseVersion) is closed")
     }
 
     public mutating func flush(now: Double) -> [AggregationOutcome] {

@@ -111,6 +111,17 @@ public struct LaneSet: Sendable {
         return lanes[update.lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now)
     }
 
+    /// Folds an update into a synchronous round (s ≡ 1: all of its updates started from the round's model)
+    /// if the round takes it; `round` is nil when none is open.
+    mutating func fold(_ update: RuleUpdate, into round: inout SyncRound?, now: Double, closed: String) -> UpdateDisposition {
+        guard var open = round, open.accepts(update, now: now) else { return .refused(.roundClosed, closed) }
+        let disposition = fold(update, staleness: .constant, maxStaleness: Int.max, now: now)
+        if case .folded = disposition { open.received += 1 }
+        open.awaiting.remove(update.clientID)
+        round = open
+        return disposition
+    }
+
     /// Marks which lanes have connected members. A lane that comes back rebases on the current global
     /// model: its own model stopped while the others moved on.
     mutating func setActive(_ active: Set<Int>) {
