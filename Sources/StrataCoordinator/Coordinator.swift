@@ -495,7 +495,7 @@ public actor Coordinator {
                 laneVersions: Self.json(outcome.combinedLaneVersions.map { Double($0) }), laneWeights: Self.json(outcome.laneWeights))
             let lane = LaneVersionRecord(lane: outcome.lane, version: outcome.laneVersion, createdAt: now,
                                          parameters: FloatBlob.encode(outcome.laneParameters),
-                                         pushes: rule.laneCount > outcome.lane ? rule.lane(outcome.lane).pushes : 1,
+                                         pushes: outcome.lanePushes,
                                          globalVersion: outcome.globalVersion)
             do {
                 try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows)

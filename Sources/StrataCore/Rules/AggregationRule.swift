@@ -213,6 +213,8 @@ public struct AggregationOutcome: Sendable {
     public var combinedLaneVersions: [Int64]
     /// The cross-tier weight each lane had (index = lane; 0 for an inactive lane).
     public var laneWeights: [Double]
+    /// T of the stepped lane after this push (what a restart restores its count from).
+    public var lanePushes: Int64
     public var updates: [FoldedUpdate]
     /// What triggered it: "buffer", "timeout", "round", "deadline", "update".
     public var trigger: String

@@ -213,7 +213,7 @@ public struct LaneSet: Sendable {
         return AggregationOutcome(lane: lane, laneVersion: laneVersion, laneParameters: laneParameters,
                                   globalVersion: globalVersion, globalParameters: global,
                                   combinedLaneVersions: lanes.map(\.version), laneWeights: weights,
-                                  updates: updates, trigger: trigger)
+                                  lanePushes: lanes[lane].pushes, updates: updates, trigger: trigger)
     }
 
     /// FedAsync: x_lane ← (1 − a)·x_lane + a·(x_base + Δ), a = α·s(σ). `base` is the model the client started
