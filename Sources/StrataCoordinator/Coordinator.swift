@@ -403,7 +403,10 @@ public actor Coordinator {
                                                          "staleness": "\(staleness)", "weight": "\(weight)"])
             }
         }
-        await manageTiers()
+        // A new latency sample can form tiers or place this client at once; re-tiering waits for the tick.
+        if isOutstanding, !tiers.isFormed || tiers.tier(of: session.clientID) == nil {
+            await manageTiers()
+        }
         await aggregateAndDispatch()
         checkDeadline()
     }
