@@ -58,14 +58,15 @@ public struct FedAvgRule: AggregationRule, LaneSetRule {
 extension SyncRound {
     /// Opens a round over `idle` if enough clients are ready: with C = 0, only when every connected client
     /// is idle; otherwise when min(C, connected) are.
+    /// Whether enough of the connected clients are idle for a round.
+    static func canOpen(idle: Int, connected: Int, settings: RuleSettings) -> Bool {
+        guard idle > 0 else { return false }
+        return settings.clientsPerRound == 0 ? idle >= connected : idle >= min(settings.clientsPerRound, connected)
+    }
+
     static func open(lane: Int, baseVersion: Int64, idle: [String], connected: Int, settings: RuleSettings,
                      now: Double, generator: inout SeededGenerator) -> SyncRound? {
-        guard !idle.isEmpty else { return nil }
-        if settings.clientsPerRound == 0 {
-            guard idle.count >= connected else { return nil }
-        } else {
-            guard idle.count >= min(settings.clientsPerRound, connected) else { return nil }
-        }
+        guard canOpen(idle: idle.count, connected: connected, settings: settings) else { return nil }
         let size = roundSize(available: idle.count, settings: settings)
         let chosen = sample(idle, count: size.select, using: &generator)
         return SyncRound(lane: lane, baseVersion: baseVersion, selected: chosen, needed: size.needed,

@@ -55,18 +55,13 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
         let idleByTier = Dictionary(grouping: idle, by: laneOf)
         let connectedByTier = Dictionary(grouping: connected, by: laneOf)
         // Tiers that could start a round now.
-        var ready: [Int: SyncRound] = [:]
-        var probe = generator
-        for (tier, members) in idleByTier {
-            if let r = SyncRound.open(lane: 0, baseVersion: lanes[0].version, idle: members.map(\.id),
-                                      connected: connectedByTier[tier]?.count ?? 0, settings: settings, now: now, generator: &probe) {
-                ready[tier] = r
-            }
+        let ready = idleByTier.keys.filter {
+            SyncRound.canOpen(idle: idleByTier[$0]?.count ?? 0, connected: connectedByTier[$0]?.count ?? 0, settings: settings)
         }
         guard !ready.isEmpty else { return [] }
         // A tier that has live members but is busy is not skipped over for ever: a round waits for the
         // chosen tier, so choose among tiers that can start now.
-        let tier = tierCount == 0 ? 0 : chooseTier(among: ready.keys.sorted())
+        let tier = tierCount == 0 ? 0 : chooseTier(among: ready.sorted())
         guard let members = idleByTier[tier],
               let opened = SyncRound.open(lane: 0, baseVersion: lanes[0].version, idle: members.map(\.id),
                                           connected: connectedByTier[tier]?.count ?? 0, settings: settings, now: now,
