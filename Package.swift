@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "strata-coordinator", targets: ["strata-coordinator"]),
         .executable(name: "strata-agent", targets: ["strata-agent"]),
         .executable(name: "strata-datagen", targets: ["strata-datagen"]),
+        .executable(name: "strata-bench", targets: ["strata-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -80,6 +81,16 @@ let package = Package(
         .executableTarget(name: "strata-datagen", dependencies: [
             "StrataCore", "StrataStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Benchmarks against limits measured in the same run (docs/PERFORMANCE.md).
+        .executableTarget(name: "strata-bench", dependencies: [
+            "StrataCore", "StrataWire", "StrataTransport", "StrataCoordinator", "StrataAgent",
+            "COpenSSL", "CStrataOpenSSLShim",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
