@@ -40,6 +40,49 @@ public enum WireCodec {
         return buffer
     }
 
+    /// Encodes `message` as one frame split into consecutive buffers whose concatenation is exactly
+    /// `encode(message)`, without copying the values of tensors of at least `sharedTensorBytes` bytes: those
+    /// pieces are the tensors' own buffers. A model broadcast to many sessions is thus serialized once (its
+    /// `WireTensor`s) and every session's frame shares those bytes; only the few bytes of header are per frame.
+    public static func encodePieces(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator(),
+                                    sharedTensorBytes: Int = 16 * 1024) -> [ByteBuffer] {
+        let tensors: [WireTensor]
+        switch message {
+        case .task(let task): tensors = task.parameters
+        case .update(let update): tensors = update.delta
+        default: tensors = []
+        }
+        guard tensors.contains(where: { $0.bytes.readableBytes >= sharedTensorBytes }) else {
+            var buffer = allocator.buffer(capacity: FrameHeader.size + estimatedPayloadSize(message))
+            encode(message, into: &buffer)
+            return [buffer]
+        }
+        precondition(tensors.count <= WireLimits.maxTensorsPerMessage)
+        var pieces: [ByteBuffer] = []
+        var current = allocator.buffer(capacity: 256)
+        current.writeInteger(FrameHeader.magic, endianness: .little)
+        current.writeInteger(ProtocolVersion.current)
+        current.writeInteger(message.type.rawValue)
+        current.writeInteger(UInt32(0), endianness: .little)  // patched below
+        encodeFieldsBeforeTensors(message, into: &current)
+        current.writeInteger(UInt16(tensors.count), endianness: .little)
+        for tensor in tensors {
+            current.writeWireTensorHeader(tensor)
+            if tensor.bytes.readableBytes >= sharedTensorBytes {
+                pieces.append(current)
+                pieces.append(tensor.bytes)
+                current = allocator.buffer(capacity: 256)
+            } else {
+                current.writeImmutableBuffer(tensor.bytes)
+            }
+        }
+        if current.readableBytes > 0 { pieces.append(current) }
+        let length = pieces.reduce(0) { $0 + $1.readableBytes } - FrameHeader.size
+        precondition(length <= UInt32.max, "payload too large for a frame")
+        pieces[0].setInteger(UInt32(length), at: pieces[0].readerIndex + 4, endianness: .little)
+        return pieces
+    }
+
     /// Decodes one frame from the front of `buffer` if it holds a whole one; returns nil (consuming
     /// nothing) when more bytes are needed. The header is validated, and the declared length checked
     /// against `maxPayloadBytes`, before any payload is read or allocated.
@@ -151,6 +194,32 @@ public enum WireCodec {
         }
     }
 
+    /// The fields of a task or update that precede its tensors (nothing for other messages).
+    static func encodeFieldsBeforeTensors(_ message: Message, into buffer: inout ByteBuffer) {
+        switch message {
+        case .task(let m):
+            buffer.writeInteger(m.taskID, endianness: .little)
+            buffer.writeInteger(m.baseVersion, endianness: .little)
+            buffer.writeInteger(m.kind.rawValue)
+            buffer.writeInteger(m.hyperparameters.learningRate.bitPattern, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.batchSize, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.epochs, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.seed, endianness: .little)
+            buffer.writeInteger(m.hyperparameters.proximalMu.bitPattern, endianness: .little)
+        case .update(let m):
+            buffer.writeInteger(m.taskID, endianness: .little)
+            buffer.writeInteger(m.baseVersion, endianness: .little)
+            buffer.writeInteger(m.sampleCount, endianness: .little)
+            buffer.writeInteger(m.trainLoss.bitPattern, endianness: .little)
+            buffer.writeInteger(m.evalSampleCount, endianness: .little)
+            buffer.writeInteger(m.evalLoss.bitPattern, endianness: .little)
+            buffer.writeInteger(m.evalAccuracy.bitPattern, endianness: .little)
+            buffer.writeInteger(m.trainMillis, endianness: .little)
+        default:
+            break
+        }
+    }
+
     static func encodePayload(_ message: Message, into buffer: inout ByteBuffer) {
         switch message {
         case .hello(let m):
@@ -168,24 +237,10 @@ public enum WireCodec {
             buffer.writeInteger(m.model.featureCount, endianness: .little)
             buffer.writeInteger(m.model.outputCount, endianness: .little)
         case .task(let m):
-            buffer.writeInteger(m.taskID, endianness: .little)
-            buffer.writeInteger(m.baseVersion, endianness: .little)
-            buffer.writeInteger(m.kind.rawValue)
-            buffer.writeInteger(m.hyperparameters.learningRate.bitPattern, endianness: .little)
-            buffer.writeInteger(m.hyperparameters.batchSize, endianness: .little)
-            buffer.writeInteger(m.hyperparameters.epochs, endianness: .little)
-            buffer.writeInteger(m.hyperparameters.seed, endianness: .little)
-            buffer.writeInteger(m.hyperparameters.proximalMu.bitPattern, endianness: .little)
+            encodeFieldsBeforeTensors(message, into: &buffer)
             buffer.writeWireTensors(m.parameters)
         case .update(let m):
-            buffer.writeInteger(m.taskID, endianness: .little)
-            buffer.writeInteger(m.baseVersion, endianness: .little)
-            buffer.writeInteger(m.sampleCount, endianness: .little)
-            buffer.writeInteger(m.trainLoss.bitPattern, endianness: .little)
-            buffer.writeInteger(m.evalSampleCount, endianness: .little)
-            buffer.writeInteger(m.evalLoss.bitPattern, endianness: .little)
-            buffer.writeInteger(m.evalAccuracy.bitPattern, endianness: .little)
-            buffer.writeInteger(m.trainMillis, endianness: .little)
+            encodeFieldsBeforeTensors(message, into: &buffer)
             buffer.writeWireTensors(m.delta)
         case .ack(let m):
             buffer.writeInteger(m.taskID, endianness: .little)
@@ -225,12 +280,17 @@ extension ByteBuffer {
         precondition(tensors.count <= WireLimits.maxTensorsPerMessage)
         writeInteger(UInt16(tensors.count), endianness: .little)
         for tensor in tensors {
-            precondition(tensor.shape.count <= WireLimits.maxTensorRank && tensor.bytes.readableBytes == tensor.elementCount * 4)
-            writeWireString(tensor.name)
-            writeInteger(UInt8(tensor.shape.count))
-            for dim in tensor.shape { writeInteger(UInt32(dim), endianness: .little) }
+            writeWireTensorHeader(tensor)
             writeImmutableBuffer(tensor.bytes)
         }
+    }
+
+    /// A tensor's name, rank and shape: everything of it but its values.
+    mutating func writeWireTensorHeader(_ tensor: WireTensor) {
+        precondition(tensor.shape.count <= WireLimits.maxTensorRank && tensor.bytes.readableBytes == tensor.elementCount * 4)
+        writeWireString(tensor.name)
+        writeInteger(UInt8(tensor.shape.count))
+        for dim in tensor.shape { writeInteger(UInt32(dim), endianness: .little) }
     }
 }
 

@@ -25,4 +25,40 @@ import Testing
         try channel.writeInbound(frame.readSlice(length: 10)!)
         #expect(throws: WireError.incompleteFrameAtEOF(bufferedBytes: 10)) { try channel.finish() }
     }
+
+    @Test func frameEncoderSharesLargeTensorBytesAndProducesTheSameFrame() throws {
+        let big = WireTensor(name: "weight", shape: [10, 5000], values: (0..<50_000).map { Float($0) * 0.5 })
+        let small = WireTensor(name: "bias", shape: [10], values: (0..<10).map { Float($0) })
+        let task = Message.task(TrainingTask(taskID: 7, baseVersion: 3, kind: .train,
+            hyperparameters: Hyperparameters(learningRate: 0.1, batchSize: 10, epochs: 1, seed: 9, proximalMu: 0), parameters: [big, small]))
+        let update = Message.update(Update(taskID: 7, baseVersion: 3, sampleCount: 5, trainLoss: 0.5, evalSampleCount: 2, evalLoss: 0.25,
+                                           evalAccuracy: 0.75, trainMillis: 12, delta: [small, big, small]))
+        for message in [task, update] {
+            let pieces = WireCodec.encodePieces(message)
+            // The large tensor goes out as its own buffer: same storage, no copy.
+            let shared = pieces.contains { piece in
+                piece.withUnsafeReadableBytes { p in big.bytes.withUnsafeReadableBytes { b in p.baseAddress == b.baseAddress && p.count == b.count } }
+            }
+            #expect(shared)
+            var joined = ByteBuffer()
+            for var piece in pieces { joined.writeBuffer(&piece) }
+            #expect(joined == WireCodec.encode(message))
+            #expect(try WireCodec.decodeFrame(from: &joined, maxPayloadBytes: 1 << 20) == message)
+
+            let channel = EmbeddedChannel(handler: MessageFrameEncoder())
+            try channel.writeOutbound(message)
+            var out = ByteBuffer()
+            var count = 0
+            while var piece = try channel.readOutbound(as: ByteBuffer.self) { out.writeBuffer(&piece); count += 1 }
+            #expect(count == pieces.count)
+            #expect(out == WireCodec.encode(message))
+            _ = try channel.finish()
+        }
+        // Messages without large tensors stay one buffer, identical to `encode`.
+        let beat = Message.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: true))
+        #expect(WireCodec.encodePieces(beat) == [WireCodec.encode(beat)])
+        let smallTask = Message.task(TrainingTask(taskID: 1, baseVersion: 0, kind: .evaluate,
+            hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0), parameters: [small]))
+        #expect(WireCodec.encodePieces(smallTask) == [WireCodec.encode(smallTask)])
+    }
 }
