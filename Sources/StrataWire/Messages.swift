@@ -27,13 +27,26 @@ public struct WireTensor: Sendable, Hashable {
     /// The values as an array (one copy).
     public func floats() -> [Float] {
         let count = elementCount
-        return bytes.withUnsafeReadableBytes { raw in
-            [Float](unsafeUninitializedCapacity: count) { out, initialized in
-                for i in 0..<count {
-                    out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
-                }
-                initialized = count
+        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            copyValues(into: UnsafeMutableRawBufferPointer(out))
+            initialized = count
+        }
+    }
+
+    /// Copies the `elementCount` values into `target` (at least `elementCount * 4` bytes, Float-aligned): a
+    /// plain memory copy on little-endian machines.
+    func copyValues(into target: UnsafeMutableRawBufferPointer) {
+        let count = elementCount
+        precondition(target.count >= count * 4 && bytes.readableBytes >= count * 4)
+        bytes.withUnsafeReadableBytes { raw in
+            #if _endian(little)
+            target.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: count * 4)
+            #else
+            for i in 0..<count {
+                let value = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                target.storeBytes(of: value, toByteOffset: i * 4, as: Float.self)
             }
+            #endif
         }
     }
 }

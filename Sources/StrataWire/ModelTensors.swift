@@ -54,9 +54,16 @@ public enum ModelTensors {
     /// Flat parameters from tensors whose shapes were validated.
     public static func decode(_ tensors: [WireTensor], spec: ModelSpec) throws(ShapeError) -> [Float] {
         try validateShapes(tensors, spec: spec)
-        var flat: [Float] = []
-        flat.reserveCapacity(spec.parameterCount)
-        for tensor in tensors { flat.append(contentsOf: tensor.floats()) }
-        return flat
+        // One allocation, one copy per tensor straight from the received bytes.
+        let total = tensors.reduce(0) { $0 + $1.elementCount }
+        return [Float](unsafeUninitializedCapacity: total) { out, initialized in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            var offset = 0
+            for tensor in tensors {
+                tensor.copyValues(into: UnsafeMutableRawBufferPointer(rebasing: raw[offset...]))
+                offset += tensor.elementCount * 4
+            }
+            initialized = total
+        }
     }
 }
