@@ -33,6 +33,16 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// The authenticated peer; set on the event loop when the handshake completes.
     public private(set) var peerIdentity: PeerIdentity?
 
+    /// The negotiated cipher suite (e.g. "TLS_AES_256_GCM_SHA384") once the handshake has completed.
+    public var negotiatedCipher: String? {
+        guard let ssl = self.ssl, self.peerIdentity != nil, let name = strata_SSL_get_cipher(ssl) else { return nil }
+        return String(cString: name)
+    }
+
+    /// Ciphertext held by the handler's BIO: received and not yet read by OpenSSL, written by OpenSSL and not
+    /// yet passed to the channel (both zero on an idle connection).
+    var bufferedCiphertext: (inbound: Int, outbound: Int) { (self.bio.inboundBytes, self.bio.outboundBytes) }
+
     private enum State {
         case idle  // channel not active yet
         case handshaking
@@ -50,10 +60,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let tlsContext: TLSContext
     private let serverHostname: String?
     private var ssl: OpaquePointer?
-    /// Network -> OpenSSL (we write received ciphertext into it). Owned by `ssl`.
-    private let readBIO: OpaquePointer
-    /// OpenSSL -> network (we drain ciphertext from it). Owned by `ssl`.
-    private let writeBIO: OpaquePointer
+    /// Both directions between OpenSSL and the network: received ciphertext buffers are queued in it
+    /// without a copy, and OpenSSL's output goes straight into one outbound buffer. Its `BIO` is owned by `ssl`.
+    private let bio: ByteBufferBIO
 
     private var state: State = .idle
     private var pendingWrites = CircularBuffer<(data: ByteBuffer, promise: EventLoopPromise<Void>?)>()
@@ -90,22 +99,17 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let ssl = SSL_new(context.sslContext) else {
             throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "SSL_new failed")
         }
-        guard let readBIO = BIO_new(BIO_s_mem()) else {
+        let bio: ByteBufferBIO
+        do {
+            bio = try ByteBufferBIO()
+        } catch {
             SSL_free(ssl)
-            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "BIO_new failed")
+            throw error
         }
-        guard let writeBIO = BIO_new(BIO_s_mem()) else {
-            BIO_free(readBIO)
-            SSL_free(ssl)
-            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "BIO_new failed")
-        }
-        // An empty memory BIO means "retry later", not end of file.
-        _ = strata_BIO_set_mem_eof_return(readBIO, -1)
-        _ = strata_BIO_set_mem_eof_return(writeBIO, -1)
-        SSL_set_bio(ssl, readBIO, writeBIO)  // ssl now owns both BIOs
+        // The same BIO reads and writes; ssl takes its one reference (and frees it with itself).
+        SSL_set_bio(ssl, bio.bio, bio.bio)
         self.ssl = ssl
-        self.readBIO = readBIO
-        self.writeBIO = writeBIO
+        self.bio = bio
 
         switch context.mode {
         case .server:
@@ -162,6 +166,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             self.ssl = nil
             SSL_free(ssl)
         }
+        self.bio.reset()
         self.staging?.deallocate()
         self.staging = nil
     }
@@ -405,20 +410,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private var hasBufferedCiphertext: Bool {
         guard let ssl = self.ssl else { return false }
-        return BIO_ctrl_pending(self.readBIO) > 0 || SSL_pending(ssl) > 0
+        return self.bio.inboundBytes > 0 || SSL_pending(ssl) > 0
     }
 
+    /// Queues received ciphertext for OpenSSL (kept as it is, not copied).
     private func feedReadBIO(_ buffer: ByteBuffer) -> Bool {
-        buffer.withUnsafeReadableBytes { bytes -> Bool in
-            var offset = 0
-            while offset < bytes.count {
-                let chunk = min(bytes.count - offset, Int(Int32.max))
-                let written = BIO_write(self.readBIO, bytes.baseAddress! + offset, Int32(chunk))
-                if written <= 0 { return false }
-                offset += Int(written)
-            }
-            return true
-        }
+        self.bio.receive(buffer)
+        return true
     }
 
     /// Decrypts everything decodable in the read BIO and fires it upward.
@@ -435,7 +433,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                     self.deliver(context: context, full)
                 }
                 // Plaintext is never larger than the ciphertext it comes from.
-                let hint = max(BIO_ctrl_pending(self.readBIO), Int(SSL_pending(ssl)), 256)
+                let hint = max(self.bio.inboundBytes, Int(SSL_pending(ssl)), 256)
                 output = context.channel.allocator.buffer(capacity: min(hint, 256 * 1024))
             }
             var rc: Int32 = 0
@@ -671,7 +669,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         // TLS 1.3 adds 22 bytes per record (header, content type, AEAD tag).
         let records = total / Self.recordSize + self.flushedWriteCount + 1
-        var output = context.channel.allocator.buffer(capacity: total + records * 32)
+        // OpenSSL writes the records straight into one buffer of this size (see ByteBufferBIO).
+        self.bio.outboundCapacityHint = total + records * 32
         self.pendingPromises.removeAll(keepingCapacity: true)
         let staging = self.stagingBuffer()
         var stagingUsed = 0
@@ -690,7 +689,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                     if stagingUsed == 0 && remaining >= Self.recordSize {
                         // Whole records straight from the caller's buffer.
                         let direct = remaining - remaining % Self.recordSize
-                        failure = self.encrypt(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + direct)]), into: &output)
+                        failure = self.encrypt(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + direct)]))
                         offset += direct
                     } else {
                         let take = min(remaining, Self.recordSize - stagingUsed)
@@ -698,7 +697,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                         stagingUsed += take
                         offset += take
                         if stagingUsed == Self.recordSize {
-                            failure = self.encrypt(UnsafeRawBufferPointer(staging), into: &output)
+                            failure = self.encrypt(UnsafeRawBufferPointer(staging))
                             stagingUsed = 0
                         }
                     }
@@ -706,10 +705,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         }
         if failure == nil && stagingUsed > 0 {
-            failure = self.encrypt(UnsafeRawBufferPointer(rebasing: staging[0..<stagingUsed]), into: &output)
+            failure = self.encrypt(UnsafeRawBufferPointer(rebasing: staging[0..<stagingUsed]))
         }
         let promises = self.pendingPromises
         self.pendingPromises.removeAll(keepingCapacity: true)
+        let output = self.bio.takeOutbound()
         if let failure {
             for promise in promises { promise.fail(failure) }
             self.failAndClose(context: context, error: failure)
@@ -724,7 +724,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             for promise in promises { combined.futureResult.cascade(to: promise) }
             writePromise = combined
         }
-        if output.readableBytes > 0 {
+        if let output {
             context.write(self.wrapOutboundOut(output), promise: writePromise)
             context.flush()
         } else {
@@ -732,8 +732,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    /// SSL_write_ex of `plaintext` in chunks, draining the write BIO into `output` after each chunk.
-    private func encrypt(_ plaintext: UnsafeRawBufferPointer, into output: inout ByteBuffer) -> TLSError? {
+    /// SSL_write_ex of `plaintext` in chunks; the records accumulate in the BIO's outbound buffer.
+    private func encrypt(_ plaintext: UnsafeRawBufferPointer) -> TLSError? {
         guard let ssl = self.ssl else {
             return TLSError(kind: .protocolError, detail: "write after the TLS session was released")
         }
@@ -750,30 +750,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return TLSError(kind: .writeFailed, reasons: reasons)
             }
             offset += written
-            self.drainWriteBIO(into: &output)
         }
         return nil
     }
 
-    private func drainWriteBIO(into output: inout ByteBuffer) {
-        guard self.ssl != nil else { return }  // the BIOs are freed with the SSL object
-        while true {
-            let pending = BIO_ctrl_pending(self.writeBIO)
-            if pending == 0 { return }
-            let read = output.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { target -> Int in
-                Int(max(0, BIO_read(self.writeBIO, target.baseAddress, Int32(min(pending, Int(Int32.max))))))
-            }
-            if read <= 0 { return }
-        }
-    }
-
     /// Sends whatever OpenSSL wrote into the write BIO (handshake messages, alerts, close_notify).
     private func writeNetworkOutput(context: ChannelHandlerContext) {
-        guard self.ssl != nil else { return }
-        let pending = BIO_ctrl_pending(self.writeBIO)
-        guard pending > 0 else { return }
-        var output = context.channel.allocator.buffer(capacity: pending)
-        self.drainWriteBIO(into: &output)
+        guard self.ssl != nil, let output = self.bio.takeOutbound() else { return }
         context.write(self.wrapOutboundOut(output), promise: nil)
         context.flush()
     }

@@ -45,6 +45,8 @@ static inline X509 *strata_SSL_get_peer_certificate(const SSL *ssl) { return SSL
 static inline size_t strata_BIO_pending(BIO *bio) { return (size_t)BIO_pending(bio); }
 static inline size_t strata_BIO_wpending(BIO *bio) { return (size_t)BIO_wpending(bio); }
 static inline int strata_BIO_set_mem_eof_return(BIO *bio, int v) { return (int)BIO_set_mem_eof_return(bio, v); }
+static inline void strata_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
+static inline void strata_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 
 // ---- memory, stacks, names -----------------------------------------------------
 static inline void strata_OPENSSL_free(void *p) { OPENSSL_free(p); }
