@@ -34,7 +34,7 @@ public struct AgentServer: Sendable {
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
                     let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: nil)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MessageEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder())
                     let async = try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                     return (async, identity)
                 }
