@@ -117,13 +117,15 @@ public struct AgentServer: Sendable {
                     }
                 }
                 // Watchdog: hello must come quickly; afterwards any frame (heartbeats included) keeps the session alive.
+                // It sleeps until the earliest moment the session could time out (not on a fixed short period:
+                // thousands of idle sessions would otherwise wake the cooperative pool thousands of times a second).
                 group.addTask {
                     while true {
-                        try await Task.sleep(for: .milliseconds(250))
                         let silent = ContinuousClock.now - lastHeard.withLockedValue { $0 }
                         let admitted = session.withLockedValue { $0 != nil }
-                        if !admitted, silent > helloTimeout { throw SessionError.helloTimeout }
-                        if admitted, silent > idleTimeout { throw SessionError.idle(silent) }
+                        let limit = admitted ? idleTimeout : helloTimeout
+                        if silent > limit { throw admitted ? SessionError.idle(silent) : SessionError.helloTimeout }
+                        try await Task.sleep(for: max(limit - silent, .milliseconds(250)))
                     }
                 }
                 // Reader.
