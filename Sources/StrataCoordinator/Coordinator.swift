@@ -44,6 +44,8 @@ public actor Coordinator {
     var nextSessionID: UInt64 = 1
     var firstSessionAt: ContinuousClock.Instant?
     var lastRetier: ContinuousClock.Instant = .now
+    /// When the failure detector last looked at every session (`tick` does it at most every `healthCheckInterval`).
+    var lastHealthCheck: ContinuousClock.Instant?
 
     var evaluations: [Int64: EvaluationRound] = [:]
     var lastEvaluatedVersion: Int64 = -1
@@ -193,7 +195,13 @@ public actor Coordinator {
     public func tick() async {
         checkDeadline()
         guard stopReason == nil else { return }
-        await checkHealth()
+        // Every session is visited: not on every tick with thousands of sessions, but often enough that
+        // suspect/lost thresholds of a few heartbeat intervals are met within a fraction of an interval.
+        let healthCheckInterval = min(Duration.milliseconds(250), configuration.heartbeatInterval / 4)
+        if lastHealthCheck.map({ ContinuousClock.now - $0 >= healthCheckInterval }) ?? true {
+            lastHealthCheck = .now
+            await checkHealth()
+        }
         await manageTiers()
         await aggregateAndDispatch()
         if let interval = configuration.evaluationInterval, lastCommitted.version != lastEvaluatedVersion,
@@ -301,6 +309,8 @@ public actor Coordinator {
     func aggregateAndDispatch() async {
         guard stopReason == nil, !draining else { return }
         enqueue(rule.aggregations(now: Self.now()))
+        // Nothing to hand out while every connected client holds a task (the usual state, checked every tick).
+        guard sessions.keys.contains(where: { outstandingTraining[$0] == nil }) else { return }
         var connected: [ClientView] = []
         var idle: [ClientView] = []
         for clientID in sessions.keys.sorted() {
