@@ -623,3 +623,68 @@ func threadCPUSeconds() -> Double {
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+
+// MARK: - The TCP loopback limit
+
+/// CPU seconds (both ends, in this process: a writer and a reader thread, each timing its own CPU) to move one
+/// byte through a plain loopback TCP connection with blocking sockets, 1 MiB writes and reads. On loopback
+/// the receiving side's protocol work runs in the sender's softirq context, so only the sum of both ends is
+/// meaningful: it is what one frame costs the kernel, whichever side pays which part.
+struct TCPLoopbackLimit {
+    /// Both ends: what one byte costs the kernel in all.
+    let secondsPerByte: Double
+    /// The writing end alone (its write calls and, on loopback, the receive processing run in its softirq).
+    let writerSecondsPerByte: Double
+    var gbps: Double { 1 / secondsPerByte / 1e9 }
+    var writerGBps: Double { 1 / writerSecondsPerByte / 1e9 }
+
+    static func measure(bytes total: Int = 512 << 20) throws -> TCPLoopbackLimit {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw ValidationError("socket failed") }
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        guard bound == 0, listen(listener, 1) == 0 else { throw ValidationError("bind/listen failed") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) } }
+        guard connected == 0 else { throw ValidationError("connect failed") }
+        let server = accept(listener, nil, nil)
+        guard server >= 0 else { throw ValidationError("accept failed") }
+        defer { close(server) }
+
+        let readerCPU = NIOLockedValueBox(0.0)
+        let reader = Thread {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
+            let start = threadCPUSeconds()
+            var received = 0
+            while received < total {
+                let n = read(server, buffer, 1 << 20)
+                if n <= 0 { break }
+                received += n
+            }
+            readerCPU.withLockedValue { $0 = threadCPUSeconds() - start }
+        }
+        reader.start()
+        let chunk = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { chunk.deallocate() }
+        memset(chunk, 0x5A, 1 << 20)
+        let start = threadCPUSeconds()
+        var sent = 0
+        while sent < total {
+            let n = write(client, chunk, min(1 << 20, total - sent))
+            if n <= 0 { throw ValidationError("loopback write failed") }
+            sent += n
+        }
+        let writerCPU = threadCPUSeconds() - start
+        while !reader.isFinished { usleep(1000) }
+        let cpu = writerCPU + readerCPU.withLockedValue { $0 }
+        return TCPLoopbackLimit(secondsPerByte: cpu / Double(total), writerSecondsPerByte: writerCPU / Double(total))
+    }
+}
