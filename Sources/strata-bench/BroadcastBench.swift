@@ -72,6 +72,8 @@ struct BroadcastBench: Benchmark {
             if best == nil || cpu < best!.cpu { best = (cpu, loops, wall) }
         }
         let cipher = stats.snapshot.cipher
+        let peak = coordinator.peakRSS()
+        progress("coordinator peak RSS \(peak >> 20) MiB, RSS now \(coordinator.rss() >> 20) MiB")
         sims.forEach { $0.close() }
         try? await Task.sleep(for: .milliseconds(300))
         let limit = AEADLimit.measure(cipherSuite: cipher)
@@ -86,7 +88,7 @@ struct BroadcastBench: Benchmark {
             "sessions": Double(sessions), "frameBytes": Double(template.frameBytes), "coordinatorCPUSeconds": cpu,
             "wallSeconds": wall, "wallGBps": bytes / wall / 1e9, "encryptGBps": limit.encryptGBps,
             "encryptCPUSecondsForTheBytes": bytes * limit.encryptSecondsPerByte, "eventLoopCPUSeconds": loops,
-            "tcpLoopbackGBps": tcp.gbps, "tcpLoopbackWriterGBps": tcp.writerGBps, "encryptPlusTCPGBps": sendLimitGBps,
+            "coordinatorPeakRSSBytes": Double(peak), "tcpLoopbackGBps": tcp.gbps, "tcpLoopbackWriterGBps": tcp.writerGBps, "encryptPlusTCPGBps": sendLimitGBps,
         ]
         return [
             BenchResult(benchmark: "broadcast", figure: "fan-out of one \(parameters)-parameter model to \(sessions) sessions, per coordinator CPU second",

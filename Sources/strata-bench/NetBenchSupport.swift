@@ -235,6 +235,14 @@ final class CoordinatorProcess {
 
     func rss() -> Int { residentBytes(pid: pid) ?? 0 }
 
+    /// The coordinator's peak RSS so far (VmHWM), in bytes.
+    func peakRSS() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+        return kib * 1024
+    }
+
     func logTail() -> String {
         String(((try? String(contentsOfFile: workDir + "/coordinator.log", encoding: .utf8)) ?? "").suffix(1500))
     }
