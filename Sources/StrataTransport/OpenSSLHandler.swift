@@ -56,6 +56,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private static let recordSize = 16 * 1024
     /// Largest plaintext handed to one SSL_write_ex before draining the write BIO.
     private static let writeChunk = 64 * 1024
+    /// Plaintext encrypted into one ciphertext buffer before it is written (see `encryptFlushedWrites`).
+    static let batchSize = 256 * 1024
 
     private let tlsContext: TLSContext
     private let serverHostname: String?
@@ -538,6 +540,14 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Flushed plaintext left unencrypted while the socket was full (see `encryptFlushedWrites`).
+        if context.channel.isWritable, self.state == .active, self.flushedWriteCount > 0 {
+            self.encryptFlushedWrites(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch self.state {
         case .idle, .handshaking, .active:
@@ -567,7 +577,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 context.close(mode: .output, promise: promise)
                 return
             }
-            self.encryptFlushedWrites(context: context)
+            self.encryptFlushedWrites(context: context, all: true)
             self.failPendingWrites(ChannelError.outputClosed)
             self.state = .outputClosed
             ERR_clear_error()
@@ -592,7 +602,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return
             }
             if self.state == .active {
-                self.encryptFlushedWrites(context: context)
+                self.encryptFlushedWrites(context: context, all: true)
             }
             self.state = .closing
             self.closePromise = self.combine(self.closePromise, promise, context: context)
@@ -660,29 +670,43 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         return staging
     }
 
-    /// Encrypts all flushed writes into one outbound buffer, coalescing small writes into full records.
-    private func encryptFlushedWrites(context: ChannelHandlerContext) {
-        guard self.flushedWriteCount > 0, self.ssl != nil else { return }
-        var total = 0
-        for index in 0..<self.flushedWriteCount {
-            total += self.pendingWrites[self.pendingWrites.index(self.pendingWrites.startIndex, offsetBy: index)].data.readableBytes
+    /// Encrypts flushed writes in batches of about `batchSize` plaintext bytes, coalescing small writes into
+    /// full records; each batch leaves as one ciphertext buffer. Batches continue while the channel is
+    /// writable (or, with `all`, regardless: before close_notify); otherwise the rest waits for
+    /// `channelWritabilityChanged`, so a large frame sent to many slow peers is not all encrypted at once
+    /// (the ciphertext held per connection stays around one batch plus the socket's high-water mark).
+    /// A write's promise completes with the batch holding its last byte.
+    private func encryptFlushedWrites(context: ChannelHandlerContext, all: Bool = false) {
+        while self.flushedWriteCount > 0, self.ssl != nil {
+            if !all && !context.channel.isWritable { return }
+            guard self.encryptBatch(context: context) else { return }
         }
+    }
+
+    /// One batch; false if it failed (the connection is then being closed).
+    private func encryptBatch(context: ChannelHandlerContext) -> Bool {
+        var total = 0
+        var entries = 0
+        for index in 0..<self.flushedWriteCount where total < Self.batchSize {
+            total += self.pendingWrites[self.pendingWrites.index(self.pendingWrites.startIndex, offsetBy: index)].data.readableBytes
+            entries += 1
+        }
+        total = min(total, Self.batchSize)
         // TLS 1.3 adds 22 bytes per record (header, content type, AEAD tag).
-        let records = total / Self.recordSize + self.flushedWriteCount + 1
+        let records = total / Self.recordSize + entries + 1
         // OpenSSL writes the records straight into one buffer of this size (see ByteBufferBIO).
         self.bio.outboundCapacityHint = total + records * 32
         self.pendingPromises.removeAll(keepingCapacity: true)
         let staging = self.stagingBuffer()
         var stagingUsed = 0
         var failure: TLSError? = nil
+        var budget = Self.batchSize
 
-        let count = self.flushedWriteCount
-        self.flushedWriteCount = 0
-        for _ in 0..<count {
-            let (data, promise) = self.pendingWrites.removeFirst()
-            if let promise { self.pendingPromises.append(promise) }
-            guard failure == nil else { continue }
-            data.withUnsafeReadableBytes { bytes in
+        while self.flushedWriteCount > 0, budget > 0, failure == nil {
+            var entry = self.pendingWrites.removeFirst()
+            let length = min(entry.data.readableBytes, budget)
+            entry.data.withUnsafeReadableBytes { all in
+                let bytes = UnsafeRawBufferPointer(rebasing: all[0..<length])
                 var offset = 0
                 while offset < bytes.count, failure == nil {
                     let remaining = bytes.count - offset
@@ -703,6 +727,14 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                     }
                 }
             }
+            entry.data.moveReaderIndex(forwardBy: length)
+            budget -= length
+            if entry.data.readableBytes == 0 {
+                self.flushedWriteCount -= 1
+                if let promise = entry.promise { self.pendingPromises.append(promise) }
+            } else {
+                self.pendingWrites.prepend(entry)
+            }
         }
         if failure == nil && stagingUsed > 0 {
             failure = self.encrypt(UnsafeRawBufferPointer(rebasing: staging[0..<stagingUsed]))
@@ -713,7 +745,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if let failure {
             for promise in promises { promise.fail(failure) }
             self.failAndClose(context: context, error: failure)
-            return
+            return false
         }
         let writePromise: EventLoopPromise<Void>?
         switch promises.count {
@@ -730,6 +762,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         } else {
             writePromise?.succeed(())
         }
+        return true
     }
 
     /// SSL_write_ex of `plaintext` in chunks; the records accumulate in the BIO's outbound buffer.

@@ -87,4 +87,41 @@ struct ByteBufferBIOTests {
         #expect(received.readString(length: prefix.utf8.count) == prefix)
         #expect(received == big)
     }
+
+    @Test("output back-pressure: flushed plaintext is encrypted one batch at a time while the channel is not writable")
+    func encryptsAsTheChannelDrains() throws {
+        let pki = try PKIFixture.get()
+        let pair = try EmbeddedPair(client: pki.agent(), server: pki.coordinator())
+        defer { pair.finish() }
+        try pair.activate()
+        try pair.interact()
+
+        var payload = ByteBuffer()
+        for index in 0..<(1_000_000 / 4) { payload.writeInteger(UInt32(truncatingIfNeeded: index &* 40_503)) }
+        pair.client.isWritable = false
+        let small = pair.client.write(ByteBuffer(string: "before"))
+        let big = pair.client.write(payload)
+        pair.client.flush()
+        // Not writable: nothing is encrypted, nothing completes.
+        #expect(try pair.client.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(throws: (any Error).self) { try completed(small) }
+
+        pair.client.isWritable = true
+        pair.client.pipeline.fireChannelWritabilityChanged()
+        var ciphertext: [ByteBuffer] = []
+        while let part = try pair.client.readOutbound(as: ByteBuffer.self) { ciphertext.append(part) }
+        // One buffer per batch: 1 MB in batches of 256 KiB.
+        #expect(ciphertext.count == (payload.readableBytes + 6 + OpenSSLHandler.batchSize - 1) / OpenSSLHandler.batchSize)
+        #expect(ciphertext.allSatisfy { $0.readableBytes <= OpenSSLHandler.batchSize + 1024 })
+        try completed(small)
+        try completed(big)
+
+        for part in ciphertext {
+            pair.server.read()
+            try pair.server.writeInbound(part)
+        }
+        var received = try EmbeddedPair.drainInbound(pair.server)
+        #expect(received.readString(length: 6) == "before")
+        #expect(received == payload)
+    }
 }
