@@ -31,7 +31,7 @@ struct IngestBench: Benchmark {
     @Option(name: .long, help: "Buffer size K (one commit every K updates); default: the number of agents (the coordinator's default K is 10).")
     var bufferSize: Int?
     @Option(name: .long, help: "Repetitions of the measurement window; the best is reported.")
-    var repetitions: Int = 2
+    var repetitions: Int = 3
 
     func measure() async throws -> [BenchResult] {
         raiseFileLimit()
