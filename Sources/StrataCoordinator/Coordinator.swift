@@ -17,6 +17,7 @@ public actor Coordinator {
     let store: CoordinatorStore
     let logger: Logger
     let onEvent: @Sendable (CoordinatorEvent) -> Void
+    let metrics: CoordinatorMetrics
 
     var rule: any AggregationRule
     var tiers: TierAssigner
@@ -53,6 +54,12 @@ public actor Coordinator {
     var lastEvaluation: EvaluationResult?
     var bestAccuracy: Double?
     var timeToTarget: Double?
+    /// Clients an operator evicted: their certificates are refused until re-admitted.
+    var evicted: [String: StoredEviction] = [:]
+    /// Updates committed per tier (lane) per second, for the admin API and metrics.
+    var laneRates: [Int: RateWindow] = [:]
+    /// The cross-tier weights of the latest combination (provenance of the latest global version).
+    var lastLaneWeights: [Double] = []
 
     var ready = false
     var stopReason: StopReason?
@@ -78,10 +85,11 @@ public actor Coordinator {
     }
 
     public init(configuration: CoordinatorConfiguration, store: CoordinatorStore, logger: Logger,
-                onEvent: @escaping @Sendable (CoordinatorEvent) -> Void = { _ in }) {
+                metrics: CoordinatorMetrics = .disabled, onEvent: @escaping @Sendable (CoordinatorEvent) -> Void = { _ in }) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        self.metrics = metrics
         self.onEvent = onEvent
         let initial = configuration.model.initialParameters()
         rule = configuration.aggregation.mode.makeRule(settings: configuration.aggregation.rule, parameters: initial)
@@ -117,6 +125,8 @@ public actor Coordinator {
             rule.tiersFormed(count: state.tierCount)
         }
         nextTaskID = state.nextTaskID
+        evicted = state.evicted
+        lastLaneWeights = (try? await store.latestModelVersions(limit: 1).first).map { Self.parseJSONNumbers($0.laneWeights) } ?? []
         ready = true
         logger.info("state restored", metadata: ["version": "\(rule.globalVersion)", "mode": "\(mode.rawValue)", "tiers": "\(tiers.tierCount)",
                                                   "committedUpdates": "\(state.committedUpdateCount)", "state": "\(store.path)"])
@@ -214,6 +224,10 @@ public actor Coordinator {
                lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now)) async -> Admission {
         guard ready else { return .refuse(ErrorMessage(code: .notReady, message: "coordinator is restoring its state; retry shortly")) }
         guard stopReason == nil else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
+        if let eviction = evicted[clientID] {
+            return .refuse(ErrorMessage(code: .evicted, message:
+                "client \(clientID) was evicted by operator \(eviction.by): \(eviction.reason). Ask the operator to run `stratactl admit \(clientID)`"))
+        }
         guard Int(hello.featureCount) == configuration.model.featureCount else {
             return .refuse(ErrorMessage(code: .incompatibleData, message:
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
@@ -226,6 +240,7 @@ public actor Coordinator {
             return .refuse(ErrorMessage(code: .internalError, message: "coordinator cannot write its state"))
         }
         guard stopReason == nil, !draining else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
+        guard evicted[clientID] == nil else { return .refuse(ErrorMessage(code: .evicted, message: "client \(clientID) was evicted while joining")) }
         // A newer session of the same client replaces the old one (the old TCP connection is probably dead).
         if let old = sessions[clientID] {
             old.finish(with: .goodbye(Goodbye(reason: .normal, retryAfterMillis: 0, message: "replaced by a newer session of the same client")))
@@ -300,7 +315,10 @@ public actor Coordinator {
     /// Steps whatever the rule has due, then hands out the tasks it asks for.
     func aggregateAndDispatch() async {
         guard stopReason == nil, !draining else { return }
-        enqueue(rule.aggregations(now: Self.now()))
+        let stepStart = ContinuousClock.now
+        let due = rule.aggregations(now: Self.now())
+        if !due.isEmpty { metrics.aggregationStep.recordNanoseconds((ContinuousClock.now - stepStart).nanoseconds) }
+        enqueue(due)
         var connected: [ClientView] = []
         var idle: [ClientView] = []
         for clientID in sessions.keys.sorted() {
@@ -344,6 +362,7 @@ public actor Coordinator {
     func handleUpdate(_ update: Update, from session: AgentSessionHandle) async {
         let taskID = Int64(bitPattern: update.taskID)
         let arrival = Self.now()
+        metrics.updatesReceived.increment()
         if inFlight[taskID] != nil {
             // Sent again while folded but not yet committed: the committed ack will follow.
             session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
@@ -440,7 +459,9 @@ public actor Coordinator {
     }
 
     private func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
-        logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "code": "\(code)", "reason": "\(reason)"])
+        logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "tier": "\(tiers.tier(of: session.clientID).map(String.init) ?? "-")",
+                                                    "code": "\(code)", "reason": "\(reason)"])
+        metrics.updatesRefused(code: code.name).increment()
         session.send(.ack(Ack(taskID: update.taskID, status: .refused, modelVersion: UInt64(rule.globalVersion), code: code, reason: reason)))
         do {
             try await store.recordRefusal(taskID: Int64(bitPattern: update.taskID), clientID: session.clientID, code: Int(code.rawValue), reason: reason, now: Self.now())
@@ -500,14 +521,20 @@ public actor Coordinator {
                                          parameters: FloatBlob.encode(outcome.laneParameters),
                                          pushes: outcome.lanePushes,
                                          globalVersion: outcome.globalVersion)
+            let commitStart = ContinuousClock.now
             do {
                 try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows)
+                metrics.commitDuration.recordNanoseconds((ContinuousClock.now - commitStart).nanoseconds)
             } catch {
                 // Fail-stop: nothing of this step was acknowledged as committed, so agents keep and re-send it.
                 fail("cannot commit version \(outcome.globalVersion): \(error)")
                 return
             }
             lastCommitted = (outcome.globalVersion, outcome.globalParameters, elapsed)
+            lastLaneWeights = outcome.laneWeights
+            laneRates[outcome.lane, default: RateWindow()].record(Int64(records.count), at: elapsed)
+            metrics.updatesAccepted.increment(by: records.count)
+            for record in records { metrics.staleness.record(record.staleness) }
             for record in records {
                 inFlight[record.taskID] = nil
                 tasks[record.taskID] = nil
