@@ -177,3 +177,38 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
         #expect(try await reopened.committedTasks().map(\.taskID) == [3])
     }
 }
+
+@Suite struct AdminStoreTests {
+    let spec = ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2)
+
+    @Test func evictionsSurviveARestartAndAdmissionClearsThemWithAuditRows() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        try await store.recordSession(clientID: "a", agentVersion: "t", trainSamples: 5, evalSamples: 1, now: 1)
+        try await store.recordEviction(clientID: "a", eviction: StoredEviction(at: 5, by: "ops", reason: "bad data"),
+                                       audit: AuditRecord(at: 5, actor: "ops", action: "evict", target: "a", detail: "bad data", result: "ok"))
+        let restored = try await CoordinatorStore(path: dir.file("c.sqlite")).restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 6)
+        #expect(restored.evicted == ["a": StoredEviction(at: 5, by: "ops", reason: "bad data")])
+
+        try await store.recordEviction(clientID: "a", eviction: nil,
+                                       audit: AuditRecord(at: 7, actor: "ops", action: "admit", target: "a", detail: "", result: "ok"))
+        let again = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 8)
+        #expect(again.evicted.isEmpty)
+        let log = try await store.auditLog(limit: 10)
+        #expect(log.map(\.action) == ["admit", "evict"])
+        #expect(log.allSatisfy { $0.actor == "ops" && $0.id != nil })
+    }
+
+    @Test func accuracyPerVersionIsSampleWeighted() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        try await store.recordEvaluation(EvaluationRecord(taskID: 1, clientID: "a", modelVersion: 0, sampleCount: 30, loss: 1, accuracy: 0.5, at: 2))
+        try await store.recordEvaluation(EvaluationRecord(taskID: 2, clientID: "b", modelVersion: 0, sampleCount: 10, loss: 1, accuracy: 0.9, at: 2))
+        let accuracies = try await store.accuracies(versions: [0, 1])
+        #expect(accuracies.count == 1)
+        #expect(abs((accuracies[0]?.accuracy ?? 0) - 0.6) < 1e-12)
+        #expect(accuracies[0]?.clients == 2)
+    }
+}
