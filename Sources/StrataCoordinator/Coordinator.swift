@@ -418,7 +418,7 @@ public actor Coordinator {
                                                   sampleCount: Int64(update.sampleCount), trainLoss: Double(update.trainLoss),
                                                   receivedAt: arrival, latency: isOutstanding ? arrival - task.dispatchedAt : nil)
                 session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
-                logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "lane": "\(task.lane)",
+                logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "tier": "\(task.lane)",
                                                          "staleness": "\(staleness)", "weight": "\(weight)"])
             }
         }
@@ -540,8 +540,8 @@ public actor Coordinator {
                 tasks[record.taskID] = nil
                 sessions[record.clientID]?.send(.ack(Ack(taskID: UInt64(record.taskID), status: .committed, modelVersion: UInt64(outcome.globalVersion))))
             }
-            logger.info("version committed", metadata: ["version": "\(outcome.globalVersion)", "lane": "\(outcome.lane)",
-                                                        "laneVersion": "\(outcome.laneVersion)", "updates": "\(records.count)",
+            logger.info("version committed", metadata: ["version": "\(outcome.globalVersion)", "tier": "\(outcome.lane)",
+                                                        "tierVersion": "\(outcome.laneVersion)", "updates": "\(records.count)",
                                                         "trigger": "\(outcome.trigger)", "meanStaleness": "\(outcome.meanStaleness)"])
             onEvent(.versionCommitted(version: outcome.globalVersion, lane: outcome.lane, updates: records.count, meanStaleness: outcome.meanStaleness))
             if let limit = configuration.stop.maxVersions, outcome.globalVersion >= limit {

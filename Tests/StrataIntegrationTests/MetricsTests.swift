@@ -110,7 +110,8 @@ extension IntegrationSuite {
             let data = try box.run(Binaries.path("strata-datagen"), ["--out", box.file("data"), "--clients", "3", "--seed", "4", "--max-samples", "100"])
             try #require(data.status == 0)
             let (coordinator, port) = try box.startCoordinator(["--mode", "fedbuff", "--buffer-size", "2", "--evaluate-interval", "0.5",
-                                                                "--evaluate-every", "0", "--max-duration", "200"])
+                                                                "--evaluate-every", "0", "--max-duration", "200",
+                                                                "--log-format", "json"])
             let metrics = try box.endpointPort("metrics")
 
             #expect(try httpGet(port: metrics, path: "/healthz") == (200, "ok\n"))
@@ -158,6 +159,13 @@ extension IntegrationSuite {
                 (try PrometheusText.parse(try httpGet(port: metrics, path: "/metrics").body).value("strata_updates_received_total") ?? 0) > received
             }
             #expect(coordinator.isRunning)
+
+            // --log-format json: one object per line with the structured fields (client, tier, task, version).
+            let logs = box.read("coordinator.log").split(separator: "\n").filter { $0.hasPrefix("{") }
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
+            #expect(!logs.isEmpty && logs.allSatisfy { $0["ts"] != nil && $0["level"] != nil && $0["msg"] != nil })
+            #expect(logs.contains { $0["msg"] == "agent joined" && $0["client"] == "agent-01" })
+            #expect(logs.contains { $0["msg"] == "version committed" && $0["version"] != nil && $0["tier"] == "0" })
         }
     }
 }
