@@ -67,7 +67,7 @@ public enum Render {
         var text = """
             client          \(c.id)
             state           \(c.health)\(c.healthReason.map { " (\($0))" } ?? "")\(c.healthSince.map { ", since \(Display.age($0, now: now))" } ?? "")
-            connected       \(c.connected ? "yes" : "no"), \(c.sessions) session(s), last seen \(Display.age(c.lastSeen, now: now))
+            connected       \(c.connected ? "yes" : "no"), \(c.sessions) session(s), the latest started \(Display.age(c.lastSeen, now: now))
             tier            \(tier(c.tier, pinned: c.pinnedTier))
             latency         \(Display.duration(c.latencySeconds)) smoothed, \(Display.duration(c.lastLatencySeconds)) last, \(c.latencySamples) samples
             updates         \(c.updatesAccepted) accepted, \(c.updatesRefused) refused

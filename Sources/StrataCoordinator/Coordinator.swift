@@ -256,6 +256,7 @@ public actor Coordinator {
         // first message is not welcome).
         session.send(.welcome(welcome))
         sessions[clientID] = session
+        metrics.sessionsOpened.increment()
         outstandingTraining[clientID] = nil
         if firstSessionAt == nil { firstSessionAt = .now }
         await persistHealth([health.connected(clientID, at: elapsed)].compactMap { $0 })

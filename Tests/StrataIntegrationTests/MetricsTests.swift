@@ -146,6 +146,7 @@ extension IntegrationSuite {
             #expect((after.value("strata_global_accuracy") ?? 0) > 0.1)
             #expect(after.value("strata_clients", ["state": "healthy"]) == 3)
             #expect(after.value("strata_connected_clients") == 3)
+            #expect(after.value("strata_sessions_opened_total") == 3)
             #expect((after.value("strata_tier_version", ["tier": "0"]) ?? 0) >= 5)
             #expect((after.value("strata_tier_update_rate", ["tier": "0"]) ?? 0) > 0)
             #expect(after.value("strata_tier_size", ["tier": "0"]) == 3)
