@@ -141,9 +141,12 @@ public final class AdminClient: Sendable {
                 } else if method == .POST {
                     headers.add(name: "Content-Length", value: "0")
                 }
-                try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)))
-                if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-                try await outbound.write(.end(nil))
+                // One write: the server may answer (and close) as soon as it has parsed the head of a bodiless
+                // request, so a separate `end` write could find the channel closed.
+                var parts: [HTTPClientRequestPart] = [.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers))]
+                if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+                parts.append(.end(nil))
+                try await outbound.write(contentsOf: parts)
                 var status: HTTPResponseStatus?
                 var received = ByteBuffer()
                 for try await part in inbound {

@@ -137,7 +137,8 @@ public actor Coordinator {
         }
     }
 
-    public var isReady: Bool { ready && stopReason == nil }
+    /// Restored and accepting agents: false while restoring, draining or stopped (what /readyz reports).
+    public var isReady: Bool { ready && stopReason == nil && !draining }
     public var currentVersion: Int64 { rule.globalVersion }
 
     /// Suspends until the federation stops (target, limit, signal or failure).

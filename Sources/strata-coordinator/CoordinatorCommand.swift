@@ -21,6 +21,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             to the --state database in one transaction before any agent is told "committed". Restarted on the same \
             --state file, it resumes from the last version, with the same --mode.
 
+            Operators inspect and steer it with stratactl on the admin port (mutual TLS, admin certificates only; \
+            --admin-port, default --port + 1); Prometheus scrapes /metrics, and orchestrators probe /healthz and /readyz, \
+            on --metrics-port (plain HTTP on localhost; default --port + 2). docs/OPERATIONS.md describes both.
+
             Progress goes to stdout, one line per evaluated model version; logs go to stderr. \
             Exit status: 0 finished (target reached, or a limit reached when no target was set); 3 stopped without \
             reaching --target-accuracy; 1 error. SIGINT/SIGTERM drain and exit 0.

@@ -108,8 +108,9 @@ extension IntegrationSuite {
             #expect(evaluatedModels.first { $0["version"] as? Int == Int(evaluated) }?["accuracy"] is Double)
 
             // export-model: NumPy reads exactly the stored parameters.
-            let exported = try Self.ctl(box, adminPort: admin, ["export-model", "\(evaluated)", "--out", box.file("model.npz")])
-            #expect(exported.status == 0, "\(exported.output)")
+            let exported = try Self.json(box, adminPort: admin, ["export-model", "\(evaluated)", "--out", box.file("model.npz")])
+            #expect(exported["version"] as? Int == Int(evaluated) && exported["file"] as? String == "model.npz", "\(exported)")
+            #expect(try Self.ctl(box, adminPort: admin, ["export-model", "\(evaluated)", "--out", box.file("model.npz")]).status == 6)   // exists, no --force
             let stored = try #require(try db.read { try Data.fetchOne($0, sql: "SELECT parameters FROM modelVersions WHERE version = ?", arguments: [evaluated]) })
             let expected = stored.withUnsafeBytes { raw in (0..<stored.count / 4).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)) } }
             let python = try box.run("/usr/bin/env", ["python3", "-c", """
@@ -137,7 +138,9 @@ extension IntegrationSuite {
             #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM tierMoves WHERE clientID = 'agent-02' AND reason = 'pinned'") } == 1)
 
             // unpin, then retier: the operator's re-plan puts agent-02 back with the fast agents at once.
-            #expect(try Self.ctl(box, adminPort: admin, ["unpin", "agent-02"]).status == 0)
+            let unpinned = try Self.json(box, adminPort: admin, ["unpin", "agent-02"])
+            #expect(unpinned["action"] as? String == "unpin" && unpinned["target"] as? String == "agent-02")
+            #expect(try Self.ctl(box, adminPort: admin, ["unpin", "agent-02"]).status == 3)   // not pinned any more
             let retiered = try Self.json(box, adminPort: admin, ["retier"])
             let moves = retiered["moves"] as? [[String: Any]] ?? []
             #expect(moves.contains { $0["client"] as? String == "agent-02" && $0["to"] as? Int == 0 }, "\(retiered)")
@@ -151,8 +154,8 @@ extension IntegrationSuite {
             #expect(try Self.ctl(box, adminPort: admin, ["pin"]).status == 64)
 
             // evict takes effect: the session closes, the agent stops, its certificate is refused until admit.
-            let evicted = try Self.ctl(box, adminPort: admin, ["evict", "agent-03", "--reason", "integration test"])
-            #expect(evicted.status == 0, "\(evicted.output)")
+            let evicted = try Self.json(box, adminPort: admin, ["evict", "agent-03", "--reason", "integration test"])
+            #expect(evicted["action"] as? String == "evict" && (evicted["message"] as? String ?? "").contains("session was closed"), "\(evicted)")
             try box.waitForExit(agents["agent-03"]!, timeout: 30)
             #expect(agents["agent-03"]!.terminationStatus != 0)
             let states = try Self.json(box, adminPort: admin, ["clients", "--state", "evicted"])["clients"] as? [[String: Any]] ?? []
@@ -163,7 +166,7 @@ extension IntegrationSuite {
             #expect(refused.terminationStatus != 0)
             let evictionTime = Date().timeIntervalSince1970
             #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM committedUpdates WHERE clientID = 'agent-03' AND receivedAt > ?", arguments: [evictionTime]) } == 0)
-            #expect(try Self.ctl(box, adminPort: admin, ["admit", "agent-03"]).status == 0)
+            #expect(try Self.json(box, adminPort: admin, ["admit", "agent-03"])["action"] as? String == "admit")
             agents["agent-03"] = try startAgent("agent-03")
             try eventually("agent-03 trains again after admit", timeout: 60) {
                 try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM committedUpdates WHERE clientID = 'agent-03' AND receivedAt > ?", arguments: [evictionTime]) ?? 0 } >= 1
@@ -172,11 +175,11 @@ extension IntegrationSuite {
             // audit: every changing action with its actor and result, in the API and in the table.
             let audit = try Self.json(box, adminPort: admin, ["audit", "--limit", "100"])["entries"] as? [[String: Any]] ?? []
             let actions = audit.reversed().map { "\($0["action"] as? String ?? "?"):\($0["target"] as? String ?? "?"):\($0["result"] as? String ?? "?")" }
-            #expect(actions == ["pin:agent-02:ok", "unpin:agent-02:ok", "retier:tiers:ok", "pin:agent-01:conflict", "pin:nobody:not-found",
+            #expect(actions == ["pin:agent-02:ok", "unpin:agent-02:ok", "unpin:agent-02:conflict", "retier:tiers:ok", "pin:agent-01:conflict", "pin:nobody:not-found",
                                 "evict:agent-03:ok", "admit:agent-03:ok"], "\(actions)")
             #expect(audit.allSatisfy { $0["actor"] as? String == "operator" })
             let table = try db.read { try Row.fetchAll($0, sql: "SELECT actor, action, target, detail, result FROM audit ORDER BY id") }
-            #expect(table.count == 7)
+            #expect(table.count == 8)
             #expect(table.contains { $0["action"] as String == "evict" && $0["detail"] as String == "integration test" && $0["result"] as String == "ok" })
 
             // watch: a refreshing view; --json gives one object per refresh.
