@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -160,13 +161,19 @@ struct HTTPService: Sendable {
                 var body = ByteBuffer()
                 var tooLarge = false
                 let idle = idleTimeout
-                // Closes the connection when no request completes in time (the iterator then ends).
+                let lastActivity = NIOLockedValueBox(ContinuousClock.now)
+                // Closes a connection that has been idle (no request started or answered) for `idleTimeout`.
                 let watchdog = Task {
-                    try await Task.sleep(for: idle)
+                    while true {
+                        let since = ContinuousClock.now - lastActivity.withLockedValue { $0 }
+                        if since >= idle { break }
+                        try await Task.sleep(for: idle - since)
+                    }
                     try? await connection.channel.channel.close()
                 }
                 defer { watchdog.cancel() }
                 for try await part in inbound {
+                    lastActivity.withLockedValue { $0 = .now }
                     switch part {
                     case .head(let h):
                         head = h
@@ -193,6 +200,7 @@ struct HTTPService: Sendable {
                         try await outbound.write(.head(HTTPResponseHead(version: requestHead.version, status: response.status, headers: headers)))
                         try await outbound.write(.body(.byteBuffer(response.body)))
                         try await outbound.write(.end(nil))
+                        lastActivity.withLockedValue { $0 = .now }
                         head = nil
                         if !keepAlive { return }
                     }
