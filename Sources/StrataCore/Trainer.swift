@@ -120,6 +120,16 @@ public enum Trainer {
         return TrainingResult(parameters: rowMajor(params, spec: spec), meanLoss: meanLoss, sampleCount: n, steps: steps)
     }
 
+    /// The order in which `train` visits the samples in epoch `epoch` (a permutation of 0..<count): batches
+    /// are consecutive runs of it. Lets an independent implementation replay the same minibatches.
+    public static func sampleOrder(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        precondition(count >= 0 && epoch >= 0, "count and epoch must be >= 0")
+        var order = Array(0..<count)
+        var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(epoch)))
+        order.withUnsafeMutableBufferPointer { shuffleIndices($0, using: &rng) }
+        return order
+    }
+
     /// Mean loss, accuracy (softmax) and mean squared error (linear) over the whole dataset.
     public static func evaluate(spec: ModelSpec, parameters: [Float], data: Dataset) -> Evaluation {
         checkShapes(spec: spec, parameters: parameters, data: data)
