@@ -15,8 +15,9 @@ struct TrainingBench: Benchmark {
             with the most training samples). The benchmark writes its training rows, labels, the Trainer's
             per-epoch sample order and the initial (zero) parameters as raw little-endian files to a temporary
             directory, runs Deploy/bench/softmax_numpy.py on them, reads its epochs per second from stdout, and
-            checks that both implementations end at the same parameters (max |difference| printed). Run it from
-            the package root, or pass --numpy-script. NumPy runs with one BLAS thread, like the agent's training.
+            checks that both implementations end at the same parameters (max |difference| printed). Swift and
+            NumPy runs alternate (--rounds) and the best time of each counts. Run it from the package root, or
+            pass --numpy-script. NumPy runs with one BLAS thread, like the agent's training (one task at a time).
             """
     )
 
@@ -28,8 +29,11 @@ struct TrainingBench: Benchmark {
     @Option(help: "Epochs per timed training run (the federation's default task is 20 epochs).")
     var epochs = 20
 
-    @Option(help: "Timed runs of each implementation; the best counts.")
+    @Option(help: "Timed runs of each implementation per round; the best of all rounds counts.")
     var repetitions = 5
+
+    @Option(help: "Rounds per batch size, each running Swift then NumPy, so that load from other processes hits both alike.")
+    var rounds = 3
 
     @Option(help: "Learning rate (the federation's default is 0.01).")
     var learningRate: Float = 0.01
@@ -56,6 +60,7 @@ struct TrainingBench: Benchmark {
         guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch-size must be at least 1") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         guard learningRate > 0, learningRate.isFinite else { throw ValidationError("--learning-rate must be positive") }
         if let client { guard (0..<30).contains(client) else { throw ValidationError("--client must be in 0..<30") } }
         guard numpyThreads >= 1 else { throw ValidationError("--numpy-threads must be at least 1") }
@@ -92,13 +97,17 @@ struct TrainingBench: Benchmark {
         var results: [BenchResult] = []
         for batch in batchSizes {
             let config = TrainingConfig(learningRate: learningRate, batchSize: batch, epochs: epochs, seed: seed)
-            progress("training: batch \(batch): Swift Trainer, \(repetitions) runs")
             var trained = TrainingResult(parameters: [], meanLoss: 0, sampleCount: 0, steps: 0)
-            let swiftSeconds = bestTime(repetitions: repetitions) {
-                trained = Trainer.train(spec: spec, parameters: initial, data: data, config: config)
+            var swiftSeconds = Double.infinity
+            var numpy = NumPyRun(seconds: .infinity, epochsPerSecond: 0, meanLoss: .nan)
+            for round in 1...rounds {
+                progress("training: batch \(batch), round \(round)/\(rounds): Swift Trainer then NumPy, \(repetitions) runs each")
+                swiftSeconds = min(swiftSeconds, bestTime(repetitions: repetitions) {
+                    trained = Trainer.train(spec: spec, parameters: initial, data: data, config: config)
+                })
+                let run = try runNumPy(directory: directory, samples: n, spec: spec, batch: batch)
+                if run.seconds < numpy.seconds { numpy = run }
             }
-            progress("training: batch \(batch): NumPy, \(repetitions) runs")
-            let numpy = try runNumPy(directory: directory, samples: n, spec: spec, batch: batch)
             let numpyParameters: [Float] = try readRaw(directory.appendingPathComponent("parameters.f32"))
             guard numpyParameters.count == trained.parameters.count else {
                 throw ValidationError("NumPy wrote \(numpyParameters.count) parameters, expected \(trained.parameters.count)")
