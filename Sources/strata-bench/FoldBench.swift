@@ -10,11 +10,11 @@ struct FoldBench: Benchmark {
         commandName: "fold",
         abstract: "Aggregation fold vs memory bandwidth (an axpy pass of the same size).",
         discussion: """
-            The fold is the coordinator's own path: AggregationRule.accept (default mode strata) folding a
-            validated delta into the lane's WeightedAccumulator. The limit is the faster of two axpy loops
-            written here (a plain scalar loop left to the compiler, and an explicit 16-lane SIMD loop) over
-            arrays of the same size. Bytes counted per pass: 12 per parameter (read acc, read delta, write acc).
-            Timings are the best of --repetitions passes, fold and axpy passes interleaved. For information it
+            The fold is the coordinator's own path: AggregationRule.accept (default mode strata) folding a \
+            validated delta into the lane's WeightedAccumulator. The limit is the faster of two axpy loops \
+            written here (a plain scalar loop left to the compiler, and an explicit 16-lane SIMD loop) over \
+            arrays of the same size. Bytes counted per pass: 12 per parameter (read acc, read delta, write acc). \
+            Timings are the best of --repetitions passes, fold and axpy passes interleaved. For information it \
             also times WeightedAccumulator.add called directly (the kernel without the rule around it).
             """
     )

@@ -10,20 +10,20 @@ struct TrainingBench: Benchmark {
         commandName: "training",
         abstract: "Agent training epochs per second vs NumPy.",
         discussion: """
-            The data is one client of the default synthetic federation (strata-datagen's defaults: Synthetic(1, 1),
-            30 clients, 60 features, 10 classes, at most 5000 samples per client, seed 1; by default the client
-            with the most training samples). The benchmark writes its training rows, labels, the Trainer's
-            per-epoch sample order and the initial (zero) parameters as raw little-endian files to a temporary
-            directory, runs Deploy/bench/softmax_numpy.py on them, reads its epochs per second from stdout, and
-            checks that both implementations end at the same parameters (max |difference| printed). Swift and
-            NumPy runs alternate (--rounds) and the best time of each counts. Run it from the package root, or
+            The data is one client of the default synthetic federation (strata-datagen's defaults: Synthetic(1, 1), \
+            30 clients, 60 features, 10 classes, at most 5000 samples per client, seed 1; by default the client \
+            with the most training samples). The benchmark writes its training rows, labels, the Trainer's \
+            per-epoch sample order and the initial (zero) parameters as raw little-endian files to a temporary \
+            directory, runs Deploy/bench/softmax_numpy.py on them, reads its epochs per second from stdout, and \
+            checks that both implementations end at the same parameters (max |difference| printed). Swift and \
+            NumPy runs alternate (--rounds) and the best time of each counts. Run it from the package root, or \
             pass --numpy-script. NumPy runs with one BLAS thread, like the agent's training (one task at a time).
             """
     )
 
     @OptionGroup var output: BenchOutputOptions
 
-    @Option(name: .customLong("batch-size"), help: "Minibatch size; repeat the option for several cases (default: 10, the federation's default, and 100).")
+    @Option(name: .customLong("batch-size"), help: "Minibatch size; repeat the option for several cases (10 is the federation's default).")
     var batchSizes: [Int] = [10, 100]
 
     @Option(help: "Epochs per timed training run (the federation's default task is 20 epochs).")
