@@ -290,18 +290,33 @@ public actor Coordinator {
 
     // MARK: Tasks
 
-    func allocateTask(for clientID: String, kind: TaskKind, lane: Int, baseVersion: Int64) async -> TaskRecord? {
-        let record = TaskRecord(id: nextTaskID, clientID: clientID, baseVersion: baseVersion, kind: Int(kind.rawValue),
-                                dispatchedAt: Self.now(), lane: lane)
-        nextTaskID += 1
+    struct TaskRequest {
+        var clientID: String
+        var kind: TaskKind
+        var lane: Int
+        var baseVersion: Int64
+    }
+
+    /// Allocates and records the tasks of one dispatch round in one SQLite transaction: every one of them is
+    /// durable before any is sent (so an update for any task an agent received is recognised after a
+    /// restart). Nil (and the coordinator stops) if they cannot be recorded.
+    func allocateTasks(_ requests: [TaskRequest]) async -> [TaskRecord]? {
+        let now = Self.now()
+        var records: [TaskRecord] = []
+        records.reserveCapacity(requests.count)
+        for request in requests {
+            records.append(TaskRecord(id: nextTaskID, clientID: request.clientID, baseVersion: request.baseVersion,
+                                      kind: Int(request.kind.rawValue), dispatchedAt: now, lane: request.lane))
+            nextTaskID += 1
+        }
         do {
-            try await store.recordTask(record)  // durable before it is sent
+            try await store.recordTasks(records)  // durable before any is sent
         } catch {
             fail("cannot record a task: \(error)")
             return nil
         }
-        tasks[record.id] = record
-        return record
+        for record in records { tasks[record.id] = record }
+        return records
     }
 
     func tensors(forLane lane: Int) -> (version: Int64, tensors: [WireTensor]) {
@@ -332,31 +347,38 @@ public actor Coordinator {
         let assignments = rule.schedule(idle: idle, connected: connected, now: Self.now())
         // Claimed before any suspension, so a concurrent call cannot hand the same client a second task.
         for assignment in assignments { outstandingTraining[assignment.clientID] = 0 }
-        for assignment in assignments {
-            await dispatchTraining(assignment)
-        }
+        await dispatchTraining(assignments)
     }
 
-    private func dispatchTraining(_ assignment: Assignment) async {
-        guard stopReason == nil, let session = sessions[assignment.clientID] else {
-            rule.clientLeft(assignment.clientID)
-            return
+    /// Hands out one round of training tasks: recorded together in one transaction, then sent.
+    private func dispatchTraining(_ assignments: [Assignment]) async {
+        var planned: [(assignment: Assignment, session: AgentSessionHandle, tensors: [WireTensor])] = []
+        var requests: [TaskRequest] = []
+        for assignment in assignments {
+            guard stopReason == nil, let session = sessions[assignment.clientID] else {
+                rule.clientLeft(assignment.clientID)
+                continue
+            }
+            let (version, tensors) = tensors(forLane: assignment.lane)
+            planned.append((assignment, session, tensors))
+            requests.append(TaskRequest(clientID: session.clientID, kind: .train, lane: assignment.lane, baseVersion: version))
         }
-        let (version, tensors) = tensors(forLane: assignment.lane)
-        guard let record = await allocateTask(for: session.clientID, kind: .train, lane: assignment.lane, baseVersion: version) else { return }
-        guard sessions[session.clientID] === session, stopReason == nil else {
-            tasks[record.id] = nil
-            rule.clientLeft(assignment.clientID)
-            return
-        }
-        outstandingTraining[session.clientID] = record.id
+        guard !requests.isEmpty, let records = await allocateTasks(requests) else { return }
         let training = configuration.training
-        session.send(.task(TrainingTask(
-            taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
-            hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
-                                             epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
-                                             proximalMu: training.proximalMu),
-            parameters: tensors)))
+        for ((assignment, session, tensors), record) in zip(planned, records) {
+            guard sessions[session.clientID] === session, stopReason == nil else {
+                tasks[record.id] = nil
+                rule.clientLeft(assignment.clientID)
+                continue
+            }
+            outstandingTraining[session.clientID] = record.id
+            session.send(.task(TrainingTask(
+                taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
+                hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
+                                                 epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
+                                                 proximalMu: training.proximalMu),
+                parameters: tensors)))
+        }
     }
 
     // MARK: Updates

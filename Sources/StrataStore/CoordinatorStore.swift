@@ -498,7 +498,15 @@ extension CoordinatorStore {
     /// Records that a task was handed out. Written before the task is sent, so an update for any task an
     /// agent ever received is recognised after a restart.
     public func recordTask(_ task: TaskRecord) async throws {
-        try await pool.write { db in try task.insert(db) }
+        try await recordTasks([task])
+    }
+
+    /// Records tasks handed out together (one dispatch round) in one transaction: all of them or none.
+    public func recordTasks(_ tasks: [TaskRecord]) async throws {
+        guard !tasks.isEmpty else { return }
+        try await pool.write { db in
+            for task in tasks { try task.insert(db) }
+        }
     }
 
     public func task(id: Int64) async throws -> TaskRecord? {

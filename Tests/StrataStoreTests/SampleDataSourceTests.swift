@@ -116,6 +116,29 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
 @Suite struct CoordinatorStoreTests {
     let spec = ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2)
 
+    @Test func recordsADispatchRoundOfTasksTogether() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        try await store.recordTasks([])
+        let round = (1...5).map { TaskRecord(id: Int64($0), clientID: "c\($0)", baseVersion: 0, kind: 1, dispatchedAt: 2, lane: $0 % 2) }
+        try await store.recordTasks(round)
+        for task in round {
+            let stored = try await store.task(id: task.id)
+            #expect(stored?.clientID == task.clientID)
+            #expect(stored?.lane == task.lane)
+        }
+        // All or none: a round that repeats a task id records nothing.
+        await #expect(throws: (any Error).self) {
+            try await store.recordTasks([TaskRecord(id: 6, clientID: "c6", baseVersion: 0, kind: 1, dispatchedAt: 3),
+                                         TaskRecord(id: 1, clientID: "c1", baseVersion: 0, kind: 1, dispatchedAt: 3)])
+        }
+        #expect(try await store.task(id: 6) == nil)
+        let reopened = try CoordinatorStore(path: dir.file("c.sqlite"))
+        let restored = try await reopened.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 4)
+        #expect(restored.nextTaskID == 6)
+    }
+
     @Test func initializesThenRestoresTheLatestVersion() async throws {
         let dir = TempDir()
         let store = try CoordinatorStore(path: dir.file("c.sqlite"))
