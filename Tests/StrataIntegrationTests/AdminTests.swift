@@ -10,7 +10,12 @@ extension IntegrationSuite {
     @Suite(.serialized) struct AdminTests {
         /// Runs stratactl with the sandbox's admin certificate (or `cert`/`key`); returns status and output.
         static func ctl(_ box: Sandbox, adminPort: Int, _ arguments: [String], cert: String? = nil, key: String? = nil) throws -> (status: Int32, output: String) {
-            try box.run(Binaries.path("stratactl"), arguments + [
+            let result = try ctlSeparately(box, adminPort: adminPort, arguments, cert: cert, key: key)
+            return (result.status, result.stdout + result.stderr)
+        }
+
+        static func ctlSeparately(_ box: Sandbox, adminPort: Int, _ arguments: [String], cert: String? = nil, key: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+            try box.runSeparately(Binaries.path("stratactl"), arguments + [
                 "--coordinator", "127.0.0.1:\(adminPort)",
                 "--cert", cert ?? box.file("pki/admins/operator.crt"), "--key", key ?? box.file("pki/admins/operator.key"),
                 "--ca", box.file("pki/ca.crt"),
@@ -19,10 +24,10 @@ extension IntegrationSuite {
 
         /// Runs a stratactl command that must succeed with --json and returns the parsed object.
         static func json(_ box: Sandbox, adminPort: Int, _ arguments: [String]) throws -> [String: Any] {
-            let result = try ctl(box, adminPort: adminPort, arguments + ["--json"])
-            try #require(result.status == 0, "stratactl \(arguments) exited \(result.status): \(result.output)")
-            let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8))
-            return try #require(object as? [String: Any], "not a JSON object: \(result.output)")
+            let result = try ctlSeparately(box, adminPort: adminPort, arguments + ["--json"])
+            try #require(result.status == 0, "stratactl \(arguments) exited \(result.status): \(result.stdout) \(result.stderr)")
+            let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
+            return try #require(object as? [String: Any], "stratactl \(arguments) printed no JSON object: stdout '\(result.stdout)' stderr '\(result.stderr)'")
         }
 
         @Test(.timeLimit(.minutes(6)))
@@ -183,9 +188,9 @@ extension IntegrationSuite {
             #expect(table.contains { $0["action"] as String == "evict" && $0["detail"] as String == "integration test" && $0["result"] as String == "ok" })
 
             // watch: a refreshing view; --json gives one object per refresh.
-            let watch = try Self.ctl(box, adminPort: admin, ["watch", "--count", "2", "--interval", "0.2", "--json"])
-            #expect(watch.status == 0)
-            let frames = watch.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let watch = try Self.ctlSeparately(box, adminPort: admin, ["watch", "--count", "2", "--interval", "0.2", "--json"])
+            #expect(watch.status == 0, "\(watch.stderr)")
+            let frames = watch.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             #expect(frames.count == 2 && frames.allSatisfy { ($0["status"] as? [String: Any])?["mode"] as? String == "strata" })
             let watchHuman = try Self.ctl(box, adminPort: admin, ["watch", "--count", "1"])
             #expect(watchHuman.output.contains("stratactl watch") && watchHuman.output.contains("CLIENT"))

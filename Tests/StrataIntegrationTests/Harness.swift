@@ -73,6 +73,22 @@ final class Sandbox: @unchecked Sendable {
         return (process.terminationStatus, (try? String(contentsOfFile: file(log), encoding: .utf8)) ?? "")
     }
 
+    /// Like `run`, with stdout and stderr kept apart (for programs whose stdout is parsed, e.g. JSON).
+    func runSeparately(_ executable: String, _ arguments: [String], timeout: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
+        let name = "run-\(UUID().uuidString.prefix(6))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: path)
+        for stream in ["out", "err"] { _ = FileManager.default.createFile(atPath: file("\(name).\(stream)"), contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: file("\(name).out")))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: file("\(name).err")))
+        try process.run()
+        lock.lock(); processes.append(process); lock.unlock()
+        try waitForExit(process, timeout: timeout)
+        return (process.terminationStatus, read("\(name).out"), read("\(name).err"))
+    }
+
     func read(_ name: String) -> String { (try? String(contentsOfFile: file(name), encoding: .utf8)) ?? "" }
 
     func waitForExit(_ process: Process, timeout: Double) throws {
