@@ -9,12 +9,15 @@ let package = Package(
         .executable(name: "strata-agent", targets: ["strata-agent"]),
         .executable(name: "strata-datagen", targets: ["strata-datagen"]),
         .executable(name: "strata-bench", targets: ["strata-bench"]),
+        .executable(name: "stratactl", targets: ["stratactl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // System OpenSSL 3 (libssl, libcrypto) and a C shim for its function-like macros.
@@ -55,7 +58,17 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // The operator's side of the admin API: an mTLS HTTP client, tables, model export.
+        .target(name: "StrataAdmin", dependencies: [
+            "StrataCore", "StrataWire", "StrataTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "StrataAgent", dependencies: [
             "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
@@ -77,6 +90,10 @@ let package = Package(
             "StrataAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "stratactl", dependencies: [
+            "StrataAdmin", "StrataWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "strata-datagen", dependencies: [
             "StrataCore", "StrataStore",
@@ -103,6 +120,7 @@ let package = Package(
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         .testTarget(name: "StrataAgentTests", dependencies: ["StrataAgent"]),
+        .testTarget(name: "StrataAdminTests", dependencies: ["StrataAdmin", "StrataWire"]),
         .testTarget(name: "StrataCoordinatorTests", dependencies: [
             "StrataCoordinator", "StrataCore", "StrataStore", "StrataTransport", "StrataWire",
             .product(name: "Logging", package: "swift-log"),

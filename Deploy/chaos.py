@@ -331,6 +331,8 @@ class Federation:
                 "--cert", f"{self.run}/pki/coordinator.crt", "--key", f"{self.run}/pki/coordinator.key",
                 "--ca", f"{self.run}/pki/ca.crt", "--state", self.state,
                 "--host", "127.0.0.1", "--port", str(self.port), "--ready-file", self.ready,
+                # The agents' port is fixed across restarts; admin and metrics take any free port.
+                "--admin-port", "0", "--metrics-port", "0",
                 "--features", str(self.features), "--classes", str(self.classes), "--mode", self.args.mode,
                 "--max-duration", str(max(3600, 10 * self.args.duration)),
                 "--evaluate-every", "0", "--evaluate-interval", "1",

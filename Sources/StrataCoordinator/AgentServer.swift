@@ -26,12 +26,15 @@ public struct AgentServer: Sendable {
     public func run(group: any EventLoopGroup, onListening: @Sendable (String, Int) -> Void) async throws {
         let tlsContext = self.tlsContext
         let maxFrame = configuration.maxFrameBytes
+        let metrics = coordinator.metrics
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
+                    try channel.pipeline.syncOperations.addHandler(ByteCountingHandler(
+                        onRead: { metrics.bytesReceived.increment(by: $0) }, onWrite: { metrics.bytesSent.increment(by: $0) }))
                     let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: nil)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame)))
                     try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder())
@@ -74,11 +77,13 @@ public struct AgentServer: Sendable {
                 do {
                     identity = try await connection.identity.get()
                 } catch {
+                    coordinator.metrics.handshakeFailures(endpoint: "agents", reason: (error as? TLSError)?.kind.label ?? "connection-closed").increment()
                     log.info("TLS handshake failed", metadata: ["error": "\(error)"])
                     return
                 }
                 log[metadataKey: "client"] = "\(identity.commonName)"
                 guard identity.role == .agent else {
+                    coordinator.metrics.handshakeFailures(endpoint: "agents", reason: "wrong-role").increment()
                     log.warning("refused a non-agent certificate on the agent port", metadata: ["role": "\(identity.role.rawValue)"])
                     try await outbound.write(.error(ErrorMessage(code: .notAuthorized,
                         message: "this port admits agent certificates; yours has role \(identity.role.rawValue)")))

@@ -33,6 +33,10 @@ public struct CoordinatorConfiguration: Sendable {
     var effectiveHealthPolicy: HealthPolicy {
         health ?? HealthPolicy(suspectAfter: heartbeatInterval.seconds * 3, lostAfter: max(sessionIdleTimeout.seconds, heartbeatInterval.seconds * 3 + 1))
     }
+    /// The admin API (mutual TLS, admin certificates); nil disables it. Port 0 picks a free port.
+    public var admin: Endpoint? = Endpoint(host: "127.0.0.1", port: 7301)
+    /// /metrics, /healthz, /readyz (plain HTTP; keep it on localhost or behind a firewall); nil disables it.
+    public var metrics: Endpoint? = Endpoint(host: "127.0.0.1", port: 7302)
     /// How often deadlines (round deadlines, buffer timeouts, re-tiering, evaluation timer) are checked.
     public var tickInterval: Duration = .milliseconds(50)
 
@@ -40,6 +44,15 @@ public struct CoordinatorConfiguration: Sendable {
         self.tls = tls
         self.statePath = statePath
         self.model = model
+    }
+}
+
+public struct Endpoint: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
     }
 }
 

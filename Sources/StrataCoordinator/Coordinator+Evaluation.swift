@@ -16,8 +16,11 @@ extension Coordinator {
         lastEvaluationStart = .now
         evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), versionElapsed: createdAt)
         let tensors = ModelTensors.encode(parameters, spec: configuration.model)
-        for session in targets {
-            guard let record = await allocateTask(for: session.clientID, kind: .evaluate, lane: -1, baseVersion: evaluatedVersion) else { return }
+        // One transaction for the whole round's tasks, durable before any is sent.
+        guard let records = await allocateTasks(targets.map {
+            TaskRequest(clientID: $0.clientID, kind: .evaluate, lane: -1, baseVersion: evaluatedVersion)
+        }) else { return }
+        for (session, record) in zip(targets, records) {
             session.send(.task(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(evaluatedVersion), kind: .evaluate,
                 hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),

@@ -14,8 +14,9 @@ extension Coordinator {
 
     var profiledLatencies: [String: Double] {
         let needed = configuration.tiering.policy.profilingTasks
+        // Evicted clients keep their history but take no part in tiering until re-admitted.
         return profiles.reduce(into: [:]) { result, entry in
-            if entry.value.sampleCount >= needed, let s = entry.value.smoothedSeconds { result[entry.key] = s }
+            if evicted[entry.key] == nil, entry.value.sampleCount >= needed, let s = entry.value.smoothedSeconds { result[entry.key] = s }
         }
     }
 

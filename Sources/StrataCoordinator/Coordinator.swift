@@ -17,6 +17,7 @@ public actor Coordinator {
     let store: CoordinatorStore
     let logger: Logger
     let onEvent: @Sendable (CoordinatorEvent) -> Void
+    let metrics: CoordinatorMetrics
 
     var rule: any AggregationRule
     var tiers: TierAssigner
@@ -55,6 +56,12 @@ public actor Coordinator {
     var lastEvaluation: EvaluationResult?
     var bestAccuracy: Double?
     var timeToTarget: Double?
+    /// Clients an operator evicted: their certificates are refused until re-admitted.
+    var evicted: [String: StoredEviction] = [:]
+    /// Updates committed per tier (lane) per second, for the admin API and metrics.
+    var laneRates: [Int: RateWindow] = [:]
+    /// The cross-tier weights of the latest combination (provenance of the latest global version).
+    var lastLaneWeights: [Double] = []
 
     var ready = false
     var stopReason: StopReason?
@@ -80,10 +87,11 @@ public actor Coordinator {
     }
 
     public init(configuration: CoordinatorConfiguration, store: CoordinatorStore, logger: Logger,
-                onEvent: @escaping @Sendable (CoordinatorEvent) -> Void = { _ in }) {
+                metrics: CoordinatorMetrics = .disabled, onEvent: @escaping @Sendable (CoordinatorEvent) -> Void = { _ in }) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        self.metrics = metrics
         self.onEvent = onEvent
         let initial = configuration.model.initialParameters()
         rule = configuration.aggregation.mode.makeRule(settings: configuration.aggregation.rule, parameters: initial)
@@ -119,6 +127,8 @@ public actor Coordinator {
             rule.tiersFormed(count: state.tierCount)
         }
         nextTaskID = state.nextTaskID
+        evicted = state.evicted
+        lastLaneWeights = (try? await store.latestModelVersions(limit: 1).first).map { Self.parseJSONNumbers($0.laneWeights) } ?? []
         ready = true
         logger.info("state restored", metadata: ["version": "\(rule.globalVersion)", "mode": "\(mode.rawValue)", "tiers": "\(tiers.tierCount)",
                                                   "committedUpdates": "\(state.committedUpdateCount)", "state": "\(store.path)"])
@@ -129,7 +139,8 @@ public actor Coordinator {
         }
     }
 
-    public var isReady: Bool { ready && stopReason == nil }
+    /// Restored and accepting agents: false while restoring, draining or stopped (what /readyz reports).
+    public var isReady: Bool { ready && stopReason == nil && !draining }
     public var currentVersion: Int64 { rule.globalVersion }
 
     /// Suspends until the federation stops (target, limit, signal or failure).
@@ -222,6 +233,10 @@ public actor Coordinator {
                lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now)) async -> Admission {
         guard ready else { return .refuse(ErrorMessage(code: .notReady, message: "coordinator is restoring its state; retry shortly")) }
         guard stopReason == nil else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
+        if let eviction = evicted[clientID] {
+            return .refuse(ErrorMessage(code: .evicted, message:
+                "client \(clientID) was evicted by operator \(eviction.by): \(eviction.reason). Ask the operator to run `stratactl admit \(clientID)`"))
+        }
         guard Int(hello.featureCount) == configuration.model.featureCount else {
             return .refuse(ErrorMessage(code: .incompatibleData, message:
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
@@ -234,6 +249,7 @@ public actor Coordinator {
             return .refuse(ErrorMessage(code: .internalError, message: "coordinator cannot write its state"))
         }
         guard stopReason == nil, !draining else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
+        guard evicted[clientID] == nil else { return .refuse(ErrorMessage(code: .evicted, message: "client \(clientID) was evicted while joining")) }
         // A newer session of the same client replaces the old one (the old TCP connection is probably dead).
         if let old = sessions[clientID] {
             old.finish(with: .goodbye(Goodbye(reason: .normal, retryAfterMillis: 0, message: "replaced by a newer session of the same client")))
@@ -249,6 +265,7 @@ public actor Coordinator {
         // first message is not welcome).
         session.send(.welcome(welcome))
         sessions[clientID] = session
+        metrics.sessionsOpened.increment()
         outstandingTraining[clientID] = nil
         if firstSessionAt == nil { firstSessionAt = .now }
         await persistHealth([health.connected(clientID, at: elapsed)].compactMap { $0 })
@@ -281,18 +298,33 @@ public actor Coordinator {
 
     // MARK: Tasks
 
-    func allocateTask(for clientID: String, kind: TaskKind, lane: Int, baseVersion: Int64) async -> TaskRecord? {
-        let record = TaskRecord(id: nextTaskID, clientID: clientID, baseVersion: baseVersion, kind: Int(kind.rawValue),
-                                dispatchedAt: Self.now(), lane: lane)
-        nextTaskID += 1
+    struct TaskRequest {
+        var clientID: String
+        var kind: TaskKind
+        var lane: Int
+        var baseVersion: Int64
+    }
+
+    /// Allocates and records the tasks of one dispatch round in one SQLite transaction: every one of them is
+    /// durable before any is sent (so an update for any task an agent received is recognised after a
+    /// restart). Nil (and the coordinator stops) if they cannot be recorded.
+    func allocateTasks(_ requests: [TaskRequest]) async -> [TaskRecord]? {
+        let now = Self.now()
+        var records: [TaskRecord] = []
+        records.reserveCapacity(requests.count)
+        for request in requests {
+            records.append(TaskRecord(id: nextTaskID, clientID: request.clientID, baseVersion: request.baseVersion,
+                                      kind: Int(request.kind.rawValue), dispatchedAt: now, lane: request.lane))
+            nextTaskID += 1
+        }
         do {
-            try await store.recordTask(record)  // durable before it is sent
+            try await store.recordTasks(records)  // durable before any is sent
         } catch {
             fail("cannot record a task: \(error)")
             return nil
         }
-        tasks[record.id] = record
-        return record
+        for record in records { tasks[record.id] = record }
+        return records
     }
 
     func tensors(forLane lane: Int) -> (version: Int64, tensors: [WireTensor]) {
@@ -308,7 +340,10 @@ public actor Coordinator {
     /// Steps whatever the rule has due, then hands out the tasks it asks for.
     func aggregateAndDispatch() async {
         guard stopReason == nil, !draining else { return }
-        enqueue(rule.aggregations(now: Self.now()))
+        let stepStart = ContinuousClock.now
+        let due = rule.aggregations(now: Self.now())
+        if !due.isEmpty { metrics.aggregationStep.recordNanoseconds((ContinuousClock.now - stepStart).nanoseconds) }
+        enqueue(due)
         // Nothing to hand out while every connected client holds a task (the usual state, checked every tick).
         guard sessions.keys.contains(where: { outstandingTraining[$0] == nil }) else { return }
         var connected: [ClientView] = []
@@ -322,31 +357,38 @@ public actor Coordinator {
         let assignments = rule.schedule(idle: idle, connected: connected, now: Self.now())
         // Claimed before any suspension, so a concurrent call cannot hand the same client a second task.
         for assignment in assignments { outstandingTraining[assignment.clientID] = 0 }
-        for assignment in assignments {
-            await dispatchTraining(assignment)
-        }
+        await dispatchTraining(assignments)
     }
 
-    private func dispatchTraining(_ assignment: Assignment) async {
-        guard stopReason == nil, let session = sessions[assignment.clientID] else {
-            rule.clientLeft(assignment.clientID)
-            return
+    /// Hands out one round of training tasks: recorded together in one transaction, then sent.
+    private func dispatchTraining(_ assignments: [Assignment]) async {
+        var planned: [(assignment: Assignment, session: AgentSessionHandle, tensors: [WireTensor])] = []
+        var requests: [TaskRequest] = []
+        for assignment in assignments {
+            guard stopReason == nil, let session = sessions[assignment.clientID] else {
+                rule.clientLeft(assignment.clientID)
+                continue
+            }
+            let (version, tensors) = tensors(forLane: assignment.lane)
+            planned.append((assignment, session, tensors))
+            requests.append(TaskRequest(clientID: session.clientID, kind: .train, lane: assignment.lane, baseVersion: version))
         }
-        let (version, tensors) = tensors(forLane: assignment.lane)
-        guard let record = await allocateTask(for: session.clientID, kind: .train, lane: assignment.lane, baseVersion: version) else { return }
-        guard sessions[session.clientID] === session, stopReason == nil else {
-            tasks[record.id] = nil
-            rule.clientLeft(assignment.clientID)
-            return
-        }
-        outstandingTraining[session.clientID] = record.id
+        guard !requests.isEmpty, let records = await allocateTasks(requests) else { return }
         let training = configuration.training
-        session.send(.task(TrainingTask(
-            taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
-            hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
-                                             epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
-                                             proximalMu: training.proximalMu),
-            parameters: tensors)))
+        for ((assignment, session, tensors), record) in zip(planned, records) {
+            guard sessions[session.clientID] === session, stopReason == nil else {
+                tasks[record.id] = nil
+                rule.clientLeft(assignment.clientID)
+                continue
+            }
+            outstandingTraining[session.clientID] = record.id
+            session.send(.task(TrainingTask(
+                taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
+                hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
+                                                 epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
+                                                 proximalMu: training.proximalMu),
+                parameters: tensors)))
+        }
     }
 
     // MARK: Updates
@@ -354,6 +396,7 @@ public actor Coordinator {
     func handleUpdate(_ update: Update, from session: AgentSessionHandle) async {
         let taskID = Int64(bitPattern: update.taskID)
         let arrival = Self.now()
+        metrics.updatesReceived.increment()
         if inFlight[taskID] != nil {
             // Sent again while folded but not yet committed: the committed ack will follow.
             session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
@@ -409,7 +452,7 @@ public actor Coordinator {
                                                   sampleCount: Int64(update.sampleCount), trainLoss: Double(update.trainLoss),
                                                   receivedAt: arrival, latency: isOutstanding ? arrival - task.dispatchedAt : nil)
                 session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
-                logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "lane": "\(task.lane)",
+                logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "tier": "\(task.lane)",
                                                          "staleness": "\(staleness)", "weight": "\(weight)"])
             }
         }
@@ -450,7 +493,9 @@ public actor Coordinator {
     }
 
     private func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
-        logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "code": "\(code)", "reason": "\(reason)"])
+        logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "tier": "\(tiers.tier(of: session.clientID).map(String.init) ?? "-")",
+                                                    "code": "\(code)", "reason": "\(reason)"])
+        metrics.updatesRefused(code: code.name).increment()
         session.send(.ack(Ack(taskID: update.taskID, status: .refused, modelVersion: UInt64(rule.globalVersion), code: code, reason: reason)))
         do {
             try await store.recordRefusal(taskID: Int64(bitPattern: update.taskID), clientID: session.clientID, code: Int(code.rawValue), reason: reason, now: Self.now())
@@ -510,21 +555,27 @@ public actor Coordinator {
                                          parameters: FloatBlob.encode(outcome.laneParameters),
                                          pushes: outcome.lanePushes,
                                          globalVersion: outcome.globalVersion)
+            let commitStart = ContinuousClock.now
             do {
                 try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows)
+                metrics.commitDuration.recordNanoseconds((ContinuousClock.now - commitStart).nanoseconds)
             } catch {
                 // Fail-stop: nothing of this step was acknowledged as committed, so agents keep and re-send it.
                 fail("cannot commit version \(outcome.globalVersion): \(error)")
                 return
             }
             lastCommitted = (outcome.globalVersion, outcome.globalParameters, elapsed)
+            lastLaneWeights = outcome.laneWeights
+            laneRates[outcome.lane, default: RateWindow()].record(Int64(records.count), at: elapsed)
+            metrics.updatesAccepted.increment(by: records.count)
+            for record in records { metrics.staleness.record(record.staleness) }
             for record in records {
                 inFlight[record.taskID] = nil
                 tasks[record.taskID] = nil
                 sessions[record.clientID]?.send(.ack(Ack(taskID: UInt64(record.taskID), status: .committed, modelVersion: UInt64(outcome.globalVersion))))
             }
-            logger.info("version committed", metadata: ["version": "\(outcome.globalVersion)", "lane": "\(outcome.lane)",
-                                                        "laneVersion": "\(outcome.laneVersion)", "updates": "\(records.count)",
+            logger.info("version committed", metadata: ["version": "\(outcome.globalVersion)", "tier": "\(outcome.lane)",
+                                                        "tierVersion": "\(outcome.laneVersion)", "updates": "\(records.count)",
                                                         "trigger": "\(outcome.trigger)", "meanStaleness": "\(outcome.meanStaleness)"])
             onEvent(.versionCommitted(version: outcome.globalVersion, lane: outcome.lane, updates: records.count, meanStaleness: outcome.meanStaleness))
             if let limit = configuration.stop.maxVersions, outcome.globalVersion >= limit {

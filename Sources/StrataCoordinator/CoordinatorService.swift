@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataStore
@@ -18,7 +19,8 @@ public enum CoordinatorService {
         tuneAllocator()
         let tlsContext = try TLSContext(configuration: configuration.tls, mode: .server)
         let store = try CoordinatorStore(path: configuration.statePath)
-        let coordinator = Coordinator(configuration: configuration, store: store, logger: logger, onEvent: onEvent)
+        let metrics = configuration.metrics == nil ? CoordinatorMetrics.disabled : CoordinatorMetrics.prometheus()
+        let coordinator = Coordinator(configuration: configuration, store: store, logger: logger, metrics: metrics, onEvent: onEvent)
         try await coordinator.restore()
 
         let signals = installSignalHandlers { signal in
@@ -28,11 +30,50 @@ public enum CoordinatorService {
         defer { signals.forEach { $0.cancel() } }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let server = AgentServer(coordinator: coordinator, configuration: configuration, tlsContext: tlsContext, logger: logger)
+        let listening = ListeningCollector(expectAdmin: configuration.admin != nil, expectMetrics: configuration.metrics != nil) {
+            onEvent(.listening($0))
+        }
         do {
-            try await server.run(group: group) { host, port in onEvent(.listening(host: host, port: port)) }
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                if let admin = configuration.admin {
+                    let service = HTTPService(name: "admin", host: admin.host, port: admin.port, tlsContext: tlsContext, logger: logger,
+                                              authorize: { peer in
+                                                  let refusal = AdminRoutes.authorize(peer)
+                                                  if refusal != nil { metrics.handshakeFailures(endpoint: "admin", reason: "wrong-role").increment() }
+                                                  return refusal
+                                              },
+                                              onHandshakeFailure: { error in
+                                                  metrics.handshakeFailures(endpoint: "admin", reason: (error as? TLSError)?.kind.label ?? "connection-closed").increment()
+                                              })
+                    tasks.addTask {
+                        try await service.run(group: group, until: { await coordinator.waitUntilStopped() },
+                                              onListening: { listening.admin(Endpoint(host: $0, port: $1)) }) { request in
+                            await AdminRoutes.handle(request, coordinator: coordinator)
+                        }
+                    }
+                }
+                if let endpoint = configuration.metrics {
+                    let service = HTTPService(name: "metrics", host: endpoint.host, port: endpoint.port, tlsContext: nil, logger: logger)
+                    tasks.addTask {
+                        try await service.run(group: group, until: { await coordinator.waitUntilStopped() },
+                                              onListening: { listening.metrics(Endpoint(host: $0, port: $1)) }) { request in
+                            await MetricsRoutes.handle(request, coordinator: coordinator, metrics: metrics)
+                        }
+                    }
+                }
+                tasks.addTask {
+                    let server = AgentServer(coordinator: coordinator, configuration: configuration, tlsContext: tlsContext, logger: logger)
+                    try await server.run(group: group) { host, port in listening.agents(Endpoint(host: host, port: port)) }
+                }
+                // The first endpoint to fail (a port in use, say) stops the federation; otherwise all end when it stops.
+                do {
+                    while try await tasks.next() != nil {}
+                } catch {
+                    await coordinator.requestStop(.failure, detail: "an endpoint failed: \(error)")
+                    throw error
+                }
+            }
         } catch {
-            await coordinator.requestStop(.failure, detail: "agent server failed: \(error)")
             try? await group.shutdownGracefully()
             throw error
         }
@@ -74,5 +115,35 @@ public enum CoordinatorService {
             source.resume()
             return source
         }
+    }
+}
+
+/// Reports `.listening` once every configured endpoint is bound.
+private final class ListeningCollector: Sendable {
+    private let state: NIOLockedValueBox<(addresses: ListeningAddresses?, agents: Endpoint?, admin: Endpoint?, metrics: Endpoint?)>
+    private let expectAdmin: Bool
+    private let expectMetrics: Bool
+    private let report: @Sendable (ListeningAddresses) -> Void
+
+    init(expectAdmin: Bool, expectMetrics: Bool, report: @escaping @Sendable (ListeningAddresses) -> Void) {
+        self.expectAdmin = expectAdmin
+        self.expectMetrics = expectMetrics
+        self.report = report
+        state = NIOLockedValueBox((nil, nil, nil, nil))
+    }
+
+    func agents(_ endpoint: Endpoint) { update { $0.agents = endpoint } }
+    func admin(_ endpoint: Endpoint) { update { $0.admin = endpoint } }
+    func metrics(_ endpoint: Endpoint) { update { $0.metrics = endpoint } }
+
+    private func update(_ change: (inout (addresses: ListeningAddresses?, agents: Endpoint?, admin: Endpoint?, metrics: Endpoint?)) -> Void) {
+        let complete = state.withLockedValue { s -> ListeningAddresses? in
+            change(&s)
+            guard s.addresses == nil, let agents = s.agents,
+                  !expectAdmin || s.admin != nil, !expectMetrics || s.metrics != nil else { return nil }
+            s.addresses = ListeningAddresses(agents: agents, admin: s.admin, metrics: s.metrics)
+            return s.addresses
+        }
+        if let complete { report(complete) }
     }
 }

@@ -2,13 +2,20 @@ import StrataCore
 
 /// What an operator watching the coordinator is told, besides logs.
 public enum CoordinatorEvent: Sendable {
-    case listening(host: String, port: Int)
+    /// Every endpoint is bound (ports resolved when 0 was asked for).
+    case listening(ListeningAddresses)
     case restored(version: Int64, committedUpdates: Int64)
     case versionCommitted(version: Int64, lane: Int, updates: Int, meanStaleness: Double)
     case tiersChanged([TierMove])
     case healthChanged([HealthTransition])
     case evaluated(EvaluationResult)
     case stopped(CoordinatorSummary)
+}
+
+public struct ListeningAddresses: Sendable, Hashable {
+    public var agents: Endpoint
+    public var admin: Endpoint?
+    public var metrics: Endpoint?
 }
 
 public struct EvaluationResult: Sendable, Hashable, Codable {

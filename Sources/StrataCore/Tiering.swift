@@ -189,6 +189,8 @@ public enum TierMoveReason: String, Sendable, Hashable, Codable {
     case drift
     /// An operator pinned it.
     case pinned
+    /// An operator asked for re-tiering now (`stratactl retier`).
+    case `operator`
 }
 
 public struct TierMove: Sendable, Hashable, Codable {
@@ -332,6 +334,25 @@ public struct TierAssigner: Sendable {
             moves.append(TierMove(clientID: id, from: from, to: to, reason: .drift, latencySeconds: known[id]))
         }
         return moves
+    }
+
+    /// Operator re-tiering: partitions the latencies of every assigned or newly profiled client with the formed
+    /// tier count and moves each unpinned client to its target at once — no hysteresis, no move budget (the
+    /// partition itself keeps every tier at minTierSize or more). Pinned clients stay; drift evidence is cleared.
+    /// Returns the moves (reason .operator); empty if tiers are not formed.
+    public mutating func retier(latencies: [String: Double]) -> [TierMove] {
+        guard isFormed else { return [] }
+        let known = latencies.filter { $0.value.isFinite && $0.value >= 0 }
+        let tiers = TierPlanner.partition(known, tierCount: tierCount, policy: policy)
+        evidence.removeAll()
+        var moves: [TierMove] = []
+        for (target, ids) in tiers.enumerated() {
+            for id in ids where pins[id] == nil && assignment[id] != target {
+                moves.append(TierMove(clientID: id, from: assignment[id], to: target, reason: .operator, latencySeconds: known[id]))
+                assignment[id] = target
+            }
+        }
+        return moves.sorted { $0.clientID < $1.clientID }
     }
 
     /// Pins a client. Once formed the tier is clamped to the slowest tier and an assigned client moves now

@@ -93,6 +93,9 @@ public enum Trainer {
         data.features.withUnsafeBufferPointer { x in
         data.labels.withUnsafeBufferPointer { y in
         start.withUnsafeBufferPointer { x0 in
+            // Raw pointers in locals: the per-batch loops below then vectorise instead of reloading the
+            // buffers' base addresses on every element (pc >= 1: outputCount >= 1).
+            let pp = p.baseAddress!, gp = g.baseAddress!
             for epoch in 0..<config.epochs {
                 var rng = SeededGenerator(seed: deriveSeed(config.seed, UInt64(epoch)))
                 for i in 0..<n { ord[i] = i }
@@ -101,15 +104,16 @@ public enum Trainer {
                 while b < n {
                     let end = min(b + config.batchSize, n)
                     let batch = UnsafeBufferPointer(rebasing: ord[b..<end])
-                    for k in 0..<pc { g[k] = 0 }
+                    gp.update(repeating: 0, count: pc)
                     lossSum += accumulate(spec: spec, params: UnsafeBufferPointer(p), features: x, labels: y,
                                           indices: batch, gradient: g, scratch: s)
                     let scale = 1 / Float(end - b)
                     if mu != 0 {
-                        for k in 0..<pc { p[k] -= lr * (g[k] * scale + mu * (p[k] - x0[k])) }
+                        let x0p = x0.baseAddress!
+                        for k in 0..<pc { pp[k] -= lr * (gp[k] * scale + mu * (pp[k] - x0p[k])) }
                     } else {
-                        let step = lr * scale
-                        for k in 0..<pc { p[k] -= step * g[k] }
+                        // p − step·g, computed as p + (−step)·g: the same value bit for bit.
+                        axpy(pc, -(lr * scale), UnsafePointer(gp), pp)
                     }
                     steps += 1
                     b = end
@@ -118,6 +122,16 @@ public enum Trainer {
         }}}}}}}
         let meanLoss = Float(lossSum / Double(n * config.epochs))
         return TrainingResult(parameters: rowMajor(params, spec: spec), meanLoss: meanLoss, sampleCount: n, steps: steps)
+    }
+
+    /// The order in which `train` visits the samples in epoch `epoch` (a permutation of 0..<count): batches
+    /// are consecutive runs of it. Lets an independent implementation replay the same minibatches.
+    public static func sampleOrder(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        precondition(count >= 0 && epoch >= 0, "count and epoch must be >= 0")
+        var order = Array(0..<count)
+        var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(epoch)))
+        order.withUnsafeMutableBufferPointer { shuffleIndices($0, using: &rng) }
+        return order
     }
 
     /// Mean loss, accuracy (softmax) and mean squared error (linear) over the whole dataset.
@@ -240,15 +254,15 @@ public enum Trainer {
     private static func dot(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
         var acc = SIMD8<Float>()
         var k = 0
-        while k + 8 <= n {
+        while k &+ 8 <= n {
             acc += UnsafeRawPointer(a + k).loadUnaligned(as: SIMD8<Float>.self)
                  * UnsafeRawPointer(b + k).loadUnaligned(as: SIMD8<Float>.self)
-            k += 8
+            k &+= 8
         }
         var s = acc.sum()
         while k < n {
             s += a[k] * b[k]
-            k += 1
+            k &+= 1
         }
         return s
     }
@@ -258,24 +272,74 @@ public enum Trainer {
     private static func axpy(_ n: Int, _ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         let av = SIMD8<Float>(repeating: a)
         var k = 0
-        while k + 8 <= n {
+        while k &+ 8 <= n {
             let xv = UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self)
             let yv = UnsafeRawPointer(y + k).loadUnaligned(as: SIMD8<Float>.self)
             UnsafeMutableRawPointer(y + k).storeBytes(of: yv + av * xv, as: SIMD8<Float>.self)
-            k += 8
+            k &+= 8
         }
         while k < n {
             y[k] += a * x[k]
-            k += 1
+            k &+= 1
         }
     }
 
-    /// z[k] = b[k] + Σ_j x_j · W[j, k], with W stored class-major (row k of W^T is contiguous).
+    /// (Σ x[k]·a[k], Σ x[k]·b[k]) in one pass over x; each sum in exactly `dot`'s order (same results).
+    @inline(__always)
+    private static func dot2(_ n: Int, _ x: UnsafePointer<Float>, _ a: UnsafePointer<Float>,
+                             _ b: UnsafePointer<Float>) -> (Float, Float) {
+        var accA = SIMD8<Float>(), accB = SIMD8<Float>()
+        var k = 0
+        while k &+ 8 <= n {
+            let xv = UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self)
+            accA += xv * UnsafeRawPointer(a + k).loadUnaligned(as: SIMD8<Float>.self)
+            accB += xv * UnsafeRawPointer(b + k).loadUnaligned(as: SIMD8<Float>.self)
+            k &+= 8
+        }
+        var sA = accA.sum(), sB = accB.sum()
+        while k < n {
+            sA += x[k] * a[k]
+            sB += x[k] * b[k]
+            k &+= 1
+        }
+        return (sA, sB)
+    }
+
+    /// ya += a·x and yb += b·x in one pass over x; each element computed exactly as by `axpy`.
+    @inline(__always)
+    private static func axpy2(_ n: Int, _ a: Float, _ b: Float, _ x: UnsafePointer<Float>,
+                              _ ya: UnsafeMutablePointer<Float>, _ yb: UnsafeMutablePointer<Float>) {
+        let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b)
+        var k = 0
+        while k &+ 8 <= n {
+            let xv = UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self)
+            let yav = UnsafeRawPointer(ya + k).loadUnaligned(as: SIMD8<Float>.self)
+            let ybv = UnsafeRawPointer(yb + k).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(ya + k).storeBytes(of: yav + av * xv, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(yb + k).storeBytes(of: ybv + bv * xv, as: SIMD8<Float>.self)
+            k &+= 8
+        }
+        while k < n {
+            ya[k] += a * x[k]
+            yb[k] += b * x[k]
+            k &+= 1
+        }
+    }
+
+    /// z[k] = b[k] + Σ_j x_j · W[j, k], with W stored class-major (row k of W^T is contiguous). Two classes
+    /// per pass over the row, so the row is loaded once for both.
     @inline(__always)
     private static func logits(row: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                                featureCount f: Int, outputCount o: Int, into z: UnsafeMutablePointer<Float>) {
         let bias = w + f * o
-        for k in 0..<o { z[k] = bias[k] + dot(f, row, w + k * f) }
+        var k = 0
+        while k &+ 2 <= o {
+            let (d0, d1) = dot2(f, row, w + k * f, w + (k &+ 1) * f)
+            z[k] = bias[k] + d0
+            z[k &+ 1] = bias[k &+ 1] + d1
+            k &+= 2
+        }
+        if k < o { z[k] = bias[k] + dot(f, row, w + k * f) }
     }
 
     /// Adds the per-sample gradients (unscaled sum, class-major layout) of the given samples into
@@ -309,10 +373,14 @@ public enum Trainer {
                 let inv = 1 / s
                 for k in 0..<o { zp[k] *= inv }      // z now holds p = softmax(z)
                 zp[label] -= 1                        // dL/dz = p − onehot(y)
-                for k in 0..<o {
-                    axpy(f, zp[k], row, gp + k * f)   // dL/dW[:, k] += x · dz_k
-                    gp[bo + k] += zp[k]
+                // dL/dW[:, k] += x · dz_k, two classes per pass over the row; dL/db_k += dz_k
+                var k = 0
+                while k &+ 2 <= o {
+                    axpy2(f, zp[k], zp[k &+ 1], row, gp + k * f, gp + (k &+ 1) * f)
+                    k &+= 2
                 }
+                if k < o { axpy(f, zp[k], row, gp + k * f) }
+                for k in 0..<o { gp[bo + k] += zp[k] }
             }
         case .linearRegression:
             for i in indices {

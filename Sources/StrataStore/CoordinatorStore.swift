@@ -9,7 +9,7 @@ import StrataCore
 /// a crash either all of them exist or none does. That is what makes `committed` acks truthful.
 public final class CoordinatorStore: Sendable {
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     public init(path: String) throws {
         self.path = path
@@ -155,6 +155,23 @@ public final class CoordinatorStore: Sendable {
                 t.column("at", .double).notNull()
             }
         }
+        migrator.registerMigration("v4-admin") { db in
+            try db.alter(table: "clients") { t in
+                t.add(column: "evictedAt", .double)
+                t.add(column: "evictedBy", .text)
+                t.add(column: "evictedReason", .text)
+            }
+            // Every operator action that changes something, with its outcome.
+            try db.create(table: "audit") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .double).notNull()
+                t.column("actor", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("target", .text).notNull()
+                t.column("detail", .text).notNull()
+                t.column("result", .text).notNull()
+            }
+        }
         return migrator
     }
 }
@@ -283,6 +300,10 @@ public struct ClientRecord: Codable, Sendable, FetchableRecord, PersistableRecor
     public var health: String?
     public var healthSince: Double?
     public var healthReason: String?
+    /// Set while the client is evicted (its certificate is refused until re-admitted).
+    public var evictedAt: Double?
+    public var evictedBy: String?
+    public var evictedReason: String?
 }
 
 /// One failure-detector transition as stored.
@@ -395,6 +416,19 @@ public struct RestoredState: Sendable {
     /// 0 if tiers were never formed.
     public var tierCount: Int = 0
     public var clients: [ClientTiering] = []
+    /// Clients evicted by an operator and not re-admitted.
+    public var evicted: [String: StoredEviction] = [:]
+}
+
+public struct StoredEviction: Sendable, Hashable {
+    public var at: Double
+    public var by: String
+    public var reason: String
+    public init(at: Double, by: String, reason: String) {
+        self.at = at
+        self.by = by
+        self.reason = reason
+    }
 }
 
 public struct RestoredLane: Sendable {
@@ -448,7 +482,11 @@ extension CoordinatorStore {
                 state.lanes.append(RestoredLane(version: record.version, parameters: values, pushes: record.pushes))
             }
             state.tierCount = Int(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tierCount'") ?? "0") ?? 0
-            state.clients = try ClientRecord.fetchAll(db).map {
+            let clientRows = try ClientRecord.fetchAll(db)
+            for row in clientRows {
+                if let at = row.evictedAt { state.evicted[row.id] = StoredEviction(at: at, by: row.evictedBy ?? "", reason: row.evictedReason ?? "") }
+            }
+            state.clients = clientRows.map {
                 ClientTiering(clientID: $0.id, tier: $0.tier, pinnedTier: $0.pinnedTier, smoothedLatency: $0.latencySeconds,
                               lastLatency: $0.lastLatencySeconds, samples: Int($0.latencySamples),
                               health: $0.health, healthReason: $0.healthReason)
@@ -460,7 +498,15 @@ extension CoordinatorStore {
     /// Records that a task was handed out. Written before the task is sent, so an update for any task an
     /// agent ever received is recognised after a restart.
     public func recordTask(_ task: TaskRecord) async throws {
-        try await pool.write { db in try task.insert(db) }
+        try await recordTasks([task])
+    }
+
+    /// Records tasks handed out together (one dispatch round) in one transaction: all of them or none.
+    public func recordTasks(_ tasks: [TaskRecord]) async throws {
+        guard !tasks.isEmpty else { return }
+        try await pool.write { db in
+            for task in tasks { try task.insert(db) }
+        }
     }
 
     public func task(id: Int64) async throws -> TaskRecord? {

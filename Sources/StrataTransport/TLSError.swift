@@ -150,3 +150,21 @@ enum OpenSSLErrorQueue {
         return "verification error \(result)"
     }
 }
+
+extension TLSError.Kind {
+    /// A stable, lowercase label for metrics (e.g. `strata_tls_handshake_failures_total{reason="no-certificate"}`).
+    public var label: String {
+        switch self {
+        case .configuration: "configuration"
+        case .handshakeFailed: "handshake-failed"
+        case .handshakeTimeout: "handshake-timeout"
+        case .peerCertificateMissing: "no-certificate"
+        case .peerIdentityInvalid: "invalid-identity"
+        case .uncleanShutdown: "unclean-shutdown"
+        case .closeNotifyTimeout: "close-notify-timeout"
+        case .readFailed: "read-failed"
+        case .writeFailed: "write-failed"
+        case .protocolError: "protocol-error"
+        }
+    }
+}

@@ -21,6 +21,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             to the --state database in one transaction before any agent is told "committed". Restarted on the same \
             --state file, it resumes from the last version, with the same --mode.
 
+            Operators inspect and steer it with stratactl on the admin port (mutual TLS, admin certificates only; \
+            --admin-port, default --port + 1); Prometheus scrapes /metrics, and orchestrators probe /healthz and /readyz, \
+            on --metrics-port (plain HTTP on localhost; default --port + 2). docs/OPERATIONS.md describes both.
+
             Progress goes to stdout, one line per evaluated model version; logs go to stderr. \
             Exit status: 0 finished (target reached, or a limit reached when no target was set); 3 stopped without \
             reaching --target-accuracy; 1 error. SIGINT/SIGTERM drain and exit 0.
@@ -31,6 +35,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup(title: "Network") var network: NetworkOptions
+    @OptionGroup(title: "Admin API and metrics") var endpoints: EndpointOptions
     @OptionGroup(title: "TLS") var tls: TLSOptions
     @OptionGroup(title: "Model and local training") var model: ModelOptions
     @OptionGroup(title: "Aggregation") var aggregation: AggregationOptions
@@ -45,6 +50,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         try network.check()
+        try endpoints.check()
         try model.check()
         try aggregation.check()
         try rounds.check()
@@ -66,6 +72,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.heartbeatInterval = .milliseconds(Int64(network.heartbeatInterval * 1000))
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
         config.drainPolicy = network.drain
+        config.admin = endpoints.admin(agentPort: network.port)
+        config.metrics = endpoints.metrics(agentPort: network.port)
         if network.suspectAfter != nil || network.lostAfter != nil {
             let suspect = network.suspectAfter ?? network.heartbeatInterval * 3
             config.health = HealthPolicy(suspectAfter: suspect, lostAfter: network.lostAfter ?? max(network.idleTimeout, suspect + 1))
@@ -132,10 +140,20 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     static func report(_ event: CoordinatorEvent, readyFile: String?) {
         switch event {
-        case .listening(let host, let port):
-            print("listening on \(host):\(port)")
+        case .listening(let addresses):
+            let agents = addresses.agents
+            print("listening on \(agents.host):\(agents.port)")
+            var lines = "\(agents.host) \(agents.port)\n"
+            if let admin = addresses.admin {
+                print("admin API on \(admin.host):\(admin.port) (mutual TLS, admin certificates)")
+                lines += "admin \(admin.host) \(admin.port)\n"
+            }
+            if let metrics = addresses.metrics {
+                print("metrics on http://\(metrics.host):\(metrics.port)/metrics")
+                lines += "metrics \(metrics.host) \(metrics.port)\n"
+            }
             if let readyFile {
-                try? "\(host) \(port)\n".write(toFile: readyFile, atomically: true, encoding: .utf8)
+                try? lines.write(toFile: readyFile, atomically: true, encoding: .utf8)
             }
         case .restored(let version, let committed):
             print("state: version \(version), \(committed) committed updates")
@@ -165,6 +183,37 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 """)
         }
         fflush(nil)
+    }
+}
+
+struct EndpointOptions: ParsableArguments {
+    @Option(name: .long, help: "Address of the admin API (mutual TLS; admits only admin certificates).")
+    var adminHost: String = "127.0.0.1"
+    @Option(name: .long, help: "Port of the admin API (default: --port + 1, or 0 = a free port when --port is 0).")
+    var adminPort: Int?
+    @Flag(name: .long, help: "Do not serve the admin API.")
+    var noAdmin = false
+    @Option(name: .long, help: "Address of /metrics, /healthz and /readyz (plain HTTP: keep it on localhost or a private network).")
+    var metricsHost: String = "127.0.0.1"
+    @Option(name: .long, help: "Port of /metrics, /healthz and /readyz (default: --port + 2, or 0 = a free port when --port is 0).")
+    var metricsPort: Int?
+    @Flag(name: .long, help: "Do not serve /metrics, /healthz and /readyz.")
+    var noMetrics = false
+
+    func admin(agentPort: Int) -> Endpoint? {
+        noAdmin ? nil : Endpoint(host: adminHost, port: adminPort ?? (agentPort == 0 ? 0 : agentPort + 1))
+    }
+
+    func metrics(agentPort: Int) -> Endpoint? {
+        noMetrics ? nil : Endpoint(host: metricsHost, port: metricsPort ?? (agentPort == 0 ? 0 : agentPort + 2))
+    }
+
+    func check() throws {
+        for (name, port) in [("--admin-port", adminPort), ("--metrics-port", metricsPort)] {
+            if let port, !(0...65535).contains(port) { throw ValidationError("\(name) must be between 0 and 65535") }
+        }
+        if noAdmin, adminPort != nil { throw ValidationError("--no-admin and --admin-port exclude each other") }
+        if noMetrics, metricsPort != nil { throw ValidationError("--no-metrics and --metrics-port exclude each other") }
     }
 }
 
@@ -313,7 +362,7 @@ struct StopOptions: ParsableArguments {
 }
 
 struct OutputOptions: ParsableArguments {
-    @Option(name: .long, help: "Write 'HOST PORT' to this file once listening (for scripts; use with --port 0).")
+    @Option(name: .long, help: "Write 'HOST PORT' (agents), then 'admin HOST PORT' and 'metrics HOST PORT' lines, to this file once every endpoint listens (for scripts; use with --port 0).")
     var readyFile: String?
     @Option(name: .long, help: "Write the final summary as JSON to this file.")
     var summaryFile: String?

@@ -307,3 +307,61 @@ private func ids(_ prefix: String) -> Set<String> { Set((0..<10).map { "\(prefix
         }
     }
 }
+
+@Suite struct OperatorRetierTests {
+    func policy(_ k: Int) -> TieringPolicy {
+        var p = TieringPolicy()
+        p.tierCount = k
+        p.minTierSize = 1
+        p.hysteresisRounds = 3
+        p.maxMovesPerRebalance = 1
+        return p
+    }
+
+    @Test func movesEveryDriftedClientAtOnceIgnoringHysteresisAndBudget() throws {
+        var assigner = TierAssigner(policy: policy(2))
+        _ = try assigner.form(latencies: ["a": 0.1, "b": 0.1, "c": 2, "d": 2])
+        // a and b became slow, c and d fast: rebalance would need 3 agreeing periods and move 1 per period.
+        let drifted = ["a": 3.0, "b": 3.0, "c": 0.1, "d": 0.1]
+        #expect(assigner.rebalance(latencies: drifted).isEmpty)
+        let moves = assigner.retier(latencies: drifted)
+        #expect(moves.map(\.clientID) == ["a", "b", "c", "d"])
+        #expect(moves.allSatisfy { $0.reason == .operator })
+        #expect(assigner.tier(of: "a") == 1 && assigner.tier(of: "c") == 0)
+        #expect(moves.first { $0.clientID == "a" }?.from == 0)
+    }
+
+    @Test func pinnedClientsStayAndNothingMovesWhenTiersAgree() throws {
+        var assigner = TierAssigner(policy: policy(2), pins: ["a": 0])
+        _ = try assigner.form(latencies: ["a": 0.1, "b": 0.1, "c": 2, "d": 2])
+        #expect(assigner.retier(latencies: ["a": 0.1, "b": 0.1, "c": 2, "d": 2]).isEmpty)
+        let moves = assigner.retier(latencies: ["a": 3.0, "b": 0.1, "c": 2, "d": 2])
+        #expect(!moves.contains { $0.clientID == "a" })
+        #expect(assigner.tier(of: "a") == 0)
+    }
+
+    @Test func unformedTiersGiveNoMoves() {
+        var assigner = TierAssigner(policy: policy(2))
+        #expect(assigner.retier(latencies: ["a": 1]).isEmpty)
+    }
+}
+
+@Suite struct RateWindowTests {
+    @Test func ratesOverTheWindowAndForgetsOldSeconds() {
+        var window = RateWindow(windowSeconds: 10)
+        #expect(window.rate(at: 0) == 0)
+        for t in 0..<10 { window.record(5, at: Double(t) + 0.5) }
+        #expect(window.rate(at: 9.9) == 5)
+        // 20 s later nothing is left in the window.
+        #expect(window.rate(at: 29.5) == 0)
+        window.record(30, at: 30)
+        #expect(window.rate(at: 30.2) == 30 / 10)
+    }
+
+    @Test func shortHistoryDividesByItsOwnSpan() {
+        var window = RateWindow(windowSeconds: 60)
+        window.record(4, at: 100)
+        window.record(4, at: 101.5)
+        #expect(window.rate(at: 101.9) == 4)
+    }
+}

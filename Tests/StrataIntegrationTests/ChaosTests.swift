@@ -30,7 +30,7 @@ extension IntegrationSuite {
                 try? FileManager.default.removeItem(atPath: box.file("coordinator.addr"))
                 let process = try box.start(Binaries.path("strata-coordinator"), [
                     "--cert", box.file("pki/coordinator.crt"), "--key", box.file("pki/coordinator.key"), "--ca", box.file("pki/ca.crt"),
-                    "--state", box.file("coordinator.sqlite"), "--port", "\(port)", "--ready-file", box.file("coordinator.addr"),
+                    "--state", box.file("coordinator.sqlite"), "--port", "\(port)", "--ready-file", box.file("coordinator.addr"), "--admin-port", "0", "--metrics-port", "0",
                     "--features", "60", "--classes", "10", "--mode", "strata", "--buffer-size", "3", "--buffer-timeout", "2",
                     "--evaluate-every", "0", "--max-duration", "200",
                 ], log: "coordinator-\(incarnation).log")

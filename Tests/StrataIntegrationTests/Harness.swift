@@ -73,6 +73,22 @@ final class Sandbox: @unchecked Sendable {
         return (process.terminationStatus, (try? String(contentsOfFile: file(log), encoding: .utf8)) ?? "")
     }
 
+    /// Like `run`, with stdout and stderr kept apart (for programs whose stdout is parsed, e.g. JSON).
+    func runSeparately(_ executable: String, _ arguments: [String], timeout: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
+        let name = "run-\(UUID().uuidString.prefix(6))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: path)
+        for stream in ["out", "err"] { _ = FileManager.default.createFile(atPath: file("\(name).\(stream)"), contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: file("\(name).out")))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: file("\(name).err")))
+        try process.run()
+        lock.lock(); processes.append(process); lock.unlock()
+        try waitForExit(process, timeout: timeout)
+        return (process.terminationStatus, read("\(name).out"), read("\(name).err"))
+    }
+
     func read(_ name: String) -> String { (try? String(contentsOfFile: file(name), encoding: .utf8)) ?? "" }
 
     func waitForExit(_ process: Process, timeout: Double) throws {
@@ -117,12 +133,22 @@ final class Sandbox: @unchecked Sendable {
             "--cert", file("pki/coordinator.crt"), "--key", file("pki/coordinator.key"), "--ca", file("pki/ca.crt"),
             "--state", file("coordinator.sqlite"), "--port", "0", "--ready-file", file("coordinator.addr"),
             "--features", "60", "--classes", "10", "--summary-file", file("summary.json"),
+            "--admin-port", "0", "--metrics-port", "0",
         ] + extra, log: "coordinator.log")
         let address = try waitForFile("coordinator.addr", timeout: 30, while: process)
-        guard let port = Int(address.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") else {
+        guard let port = Int(address.split(separator: "\n").first?.split(separator: " ").last ?? "") else {
             throw HarnessError.exited("bad ready file: \(address)")
         }
         return (process, port)
+    }
+
+    /// The admin and metrics ports from the ready file ("admin HOST PORT", "metrics HOST PORT" lines).
+    func endpointPort(_ name: String) throws -> Int {
+        for line in read("coordinator.addr").split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count == 3, fields[0] == name, let port = Int(fields[2]) { return port }
+        }
+        throw HarnessError.exited("no \(name) endpoint in the ready file: \(read("coordinator.addr"))")
     }
 
     func agentArguments(port: Int, id: String, cert: String? = nil, key: String? = nil, database: String, extra: [String] = []) -> [String] {

@@ -116,6 +116,29 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
 @Suite struct CoordinatorStoreTests {
     let spec = ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2)
 
+    @Test func recordsADispatchRoundOfTasksTogether() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        try await store.recordTasks([])
+        let round = (1...5).map { TaskRecord(id: Int64($0), clientID: "c\($0)", baseVersion: 0, kind: 1, dispatchedAt: 2, lane: $0 % 2) }
+        try await store.recordTasks(round)
+        for task in round {
+            let stored = try await store.task(id: task.id)
+            #expect(stored?.clientID == task.clientID)
+            #expect(stored?.lane == task.lane)
+        }
+        // All or none: a round that repeats a task id records nothing.
+        await #expect(throws: (any Error).self) {
+            try await store.recordTasks([TaskRecord(id: 6, clientID: "c6", baseVersion: 0, kind: 1, dispatchedAt: 3),
+                                         TaskRecord(id: 1, clientID: "c1", baseVersion: 0, kind: 1, dispatchedAt: 3)])
+        }
+        #expect(try await store.task(id: 6) == nil)
+        let reopened = try CoordinatorStore(path: dir.file("c.sqlite"))
+        let restored = try await reopened.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 4)
+        #expect(restored.nextTaskID == 6)
+    }
+
     @Test func initializesThenRestoresTheLatestVersion() async throws {
         let dir = TempDir()
         let store = try CoordinatorStore(path: dir.file("c.sqlite"))
@@ -175,5 +198,40 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
         try await reopened.acknowledge(taskID: 3, status: "committed", modelVersion: 2, now: 2)
         #expect(try await reopened.pending().map(\.taskID) == [4])
         #expect(try await reopened.committedTasks().map(\.taskID) == [3])
+    }
+}
+
+@Suite struct AdminStoreTests {
+    let spec = ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2)
+
+    @Test func evictionsSurviveARestartAndAdmissionClearsThemWithAuditRows() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        try await store.recordSession(clientID: "a", agentVersion: "t", trainSamples: 5, evalSamples: 1, now: 1)
+        try await store.recordEviction(clientID: "a", eviction: StoredEviction(at: 5, by: "ops", reason: "bad data"),
+                                       audit: AuditRecord(at: 5, actor: "ops", action: "evict", target: "a", detail: "bad data", result: "ok"))
+        let restored = try await CoordinatorStore(path: dir.file("c.sqlite")).restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 6)
+        #expect(restored.evicted == ["a": StoredEviction(at: 5, by: "ops", reason: "bad data")])
+
+        try await store.recordEviction(clientID: "a", eviction: nil,
+                                       audit: AuditRecord(at: 7, actor: "ops", action: "admit", target: "a", detail: "", result: "ok"))
+        let again = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 8)
+        #expect(again.evicted.isEmpty)
+        let log = try await store.auditLog(limit: 10)
+        #expect(log.map(\.action) == ["admit", "evict"])
+        #expect(log.allSatisfy { $0.actor == "ops" && $0.id != nil })
+    }
+
+    @Test func accuracyPerVersionIsSampleWeighted() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        try await store.recordEvaluation(EvaluationRecord(taskID: 1, clientID: "a", modelVersion: 0, sampleCount: 30, loss: 1, accuracy: 0.5, at: 2))
+        try await store.recordEvaluation(EvaluationRecord(taskID: 2, clientID: "b", modelVersion: 0, sampleCount: 10, loss: 1, accuracy: 0.9, at: 2))
+        let accuracies = try await store.accuracies(versions: [0, 1])
+        #expect(accuracies.count == 1)
+        #expect(abs((accuracies[0]?.accuracy ?? 0) - 0.6) < 1e-12)
+        #expect(accuracies[0]?.clients == 2)
     }
 }

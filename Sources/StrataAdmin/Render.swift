@@ -1,0 +1,156 @@
+import Foundation
+import StrataWire
+
+/// The human views of the admin API's answers (what `stratactl` prints without --json).
+public enum Render {
+    public static func status(_ s: StatusReport, now: Double = Date().timeIntervalSince1970) -> String {
+        var accuracy = Display.number(s.latestAccuracy)
+        if let v = s.latestEvaluatedVersion { accuracy += " (version \(v))" }
+        if let best = s.bestAccuracy { accuracy += ", best \(Display.number(best))" }
+        if let target = s.targetAccuracy { accuracy += ", target \(Display.number(target))" }
+        let states = ["healthy", "suspect", "lost", "evicted", "unknown"].compactMap { state in
+            s.clientsByHealth[state].map { "\(state) \($0)" }
+        }
+        var text = """
+            mode            \(s.mode)
+            global version  \(s.globalVersion)
+            accuracy        \(accuracy)
+            state           \(s.ready ? "ready" : "not ready")\(s.draining ? ", draining" : ""), up \(Display.duration(s.uptimeSeconds))
+            updates         \(s.updatesAccepted) accepted, \(s.updatesRefused) refused
+            clients         \(s.connectedClients) connected; \(states.isEmpty ? "none known" : states.joined(separator: ", "))
+
+            """
+        text += s.tiers.isEmpty ? "tiers           not formed yet\n" : "\n" + tierTable(s.tiers, members: false)
+        return text
+    }
+
+    public static func tiers(_ report: TiersReport) -> String {
+        var text = report.formed || !report.tiers.isEmpty ? tierTable(report.tiers, members: true) : "tiers are not formed yet (agents are being profiled)\n"
+        if !report.unassigned.isEmpty { text += "\nnot in a tier yet: \(report.unassigned.joined(separator: ", "))\n" }
+        return text
+    }
+
+    static func tierTable(_ tiers: [TierReport], members: Bool) -> String {
+        var table = Table(members ? ["TIER", "SIZE", "LATENCY", "VERSION", "UPDATES/S", "WEIGHT", "MEMBERS"]
+                                  : ["TIER", "SIZE", "LATENCY", "VERSION", "UPDATES/S", "WEIGHT"])
+        for t in tiers {
+            var row = [String(t.tier), String(t.members.count), band(t.latencyMin, t.latencyMax), String(t.version),
+                       Display.number(t.updateRate, digits: 1), Display.number(t.weight, digits: 3)]
+            if members { row.append(t.members.joined(separator: ",")) }
+            table.add(row)
+        }
+        return table.render()
+    }
+
+    static func band(_ low: Double?, _ high: Double?) -> String {
+        guard let low, let high else { return "-" }
+        return low == high ? Display.duration(low) : "\(Display.duration(low))-\(Display.duration(high))"
+    }
+
+    public static func clients(_ clients: [ClientSummary]) -> String {
+        guard !clients.isEmpty else { return "no clients match\n" }
+        var table = Table(["CLIENT", "STATE", "CONNECTED", "TIER", "LATENCY", "ACCEPTED", "REFUSED", "LAST ERROR"])
+        for c in clients {
+            table.add([c.id, c.health, c.connected ? "yes" : "no", tier(c.tier, pinned: c.pinnedTier), Display.duration(c.latencySeconds),
+                       String(c.updatesAccepted), String(c.updatesRefused), truncate(c.lastError ?? "-", 60)])
+        }
+        return table.render()
+    }
+
+    static func tier(_ tier: Int?, pinned: Int?) -> String {
+        let base = tier.map(String.init) ?? "-"
+        return pinned != nil ? base + " (pinned)" : base
+    }
+
+    public static func client(_ d: ClientDetail, now: Double = Date().timeIntervalSince1970) -> String {
+        let c = d.client
+        var text = """
+            client          \(c.id)
+            state           \(c.health)\(c.healthReason.map { " (\($0))" } ?? "")\(c.healthSince.map { ", since \(Display.age($0, now: now))" } ?? "")
+            connected       \(c.connected ? "yes" : "no"), \(c.sessions) session(s), the latest started \(Display.age(c.lastSeen, now: now))
+            tier            \(tier(c.tier, pinned: c.pinnedTier))
+            latency         \(Display.duration(c.latencySeconds)) smoothed, \(Display.duration(c.lastLatencySeconds)) last, \(c.latencySamples) samples
+            updates         \(c.updatesAccepted) accepted, \(c.updatesRefused) refused
+            agent           \(c.agentVersion.isEmpty ? "-" : c.agentVersion), \(c.trainSamples) training rows
+            last error      \(c.lastError ?? "-")
+
+            """
+        if let e = c.eviction {
+            text += "evicted         by \(e.by) \(Display.age(e.at, now: now)): \(e.reason)\n"
+        }
+        text += "\nLatency history (committed updates, newest first)\n"
+        if d.updates.isEmpty { text += "  none\n" } else {
+            var table = Table(["TASK", "VERSION", "TIER", "LATENCY", "STALENESS", "WEIGHT", "SAMPLES", "RECEIVED"])
+            for u in d.updates {
+                table.add([String(u.taskID), String(u.version), String(u.tier), Display.duration(u.latencySeconds), String(u.staleness),
+                           Display.number(u.weight, digits: 3), String(u.sampleCount), Display.age(u.receivedAt, now: now)])
+            }
+            text += table.render()
+        }
+        text += "\nRefused updates\n"
+        if d.refusals.isEmpty { text += "  none\n" } else {
+            var table = Table(["TASK", "CODE", "WHEN", "REASON"])
+            for r in d.refusals { table.add([String(r.taskID), r.code, Display.age(r.at, now: now), r.reason]) }
+            text += table.render()
+        }
+        text += "\nTier moves\n"
+        if d.tierMoves.isEmpty { text += "  none\n" } else {
+            var table = Table(["FROM", "TO", "REASON", "LATENCY", "WHEN"])
+            for m in d.tierMoves {
+                table.add([Display.optional(m.from), String(m.to), m.reason, Display.duration(m.latencySeconds), Display.age(m.at, now: now)])
+            }
+            text += table.render()
+        }
+        text += "\nHealth transitions\n"
+        if d.healthEvents.isEmpty { text += "  none\n" } else {
+            var table = Table(["FROM", "TO", "WHEN", "REASON"])
+            for e in d.healthEvents { table.add([e.from ?? "-", e.to, Display.age(e.at, now: now), e.reason]) }
+            text += table.render()
+        }
+        return text
+    }
+
+    public static func models(_ report: ModelsReport, now: Double = Date().timeIntervalSince1970) -> String {
+        var table = Table(["VERSION", "CREATED", "TRIGGER", "TIER", "UPDATES", "STALENESS", "ACCURACY", "TIER VERSIONS", "TIER WEIGHTS"])
+        for m in report.global {
+            table.add([String(m.version), Display.age(m.createdAt, now: now), m.trigger, Display.optional(m.tier), String(m.updateCount),
+                       Display.number(m.meanStaleness, digits: 2), Display.number(m.accuracy),
+                       m.tierVersions.isEmpty ? "-" : m.tierVersions.map(String.init).joined(separator: ","),
+                       m.tierWeights.isEmpty ? "-" : m.tierWeights.map { Display.number($0, digits: 3) }.joined(separator: ",")])
+        }
+        var text = "Global models\n" + table.render()
+        if !report.tiers.isEmpty {
+            var tiers = Table(["TIER", "VERSION", "GLOBAL VERSION", "CREATED"])
+            for t in report.tiers { tiers.add([String(t.tier), String(t.version), String(t.globalVersion), Display.age(t.createdAt, now: now)]) }
+            text += "\nTier models\n" + tiers.render()
+        }
+        return text
+    }
+
+    public static func action(_ result: ActionResult) -> String {
+        var text = "\(result.action) \(result.target): \(result.message)\n"
+        for move in result.moves {
+            text += "  \(move.client): tier \(move.from.map(String.init) ?? "-") -> \(move.to)\n"
+        }
+        return text
+    }
+
+    public static func audit(_ entries: [AuditEntry], now: Double = Date().timeIntervalSince1970) -> String {
+        guard !entries.isEmpty else { return "no admin actions recorded\n" }
+        var table = Table(["ID", "WHEN", "ACTOR", "ACTION", "TARGET", "RESULT", "DETAIL"])
+        for e in entries {
+            table.add([String(e.id), Display.age(e.at, now: now), e.actor, e.action, e.target, e.result, e.detail.isEmpty ? "-" : e.detail])
+        }
+        return table.render()
+    }
+
+    public static func watch(_ status: StatusReport, clients: [ClientSummary], interval: Double, now: Double = Date().timeIntervalSince1970) -> String {
+        let clock = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: now))
+        return "stratactl watch · every \(Display.number(interval, digits: 1))s · \(clock) · Ctrl-C to stop\n\n"
+            + Render.status(status, now: now) + "\n" + Render.clients(clients)
+    }
+
+    static func truncate(_ text: String, _ limit: Int) -> String {
+        text.count <= limit ? text : String(text.prefix(limit - 1)) + "…"
+    }
+}
