@@ -190,8 +190,10 @@ final class CoordinatorProcess {
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
+            // First line: "HOST PORT" of the agents' port (admin and metrics lines may follow).
             if let text = try? String(contentsOfFile: workDir + "/ready", encoding: .utf8),
-               let port = text.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+               let first = text.split(separator: "\n").first,
+               let port = first.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
                 self.port = port
                 return
             }
