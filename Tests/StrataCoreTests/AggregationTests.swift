@@ -66,6 +66,23 @@ import Testing
         #expect(UpdateValidation.l2Norm([]) == 0)
     }
 
+    @Test func longVectorsFindTheFirstBadIndexAndTheNormInEveryLane() throws {
+        // 1003 values: the unrolled part (8 per step) and the tail both count.
+        var ones = [Float](repeating: 1, count: 1003)
+        #expect(abs(UpdateValidation.l2Norm(ones) - Float(1003).squareRoot()) < 1e-4)
+        for bad in [13, 1000, 1002] {
+            var v = ones
+            v[bad] = .nan
+            v[min(bad + 1, 1002)] = .infinity
+            #expect(throws: StrataCoreError.nonFinite(index: bad)) { try UpdateValidation.validate(delta: v, expectedCount: 1003, maxNorm: nil) }
+        }
+        // The largest finite floats are finite: squares accumulate in Double without overflow.
+        ones[7] = .greatestFiniteMagnitude
+        ones[8] = -.greatestFiniteMagnitude
+        try UpdateValidation.validate(delta: ones, expectedCount: 1003, maxNorm: nil)
+        #expect(throws: StrataCoreError.self) { try UpdateValidation.validate(delta: ones, expectedCount: 1003, maxNorm: 1e30) }
+    }
+
     @Test func reportsShapeThenNonFiniteIndexThenNorm() {
         #expect(throws: StrataCoreError.shapeMismatch(expected: 3, actual: 2)) {
             try UpdateValidation.validate(delta: [1, .nan], expectedCount: 3, maxNorm: nil)
