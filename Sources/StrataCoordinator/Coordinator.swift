@@ -552,7 +552,7 @@ public actor Coordinator {
                 trigger: outcome.trigger, lane: outcome.lane,
                 laneVersions: Self.json(outcome.combinedLaneVersions.map { Double($0) }), laneWeights: Self.json(outcome.laneWeights))
             let lane = LaneVersionRecord(lane: outcome.lane, version: outcome.laneVersion, createdAt: now,
-                                         parameters: FloatBlob.encode(outcome.laneParameters),
+                                         parameters: outcome.laneParameters == outcome.globalParameters ? Data() : FloatBlob.encode(outcome.laneParameters),
                                          pushes: outcome.lanePushes,
                                          globalVersion: outcome.globalVersion)
             let commitStart = ContinuousClock.now

@@ -329,6 +329,8 @@ public struct LaneVersionRecord: Codable, Sendable, FetchableRecord, Persistable
     public var lane: Int
     public var version: Int64
     public var createdAt: Double
+    /// The tier model; empty when it equals the global model of `globalVersion` (untiered modes, and a tier
+    /// rebased on the global model it just produced), which is then stored once, in `modelVersions`.
     public var parameters: Data
     public var pushes: Int64
     public var globalVersion: Int64
@@ -472,7 +474,11 @@ extension CoordinatorStore {
                 ORDER BY l.lane
                 """)
             for record in latestLanes {
-                guard let values = FloatBlob.decode(record.parameters), values.count == spec.parameterCount else {
+                // An empty blob: the tier model equals the global model its step produced (stored once, there).
+                let blob = record.parameters.isEmpty
+                    ? try ModelVersionRecord.fetchOne(db, key: record.globalVersion)?.parameters ?? Data()
+                    : record.parameters
+                guard let values = FloatBlob.decode(blob), values.count == spec.parameterCount else {
                     throw StoreError.corruptParameters(version: record.version)
                 }
                 // Lanes are dense from 0; a lane that never stepped starts from the global model.

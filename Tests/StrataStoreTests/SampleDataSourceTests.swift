@@ -235,3 +235,25 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
         #expect(accuracies[0]?.clients == 2)
     }
 }
+
+@Suite struct LaneRestoreTests {
+    let spec = ModelSpec(kind: .softmaxRegression, featureCount: 1, outputCount: 2)
+
+    @Test func tierModelsRestoreFromTheirOwnBlobOrFromTheGlobalVersionTheyEqual() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 1)
+        let global1: [Float] = [1, 1, 1, 1], tier0: [Float] = [5, 6, 7, 8], global2: [Float] = [2, 3, 4, 5]
+        try await store.commitAggregation(
+            ModelVersionRecord(version: 1, createdAt: 2, parameters: FloatBlob.encode(global1), updateCount: 0, totalWeight: 0, meanStaleness: 0, trigger: "buffer", lane: 0),
+            lane: LaneVersionRecord(lane: 0, version: 1, createdAt: 2, parameters: FloatBlob.encode(tier0), pushes: 1, globalVersion: 1), updates: [])
+        // Tier 1's model equals global version 2: stored once, in modelVersions.
+        try await store.commitAggregation(
+            ModelVersionRecord(version: 2, createdAt: 3, parameters: FloatBlob.encode(global2), updateCount: 0, totalWeight: 0, meanStaleness: 0, trigger: "buffer", lane: 1),
+            lane: LaneVersionRecord(lane: 1, version: 1, createdAt: 3, parameters: Data(), pushes: 1, globalVersion: 2), updates: [])
+        let restored = try await CoordinatorStore(path: dir.file("c.sqlite")).restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 4)
+        #expect(restored.version == 2 && restored.parameters == global2)
+        #expect(restored.lanes.map(\.parameters) == [tier0, global2])
+        #expect(restored.lanes.map(\.version) == [1, 1])
+    }
+}
