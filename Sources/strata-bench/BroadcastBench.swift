@@ -38,13 +38,8 @@ struct BroadcastBench: Benchmark {
 
         let template = UpdateTemplate(parameterCount: shape.count, tensorShapes: shape.tensors)
         let stats = SimStats()
-        var sims: [SimAgent] = []
-        for index in 0..<sessions {
-            let tls = try TLSContext(configuration: pki.agentTLS(index), mode: .client)
-            let sim = SimAgent(index: index, stats: stats, policy: .hold, template: template, featureCount: shape.features)
-            try await sim.connect(group: group, tls: tls, host: coordinator.host, port: coordinator.port)
-            sims.append(sim)
-        }
+        let sims = try await SimAgent.connectAll(sessions, policy: .hold, stats: stats, template: template, featureCount: shape.features,
+                                                 pki: pki, group: group, coordinator: coordinator)
         defer { sims.forEach { $0.close() } }
         // Every agent receives a training task (the model) as it joins; wait until all hold one.
         guard await waitFor("\(sessions) sessions holding a task", timeout: 300, { sims.allSatisfy(\.hasHeldTask) }) else {

@@ -47,13 +47,8 @@ struct IngestBench: Benchmark {
 
         let template = UpdateTemplate(parameterCount: shape.count, tensorShapes: shape.tensors)
         let stats = SimStats()
-        var sims: [SimAgent] = []
-        for index in 0..<agents {
-            let tls = try TLSContext(configuration: pki.agentTLS(index), mode: .client)
-            let sim = SimAgent(index: index, stats: stats, policy: .answer, template: template, featureCount: shape.features)
-            try await sim.connect(group: group, tls: tls, host: coordinator.host, port: coordinator.port)
-            sims.append(sim)
-        }
+        let sims = try await SimAgent.connectAll(agents, policy: .answer, stats: stats, template: template, featureCount: shape.features,
+                                                 pki: pki, group: group, coordinator: coordinator)
         defer { sims.forEach { $0.close() } }
         progress("ingest: \(agents) agents connected to coordinator pid \(coordinator.pid), \(shape.count) parameters, update frame \(template.frameBytes) bytes, K = \(k)")
 

@@ -398,6 +398,19 @@ final class SimAgent: Sendable {
 
     var hasHeldTask: Bool { heldTask.withLockedValue { $0 != nil } }
 
+    /// Connects agents 0..<count one after another (each with its own certificate from `pki`).
+    static func connectAll(_ count: Int, policy: SimTaskPolicy, stats: SimStats, template: UpdateTemplate, featureCount: Int,
+                           pki: BenchPKI, group: any EventLoopGroup, coordinator: CoordinatorProcess) async throws -> [SimAgent] {
+        var sims: [SimAgent] = []
+        for index in 0..<count {
+            let tls = try TLSContext(configuration: pki.agentTLS(index), mode: .client)
+            let sim = SimAgent(index: index, stats: stats, policy: policy, template: template, featureCount: featureCount)
+            try await sim.connect(group: group, tls: tls, host: coordinator.host, port: coordinator.port)
+            sims.append(sim)
+        }
+        return sims
+    }
+
     func close() {
         channel.withLockedValue { $0 }?.close(promise: nil)
     }
