@@ -226,6 +226,28 @@ extension IntegrationSuite {
             #expect(asAdmin.status != 0)
             #expect(asAdmin.output.contains("admits agent certificates"), "\(asAdmin.output)")
 
+            // Malformed requests with an admin certificate: typed JSON errors, nothing changes.
+            func rawAdmin(_ request: String) throws -> String {
+                let file = box.file("request-\(UUID().uuidString.prefix(6)).txt")
+                try request.write(toFile: file, atomically: true, encoding: .utf8)
+                return try box.run("/usr/bin/env", ["bash", "-c",
+                    "openssl s_client -quiet -ign_eof -connect 127.0.0.1:\(admin) -tls1_3 -CAfile \(box.file("pki/ca.crt")) "
+                    + "-cert \(box.file("pki/admins/operator.crt")) -key \(box.file("pki/admins/operator.key")) -servername localhost < \(file) 2>/dev/null"]).output
+            }
+            func post(_ path: String, _ body: String) -> String {
+                "POST \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            let badJSON = try rawAdmin(post("/v1/clients/agent-01/pin", "{not json"))
+            #expect(badJSON.hasPrefix("HTTP/1.1 400") && badJSON.contains("\"error\":\"bad-request\""), "\(badJSON)")
+            let oversized = try rawAdmin(post("/v1/clients/agent-01/evict", "{\"reason\":\"" + String(repeating: "x", count: 70_000) + "\"}"))
+            #expect(oversized.hasPrefix("HTTP/1.1 413"), "\(oversized.prefix(300))")
+            let badVersion = try rawAdmin("GET /v1/models/abc HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(badVersion.hasPrefix("HTTP/1.1 400") && badVersion.contains("must be an integer"), "\(badVersion)")
+            let unknown = try rawAdmin("GET /v2/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(unknown.hasPrefix("HTTP/1.1 404") && unknown.contains("\"error\":\"not-found\""), "\(unknown)")
+            let db = try DatabaseQueue(path: box.file("coordinator.sqlite"))
+            #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM clients WHERE pinnedTier IS NOT NULL OR evictedAt IS NOT NULL") } == 0)
+
             // Each refusal is counted by endpoint and reason.
             let text = try httpGet(port: metrics, path: "/metrics").body
             let samples = try PrometheusText.parse(text)
