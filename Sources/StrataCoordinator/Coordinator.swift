@@ -464,7 +464,9 @@ public actor Coordinator {
         checkDeadline()
     }
 
-    private func validate(_ update: Update, task: TaskRecord) -> Result<[Float], ErrorMessage> {
+    /// The update's delta, checked (shapes, count, finiteness, norm) and still where it was received: the
+    /// rule folds it from the frame's tensors without a copy.
+    private func validate(_ update: Update, task: TaskRecord) -> Result<TensorValues, ErrorMessage> {
         let spec = configuration.model
         guard update.baseVersion == UInt64(task.baseVersion) else {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "base version \(update.baseVersion) does not match task \(task.id)'s version \(task.baseVersion)"))
@@ -472,9 +474,9 @@ public actor Coordinator {
         guard update.sampleCount > 0 else {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "sample count is 0"))
         }
-        let delta: [Float]
+        let delta: TensorValues
         do {
-            delta = try ModelTensors.decode(update.delta, spec: spec)
+            delta = try ModelTensors.values(update.delta, spec: spec)
         } catch {
             return .failure(ErrorMessage(code: .shapeMismatch, message: "\(error)"))
         }

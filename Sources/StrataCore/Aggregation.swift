@@ -23,15 +23,25 @@ public struct WeightedAccumulator: Sendable {
 
     /// Throws `shapeMismatch` (element counts) or `invalidArgument` for a weight that is not finite and > 0.
     public mutating func add(_ delta: [Float], weight: Float) throws {
+        try fold(delta, weight: weight)
+    }
+
+    /// Folds a delta where it lies (e.g. the tensors of a received frame, any alignment), without
+    /// materialising an array: sum[i] += weight · delta[i] in index order, the same result as the array
+    /// form. Throws `shapeMismatch` (element counts) or `invalidArgument` for a weight that is not finite and > 0.
+    public mutating func add(_ delta: some Float32Segments, weight: Float) throws {
+        try fold(delta, weight: weight)
+    }
+
+    private mutating func fold(_ delta: some Float32Segments, weight: Float) throws {
         guard delta.count == sum.count else {
             throw StrataCoreError.shapeMismatch(expected: sum.count, actual: delta.count)
         }
         try Self.checkWeight(weight)
-        let n = sum.count
-        sum.withUnsafeMutableBufferPointer { acc in
-            delta.withUnsafeBufferPointer { x in
-                guard let a = acc.baseAddress, let d = x.baseAddress else { return }
-                for i in 0..<n { a[i] += weight * d[i] }
+        if !sum.isEmpty {
+            sum.withUnsafeMutableBufferPointer { acc in
+                let a = acc.baseAddress!
+                delta.forEachRun { first, p, n in Float32LE.axpy(a + first, p, count: n, weight: weight) }
             }
         }
         totalWeight += Double(weight)
@@ -49,13 +59,7 @@ public struct WeightedAccumulator: Sendable {
         try Self.checkWeight(weight)
         if n > 0 {
             let src = bytes.baseAddress!
-            sum.withUnsafeMutableBufferPointer { acc in
-                let a = acc.baseAddress!
-                for i in 0..<n {
-                    let bits = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
-                    a[i] += weight * Float(bitPattern: bits)
-                }
-            }
+            sum.withUnsafeMutableBufferPointer { acc in Float32LE.axpy(acc.baseAddress!, src, count: n, weight: weight) }
         }
         totalWeight += Double(weight)
         count += 1
@@ -80,14 +84,26 @@ public enum UpdateValidation {
     /// (`shapeMismatch`), every element finite (`nonFinite(index:)` of the first bad one), and, when
     /// `maxNorm` is given, ‖delta‖₂ ≤ maxNorm (`invalidArgument("norm ... exceeds bound ...")`).
     public static func validate(delta: [Float], expectedCount: Int, maxNorm: Float?) throws {
+        try check(delta, expectedCount: expectedCount, maxNorm: maxNorm)
+    }
+
+    /// The same checks on a delta read where it lies (e.g. the tensors of a received frame): the same
+    /// errors and the same first bad index as for the same values in an array; the norm may differ from
+    /// the array's in the last bits only (each segment's values are dealt to the eight partial sums from
+    /// the segment's own start).
+    public static func validate(delta: some Float32Segments, expectedCount: Int, maxNorm: Float?) throws {
+        try check(delta, expectedCount: expectedCount, maxNorm: maxNorm)
+    }
+
+    private static func check(_ delta: some Float32Segments, expectedCount: Int, maxNorm: Float?) throws {
         guard delta.count == expectedCount else {
             throw StrataCoreError.shapeMismatch(expected: expectedCount, actual: delta.count)
         }
         // One pass: the sum of squares is finite exactly when every element is (a Float squared in Double
         // cannot overflow, and 2^31 of them cannot either); only a bad update pays for locating the culprit.
-        let sumOfSquares = Self.sumOfSquares(delta)
+        let sumOfSquares = SquareSums.of(delta)
         guard sumOfSquares.isFinite else {
-            throw StrataCoreError.nonFinite(index: delta.firstIndex(where: { !$0.isFinite }) ?? 0)
+            throw StrataCoreError.nonFinite(index: delta.firstNonFiniteIndex() ?? 0)
         }
         if let bound = maxNorm {
             guard bound.isFinite, bound >= 0 else {
@@ -108,24 +124,7 @@ public enum UpdateValidation {
     /// Σ x², accumulated in Double over eight independent partial sums, so the pass runs at memory speed
     /// instead of waiting on one chain of dependent additions (1M floats: ~1.2 ms before, a sequential sum).
     static func sumOfSquares(_ v: [Float]) -> Double {
-        v.withUnsafeBufferPointer { p -> Double in
-            let n = p.count
-            var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0
-            var i = 0
-            while i &+ 8 <= n {
-                let a0 = Double(p[i]), a1 = Double(p[i &+ 1]), a2 = Double(p[i &+ 2]), a3 = Double(p[i &+ 3])
-                let a4 = Double(p[i &+ 4]), a5 = Double(p[i &+ 5]), a6 = Double(p[i &+ 6]), a7 = Double(p[i &+ 7])
-                s0 += a0 * a0; s1 += a1 * a1; s2 += a2 * a2; s3 += a3 * a3
-                s4 += a4 * a4; s5 += a5 * a5; s6 += a6 * a6; s7 += a7 * a7
-                i &+= 8
-            }
-            while i < n {
-                let a = Double(p[i])
-                s0 += a * a
-                i &+= 1
-            }
-            return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-        }
+        SquareSums.of(v)
     }
 }
 

@@ -51,6 +51,14 @@ public enum ModelTensors {
         }
     }
 
+    /// The flat values of tensors whose shapes were validated, read where they lie (the tensors' buffers,
+    /// e.g. slices of a received frame, at any alignment): nothing is copied. Validation and the fold
+    /// read them through `Float32Segments`.
+    public static func values(_ tensors: [WireTensor], spec: ModelSpec) throws(ShapeError) -> TensorValues {
+        try validateShapes(tensors, spec: spec)
+        return TensorValues(tensors)
+    }
+
     /// Flat parameters from tensors whose shapes were validated.
     public static func decode(_ tensors: [WireTensor], spec: ModelSpec) throws(ShapeError) -> [Float] {
         try validateShapes(tensors, spec: spec)
@@ -64,6 +72,33 @@ public enum ModelTensors {
                 offset += tensor.elementCount * 4
             }
             initialized = total
+        }
+    }
+}
+
+/// Tensors' Float32 little-endian values as one flat vector, one segment per tensor, read in place. Holds
+/// the tensors (so their buffers stay alive while it exists); each segment's pointer is valid only inside
+/// `forEachSegment`.
+public struct TensorValues: Float32Segments {
+    public let tensors: [WireTensor]
+    public let count: Int
+
+    /// Every tensor's buffer must hold at least its `elementCount · 4` bytes (the decoder guarantees it).
+    public init(_ tensors: [WireTensor]) {
+        for tensor in tensors {
+            precondition(tensor.bytes.readableBytes >= tensor.elementCount * 4,
+                         "tensor '\(tensor.name)' holds \(tensor.bytes.readableBytes) bytes for \(tensor.elementCount) values")
+        }
+        self.tensors = tensors
+        count = tensors.reduce(0) { $0 + $1.elementCount }
+    }
+
+    public func forEachSegment(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        for tensor in tensors {
+            let byteCount = tensor.elementCount * 4
+            try tensor.bytes.withUnsafeReadableBytes { raw in
+                try body(UnsafeRawBufferPointer(rebasing: raw[..<byteCount]))
+            }
         }
     }
 }

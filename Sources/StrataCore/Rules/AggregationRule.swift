@@ -160,9 +160,10 @@ public struct RuleUpdate: Sendable {
     /// That lane's version the task was based on.
     public var baseVersion: Int64
     public var sampleCount: Int64
-    /// x_local − x_base.
-    public var delta: [Float]
-    public init(taskID: Int64, clientID: String, lane: Int, baseVersion: Int64, sampleCount: Int64, delta: [Float]) {
+    /// x_local − x_base: an array, or the values where they were received (the coordinator passes the
+    /// update frame's tensors, validated, so the fold reads them without an intermediate copy).
+    public var delta: any Float32Segments
+    public init(taskID: Int64, clientID: String, lane: Int, baseVersion: Int64, sampleCount: Int64, delta: any Float32Segments) {
         self.taskID = taskID
         self.clientID = clientID
         self.lane = lane

@@ -230,7 +230,7 @@ public struct LaneSet: Sendable {
         }
         let before = lanes[update.lane].parameters
         var clientModel = base ?? before
-        for i in clientModel.indices { clientModel[i] += update.delta[i] }
+        clientModel.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
         AggregationStep.mix(model: &lanes[update.lane].parameters, clientModel: clientModel, alpha: alpha,
                             staleness: Int(sigma), function: function)
         lanes[update.lane].version += 1
