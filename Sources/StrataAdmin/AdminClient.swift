@@ -69,8 +69,10 @@ public final class AdminClient: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
-    deinit {
-        group.shutdownGracefully { _ in }
+    /// Stops the client's event loop; call before the process exits. (An event loop still closing a TLS
+    /// connection while exit() runs OpenSSL's atexit cleanup crashed stratactl with a double free.)
+    public func shutdown() async {
+        try? await group.shutdownGracefully()
     }
 
     public func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T {

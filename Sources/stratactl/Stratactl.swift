@@ -73,7 +73,13 @@ extension AdminCommand {
     func run() async throws {
         do {
             let client = try AdminClient(settings: try connection.settings())
-            try await run(client: client)
+            do {
+                try await run(client: client)
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
         } catch let error as AdminClientError {
             FileHandle.standardError.write(Data("stratactl: \(error.message)\n".utf8))
             throw ExitCode(error.exitCode)
