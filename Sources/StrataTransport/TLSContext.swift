@@ -22,14 +22,19 @@ public struct TLSConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount
     /// How long to wait for the peer's close_notify after sending ours. Default 3 s.
     public var closeNotifyTimeout: TimeAmount
+    /// TLS 1.3 cipher suites in order of preference, colon-separated OpenSSL names (nil: OpenSSL's default,
+    /// TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256). A server uses its own order.
+    public var cipherSuites: String?
 
     public init(
         certificateChainFile: String,
         privateKeyFile: String,
         trustRootsFile: String,
         handshakeTimeout: TimeAmount = .seconds(10),
-        closeNotifyTimeout: TimeAmount = .seconds(3)
+        closeNotifyTimeout: TimeAmount = .seconds(3),
+        cipherSuites: String? = nil
     ) {
+        self.cipherSuites = cipherSuites
         self.certificateChainFile = certificateChainFile
         self.privateKeyFile = privateKeyFile
         self.trustRootsFile = trustRootsFile
@@ -116,6 +121,14 @@ public final class TLSContext: @unchecked Sendable {
         // OpenSSL frees a connection's record buffers (about 34 KiB) whenever they are empty: an idle session
         // keeps none, which matters with thousands of sessions; a busy one re-allocates them per burst.
         _ = strata_SSL_CTX_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
+        if let suites = configuration.cipherSuites {
+            try check(!suites.isEmpty && SSL_CTX_set_ciphersuites(ctx, suites) == 1,
+                      "cannot use TLS 1.3 cipher suites '\(suites)'; use names from `openssl ciphers -s -tls1_3`, e.g. TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384")
+        }
+        if mode == .server {
+            // The coordinator's order decides, so its operator's policy holds whatever the agents prefer.
+            SSL_CTX_set_options(ctx, strata_SSL_OP_CIPHER_SERVER_PREFERENCE())
+        }
 
         try check(
             SSL_CTX_use_certificate_chain_file(ctx, configuration.certificateChainFile) == 1,

@@ -63,7 +63,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         log.bootstrap()
         let logger = Logger(label: "strata.coordinator")
         var config = CoordinatorConfiguration(
-            tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca),
+            tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca, cipherSuites: tls.tlsCiphersuites),
             statePath: state,
             model: ModelSpec(kind: model.model, featureCount: model.features, outputCount: model.model == .linearRegression ? 1 : model.classes))
         config.host = network.host
@@ -254,6 +254,10 @@ struct TLSOptions: ParsableArguments {
     var key: String
     @Option(name: .long, help: "The federation CA certificate (PEM) that signs every agent's certificate.")
     var ca: String
+    @Option(name: .long, help: ArgumentHelp(
+        "TLS 1.3 cipher suites in order of preference, colon-separated (default: OpenSSL's, AES-256-GCM first). The coordinator's order decides for every port.",
+        discussion: "For a security policy, e.g. TLS_AES_256_GCM_SHA384 alone where 256-bit keys are required; on AES-NI machines AES-128-GCM measured no faster here (docs/PERFORMANCE.md)."))
+    var tlsCiphersuites: String?
 }
 
 extension ModelKind: ExpressibleByArgument {}

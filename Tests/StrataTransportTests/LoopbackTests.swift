@@ -45,6 +45,32 @@ struct LoopbackTests {
         }
     }
 
+    @Test("the server's cipher-suite order decides; a bad suite list is a configuration error")
+    func cipherSuitesFollowTheServersOrder() async throws {
+        let pki = try PKIFixture.get()
+        for (suites, expected) in [("TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"),
+                                   (nil, "TLS_AES_256_GCM_SHA384")] as [(String?, String)] {
+            try await withEventLoopGroup { group in
+                var configuration = pki.coordinator()
+                configuration.cipherSuites = suites
+                let serverReport = group.next().makePromise(of: ConnectionReport.self)
+                let server = try await startEchoServer(group: group, configuration: configuration, report: serverReport)
+                let port = try #require(server.localAddress?.port)
+                // The client's default order puts AES-256-GCM first: only the server's order can pick AES-128.
+                let process = try OpenSSLProcess(["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caFile, "-servername", "localhost",
+                                                  "-cert", pki.agent().certificateChainFile, "-key", pki.agent().privateKeyFile])
+                defer { process.stop() }
+                _ = try await value(of: serverReport.futureResult, "the server's report")
+                _ = await process.waitForExit(seconds: 10)
+                #expect(process.output.contains("Cipher is \(expected)"), "\(process.output)")
+                try await server.close()
+            }
+        }
+        var bad = pki.coordinator()
+        bad.cipherSuites = "TLS_NOT_A_SUITE"
+        #expect(throws: TLSError.self) { try TLSContext(configuration: bad, mode: .server) }
+    }
+
     /// Runs `openssl s_client` against our server and returns the server's report and s_client's exit status.
     private func sClient(_ extra: [String], pki: PKIFixture) async throws -> (ConnectionReport, Int32?, String) {
         try await withEventLoopGroup { group in
