@@ -51,20 +51,23 @@ extension Coordinator {
                 moves += tiers.rebalance(latencies: profiled)
             }
         }
+        do {
+            try await persistTierMoves(moves)
+        } catch {
+            fail("cannot record tier moves: \(error)")
+        }
+    }
+
+    /// Logs tier moves, records them with the tier count in one transaction, then announces them.
+    func persistTierMoves(_ moves: [TierMove]) async throws {
         guard !moves.isEmpty else { return }
         for move in moves {
             logger.info("tier move", metadata: ["client": "\(move.clientID)", "from": "\(move.from.map(String.init) ?? "-")", "to": "\(move.to)",
                                                  "reason": "\(move.reason.rawValue)", "latency": "\(move.latencySeconds.map { String(format: "%.3f", $0) } ?? "-")"])
         }
         let now = Self.now()
-        let records = moves.map { TierMoveRecord(clientID: $0.clientID, fromTier: $0.from, toTier: $0.to, reason: $0.reason.rawValue,
-                                                 latencySeconds: $0.latencySeconds, at: now) }
-        do {
-            try await store.recordTierMoves(records, tierCount: tiers.tierCount)
-        } catch {
-            fail("cannot record tier moves: \(error)")
-            return
-        }
+        try await store.recordTierMoves(moves.map { TierMoveRecord(clientID: $0.clientID, fromTier: $0.from, toTier: $0.to, reason: $0.reason.rawValue,
+                                                                  latencySeconds: $0.latencySeconds, at: now) }, tierCount: tiers.tierCount)
         onEvent(.tiersChanged(moves))
     }
 
@@ -72,11 +75,7 @@ extension Coordinator {
     public func pin(clientID: String, tier: Int) async throws -> TierMove? {
         let move = try tiers.pin(clientID, to: tier)
         try await store.recordPin(clientID: clientID, tier: tier)
-        if let move {
-            try await store.recordTierMoves([TierMoveRecord(clientID: move.clientID, fromTier: move.from, toTier: move.to, reason: move.reason.rawValue,
-                                                            latencySeconds: move.latencySeconds, at: Self.now())], tierCount: tiers.tierCount)
-            onEvent(.tiersChanged([move]))
-        }
+        if let move { try await persistTierMoves([move]) }
         return move
     }
 }
