@@ -128,7 +128,7 @@ extension Coordinator {
             }
             let moves = tiers.retier(latencies: profiledLatencies.filter { evicted[$0.key] == nil })
             lastRetier = .now
-            try await persist(moves)
+            try await persistTierMoves(moves)
             return ActionResult(action: "retier", target: "tiers", message: moves.isEmpty ? "tiers already match the latencies; nothing moved" : "\(moves.count) client(s) moved",
                                 moves: moves.map { ActionMove(client: $0.clientID, from: $0.from, to: $0.to) })
         }
@@ -173,21 +173,13 @@ extension Coordinator {
             try await store.recordEviction(clientID: clientID, eviction: eviction,
                                            audit: AuditRecord(at: eviction.at, actor: actor, action: "evict", target: clientID, detail: detail, result: "ok"))
             evicted[clientID] = eviction
-            let wasConnected = sessions[clientID] != nil
-            if let session = sessions.removeValue(forKey: clientID) {
-                session.finish(with: .error(ErrorMessage(code: .evicted, message:
-                    "evicted by operator \(actor): \(reason). Your certificate is refused until an operator runs `stratactl admit \(clientID)`")))
-            }
-            outstandingTraining[clientID] = nil
-            rule.clientLeft(clientID)
-            tasks = tasks.filter { $0.value.clientID != clientID }
+            let session = forgetSession(of: clientID)
+            let wasConnected = session != nil
+            session?.finish(with: .error(ErrorMessage(code: .evicted, message:
+                "evicted by operator \(actor): \(reason). Your certificate is refused until an operator runs `stratactl admit \(clientID)`")))
             if tiers.pins[clientID] != nil { try await store.recordPin(clientID: clientID, tier: nil) }
             tiers.remove(clientID)
             health.remove(clientID)
-            for (roundVersion, var round) in evaluations where round.expected.remove(clientID) != nil {
-                evaluations[roundVersion] = round
-                finishEvaluationIfComplete(version: roundVersion)
-            }
             logger.notice("client evicted", metadata: ["client": "\(clientID)", "by": "\(actor)", "reason": "\(reason)"])
             await aggregateAndDispatch()
             return ActionResult(action: "evict", target: clientID,
@@ -266,18 +258,6 @@ extension Coordinator {
         guard try await store.client(id: clientID) != nil else {
             throw AdminError(.notFound, "no client '\(clientID)' has ever connected; `stratactl clients` lists the known ones")
         }
-    }
-
-    private func persist(_ moves: [TierMove]) async throws {
-        guard !moves.isEmpty else { return }
-        let now = Self.now()
-        for move in moves {
-            logger.info("tier move", metadata: ["client": "\(move.clientID)", "from": "\(move.from.map(String.init) ?? "-")", "to": "\(move.to)",
-                                                 "reason": "\(move.reason.rawValue)"])
-        }
-        try await store.recordTierMoves(moves.map { TierMoveRecord(clientID: $0.clientID, fromTier: $0.from, toTier: $0.to, reason: $0.reason.rawValue,
-                                                                  latencySeconds: $0.latencySeconds, at: now) }, tierCount: tiers.tierCount)
-        onEvent(.tiersChanged(moves))
     }
 
     /// Runs an action and writes its audit row: "ok", or the error's code when it is refused or fails.

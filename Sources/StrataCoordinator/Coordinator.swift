@@ -281,19 +281,27 @@ public actor Coordinator {
 
     func sessionEnded(_ session: AgentSessionHandle, reason: String) async {
         guard sessions[session.clientID] === session else { return }
-        sessions[session.clientID] = nil
-        outstandingTraining[session.clientID] = nil
-        rule.clientLeft(session.clientID)
-        // Its unanswered tasks leave memory (bounded by live sessions); an update re-sent later is looked up
-        // in the durable task table instead.
-        tasks = tasks.filter { $0.value.clientID != session.clientID }
+        forgetSession(of: session.clientID)
         await persistHealth([health.disconnected(session.clientID, reason: reason, at: elapsed)].compactMap { $0 })
         logger.info("agent left", metadata: ["client": "\(session.clientID)", "session": "\(session.sessionID)", "reason": "\(reason)"])
-        for (roundVersion, var round) in evaluations where round.expected.remove(session.clientID) != nil {
+        await aggregateAndDispatch()
+    }
+
+    /// Drops a client's session and everything that waits on it: its outstanding training task, its place in
+    /// the rule's rounds, its unanswered tasks (an update re-sent later is looked up in the durable task
+    /// table instead; memory stays bounded by live sessions), its seat in open evaluation rounds.
+    /// Returns the session that was open, if any.
+    @discardableResult
+    func forgetSession(of clientID: String) -> AgentSessionHandle? {
+        let session = sessions.removeValue(forKey: clientID)
+        outstandingTraining[clientID] = nil
+        rule.clientLeft(clientID)
+        tasks = tasks.filter { $0.value.clientID != clientID }
+        for (roundVersion, var round) in evaluations where round.expected.remove(clientID) != nil {
             evaluations[roundVersion] = round
             finishEvaluationIfComplete(version: roundVersion)
         }
-        await aggregateAndDispatch()
+        return session
     }
 
     // MARK: Tasks
