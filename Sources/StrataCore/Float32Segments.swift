@@ -87,37 +87,77 @@ enum Float32LE {
     }
 }
 
-/// Σ x² in Double over eight independent partial sums (so a pass runs at memory speed instead of waiting on
-/// one chain of dependent additions), carried across segments. Lane j of a run holds its values j, j+8, …;
-/// a run's tail (fewer than 8 values) goes to the first lane.
+/// Σ x², carried across segments. Values are squared and summed in Float, SIMD, over blocks of
+/// `blockLength` values (eight independent vector chains, so a pass runs at memory speed), and each block's
+/// sum joins a Double total. A block whose Float sum is not finite (a NaN or an infinity, or finite values
+/// above ~1.8e19 whose squares overflow Float) is summed again in Double, so the result is NaN or infinite
+/// exactly when the values are, and finite huge values still give their finite sum. The relative error of
+/// a block's Float sum is at most about 64·2⁻²⁴ ≈ 4e-6 (64 terms per lane), far below what a norm bound
+/// can mean; for 1M values this pass is about 3× faster than summing every square in Double.
 struct SquareSums {
-    private var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0
+    private var sum = 0.0
+
+    static let blockLength = 512
 
     mutating func add(_ p: UnsafeRawPointer, count n: Int) {
-        var s0 = self.s0, s1 = self.s1, s2 = self.s2, s3 = self.s3, s4 = self.s4, s5 = self.s5, s6 = self.s6, s7 = self.s7
         var i = 0
-        while i &+ 8 <= n {
+        while i < n {
+            let m = min(Self.blockLength, n &- i)
+            let block = p + i &* 4
+            let s = Self.floatSum(block, count: m)
+            sum += s.isFinite ? s : Self.doubleSum(block, count: m)
+            i &+= m
+        }
+    }
+
+    var total: Double { sum }
+
+    static func of(_ values: some Float32Segments) -> Double {
+        var sums = SquareSums()
+        values.forEachRun { _, p, n in sums.add(p, count: n) }
+        return sums.total
+    }
+
+    /// Σ x² of one block in Float over 32 lanes (two SIMD16 accumulators), then to Double.
+    @inline(__always)
+    static func floatSum(_ p: UnsafeRawPointer, count n: Int) -> Double {
+        #if _endian(little)
+        var a = SIMD16<Float>(), b = SIMD16<Float>()
+        var i = 0
+        while i &+ 32 <= n {
+            let x = p.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self)
+            let y = p.loadUnaligned(fromByteOffset: (i &+ 16) &* 4, as: SIMD16<Float>.self)
+            a += x * x
+            b += y * y
+            i &+= 32
+        }
+        var s = Double((a + b).sum())
+        while i < n {
+            let x = Double(Float32LE.load(p, i))
+            s += x * x
+            i &+= 1
+        }
+        return s
+        #else
+        return doubleSum(p, count: n)
+        #endif
+    }
+
+    /// Σ x² of one block with every square in Double (four partial sums).
+    static func doubleSum(_ p: UnsafeRawPointer, count n: Int) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var i = 0
+        while i &+ 4 <= n {
             let a0 = Double(Float32LE.load(p, i)), a1 = Double(Float32LE.load(p, i &+ 1))
             let a2 = Double(Float32LE.load(p, i &+ 2)), a3 = Double(Float32LE.load(p, i &+ 3))
-            let a4 = Double(Float32LE.load(p, i &+ 4)), a5 = Double(Float32LE.load(p, i &+ 5))
-            let a6 = Double(Float32LE.load(p, i &+ 6)), a7 = Double(Float32LE.load(p, i &+ 7))
             s0 += a0 * a0; s1 += a1 * a1; s2 += a2 * a2; s3 += a3 * a3
-            s4 += a4 * a4; s5 += a5 * a5; s6 += a6 * a6; s7 += a7 * a7
-            i &+= 8
+            i &+= 4
         }
         while i < n {
             let a = Double(Float32LE.load(p, i))
             s0 += a * a
             i &+= 1
         }
-        self.s0 = s0; self.s1 = s1; self.s2 = s2; self.s3 = s3; self.s4 = s4; self.s5 = s5; self.s6 = s6; self.s7 = s7
-    }
-
-    var total: Double { ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) }
-
-    static func of(_ values: some Float32Segments) -> Double {
-        var sums = SquareSums()
-        values.forEachRun { _, p, n in sums.add(p, count: n) }
-        return sums.total
+        return (s0 + s1) + (s2 + s3)
     }
 }

@@ -125,6 +125,40 @@ import Testing
         #expect(approxEqual(model, [1.95, -1.9]))
     }
 
+    /// The fused step gives what the three separate passes give, bit for bit, over several steps.
+    @Test(arguments: [Float(0), 0.9])
+    func fusedStepEqualsMeanApplyReset(momentum: Float) throws {
+        let n = 1_037
+        let opt = ServerOptimizer(learningRate: 0.7, momentum: momentum)
+        var g = SeededGenerator(seed: 7)
+        var fusedModel = (0..<n).map { _ in Float(g.nextNormal()) }
+        var referenceModel = fusedModel
+        var fusedState = ServerOptimizerState(parameterCount: n), referenceState = fusedState
+        var fused = WeightedAccumulator(parameterCount: n), reference = fused
+        for step in 0..<3 {
+            for k in 0..<(step + 2) {
+                let delta = (0..<n).map { _ in Float(g.nextNormal()) * 0.1 }
+                let weight = Float(k + 1) * 13.5
+                try fused.add(delta, weight: weight)
+                try reference.add(delta, weight: weight)
+            }
+            let shared = fusedModel   // still referenced elsewhere, as the global model is: must stay unchanged
+            fusedModel = fused.takeStep(on: fusedModel, optimizer: opt, state: &fusedState)
+            AggregationStep.apply(model: &referenceModel, meanDelta: reference.weightedMean(), optimizer: opt, state: &referenceState)
+            reference.reset()
+            #expect(fusedModel.map(\.bitPattern) == referenceModel.map(\.bitPattern), "step \(step)")
+            #expect(shared != fusedModel)
+            #expect(fused.count == 0 && fused.totalWeight == 0 && fused.sum.allSatisfy { $0.bitPattern == 0 })
+            if momentum != 0 {
+                #expect(fusedState.velocity.map(\.bitPattern) == referenceState.velocity.map(\.bitPattern))
+            }
+        }
+        // An empty buffer steps by the velocity alone (zero with β = 0).
+        var empty = WeightedAccumulator(parameterCount: n)
+        var emptyState = ServerOptimizerState(parameterCount: n)
+        #expect(empty.takeStep(on: fusedModel, optimizer: ServerOptimizer(learningRate: 0.7), state: &emptyState) == fusedModel)
+    }
+
     @Test func fedAsyncMix() {
         var model: [Float] = [1, 2]
         // a = 0.6 * (3+1)^-0.5 = 0.3 -> 0.7*x + 0.3*x_new

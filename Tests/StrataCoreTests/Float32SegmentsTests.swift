@@ -138,4 +138,51 @@ struct SplitDelta: Float32Segments {
             #expect(viaArray.globalParameters.map(\.bitPattern) == viaSegments.globalParameters.map(\.bitPattern), "\(mode)")
         }
     }
+
+    /// Σ x² with every square in Double, in index order: the reference for `SquareSums`.
+    static func exactSquareSum(_ v: [Float]) -> Double {
+        v.reduce(0.0) { $0 + Double($1) * Double($1) }
+    }
+
+    @Test func squareSumsMatchDoubleSummation() {
+        // Values over ten orders of magnitude, an odd count (partial last block and a tail of < 32 values),
+        // read as one array and as unaligned segments that cut blocks.
+        var v = Self.values(100_003, seed: 40)
+        for i in stride(from: 0, to: v.count, by: 7) { v[i] *= 1e5 }
+        for i in stride(from: 3, to: v.count, by: 11) { v[i] *= 1e-5 }
+        let exact = Self.exactSquareSum(v)
+        let split = SplitDelta(v, cuts: [1, 511, 513, 50_000])
+        for sum in [SquareSums.of(v), SquareSums.of(split)] {
+            #expect(abs(sum - exact) <= exact * 4e-6, "sum \(sum) vs exact \(exact)")
+        }
+        let small: [Float] = [3, 4]
+        #expect(SquareSums.of(small) == 25)
+        #expect(SquareSums.of([Float]()) == 0)
+    }
+
+    @Test func squareSumsOfHugeFiniteValuesStayFinite() {
+        // Squares above Float's range (|x| > 1.8e19) must not read as non-finite: the block is summed in Double.
+        var v = Self.values(1000, seed: 41)
+        v[700] = 1e20
+        v[701] = -3e38
+        let exact = Self.exactSquareSum(v)
+        let sum = SquareSums.of(v)
+        #expect(sum.isFinite)
+        #expect(abs(sum - exact) <= exact * 1e-12)
+        #expect(throws: Never.self) { try UpdateValidation.validate(delta: v, expectedCount: 1000, maxNorm: nil) }
+        #expect(throws: StrataCoreError.self) { try UpdateValidation.validate(delta: v, expectedCount: 1000, maxNorm: 1e30) }
+    }
+
+    @Test(arguments: [Float.nan, .infinity, -.infinity])
+    func squareSumsSeeEveryNonFiniteValue(poison: Float) {
+        for index in [0, 31, 32, 511, 512, 999] {
+            var v = Self.values(1000, seed: 42)
+            v[index] = poison
+            #expect(!SquareSums.of(v).isFinite, "\(poison) at \(index)")
+            #expect(throws: StrataCoreError.nonFinite(index: index)) {
+                try UpdateValidation.validate(delta: v, expectedCount: 1000, maxNorm: nil)
+            }
+        }
+    }
+
 }

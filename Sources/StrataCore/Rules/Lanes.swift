@@ -47,8 +47,7 @@ public struct Lane: Sendable {
 
     /// x ← x + η_g·(β·m + Δ̄) with Δ̄ the buffer's weighted mean; empties the buffer. Returns its updates.
     mutating func step(optimizer: ServerOptimizer) -> [FoldedUpdate] {
-        let mean = accumulator.weightedMean()
-        AggregationStep.apply(model: &parameters, meanDelta: mean, optimizer: optimizer, state: &optimizerState)
+        parameters = accumulator.takeStep(on: parameters, optimizer: optimizer, state: &optimizerState)
         version += 1
         let updates = folded
         folded.removeAll()
