@@ -55,6 +55,11 @@ extension ByteBuffer {
     mutating func writeFloat32LittleEndian(contentsOf values: some Collection<Float>) {
         let count = values.count
         reserveCapacity(minimumWritableBytes: count * 4)
+        #if _endian(little)
+        // Contiguous floats are already little-endian binary32: one copy (a model every commit).
+        let copied: Void? = values.withContiguousStorageIfAvailable { writeBytes(UnsafeRawBufferPointer($0)) }
+        if copied != nil { return }
+        #endif
         var written = 0
         writeWithUnsafeMutableBytes(minimumWritableBytes: count * 4) { raw in
             var offset = 0
