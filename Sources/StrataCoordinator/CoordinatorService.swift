@@ -18,7 +18,8 @@ public enum CoordinatorService {
                            onEvent: @escaping @Sendable (CoordinatorEvent) -> Void) async throws -> CoordinatorSummary {
         tuneAllocator()
         let tlsContext = try TLSContext(configuration: configuration.tls, mode: .server)
-        let store = try CoordinatorStore(path: configuration.statePath)
+        let store = try CoordinatorStore(path: configuration.statePath,
+                                          pageSize: CoordinatorStore.pageSize(forModelBytes: configuration.model.parameterCount * 4))
         let metrics = configuration.metrics == nil ? CoordinatorMetrics.disabled : CoordinatorMetrics.prometheus()
         let coordinator = Coordinator(configuration: configuration, store: store, logger: logger, metrics: metrics, onEvent: onEvent)
         try await coordinator.restore()

@@ -116,6 +116,22 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
 @Suite struct CoordinatorStoreTests {
     let spec = ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2)
 
+    @Test func aNewDatabaseTakesTheGivenPageSizeAndAnExistingOneKeepsItsOwn() async throws {
+        #expect(CoordinatorStore.pageSize(forModelBytes: 4_000_040) == 32_768)
+        #expect(CoordinatorStore.pageSize(forModelBytes: 2_440) == 4_096)
+        let dir = TempDir()
+        let big = ModelSpec(kind: .softmaxRegression, featureCount: 1_000, outputCount: 300)   // 1.2 MB blobs
+        let store = try CoordinatorStore(path: dir.file("big.sqlite"), pageSize: 32_768)
+        #expect(try await store.pageSize() == 32_768)
+        _ = try await store.restoreOrInitialize(spec: big, initialParameters: big.initialParameters(), now: 1)
+        let reopened = try CoordinatorStore(path: dir.file("big.sqlite"), pageSize: 4_096)
+        #expect(try await reopened.pageSize() == 32_768)
+        let restored = try await reopened.restoreOrInitialize(spec: big, initialParameters: big.initialParameters(), now: 2)
+        #expect(restored.parameters.count == big.parameterCount)
+        #expect(try await CoordinatorStore(path: dir.file("default.sqlite")).pageSize() == 4_096)
+        #expect(throws: StoreError.self) { try CoordinatorStore(path: dir.file("bad.sqlite"), pageSize: 3_000) }
+    }
+
     @Test func recordsADispatchRoundOfTasksTogether() async throws {
         let dir = TempDir()
         let store = try CoordinatorStore(path: dir.file("c.sqlite"))
