@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
         .testTarget(name: "StrataWireTests", dependencies: ["StrataWire", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "StrataTransportTests", dependencies: [
-            "StrataTransport",
+            "StrataTransport", "StrataWire",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

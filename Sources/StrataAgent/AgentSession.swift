@@ -55,7 +55,7 @@ struct AgentSession: Sendable {
             .connect(host: configuration.coordinatorHost, port: configuration.coordinatorPort) { channel in
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
                     let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: serverName)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MessageEncoder()))
                     return (try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel), identity)
                 }

@@ -36,7 +36,7 @@ public struct AgentServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ByteCountingHandler(
                         onRead: { metrics.bytesReceived.increment(by: $0) }, onWrite: { metrics.bytesSent.increment(by: $0) }))
                     let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: nil)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer)))
                     try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder())
                     let async = try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                     return (async, identity)

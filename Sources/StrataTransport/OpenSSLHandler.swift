@@ -80,6 +80,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var inReadCycle = false
     /// Plaintext was delivered during the current read cycle.
     private var deliveredInCycle = false
+    /// A buffer the layer above lent for the rest of a large frame (`PlaintextReadTarget`): plaintext is
+    /// decrypted into it until it holds `length` readable bytes, then it is delivered whole.
+    private var readTarget: (buffer: ByteBuffer, length: Int)?
+    /// Read targets taken since the handler was added (for tests and diagnostics).
+    private(set) var readTargetsTaken = 0
+    var holdsReadTarget: Bool { readTarget != nil }
     private var receivedCloseNotify = false
     private var receivedApplicationData = false
 
@@ -169,6 +175,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             SSL_free(ssl)
         }
         self.bio.reset()
+        self.readTarget = nil
         self.staging?.deallocate()
         self.staging = nil
     }
@@ -427,22 +434,36 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let ssl = self.ssl else { return }
         guard force || self.readRequested else { return }
         var output: ByteBuffer? = nil
+        // Set while `output` is a buffer lent from above: the readable bytes it must reach.
+        var outputLength: Int? = nil
         var failure: TLSError? = nil
         var sawCloseNotify = false
         decoding: while true {
-            if output == nil || output!.writableBytes == 0 {
+            let needsBuffer = output.map { buffer in
+                outputLength.map { buffer.readableBytes >= $0 } ?? (buffer.writableBytes == 0)
+            } ?? true
+            if needsBuffer {
                 if let full = output, full.readableBytes > 0 {
-                    self.deliver(context: context, full)
+                    self.deliver(context: context, full)   // may lend a read target (the next frame's buffer)
                 }
-                // Plaintext is never larger than the ciphertext it comes from.
-                let hint = max(self.bio.inboundBytes, Int(SSL_pending(ssl)), 256)
-                output = context.channel.allocator.buffer(capacity: min(hint, 256 * 1024))
+                if let target = self.readTarget {
+                    self.readTarget = nil
+                    output = target.buffer
+                    outputLength = target.length
+                } else {
+                    // Plaintext is never larger than the ciphertext it comes from.
+                    let hint = max(self.bio.inboundBytes, Int(SSL_pending(ssl)), 256)
+                    output = context.channel.allocator.buffer(capacity: min(hint, 256 * 1024))
+                    outputLength = nil
+                }
             }
+            // A lent buffer takes exactly the rest of its frame; what follows goes to the next buffer.
+            let limit = outputLength.map { $0 - output!.readableBytes } ?? Int.max
             var rc: Int32 = 0
             ERR_clear_error()
-            output!.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { target -> Int in
+            output!.writeWithUnsafeMutableBytes(minimumWritableBytes: outputLength == nil ? 0 : limit) { target -> Int in
                 var count = 0
-                rc = SSL_read_ex(ssl, target.baseAddress, target.count, &count)
+                rc = SSL_read_ex(ssl, target.baseAddress, min(target.count, limit), &count)
                 return rc == 1 ? count : 0
             }
             if rc == 1 { continue }
@@ -458,7 +479,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 break decoding
             }
         }
-        if let output, output.readableBytes > 0 {
+        if let output, let outputLength, failure == nil, !sawCloseNotify, !force {
+            // The frame's buffer is not complete yet: it goes on filling with the next ciphertext.
+            self.readTarget = (output, outputLength)
+        } else if let output, output.readableBytes > 0 {
+            // Also a lent buffer when the connection ends: the layer above sees the frame is incomplete.
             self.deliver(context: context, output)
         }
         if let failure {
@@ -513,6 +538,18 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     // MARK: - Outbound
+
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        // A read target is taken only while application data flows, and one at a time.
+        if let target = event as? PlaintextReadTarget, self.state == .active || self.state == .outputClosed,
+           self.readTarget == nil, let buffer = target.take() {
+            self.readTarget = (buffer, target.length)
+            self.readTargetsTaken += 1
+            promise?.succeed(())
+            return
+        }
+        context.triggerUserOutboundEvent(event, promise: promise)
+    }
 
     public func read(context: ChannelHandlerContext) {
         switch self.state {

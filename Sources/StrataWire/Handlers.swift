@@ -4,14 +4,34 @@ import NIOCore
 /// The maximum payload size is enforced from the header, before the payload is buffered.
 public struct MessageDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Message
-    public let maxPayloadBytes: Int
+    /// Offers the buffer of a large frame (its first bytes written, capacity for all of it) to the layers
+    /// below, which may decrypt the rest of the frame straight into it; returns true if one took it. The
+    /// transport provides it (`PlaintextReadTarget.offer` over TLS); this module only knows its shape.
+    public typealias FrameBufferOffer = (_ buffer: ByteBuffer, _ frameBytes: Int, _ context: ChannelHandlerContext) -> Bool
 
-    public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes) {
+    public let maxPayloadBytes: Int
+    private let offerFrameBuffer: FrameBufferOffer?
+
+    /// Frames at least this large are offered to `offerFrameBuffer`; smaller ones fit in a few reads anyway.
+    static let offerThreshold = 512 * 1024
+
+    public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes, offerFrameBuffer: FrameBufferOffer? = nil) {
         self.maxPayloadBytes = maxPayloadBytes
+        self.offerFrameBuffer = offerFrameBuffer
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: maxPayloadBytes) else {
+            if let frame = Self.largePartialFrame(buffer), frame >= Self.offerThreshold, let offer = offerFrameBuffer {
+                // The frame's own buffer, with what arrived so far; if the layer below takes it, the rest is
+                // decrypted into it and it comes back whole as one read, and nothing stays buffered here.
+                var frameBuffer = context.channel.allocator.buffer(capacity: frame)
+                frameBuffer.writeImmutableBuffer(buffer)
+                if offer(frameBuffer, frame, context) {
+                    buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                    return .needMoreData
+                }
+            }
             Self.reserveForPartialFrame(&buffer)
             return .needMoreData
         }
@@ -19,15 +39,23 @@ public struct MessageDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    /// Once a sixteenth of a large frame has arrived, makes room for all of it, so the frame accumulates in
-    /// one buffer instead of being copied at every doubling (the sixteenth bounds what a peer can make us
-    /// reserve beyond what it actually sent).
-    static func reserveForPartialFrame(_ buffer: inout ByteBuffer) {
+    /// The byte size of the frame that `buffer` starts, when its header is valid as far as the length goes
+    /// and a sixteenth of it has arrived but not all (the sixteenth bounds what a peer can make us allocate
+    /// beyond what it actually sent); nil otherwise.
+    static func largePartialFrame(_ buffer: ByteBuffer) -> Int? {
         guard buffer.readableBytes >= FrameHeader.size,
-              let length = buffer.getInteger(at: buffer.readerIndex + 4, endianness: .little, as: UInt32.self) else { return }
+              let length = buffer.getInteger(at: buffer.readerIndex + 4, endianness: .little, as: UInt32.self) else { return nil }
         let frame = FrameHeader.size + Int(length)
+        guard buffer.readableBytes < frame, buffer.readableBytes >= frame / 16 else { return nil }
+        return frame
+    }
+
+    /// Once a sixteenth of a large frame has arrived, makes room for all of it, so the frame accumulates in
+    /// one buffer instead of being copied at every doubling.
+    static func reserveForPartialFrame(_ buffer: inout ByteBuffer) {
+        guard let frame = largePartialFrame(buffer) else { return }
         let missing = frame - buffer.readableBytes
-        guard missing > buffer.writableBytes, buffer.readableBytes >= frame / 16 else { return }
+        guard missing > buffer.writableBytes else { return }
         buffer.reserveCapacity(minimumWritableBytes: missing)
     }
 

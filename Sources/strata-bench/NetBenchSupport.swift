@@ -376,7 +376,7 @@ final class SimAgent: Sendable {
                 channel.eventLoop.makeCompletedFuture { () throws -> any Channel in
                     let tlsHandler = try OpenSSLHandler(context: tls, serverHostname: "127.0.0.1")
                     try channel.pipeline.syncOperations.addHandler(tlsHandler)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: 256 * 1024 * 1024)))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: 256 * 1024 * 1024, offerFrameBuffer: PlaintextReadTarget.offer)))
                     try channel.pipeline.syncOperations.addHandler(SimAgentHandler(agent: self, tls: tlsHandler))
                     return channel
                 }

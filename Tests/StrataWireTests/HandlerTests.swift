@@ -19,6 +19,41 @@ import Testing
         #expect(throws: WireError.frameTooLarge(length: 204, limit: 64)) { try channel.writeInbound(WireCodec.encode(big)) }
     }
 
+    /// A large frame's buffer is offered below once a sixteenth of it arrived. Taken: the decoder keeps
+    /// nothing and decodes the frame when the buffer comes back whole. Not taken: it accumulates as before.
+    @Test(arguments: [true, false])
+    func largeFramesAreOfferedToTheLayerBelow(take: Bool) throws {
+        let values = (0..<200_000).map { Float($0) * 0.25 }
+        let update = Message.update(Update(taskID: 1, baseVersion: 0, sampleCount: 5, trainLoss: 0.5, evalSampleCount: 0, evalLoss: 0,
+                                           evalAccuracy: 0, trainMillis: 1, delta: [WireTensor(name: "w", shape: [200_000], values: values)]))
+        var frame = WireCodec.encode(update)
+        let frameBytes = frame.readableBytes
+        nonisolated(unsafe) var offers: [(buffer: ByteBuffer, frameBytes: Int)] = []
+        let decoder = MessageDecoder(offerFrameBuffer: { buffer, bytes, _ in
+            offers.append((buffer, bytes))
+            return take
+        })
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(decoder))
+        defer { _ = try? channel.finish() }
+        // Less than a sixteenth: no offer yet.
+        try channel.writeInbound(frame.readSlice(length: frameBytes / 32)!)
+        #expect(offers.isEmpty)
+        try channel.writeInbound(frame.readSlice(length: frameBytes / 8)!)
+        let offer = try #require(offers.first)
+        #expect(offers.count == 1 && offer.frameBytes == frameBytes)
+        #expect(offer.buffer.readableBytes == frameBytes / 32 + frameBytes / 8 && offer.buffer.capacity >= frameBytes)
+        if take {
+            // The transport fills the lent buffer and delivers it whole.
+            var whole = offer.buffer
+            whole.writeBuffer(&frame)
+            try channel.writeInbound(whole)
+        } else {
+            try channel.writeInbound(frame)
+        }
+        #expect(try channel.readInbound(as: Message.self) == update)
+        #expect(offers.count == 1)
+    }
+
     @Test func eofInsideAFrameIsReported() throws {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder()))
         var frame = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 1, isReply: false)))
