@@ -102,12 +102,13 @@ let package = Package(
 
         // Benchmarks against limits measured in the same run (docs/PERFORMANCE.md).
         .executableTarget(name: "strata-bench", dependencies: [
-            "StrataCore", "StrataWire", "StrataTransport", "StrataCoordinator", "StrataAgent",
+            "StrataCore", "StrataWire", "StrataTransport", "StrataCoordinator", "StrataAgent", "StrataStore",
             "COpenSSL", "CStrataOpenSSLShim",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ]),
 
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
