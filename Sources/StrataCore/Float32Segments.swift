@@ -91,9 +91,10 @@ enum Float32LE {
 /// `blockLength` values (eight independent vector chains, so a pass runs at memory speed), and each block's
 /// sum joins a Double total. A block whose Float sum is not finite (a NaN or an infinity, or finite values
 /// above ~1.8e19 whose squares overflow Float) is summed again in Double, so the result is NaN or infinite
-/// exactly when the values are, and finite huge values still give their finite sum. The relative error of
-/// a block's Float sum is at most about 64·2⁻²⁴ ≈ 4e-6 (64 terms per lane), far below what a norm bound
-/// can mean; for 1M values this pass is about 3× faster than summing every square in Double.
+/// exactly when the values are, and finite huge values still give their finite sum. A block's Float sum
+/// adds 16 squares per lane and then the 32 lanes, so its relative error is at most about 32·2⁻²⁴ ≈ 2e-6,
+/// far below what a norm bound can mean. In the coordinator, validating a 1M-value delta went from about
+/// 0.57 ms (every square in Double) to 0.36 ms, most of which is now reading the delta from memory.
 struct SquareSums {
     private var sum = 0.0
 
