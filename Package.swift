@@ -128,7 +128,7 @@ let package = Package(
         ]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
-            "StrataWire", "StrataTransport",
+            "StrataCore", "StrataWire", "StrataTransport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -111,10 +111,11 @@ public enum Render {
     }
 
     public static func models(_ report: ModelsReport, now: Double = Date().timeIntervalSince1970) -> String {
-        var table = Table(["VERSION", "CREATED", "TRIGGER", "TIER", "UPDATES", "STALENESS", "ACCURACY", "TIER VERSIONS", "TIER WEIGHTS"])
+        var table = Table(["VERSION", "CREATED", "TRIGGER", "TIER", "UPDATES", "STALENESS", "ACCURACY", "PARAMETERS", "TIER VERSIONS", "TIER WEIGHTS"])
         for m in report.global {
             table.add([String(m.version), Display.age(m.createdAt, now: now), m.trigger, Display.optional(m.tier), String(m.updateCount),
                        Display.number(m.meanStaleness, digits: 2), Display.number(m.accuracy),
+                       m.parametersKept == false ? "dropped" : "kept",
                        m.tierVersions.isEmpty ? "-" : m.tierVersions.map(String.init).joined(separator: ","),
                        m.tierWeights.isEmpty ? "-" : m.tierWeights.map { Display.number($0, digits: 3) }.joined(separator: ",")])
         }

@@ -79,7 +79,8 @@ extension Coordinator {
             ModelEntry(version: v.version, createdAt: v.createdAt, trigger: v.trigger, tier: v.lane,
                        tierVersions: Self.parseJSONNumbers(v.laneVersions).map { Int64($0) }, tierWeights: Self.parseJSONNumbers(v.laneWeights),
                        updateCount: v.updateCount, meanStaleness: v.meanStaleness,
-                       accuracy: accuracies[v.version]?.accuracy, evaluatedBy: accuracies[v.version]?.clients ?? 0)
+                       accuracy: accuracies[v.version]?.accuracy, evaluatedBy: accuracies[v.version]?.clients ?? 0,
+                       parametersKept: v.parameterBytes > 0)
         }
         let lanes = try await store.latestLaneVersions(limit: limit).map {
             TierModelEntry(tier: $0.lane, version: $0.version, createdAt: $0.createdAt, globalVersion: $0.globalVersion)
@@ -92,6 +93,12 @@ extension Coordinator {
             throw AdminError(.notFound, "no global model version \(version); the latest is \(rule.globalVersion) (`stratactl models` lists them)")
         }
         let spec = configuration.model
+        if record.parameters.isEmpty {
+            let retention = configuration.modelRetention
+            throw AdminError(.notFound, "the parameters of model version \(version) were not kept: this coordinator keeps the newest \(retention.latest) versions'"
+                             + (retention.every > 0 ? " and every \(retention.every)-th" : "")
+                             + " (--keep-models, --keep-every); `stratactl models` shows which versions have them")
+        }
         guard let values = FloatBlob.decode(record.parameters), values.count == spec.parameterCount else {
             throw AdminError(.internalError, "model version \(version) has a damaged parameter blob in the state database")
         }

@@ -567,7 +567,8 @@ public actor Coordinator {
                                          globalVersion: outcome.globalVersion)
             let commitStart = ContinuousClock.now
             do {
-                try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows)
+                try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows,
+                                                  retention: configuration.modelRetention)
                 metrics.commitDuration.recordNanoseconds((ContinuousClock.now - commitStart).nanoseconds)
             } catch {
                 // Fail-stop: nothing of this step was acknowledged as committed, so agents keep and re-send it.

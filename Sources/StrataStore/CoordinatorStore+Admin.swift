@@ -87,8 +87,15 @@ extension CoordinatorStore {
     }
 
     /// The newest `limit` global versions, newest first.
-    public func latestModelVersions(limit: Int) async throws -> [ModelVersionRecord] {
-        try await pool.read { db in try ModelVersionRecord.order(Column("version").desc).limit(limit).fetchAll(db) }
+    public func latestModelVersions(limit: Int) async throws -> [ModelVersionSummary] {
+        // Without the parameter blobs: a listing of 20 versions of a 4 MB model would read 80 MB.
+        try await pool.read { db in
+            try ModelVersionSummary.fetchAll(db, sql: """
+                SELECT version, createdAt, trigger, lane, laneVersions, laneWeights, updateCount, meanStaleness,
+                       length(parameters) AS parameterBytes
+                FROM modelVersions ORDER BY version DESC LIMIT ?
+                """, arguments: [limit])
+        }
     }
 
     /// The newest `limit` tier-model versions over all tiers, newest first.
@@ -110,4 +117,17 @@ extension CoordinatorStore {
             })
         }
     }
+}
+
+/// A global model version without its parameters (`parameterBytes` is 0 when retention dropped them).
+public struct ModelVersionSummary: Decodable, Sendable, FetchableRecord {
+    public var version: Int64
+    public var createdAt: Double
+    public var trigger: String
+    public var lane: Int?
+    public var laneVersions: String
+    public var laneWeights: String
+    public var updateCount: Int
+    public var meanStaleness: Double
+    public var parameterBytes: Int
 }

@@ -553,7 +553,7 @@ extension CoordinatorStore {
     /// Atomically: the lane's new version, the global version it produced (with its provenance), every
     /// update it contains (the idempotency records), and the per-client counters and latency profiles.
     public func commitAggregation(_ version: ModelVersionRecord, lane: LaneVersionRecord? = nil, updates: [CommittedUpdateRecord],
-                                  profiles: [ClientTiering] = []) async throws {
+                                  profiles: [ClientTiering] = [], retention: ModelRetention = .keepAll) async throws {
         try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM modelVersions") ?? -1
             guard current + 1 == version.version else { throw StoreError.versionConflict(expected: version.version, found: current) }
@@ -568,7 +568,46 @@ extension CoordinatorStore {
                     UPDATE clients SET latencySeconds = ?, lastLatencySeconds = ?, latencySamples = ? WHERE id = ?
                     """, arguments: [profile.smoothedLatency, profile.lastLatency, profile.samples, profile.clientID])
             }
+            // In the same transaction: a version's parameters are dropped only together with the commit
+            // of the version that pushed it out of the kept window.
+            try Self.applyRetention(retention, newest: version.version, db)
         }
+    }
+
+    /// Drops the parameters (not the row: provenance, counts and accuracy stay) of the global versions that
+    /// `retention` no longer keeps, at most `maxPerCommit` newly passed versions per commit, so that a
+    /// database that kept everything so far catches up gradually. Never drops version 0, the newest
+    /// `retention.latest`, every `retention.every`-th, or a version that a tier's latest model is stored as
+    /// (an empty tier blob means "equals this global version", and restore reads it): such a version waits
+    /// in `meta.pruneDeferred` (at most one per tier) and is dropped at the first commit after the tier
+    /// moved on. Progress is kept in `meta.prunedThrough`.
+    static func applyRetention(_ retention: ModelRetention, newest: Int64, _ db: Database, maxPerCommit: Int = 16) throws {
+        guard retention.latest > 0 else { return }
+        func meta(_ key: String) throws -> String? { try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+        func setMeta(_ key: String, _ value: String) throws {
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [key, value])
+        }
+        let from = Int64(try meta("prunedThrough") ?? "0") ?? 0
+        let deferred = (try meta("pruneDeferred") ?? "").split(separator: ",").compactMap { Int64($0) }
+        let through = min(newest - Int64(retention.latest), from + Int64(maxPerCommit))
+        guard through > from || !deferred.isEmpty else { return }
+        let needed = Set(try Int64.fetchAll(db, sql: """
+            SELECT l.globalVersion FROM laneVersions l
+            WHERE length(l.parameters) = 0 AND l.version = (SELECT MAX(version) FROM laneVersions WHERE lane = l.lane)
+            """))
+        let passed = through > from ? Array((from + 1)...through) : []
+        var stillDeferred: [Int64] = []
+        for candidate in deferred + passed where !retention.keeps(candidate, newest: newest) {
+            if needed.contains(candidate) {
+                stillDeferred.append(candidate)
+                continue
+            }
+            try db.execute(sql: "UPDATE modelVersions SET parameters = x'' WHERE version = ? AND length(parameters) > 0",
+                           arguments: [candidate])
+        }
+        if through > from { try setMeta("prunedThrough", String(through)) }
+        if stillDeferred != deferred { try setMeta("pruneDeferred", stillDeferred.map(String.init).joined(separator: ",")) }
     }
 
     /// Tier moves and the tier count, in one transaction (membership and its history never disagree).

@@ -244,8 +244,12 @@ public struct ModelEntry: Codable, Sendable, Hashable {
     /// Sample-weighted accuracy over the agents that evaluated it (nil if not evaluated).
     public var accuracy: Double?
     public var evaluatedBy: Int
+    /// False when the coordinator's retention (`--keep-models`, `--keep-every`) dropped its parameters:
+    /// the row stays, `export-model` refuses it. Absent (nil) from coordinators without retention.
+    public var parametersKept: Bool?
     public init(version: Int64, createdAt: Double, trigger: String, tier: Int?, tierVersions: [Int64], tierWeights: [Double], updateCount: Int,
-                meanStaleness: Double, accuracy: Double?, evaluatedBy: Int) {
+                meanStaleness: Double, accuracy: Double?, evaluatedBy: Int, parametersKept: Bool? = nil) {
+        self.parametersKept = parametersKept
         self.version = version
         self.createdAt = createdAt
         self.trigger = trigger

@@ -47,8 +47,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "The coordinator's SQLite state database (created if missing, resumed if present).")
     var state: String
+    @Option(name: .long, help: ArgumentHelp(
+        "Keep the parameters of the newest N global model versions in --state; older ones keep their row (provenance, counts, accuracy) but not their parameters, so the file stops growing by a model per commit. 0 keeps every version's.",
+        valueName: "N"))
+    var keepModels: Int = 100
+    @Option(name: .long, help: ArgumentHelp("Also keep the parameters of every M-th version (versions divisible by M), for history; 0: only the newest --keep-models.",
+                                            valueName: "M"))
+    var keepEvery: Int = 100
 
     func validate() throws {
+        guard keepModels >= 0 else { throw ValidationError("--keep-models must be >= 0 (0 keeps every version's parameters)") }
+        guard keepEvery >= 0 else { throw ValidationError("--keep-every must be >= 0 (0 keeps no extra versions)") }
         try network.check()
         try endpoints.check()
         try model.check()
@@ -72,6 +81,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.heartbeatInterval = .milliseconds(Int64(network.heartbeatInterval * 1000))
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
         config.drainPolicy = network.drain
+        config.modelRetention = ModelRetention(latest: keepModels, every: keepEvery)
         config.admin = endpoints.admin(agentPort: network.port)
         config.metrics = endpoints.metrics(agentPort: network.port)
         if network.suspectAfter != nil || network.lostAfter != nil {

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import NIOCore
 import NIOPosix
+import StrataCore
 import Testing
 
 /// stratactl against a real coordinator and agents over mutual TLS on loopback: every command, its --json
@@ -39,6 +40,7 @@ extension IntegrationSuite {
             let (coordinator, port) = try box.startCoordinator([
                 "--mode", "strata", "--tiers", "2", "--min-tier-size", "1", "--profiling-tasks", "2", "--buffer-size", "2",
                 "--buffer-timeout", "2", "--evaluate-every", "0", "--evaluate-interval", "0.5", "--max-duration", "300", "--retier-interval", "1",
+                "--keep-models", "0",   // every version keeps its parameters: the export below may pick any evaluated one
             ])
             let admin = try box.endpointPort("admin")
             func startAgent(_ id: String, cert: String? = nil, key: String? = nil) throws -> Process {
@@ -195,6 +197,46 @@ extension IntegrationSuite {
             let watchHuman = try Self.ctl(box, adminPort: admin, ["watch", "--count", "1"])
             #expect(watchHuman.output.contains("stratactl watch") && watchHuman.output.contains("CLIENT"))
             #expect(coordinator.isRunning, "\(context())")
+        }
+
+        @Test(.timeLimit(.minutes(3)))
+        func retentionDropsOldParametersKeepsTheRowsAndExportSaysWhy() throws {
+            let box = Sandbox("retention")
+            try box.makePKI(agents: 2)
+            let data = try box.run(Binaries.path("strata-datagen"), ["--out", box.file("data"), "--clients", "2", "--seed", "3", "--max-samples", "80"])
+            try #require(data.status == 0, "\(data.output)")
+            let (coordinator, port) = try box.startCoordinator([
+                "--mode", "fedbuff", "--buffer-size", "1", "--evaluate-every", "0", "--max-duration", "120",
+                "--keep-models", "3", "--keep-every", "5",
+            ])
+            let admin = try box.endpointPort("admin")
+            var agents: [Process] = []
+            defer { for agent in agents where agent.isRunning { agent.terminate() } }
+            for index in 1...2 {
+                let id = String(format: "agent-%02d", index)
+                agents.append(try box.start(Binaries.path("strata-agent"), box.agentArguments(port: port, id: id, database: box.file(String(format: "data/client-%02d.sqlite", index))),
+                                            log: "\(id).log"))
+            }
+            try eventually("version 14", timeout: 90) { (try Self.json(box, adminPort: admin, ["status"])["globalVersion"] as? Int ?? 0) >= 14 }
+
+            // One consistent listing: exactly the newest 3, every 5th and version 0 have their parameters.
+            let listed = try Self.json(box, adminPort: admin, ["models", "--limit", "1000"])["global"] as? [[String: Any]] ?? []
+            let newest = try #require(listed.compactMap { $0["version"] as? Int }.max())
+            #expect(listed.count == newest + 1, "every version keeps its row")
+            let retention = ModelRetention(latest: 3, every: 5)
+            for entry in listed {
+                let version = try #require(entry["version"] as? Int)
+                #expect(entry["parametersKept"] as? Bool == retention.keeps(Int64(version), newest: Int64(newest)), "version \(version) of \(newest)")
+            }
+            #expect(try Self.ctl(box, adminPort: admin, ["models", "--limit", "20"]).output.contains("dropped"))
+
+            // A dropped version: not found (exit 2), saying why; a kept one exports.
+            let dropped = try Self.ctl(box, adminPort: admin, ["export-model", "1", "--out", box.file("v1.npz")])
+            #expect(dropped.status == 2 && dropped.output.contains("--keep-models"), "\(dropped.output)")
+            #expect(!FileManager.default.fileExists(atPath: box.file("v1.npz")))
+            let kept = try Self.json(box, adminPort: admin, ["export-model", "5", "--out", box.file("v5.npz")])
+            #expect(kept["version"] as? Int == 5)
+            #expect(coordinator.isRunning)
         }
 
         @Test(.timeLimit(.minutes(3)))

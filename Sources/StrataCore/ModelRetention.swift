@@ -1,0 +1,22 @@
+/// Which global model versions keep their parameters in the state database. Every version keeps its row
+/// (provenance, update count, accuracy); the parameters of the others are dropped as newer versions commit.
+public struct ModelRetention: Sendable, Hashable {
+    /// Keep the parameters of the newest `latest` versions; 0 keeps every version's.
+    public var latest: Int
+    /// Also keep every `every`-th version's parameters (versions divisible by it); 0: none beyond the newest.
+    public var every: Int
+
+    public static let keepAll = ModelRetention(latest: 0, every: 0)
+
+    public init(latest: Int, every: Int) {
+        precondition(latest >= 0 && every >= 0, "retention counts must be >= 0")
+        self.latest = latest
+        self.every = every
+    }
+
+    /// Whether `version`'s parameters are kept once `newest` is committed. Version 0 (the initial model)
+    /// is always kept.
+    public func keeps(_ version: Int64, newest: Int64) -> Bool {
+        latest == 0 || version == 0 || version > newest - Int64(latest) || (every > 0 && version % Int64(every) == 0)
+    }
+}
