@@ -11,6 +11,9 @@ public struct MessageDecoder: ByteToMessageDecoder {
 
     public let maxPayloadBytes: Int
     private let offerFrameBuffer: FrameBufferOffer?
+    /// Set once an offer was refused: nothing below takes frame buffers (no TLS handler), so stop
+    /// allocating and copying one at every read of a large frame.
+    private var offersRefused = false
 
     /// Frames at least this large are offered to `offerFrameBuffer`; smaller ones fit in a few reads anyway.
     static let offerThreshold = 512 * 1024
@@ -22,7 +25,7 @@ public struct MessageDecoder: ByteToMessageDecoder {
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: maxPayloadBytes) else {
-            if let frame = Self.largePartialFrame(buffer), frame >= Self.offerThreshold, let offer = offerFrameBuffer {
+            if !offersRefused, let frame = Self.largePartialFrame(buffer), frame >= Self.offerThreshold, let offer = offerFrameBuffer {
                 // The frame's own buffer, with what arrived so far; if the layer below takes it, the rest is
                 // decrypted into it and it comes back whole as one read, and nothing stays buffered here.
                 var frameBuffer = context.channel.allocator.buffer(capacity: frame)
@@ -31,6 +34,7 @@ public struct MessageDecoder: ByteToMessageDecoder {
                     buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
                     return .needMoreData
                 }
+                offersRefused = true
             }
             Self.reserveForPartialFrame(&buffer)
             return .needMoreData
