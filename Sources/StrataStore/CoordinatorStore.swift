@@ -592,10 +592,17 @@ extension CoordinatorStore {
         let deferred = (try meta("pruneDeferred") ?? "").split(separator: ",").compactMap { Int64($0) }
         let through = min(newest - Int64(retention.latest), from + Int64(maxPerCommit))
         guard through > from || !deferred.isEmpty else { return }
-        let needed = Set(try Int64.fetchAll(db, sql: """
-            SELECT l.globalVersion FROM laneVersions l
-            WHERE length(l.parameters) = 0 AND l.version = (SELECT MAX(version) FROM laneVersions WHERE lane = l.lane)
-            """))
+        // Each tier's latest model, looked up per tier on the (lane, version) key: O(tiers · log n) per
+        // commit, not a scan of a table that grows by a row per step.
+        var needed = Set<Int64>()
+        let maxLane = try Int.fetchOne(db, sql: "SELECT MAX(lane) FROM laneVersions") ?? -1
+        for lane in stride(from: 0, through: maxLane, by: 1) {
+            if let latest = try Row.fetchOne(db, sql: """
+                SELECT globalVersion, length(parameters) AS bytes FROM laneVersions WHERE lane = ? ORDER BY version DESC LIMIT 1
+                """, arguments: [lane]), latest["bytes"] as Int == 0 {
+                needed.insert(latest["globalVersion"])
+            }
+        }
         let passed = through > from ? Array((from + 1)...through) : []
         var stillDeferred: [Int64] = []
         for candidate in deferred + passed where !retention.keeps(candidate, newest: newest) {
