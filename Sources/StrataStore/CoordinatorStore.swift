@@ -26,6 +26,10 @@ public final class CoordinatorStore: Sendable {
             if let pageSize { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
             // WAL with synchronous=FULL: a committed transaction survives power loss, not only a crash.
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // Debian builds SQLite with secure_delete on, which zeroes every freed page: dropping a model's
+            // parameters (retention) would write its size again. FAST still zeroes deleted content in
+            // pages that are written anyway; freed blob pages keep their bytes until the next blobs reuse them.
+            try db.execute(sql: "PRAGMA secure_delete = FAST")
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -54,6 +58,11 @@ public final class CoordinatorStore: Sendable {
     /// The database's page size.
     public func pageSize() async throws -> Int {
         try await pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 0 }
+    }
+
+    /// The writer connection's secure_delete mode (0 off, 1 on, 2 fast).
+    func secureDeleteMode() async throws -> Int {
+        try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA secure_delete") ?? -1 }
     }
 
     static var migrator: DatabaseMigrator {

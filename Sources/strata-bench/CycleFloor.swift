@@ -73,6 +73,7 @@ struct SQLiteCommitLimit {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA page_size = \(pageSize)")
                 try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.execute(sql: "PRAGMA secure_delete = FAST")
             }
             let pool = try DatabasePool(path: dir.appendingPathComponent("floor-\(repetition).sqlite").path, configuration: configuration)
             try pool.write { db in

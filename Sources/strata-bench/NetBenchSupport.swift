@@ -25,6 +25,11 @@ struct NetBenchOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Keep the coordinator's state directory and log.")
     var keepState = false
+
+    @Option(name: .long, parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("One more argument for strata-coordinator, after the benchmark's own (repeat it: --coordinator-arg --keep-models --coordinator-arg 0).",
+                               valueName: "ARG"))
+    var coordinatorArg: [String] = []
 }
 
 // MARK: - PKI
@@ -183,7 +188,7 @@ final class CoordinatorProcess {
             "--cert", pki.coordinatorCert, "--key", pki.coordinatorKey, "--ca", pki.caFile,
             "--state", workDir + "/coordinator.sqlite", "--port", "0", "--ready-file", workDir + "/ready",
             "--features", "\(parameters.features)", "--classes", "\(parameters.classes)", "--log-level", "warning",
-        ] + extra
+        ] + extra + options.coordinatorArg
         process.standardOutput = FileHandle.nullDevice
         _ = FileManager.default.createFile(atPath: workDir + "/coordinator.log", contents: nil)
         process.standardError = FileHandle(forWritingAtPath: workDir + "/coordinator.log")

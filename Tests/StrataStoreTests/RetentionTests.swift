@@ -42,6 +42,8 @@ import Testing
         #expect(listed.filter { $0.parameterBytes > 0 }.map(\.version) == [25, 24, 23, 22, 20, 10, 0])
         let restored = try await CoordinatorStore(path: dir.file("c.sqlite")).restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 30)
         #expect(restored.version == 25 && restored.parameters == [Float](repeating: 25, count: spec.parameterCount))
+        // Dropped blobs' pages are freed without being zeroed (secure_delete FAST, not the distribution's ON).
+        #expect(try await store.secureDeleteMode() == 2)
     }
 
     @Test func aVersionATierIsStoredAsWaitsUntilTheTierMovesOn() async throws {
