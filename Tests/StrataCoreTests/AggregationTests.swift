@@ -32,6 +32,10 @@ import Testing
             }
         }
         #expect(viaArray.sum.map(\.bitPattern) == viaBytes.sum.map(\.bitPattern))
+        // Both equal the plain element-by-element fold, sum[i] += w·Δ[i], bit for bit.
+        var reference = [Float](repeating: 0, count: 1001)
+        for (d, w) in zip(deltas, weights) { for i in reference.indices { reference[i] += w * d[i] } }
+        #expect(viaArray.sum.map(\.bitPattern) == reference.map(\.bitPattern))
         #expect(viaArray.totalWeight == viaBytes.totalWeight)
         #expect(viaArray.count == 3 && viaBytes.count == 3)
     }
