@@ -30,6 +30,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let notAuthorized = ErrorCode(rawValue: 6)
     public static let incompatibleData = ErrorCode(rawValue: 7)
     public static let heartbeatTimeout = ErrorCode(rawValue: 8)
+    /// A count or value outside what the receiver accepts (a sample count above the hello's or the
+    /// coordinator's bound, a value that does not fit the receiver's integers).
+    public static let outOfRange = ErrorCode(rawValue: 9)
 
     // Update validation: the update is refused, the session stays open.
     public static let shapeMismatch = ErrorCode(rawValue: 100)
@@ -39,6 +42,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let tooStale = ErrorCode(rawValue: 104)
     public static let wrongClient = ErrorCode(rawValue: 105)
     public static let invalidUpdate = ErrorCode(rawValue: 106)
+    /// The agent already has an update waiting for the next buffer of its tier: one agent may hold at most
+    /// one update in a buffer and one queued behind it.
+    public static let overShare = ErrorCode(rawValue: 107)
 
     // Coordinator state.
     public static let shuttingDown = ErrorCode(rawValue: 200)
@@ -49,8 +55,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     static let names: [UInt16: String] = [
         1: "malformed-frame", 2: "unsupported-version", 3: "frame-too-large", 4: "unknown-message-type",
         5: "unexpected-message", 6: "not-authorized", 7: "incompatible-data", 8: "heartbeat-timeout",
+        9: "out-of-range",
         100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
-        104: "too-stale", 105: "wrong-client", 106: "invalid-update",
+        104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
         200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready",
     ]
 

@@ -244,6 +244,9 @@ public enum GoodbyeReason: UInt16, Sendable, Hashable {
     case shuttingDown = 1
     case targetReached = 2
     case evicted = 3
+    /// A newer session with the same client id (certificate CN) replaced this one. Never a permanent
+    /// exit: `retryAfterMillis` is always positive.
+    case replaced = 4
 }
 
 /// Orderly end of a session. `retryAfterMillis == 0` means "do not come back".
