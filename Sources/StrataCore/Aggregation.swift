@@ -21,6 +21,16 @@ public struct WeightedAccumulator: Sendable {
         }
     }
 
+    /// Folds `scale · delta` while counting `weight` in the total: a clipped delta keeps its weight in the
+    /// mean's denominator, so clipping shrinks it instead of renormalising it back up.
+    public mutating func add(_ delta: some Float32Segments, weight: Float, scale: Float) throws {
+        guard scale.isFinite, scale > 0, scale <= 1 else {
+            throw StrataCoreError.invalidArgument("scale \(scale) must be in (0, 1]")
+        }
+        guard scale < 1 else { return try fold(delta, weight: weight) }
+        try fold(delta, weight: weight, axpyWeight: weight * scale)
+    }
+
     /// Throws `shapeMismatch` (element counts) or `invalidArgument` for a weight that is not finite and > 0.
     public mutating func add(_ delta: [Float], weight: Float) throws {
         try fold(delta, weight: weight)
@@ -33,15 +43,16 @@ public struct WeightedAccumulator: Sendable {
         try fold(delta, weight: weight)
     }
 
-    private mutating func fold(_ delta: some Float32Segments, weight: Float) throws {
+    private mutating func fold(_ delta: some Float32Segments, weight: Float, axpyWeight: Float? = nil) throws {
         guard delta.count == sum.count else {
             throw StrataCoreError.shapeMismatch(expected: sum.count, actual: delta.count)
         }
         try Self.checkWeight(weight)
+        let factor = axpyWeight ?? weight
         if !sum.isEmpty {
             sum.withUnsafeMutableBufferPointer { acc in
                 let a = acc.baseAddress!
-                delta.forEachRun { first, p, n in Float32LE.axpy(a + first, p, count: n, weight: weight) }
+                delta.forEachRun { first, p, n in Float32LE.axpy(a + first, p, count: n, weight: factor) }
             }
         }
         totalWeight += Double(weight)
@@ -126,7 +137,9 @@ public enum UpdateValidation {
     /// Validate a delta before it touches a model. Checks, in order: the element count
     /// (`shapeMismatch`), every element finite (`nonFinite(index:)` of the first bad one), and, when
     /// `maxNorm` is given, ‖delta‖₂ ≤ maxNorm (`invalidArgument("norm ... exceeds bound ...")`).
-    public static func validate(delta: [Float], expectedCount: Int, maxNorm: Float?) throws {
+    /// Returns ‖delta‖₂.
+    @discardableResult
+    public static func validate(delta: [Float], expectedCount: Int, maxNorm: Float?) throws -> Double {
         try check(delta, expectedCount: expectedCount, maxNorm: maxNorm)
     }
 
@@ -134,11 +147,13 @@ public enum UpdateValidation {
     /// errors and the same first bad index as for the same values in an array; the norm may differ from
     /// the array's in the last bits only (each segment's values are dealt to the eight partial sums from
     /// the segment's own start).
-    public static func validate(delta: some Float32Segments, expectedCount: Int, maxNorm: Float?) throws {
+    /// Returns ‖delta‖₂.
+    @discardableResult
+    public static func validate(delta: some Float32Segments, expectedCount: Int, maxNorm: Float?) throws -> Double {
         try check(delta, expectedCount: expectedCount, maxNorm: maxNorm)
     }
 
-    private static func check(_ delta: some Float32Segments, expectedCount: Int, maxNorm: Float?) throws {
+    private static func check(_ delta: some Float32Segments, expectedCount: Int, maxNorm: Float?) throws -> Double {
         guard delta.count == expectedCount else {
             throw StrataCoreError.shapeMismatch(expected: expectedCount, actual: delta.count)
         }
@@ -157,6 +172,7 @@ public enum UpdateValidation {
                 throw StrataCoreError.invalidArgument("norm \(norm) exceeds bound \(bound)")
             }
         }
+        return sumOfSquares.squareRoot()
     }
 
     /// Euclidean norm (see `SquareSums` for how it is summed).

@@ -66,6 +66,8 @@ public struct RuleSettings: Sendable, Hashable {
     public var plannedRounds: Int = 1000
     /// Seed of the rules' own random choices (client and tier selection).
     public var seed: UInt64 = 1
+    /// What one agent can do to a buffer: adaptive norm bound, one update per buffer, robust folds.
+    public var robustness = Robustness()
 
     public init() {}
 
@@ -83,6 +85,7 @@ public struct RuleSettings: Sendable, Hashable {
     public func validate() throws {
         func bad(_ s: String) -> StrataCoreError { .invalidArgument(s) }
         guard bufferSize >= 1 else { throw bad("buffer size must be at least 1") }
+        try robustness.validate()
         if let t = bufferTimeout, !(t > 0 && t.isFinite) { throw bad("buffer timeout must be positive") }
         guard maxStaleness >= 0 else { throw bad("max staleness must be >= 0") }
         guard mixingAlpha > 0, mixingAlpha <= 1 else { throw bad("mixing alpha must be in (0, 1]") }
@@ -163,13 +166,17 @@ public struct RuleUpdate: Sendable {
     /// x_local − x_base: an array, or the values where they were received (the coordinator passes the
     /// update frame's tensors, validated, so the fold reads them without an intermediate copy).
     public var delta: any Float32Segments
-    public init(taskID: Int64, clientID: String, lane: Int, baseVersion: Int64, sampleCount: Int64, delta: any Float32Segments) {
+    /// ‖delta‖₂ (validation computed it already).
+    public var norm: Double
+    public init(taskID: Int64, clientID: String, lane: Int, baseVersion: Int64, sampleCount: Int64, delta: any Float32Segments,
+                norm: Double? = nil) {
         self.taskID = taskID
         self.clientID = clientID
         self.lane = lane
         self.baseVersion = baseVersion
         self.sampleCount = sampleCount
         self.delta = delta
+        self.norm = norm ?? SquareSums.of(delta).squareRoot()
     }
 }
 
@@ -184,6 +191,8 @@ public enum RefusalReason: Sendable, Hashable {
     case tooStale
     case roundClosed
     case invalid
+    /// The agent already has an update in the open buffer and one queued behind it.
+    case overShare
 }
 
 /// One update inside an aggregation, for the durable record.
@@ -246,6 +255,8 @@ public protocol AggregationRule: Sendable {
     var globalVersion: Int64 { get }
     var globalParameters: [Float] { get }
     var laneCount: Int { get }
+    /// The adaptive norm bound deltas are clipped to now (nil: off, or still learning the scale).
+    var clipBound: Double? { get }
     /// The model and version a task on `lane` starts from.
     func lane(_ lane: Int) -> LaneState
 

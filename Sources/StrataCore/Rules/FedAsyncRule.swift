@@ -11,7 +11,7 @@ public struct FedAsyncRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
         history[0] = parameters
     }
 

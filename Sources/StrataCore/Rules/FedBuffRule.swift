@@ -1,13 +1,15 @@
 /// FedBuff (Nguyen et al., AISTATS 2022): one flat buffer, no tiers. Every idle client trains at once; each
 /// delta is folded with weight n_i · s(σ_i); after K deltas the model steps x ← x + η_g·(β·m + Δ̄).
+/// With one update per agent per buffer (the default robustness), K is capped at the connected agents.
 public struct FedBuffRule: AggregationRule, LaneSetRule {
     static let isTiered = false
     public let settings: RuleSettings
     var lanes: LaneSet
+    var connectedCount = 0
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
     }
 
     public var mode: AggregationMode { .fedbuff }
@@ -17,7 +19,8 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
-        idle.map { Assignment(clientID: $0.id, lane: 0) }
+        connectedCount = connected.count
+        return idle.map { Assignment(clientID: $0.id, lane: 0) }
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
@@ -27,12 +30,13 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func flush(now: Double) -> [AggregationOutcome] {
-        lanes.flushAll(optimizer: settings.serverOptimizer)
+        lanes.flushAll(settings: settings, now: now)
     }
 
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
-        lanes.dueBuffers(size: { _ in settings.bufferSize }, timeout: settings.bufferTimeout, now: now).map {
-            lanes.stepAndPush($0.lane, optimizer: settings.serverOptimizer, trigger: $0.trigger)
+        let k = settings.robustness.onePerBuffer ? min(settings.bufferSize, max(1, connectedCount)) : settings.bufferSize
+        return lanes.dueBuffers(size: { _ in k }, timeout: settings.bufferTimeout, now: now).map {
+            lanes.stepBuffer($0.lane, settings: settings, trigger: $0.trigger, now: now)
         }
     }
 }

@@ -14,6 +14,10 @@ public struct Lane: Sendable {
     var bufferOpenedAt: Double?
     /// False while the lane has no connected member: it is left out of the global combination.
     public internal(set) var isActive = true
+    /// Robust folds keep the open buffer's (clipped) deltas; the mean needs none.
+    var kept: [[Float]] = []
+    /// Updates that arrived while their agent already had one in the open buffer: folded into the next one.
+    var queued: [RuleUpdate] = []
 
     init(version: Int64, parameters: [Float], pushes: Int64 = 1) {
         self.version = version
@@ -27,15 +31,36 @@ public struct Lane: Sendable {
 
     var state: LaneState { LaneState(version: version, parameters: parameters, pushes: pushes) }
 
-    /// Folds `delta` with weight `samples · s(σ)`, σ counted in this lane's versions.
-    mutating func fold(_ update: RuleUpdate, staleness function: StalenessFunction, maxStaleness: Int, now: Double) -> UpdateDisposition {
+    /// Folds `delta` with weight `samples · s(σ)`, σ counted in this lane's versions, scaled by `clip` (the
+    /// adaptive norm bound's factor, 1 when within it). With `robustness.onePerBuffer`, an agent's second
+    /// update waits for the next buffer and a third is refused.
+    mutating func fold(_ update: RuleUpdate, staleness function: StalenessFunction, maxStaleness: Int, now: Double,
+                       robustness: Robustness, clip: Float) -> UpdateDisposition {
         let sigma = max(0, version - update.baseVersion)
         guard sigma <= Int64(maxStaleness) else {
             return .refused(.tooStale, "based on version \(update.baseVersion), \(sigma) versions behind (limit \(maxStaleness))")
         }
         let weight = Double(update.sampleCount) * function.factor(staleness: Int(sigma))
+        if robustness.onePerBuffer, folded.contains(where: { $0.clientID == update.clientID }) {
+            guard !queued.contains(where: { $0.clientID == update.clientID }) else {
+                return .refused(.overShare, "client \(update.clientID) already has an update in this tier's open buffer and one queued for the next")
+            }
+            queued.append(update)
+            return .folded(staleness: sigma + 1, weight: weight)
+        }
         do {
-            try accumulator.add(update.delta, weight: Float(weight))
+            if robustness.fold.keepsDeltas {
+                guard update.delta.count == accumulator.parameterCount else {
+                    throw StrataCoreError.shapeMismatch(expected: accumulator.parameterCount, actual: update.delta.count)
+                }
+                guard weight.isFinite, weight > 0 else { throw StrataCoreError.invalidArgument("weight \(weight) must be finite and > 0") }
+                var copy = [Float](repeating: 0, count: accumulator.parameterCount)
+                copy.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
+                if clip < 1 { for i in copy.indices { copy[i] *= clip } }
+                kept.append(copy)
+            } else {
+                try accumulator.add(update.delta, weight: Float(weight), scale: clip)
+            }
         } catch {
             return .refused(.invalid, "cannot aggregate: \(error)")
         }
@@ -45,8 +70,15 @@ public struct Lane: Sendable {
         return .folded(staleness: sigma, weight: weight)
     }
 
-    /// x ← x + η_g·(β·m + Δ̄) with Δ̄ the buffer's weighted mean; empties the buffer. Returns its updates.
-    mutating func step(optimizer: ServerOptimizer) -> [FoldedUpdate] {
+    /// x ← x + η_g·(β·m + Δ̄) with Δ̄ the buffer's weighted mean (or its robust combination); empties the
+    /// buffer. Returns its updates; `queued` still holds the updates waiting for the next buffer.
+    mutating func step(optimizer: ServerOptimizer, fold: BufferFold) -> [FoldedUpdate] {
+        if !kept.isEmpty {
+            let combined = RobustCombination.combine(kept, weights: folded.map(\.weight), fold: fold)
+            accumulator.reset()
+            try! accumulator.add(combined, weight: 1)   // same count, weight 1 > 0: cannot throw
+            kept.removeAll(keepingCapacity: true)
+        }
         parameters = accumulator.takeStep(on: parameters, optimizer: optimizer, state: &optimizerState)
         version += 1
         let updates = folded
@@ -70,10 +102,26 @@ public struct LaneSet: Sendable {
     /// How a tier's push changes the global model (only matters with more than one lane).
     public var combination: CrossTierCombination = .models
     public var weighting: CrossTierWeighting = .fedAT
+    public let robustness: Robustness
+    /// Recent delta norms, over every lane: the adaptive bound's median.
+    public private(set) var norms: NormWindow
 
-    public init(parameters: [Float]) {
+    public init(parameters: [Float], robustness: Robustness = Robustness()) {
         global = parameters
         lanes = [Lane(version: 0, parameters: parameters)]
+        self.robustness = robustness
+        norms = NormWindow(capacity: robustness.normWindow)
+    }
+
+    /// The adaptive norm bound now (nil while off or still learning the scale).
+    public var clipBound: Double? { norms.bound(multiple: robustness.clipMultiple, minimum: robustness.minimumNorms) }
+
+    /// The factor that brings `update` within the adaptive bound, recording its norm for later bounds (after
+    /// the bound is taken: an update never loosens its own).
+    mutating func clipScale(for update: RuleUpdate) -> Float {
+        let scale = NormWindow.scale(norm: update.norm, bound: clipBound)
+        norms.record(update.norm)
+        return scale
     }
 
     public var count: Int { lanes.count }
@@ -107,7 +155,29 @@ public struct LaneSet: Sendable {
 
     mutating func fold(_ update: RuleUpdate, staleness: StalenessFunction, maxStaleness: Int, now: Double) -> UpdateDisposition {
         guard contains(update.lane) else { return .refused(.invalid, "lane \(update.lane) does not exist") }
-        return lanes[update.lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now)
+        let scale = clipScale(for: update)
+        return lanes[update.lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now,
+                                       robustness: robustness, clip: scale)
+    }
+
+    /// A buffer rule's step: steps `lane`, pushes it up, and opens the next buffer with the updates that
+    /// waited for it.
+    mutating func stepBuffer(_ lane: Int, settings: RuleSettings, trigger: String, now: Double) -> AggregationOutcome {
+        let outcome = stepAndPush(lane, optimizer: settings.serverOptimizer, trigger: trigger)
+        foldQueued(lane, staleness: settings.staleness, maxStaleness: settings.maxStaleness, now: now)
+        return outcome
+    }
+
+    /// Folds the updates that waited for `lane`'s next buffer (after a step). One that became too stale
+    /// meanwhile is dropped: its agent still holds it and gets `too-stale` when it sends it again.
+    mutating func foldQueued(_ lane: Int, staleness: StalenessFunction, maxStaleness: Int, now: Double) {
+        let waiting = lanes[lane].queued
+        lanes[lane].queued.removeAll()
+        for update in waiting {
+            let scale = NormWindow.scale(norm: update.norm, bound: clipBound)
+            _ = lanes[lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now,
+                                 robustness: robustness, clip: scale)
+        }
     }
 
     /// Folds an update into a synchronous round (s ≡ 1: all of its updates started from the round's model)
@@ -166,7 +236,7 @@ public struct LaneSet: Sendable {
     /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist.
     mutating func stepAndPush(_ lane: Int, optimizer: ServerOptimizer, trigger: String) -> AggregationOutcome {
         let before = lanes[lane].parameters
-        let updates = lanes[lane].step(optimizer: optimizer)
+        let updates = lanes[lane].step(optimizer: optimizer, fold: robustness.fold)
         return push(lane, from: before, updates: updates, trigger: trigger)
     }
 
@@ -229,7 +299,14 @@ public struct LaneSet: Sendable {
         }
         let before = lanes[update.lane].parameters
         var clientModel = base ?? before
-        clientModel.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
+        let clip = clipScale(for: update)
+        if clip < 1 {
+            var delta = [Float](repeating: 0, count: global.count)
+            delta.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
+            for i in clientModel.indices { clientModel[i] += clip * delta[i] }
+        } else {
+            clientModel.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
+        }
         AggregationStep.mix(model: &lanes[update.lane].parameters, clientModel: clientModel, alpha: alpha,
                             staleness: Int(sigma), function: function)
         lanes[update.lane].version += 1
@@ -239,9 +316,16 @@ public struct LaneSet: Sendable {
         return .mixed(push(update.lane, from: before, updates: [folded], trigger: "update"))
     }
 
-    /// Steps every lane with a non-empty buffer (draining).
-    mutating func flushAll(optimizer: ServerOptimizer) -> [AggregationOutcome] {
-        lanes.indices.filter { !lanes[$0].folded.isEmpty }.map { stepAndPush($0, optimizer: optimizer, trigger: "drain") }
+    /// Steps every lane with a non-empty buffer, and once more for updates that were queued behind it
+    /// (draining, end of the federation): nothing acknowledged as received is left out.
+    mutating func flushAll(settings: RuleSettings, now: Double) -> [AggregationOutcome] {
+        var outcomes: [AggregationOutcome] = []
+        for lane in lanes.indices {
+            while !lanes[lane].folded.isEmpty {
+                outcomes.append(stepBuffer(lane, settings: settings, trigger: "drain", now: now))
+            }
+        }
+        return outcomes
     }
 
     /// Lanes whose buffer holds `size(lane)` updates, or whose buffer is older than `timeout`.
@@ -318,5 +402,6 @@ extension LaneSetRule {
     public var globalVersion: Int64 { lanes.globalVersion }
     public var globalParameters: [Float] { lanes.global }
     public var laneCount: Int { Self.isTiered ? lanes.count : 1 }
+    public var clipBound: Double? { lanes.clipBound }
     public func lane(_ lane: Int) -> LaneState { lanes[Self.isTiered ? lane : 0].state }
 }

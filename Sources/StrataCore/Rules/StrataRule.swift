@@ -26,7 +26,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
         lanes.combination = settings.crossTier
         lanes.weighting = settings.crossTierWeighting
         if settings.tierMixing == .fedAsync { history[LaneKey(lane: 0, version: 0)] = parameters }
@@ -75,7 +75,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
 
     public mutating func flush(now: Double) -> [AggregationOutcome] {
         var outcomes = aggregations(now: now)
-        outcomes += lanes.flushAll(optimizer: settings.serverOptimizer)
+        outcomes += lanes.flushAll(settings: settings, now: now)
         return outcomes
     }
 
@@ -85,7 +85,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
         let k = settings.bufferSize
         let live = liveMembers
         for due in lanes.dueBuffers(size: { min(k, max(1, live[$0] ?? 1)) }, timeout: settings.bufferTimeout, now: now) {
-            outcomes.append(lanes.stepAndPush(due.lane, optimizer: settings.serverOptimizer, trigger: due.trigger))
+            outcomes.append(lanes.stepBuffer(due.lane, settings: settings, trigger: due.trigger, now: now))
             remember(lane: due.lane)
         }
         return outcomes

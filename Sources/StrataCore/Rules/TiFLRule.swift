@@ -23,7 +23,7 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
         generator = SeededGenerator(seed: settings.seed)
     }
 

@@ -1,0 +1,165 @@
+// What one agent can do to a buffer: bounded. Robust folds are options of how every rule's buffers fold,
+// not modes of their own (docs/ALGORITHMS.md, "Robust aggregation"; docs/SECURITY.md, "Byzantine agents").
+
+/// The robustness settings every rule applies to the updates it folds.
+public struct Robustness: Sendable, Hashable {
+    /// Adaptive norm bound: a delta whose L2 norm is above `clipMultiple` × the median norm of the last
+    /// `normWindow` deltas is scaled down to that bound (its direction kept). Nil: off.
+    public var clipMultiple: Double? = 3
+    /// How many recent delta norms the median is taken over.
+    public var normWindow: Int = 101
+    /// No clipping until this many norms were seen (the first updates set the scale).
+    public var minimumNorms: Int = 5
+    /// At most one update per agent in a lane's open buffer, one more queued for the next buffer, a third
+    /// refused (`over-share`): a fast agent cannot fill buffers with its own updates.
+    public var onePerBuffer: Bool = true
+    /// How a full buffer's updates are combined.
+    public var fold: BufferFold = .mean
+
+    public init() {}
+
+    public func validate() throws {
+        if let c = clipMultiple, !(c >= 1 && c.isFinite) {
+            throw StrataCoreError.invalidArgument("the clip multiple must be a number >= 1 (or off)")
+        }
+        guard normWindow >= 1, minimumNorms >= 1, minimumNorms <= normWindow else {
+            throw StrataCoreError.invalidArgument("the norm window must be >= 1 and hold at least the minimum number of norms")
+        }
+        try fold.validate()
+    }
+}
+
+/// How a buffer's deltas become one step.
+public enum BufferFold: Sendable, Hashable, CustomStringConvertible {
+    /// The weighted mean (weights = samples × staleness factor), folded as the updates arrive: no copy.
+    case mean
+    /// Coordinate-wise: drop the ⌊β·K⌋ smallest and largest values of each coordinate, weighted mean of the
+    /// rest (Yin et al. 2018). Keeps a copy of every delta of the open buffer.
+    case trimmedMean(Double)
+    /// Coordinate-wise median of the buffer's deltas (Yin et al. 2018); for an even K, the weighted mean of
+    /// the two middle values.
+    case median
+
+    /// "mean", "median", "trimmed-mean" (β = 0.2) or "trimmed-mean:β".
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        switch parts.first {
+        case "mean" where parts.count == 1: self = .mean
+        case "median" where parts.count == 1: self = .median
+        case "trimmed-mean":
+            if parts.count == 1 { self = .trimmedMean(0.2); return }
+            guard let beta = Double(parts[1]) else {
+                throw StrataCoreError.invalidArgument("trimmed-mean:β needs a number β in [0, 0.5), got \"\(parts[1])\"")
+            }
+            self = .trimmedMean(beta)
+            try validate()
+        default:
+            throw StrataCoreError.invalidArgument("unknown buffer fold \"\(text)\": use mean, median, trimmed-mean or trimmed-mean:β")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .mean: "mean"
+        case .median: "median"
+        case .trimmedMean(let beta): "trimmed-mean:\(beta)"
+        }
+    }
+
+    /// Whether the buffer must keep every delta (the mean folds them as they come).
+    var keepsDeltas: Bool { self != .mean }
+
+    func validate() throws {
+        if case .trimmedMean(let beta) = self, !(beta >= 0 && beta < 0.5) {
+            throw StrataCoreError.invalidArgument("trimmed-mean:β needs β in [0, 0.5), got \(beta)")
+        }
+    }
+
+    /// How many values to drop at each end of a coordinate's K sorted values.
+    func trimmed(of k: Int) -> Int {
+        switch self {
+        case .mean: 0
+        case .median: (k - 1) / 2
+        case .trimmedMean(let beta): min(Int((beta * Double(k)).rounded(.down)), (k - 1) / 2)
+        }
+    }
+}
+
+/// The recent delta norms and the adaptive bound they give.
+public struct NormWindow: Sendable {
+    private var norms: [Double] = []
+    private var next = 0
+    public let capacity: Int
+
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
+
+    public var count: Int { norms.count }
+
+    public mutating func record(_ norm: Double) {
+        guard norm.isFinite, norm >= 0 else { return }
+        if norms.count < capacity {
+            norms.append(norm)
+        } else {
+            norms[next] = norm
+        }
+        next = (next + 1) % capacity
+    }
+
+    public func median() -> Double? {
+        guard !norms.isEmpty else { return nil }
+        let sorted = norms.sorted()
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+
+    /// multiple × median, once at least `minimum` norms were seen.
+    public func bound(multiple: Double?, minimum: Int) -> Double? {
+        guard let multiple, norms.count >= minimum, let median = median(), median > 0 else { return nil }
+        return multiple * median
+    }
+
+    /// The factor that brings a delta of `norm` within `bound` (1 when it already is).
+    public static func scale(norm: Double, bound: Double?) -> Float {
+        guard let bound, norm > bound, norm > 0 else { return 1 }
+        return Float(bound / norm)
+    }
+}
+
+/// Coordinate-wise robust combination of K deltas with their weights.
+public enum RobustCombination {
+    /// For each coordinate: sort the K values, drop `fold.trimmed(of: K)` at each end, and take the weighted
+    /// mean of the rest. Weights must be positive. With one delta, that delta.
+    public static func combine(_ deltas: [[Float]], weights: [Double], fold: BufferFold) -> [Float] {
+        let k = deltas.count
+        guard k > 0 else { return [] }
+        let n = deltas[0].count
+        precondition(weights.count == k && deltas.allSatisfy { $0.count == n }, "deltas and weights must agree")
+        let drop = fold.trimmed(of: k)
+        var values = [Float](repeating: 0, count: k)
+        var order = [Int](repeating: 0, count: k)
+        var out = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            for i in 0..<k { values[i] = deltas[i][j]; order[i] = i }
+            // Insertion sort of K (small: a buffer) indices by value; ties keep arrival order.
+            for i in 1..<max(1, k) {
+                let index = order[i], value = values[index]
+                var p = i - 1
+                while p >= 0, values[order[p]] > value {
+                    order[p + 1] = order[p]
+                    p -= 1
+                }
+                order[p + 1] = index
+            }
+            var sum = 0.0, total = 0.0
+            for r in drop..<(k - drop) {
+                let i = order[r]
+                sum += weights[i] * Double(values[i])
+                total += weights[i]
+            }
+            out[j] = total > 0 ? Float(sum / total) : 0
+        }
+        return out
+    }
+}
