@@ -14,7 +14,7 @@ extension Coordinator {
               !parameters.isEmpty else { return }
         lastEvaluatedVersion = evaluatedVersion
         lastEvaluationStart = .now
-        evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), versionElapsed: createdAt)
+        evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), invited: targets.count, versionElapsed: createdAt)
         let tensors = ModelTensors.encode(parameters, spec: configuration.model)
         // One transaction for the whole round's tasks, durable before any is sent.
         guard let records = await allocateTasks(targets.map {
@@ -34,18 +34,35 @@ extension Coordinator {
     }
 
     func handleEvaluation(_ update: Update, task: TaskRecord, from session: AgentSessionHandle) {
+        let samples: Int64
+        switch WireCounts.evaluationSamples(update, announced: session.announced) {
+        case .success(let count): samples = count
+        case .failure(let refusal):
+            refuseEvaluation(update, from: session, version: task.baseVersion, refusal)
+            return
+        }
+        guard update.evalAccuracy.isFinite, update.evalLoss.isFinite, (0...1).contains(update.evalAccuracy), update.evalLoss >= 0 else {
+            refuseEvaluation(update, from: session, version: task.baseVersion, ErrorMessage(code: .outOfRange, message:
+                "evaluation answer out of range: accuracy \(update.evalAccuracy) (0...1), loss \(update.evalLoss) (finite, >= 0)"))
+            return
+        }
         session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(task.baseVersion))))
-        guard update.evalSampleCount > 0, update.evalAccuracy.isFinite, update.evalLoss.isFinite,
-              (0...1).contains(update.evalAccuracy) else { return }
         let record = EvaluationRecord(taskID: task.id, clientID: session.clientID, modelVersion: task.baseVersion,
-                                      sampleCount: Int64(update.evalSampleCount), loss: Double(update.evalLoss),
+                                      sampleCount: samples, loss: Double(update.evalLoss),
                                       accuracy: Double(update.evalAccuracy), at: Self.now())
         let store = self.store
         Task { try? await store.recordEvaluation(record) }
         guard var round = evaluations[task.baseVersion] else { return }
-        round.results[session.clientID] = (Int64(update.evalSampleCount), Double(update.evalAccuracy), Double(update.evalLoss))
+        round.results[session.clientID] = (samples, Double(update.evalAccuracy), Double(update.evalLoss))
         evaluations[task.baseVersion] = round
         finishEvaluationIfComplete(version: task.baseVersion)
+    }
+
+    private func refuseEvaluation(_ update: Update, from session: AgentSessionHandle, version: Int64, _ refusal: ErrorMessage) {
+        logger.warning("evaluation answer refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)",
+                                                               "code": "\(refusal.code)", "reason": "\(refusal.message)"])
+        metrics.updatesRefused(code: refusal.code.name).increment()
+        session.send(.ack(Ack(taskID: update.taskID, status: .refused, modelVersion: UInt64(version), code: refusal.code, reason: refusal.message)))
     }
 
     func finishEvaluationIfComplete(version evaluated: Int64) {
@@ -55,18 +72,22 @@ extension Coordinator {
 
     func closeEvaluation(version evaluated: Int64) {
         guard let round = evaluations.removeValue(forKey: evaluated) else { return }
-        let samples = round.results.values.reduce(Int64(0)) { $0 + $1.samples }
-        guard samples > 0 else { return }
-        let accuracy = round.results.values.reduce(0.0) { $0 + Double($1.samples) * $1.accuracy } / Double(samples)
-        let loss = round.results.values.reduce(0.0) { $0 + Double($1.samples) * $1.loss } / Double(samples)
-        // Per tier, for TiFL's adaptive selection and for operators.
-        var perTier: [Int: (samples: Int64, correct: Double)] = [:]
-        for (clientID, result) in round.results {
-            guard let tier = tiers.tier(of: clientID) else { continue }
-            perTier[tier, default: (0, 0)].samples += result.samples
-            perTier[tier, default: (0, 0)].correct += Double(result.samples) * result.accuracy
+        let clients = round.results.keys.sorted()
+        let answers = clients.map { id in
+            let r = round.results[id]!
+            return EvaluationCombination.Answer(samples: r.samples, accuracy: r.accuracy, loss: r.loss)
         }
-        let tierAccuracies = perTier.mapValues { $0.samples > 0 ? $0.correct / Double($0.samples) : 0 }
+        let combination = configuration.stop.evaluationCombination
+        guard let combined = combination.combine(answers) else { return }
+        let (accuracy, loss, samples) = (combined.accuracy, combined.loss, combined.samples)
+        // Per tier (capped weights, not trimmed: a tier may have one member), for TiFL's adaptive selection and for operators.
+        var perTier: [Int: (samples: Double, correct: Double)] = [:]
+        for (clientID, weight) in zip(clients, combination.weights(answers)) {
+            guard let tier = tiers.tier(of: clientID) else { continue }
+            perTier[tier, default: (0, 0)].samples += weight
+            perTier[tier, default: (0, 0)].correct += weight * round.results[clientID]!.accuracy
+        }
+        let tierAccuracies = perTier.mapValues { $0.samples > 0 ? $0.correct / $0.samples : 0 }
         rule.observeEvaluation(tierAccuracies: tierAccuracies)
         let result = EvaluationResult(version: evaluated, accuracy: accuracy, loss: loss, samples: samples,
                                       clients: round.results.count, expectedClients: max(round.expected.count, round.results.count),
@@ -74,7 +95,15 @@ extension Coordinator {
                                       tierAccuracies: tierAccuracies)
         lastEvaluation = result
         onEvent(.evaluated(result))
-        guard round.results.count >= configuration.stop.minEvaluationClients else { return }
+        // The target needs a quorum: answers from enough of the agents the round asked, so a few fast (or
+        // lying) agents cannot end the federation on their own.
+        let quorum = max(configuration.stop.minEvaluationClients,
+                         Int((configuration.stop.evaluationQuorum * Double(round.invited)).rounded(.up)))
+        guard round.results.count >= quorum else {
+            logger.info("evaluation below quorum: not counted towards the target", metadata: [
+                "version": "\(evaluated)", "answers": "\(round.results.count)", "quorum": "\(quorum)"])
+            return
+        }
         bestAccuracy = max(bestAccuracy ?? 0, accuracy)
         if let target = configuration.stop.targetAccuracy, accuracy >= target {
             if timeToTarget == nil { timeToTarget = round.versionElapsed }
