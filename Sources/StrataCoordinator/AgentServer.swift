@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -89,55 +90,64 @@ public struct AgentServer: Sendable {
                         message: "this port admits agent certificates; yours has role \(identity.role.rawValue)")))
                     return
                 }
-                try await runSession(clientID: identity.commonName, inbound: inbound, outbound: outbound, logger: log)
+                try await runSession(clientID: identity.commonName, channel: connection.channel.channel, inbound: inbound, outbound: outbound, logger: log)
             }
         } catch {
             log.info("session ended with an error", metadata: ["error": "\(error)"])
         }
     }
 
-    private func runSession(clientID: String, inbound: NIOAsyncChannelInboundStream<Message>,
+    /// One admitted-or-not session. Three jobs: this task writes the mailbox to the socket, the reader feeds
+    /// the coordinator, the clock enforces the hello and idle timeouts and sends heartbeat requests. Whoever
+    /// ends the session puts its final frame (error or goodbye) into the mailbox and closes it, and the writer
+    /// (never cancelled) sends everything queued before the connection closes: every refusal reaches the peer.
+    private func runSession(clientID: String, channel: any Channel, inbound: NIOAsyncChannelInboundStream<Message>,
                             outbound: NIOAsyncChannelOutboundWriter<Message>, logger: Logger) async throws {
         let (mailbox, mailboxContinuation) = AsyncStream<Message>.makeStream()
-        let lastHeard = NIOLockedValueBox(ContinuousClock.now)
-        let session = NIOLockedValueBox<AgentSessionHandle?>(nil)
-        let idleTimeout = configuration.sessionIdleTimeout
-        let helloTimeout = configuration.helloTimeout
+        let started = ContinuousClock.now
+        let lastHeard = NIOLockedValueBox(started)
+        let session = NIOLockedValueBox<(handle: AgentSessionHandle, at: ContinuousClock.Instant)?>(nil)
+        let endReason = NIOLockedValueBox<String?>(nil)
         let coordinator = self.coordinator
-        var endReason = "connection closed"
+        let timing = SessionClock(helloTimeout: configuration.helloTimeout, idleTimeout: configuration.sessionIdleTimeout,
+                                  heartbeatInterval: configuration.heartbeatInterval)
 
-        defer {
+        /// Ends the session once (the first reason wins): queues `final`, closes the mailbox, and closes the
+        /// connection after a grace period in case a peer that stopped reading keeps the writer waiting.
+        @Sendable func end(_ reason: String, sending final: Message? = nil) {
+            let first = endReason.withLockedValue { current -> Bool in
+                guard current == nil else { return false }
+                current = reason
+                return true
+            }
+            guard first else { return }
+            if let final { mailboxContinuation.yield(final) }
             mailboxContinuation.finish()
+            channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
         }
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                // Writer: drains the mailbox; ends after a final goodbye/error or when the mailbox closes.
-                group.addTask {
-                    for await message in mailbox {
-                        try await outbound.write(message)
-                        switch message {
-                        case .goodbye, .error: return
-                        default: continue
-                        }
+
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var clock = timing
+                while true {
+                    let action = clock.next(now: .now, started: started, lastHeard: lastHeard.withLockedValue { $0 },
+                                            admittedAt: session.withLockedValue { $0?.at })
+                    switch action {
+                    case .wait(let delay):
+                        try await Task.sleep(for: delay)
+                    case .sendHeartbeat(let sequence):
+                        mailboxContinuation.yield(.heartbeat(Heartbeat(sequence: sequence, timestampNanos: UInt64(DispatchTime.now().uptimeNanoseconds), isReply: false)))
+                    case .close(let error, let reason):
+                        end(reason, sending: .error(error))
+                        return
                     }
                 }
-                // Watchdog: hello must come quickly; afterwards any frame (heartbeats included) keeps the session alive.
-                // It sleeps until the earliest moment the session could time out (not on a fixed short period:
-                // thousands of idle sessions would otherwise wake the cooperative pool thousands of times a second).
-                group.addTask {
-                    while true {
-                        let silent = ContinuousClock.now - lastHeard.withLockedValue { $0 }
-                        let admitted = session.withLockedValue { $0 != nil }
-                        let limit = admitted ? idleTimeout : helloTimeout
-                        if silent > limit { throw admitted ? SessionError.idle(silent) : SessionError.helloTimeout }
-                        try await Task.sleep(for: max(limit - silent, .milliseconds(250)))
-                    }
-                }
-                // Reader.
-                group.addTask {
+            }
+            group.addTask {
+                do {
                     for try await message in inbound {
                         lastHeard.withLockedValue { $0 = .now }
-                        if let current = session.withLockedValue({ $0 }) {
+                        if let current = session.withLockedValue({ $0?.handle }) {
                             switch message {
                             case .update(let update):
                                 await runToCompletion { await coordinator.handleUpdate(update, from: current) }
@@ -145,50 +155,56 @@ public struct AgentServer: Sendable {
                                 if !beat.isReply {
                                     current.send(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))
                                 }
-                            case .goodbye:
+                            case .goodbye(let goodbye):
+                                end("agent said goodbye: \(goodbye.message)")
                                 return
                             case .error(let error):
-                                throw SessionError.peerError(error)
+                                end("peer sent error \(error.code): \(error.message)")
+                                return
                             case .hello, .welcome, .task, .ack:
-                                mailboxContinuation.yield(.error(ErrorMessage(code: .unexpectedMessage, message: "unexpected \(message.type) message in an established session")))
-                                throw SessionError.protocolViolation("unexpected \(message.type)")
+                                end("protocol violation: unexpected \(message.type)", sending: .error(ErrorMessage(code: .unexpectedMessage,
+                                    message: "unexpected \(message.type) message in an established session")))
+                                return
                             }
                         } else {
                             guard case .hello(let hello) = message else {
-                                mailboxContinuation.yield(.error(ErrorMessage(code: .unexpectedMessage, message: "the first message must be hello, got \(message.type)")))
-                                throw SessionError.protocolViolation("first message \(message.type)")
+                                end("protocol violation: first message \(message.type)", sending: .error(ErrorMessage(code: .unexpectedMessage,
+                                    message: "the first message must be hello, got \(message.type)")))
+                                return
                             }
                             switch await runToCompletion({ await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation, lastHeard: lastHeard) }) {
                             case .refuse(let error):
-                                mailboxContinuation.yield(.error(error))
-                                throw SessionError.refused(error)
+                                end("refused: \(error.code) \(error.message)", sending: .error(error))
+                                return
                             case .welcome(_, let handle):
                                 // `admit` queued the welcome itself, before any task could be.
-                                session.withLockedValue { $0 = handle }
+                                session.withLockedValue { $0 = (handle, .now) }
                                 await runToCompletion { await coordinator.sessionStarted(handle) }
                             }
                         }
                     }
+                    end("connection closed")
+                } catch let error as WireError {
+                    end("\(error)", sending: .error(ErrorMessage(code: error.errorCode, message: error.description)))
+                } catch {
+                    end("\(error)")
                 }
-                defer { group.cancelAll() }
-                try await group.next()
             }
-        } catch let error as WireError {
-            endReason = "\(error)"
-            // Tell the peer why before closing; the writer task is gone, so write directly.
-            try? await outbound.write(.error(ErrorMessage(code: error.errorCode, message: error.description)))
-        } catch let error as SessionError {
-            endReason = "\(error)"
-            if case .idle = error {
-                try? await outbound.write(.error(ErrorMessage(code: .heartbeatTimeout, message: "nothing received for \(idleTimeout); send heartbeats")))
+            defer { group.cancelAll() }
+            // Writer: ends when the mailbox is closed (after the final frame, if any) or the socket fails.
+            do {
+                for await message in mailbox {
+                    try await outbound.write(message)
+                }
+            } catch {
+                end("write failed: \(error)")
             }
-        } catch {
-            endReason = "\(error)"
         }
-        if let handle = session.withLockedValue({ $0 }) {
-            await coordinator.sessionEnded(handle, reason: endReason)
+        let reason = endReason.withLockedValue { $0 } ?? "connection closed"
+        if let handle = session.withLockedValue({ $0?.handle }) {
+            await coordinator.sessionEnded(handle, reason: reason)
         }
-        logger.debug("session closed", metadata: ["reason": "\(endReason)"])
+        logger.debug("session closed", metadata: ["reason": "\(reason)"])
     }
 }
 
@@ -197,22 +213,4 @@ public struct AgentServer: Sendable {
 /// task being recorded for any agent, say) would be taken for a storage failure and stop the federation.
 private func runToCompletion<T: Sendable>(_ work: @escaping @Sendable () async -> T) async -> T {
     await Task { await work() }.value
-}
-
-enum SessionError: Error, CustomStringConvertible {
-    case helloTimeout
-    case idle(Duration)
-    case peerError(ErrorMessage)
-    case protocolViolation(String)
-    case refused(ErrorMessage)
-
-    var description: String {
-        switch self {
-        case .helloTimeout: "no hello received in time"
-        case .idle(let d): "nothing received for \(d)"
-        case .peerError(let e): "peer sent error \(e.code): \(e.message)"
-        case .protocolViolation(let s): "protocol violation: \(s)"
-        case .refused(let e): "refused: \(e.code) \(e.message)"
-        }
-    }
 }
