@@ -219,6 +219,12 @@ struct AgentSession: Sendable {
     }
 
     private func outcome(of goodbye: Goodbye) -> Outcome {
+        if goodbye.reason == .replaced {
+            logger.warning("the coordinator replaced this session with a newer one of the same identity: if this repeats, another agent may be using this certificate",
+                           metadata: ["retryAfterMs": "\(goodbye.retryAfterMillis)"])
+            // Being replaced is never a reason to stop for good, whatever delay came with it.
+            return .retryAfter(.milliseconds(Int64(max(1000, goodbye.retryAfterMillis))), goodbye.message)
+        }
         if goodbye.retryAfterMillis > 0 {
             return .retryAfter(.milliseconds(Int64(goodbye.retryAfterMillis)), goodbye.message)
         }
@@ -226,6 +232,11 @@ struct AgentSession: Sendable {
     }
 
     private func checkCompatibility(_ spec: ModelSpec) throws {
+        // The welcome is untrusted too: a class count that would make the model larger than a frame can carry
+        // is refused before anything is allocated for it.
+        guard spec.outputCount >= 1, spec.outputCount <= configuration.maxFrameBytes / 4 / max(1, spec.featureCount + 1) else {
+            throw AgentError.incompatibleModel("the welcome announces \(spec.outputCount) outputs, which no task frame of at most \(configuration.maxFrameBytes) bytes can carry")
+        }
         guard spec.featureCount == samples.featureColumns.count else {
             throw AgentError.incompatibleModel("the federation's model has \(spec.featureCount) features but the data has \(samples.featureColumns.count)")
         }
@@ -243,10 +254,10 @@ struct AgentSession: Sendable {
         case .received:
             logger.debug("update received by coordinator", metadata: ["task": "\(ack.taskID)"])
         case .committed:
-            try await state.acknowledge(taskID: Int64(bitPattern: ack.taskID), status: "committed", modelVersion: Int64(ack.modelVersion), now: Date().timeIntervalSince1970)
+            try await state.acknowledge(taskID: Int64(bitPattern: ack.taskID), status: "committed", modelVersion: Int64(bitPattern: ack.modelVersion), now: Date().timeIntervalSince1970)
             logger.debug("update committed", metadata: ["task": "\(ack.taskID)", "version": "\(ack.modelVersion)"])
         case .refused:
-            try await state.acknowledge(taskID: Int64(bitPattern: ack.taskID), status: "refused", modelVersion: Int64(ack.modelVersion), now: Date().timeIntervalSince1970)
+            try await state.acknowledge(taskID: Int64(bitPattern: ack.taskID), status: "refused", modelVersion: Int64(bitPattern: ack.modelVersion), now: Date().timeIntervalSince1970)
             logger.error("update refused by coordinator", metadata: ["task": "\(ack.taskID)", "code": "\(ack.code)", "reason": "\(ack.reason)"])
         }
     }
@@ -280,7 +291,7 @@ struct AgentSession: Sendable {
             if task.kind == .train {
                 // Written before it is sent; deleted only on a committed (or refused) ack.
                 let frame = WireCodec.encode(.update(update))
-                try state.savePendingNow(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(task.baseVersion),
+                try state.savePendingNow(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(bitPattern: task.baseVersion),
                                                createdAt: Date().timeIntervalSince1970, payload: Data(frame.readableBytesView)))
             }
             return update

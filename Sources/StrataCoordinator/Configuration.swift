@@ -24,6 +24,15 @@ public struct CoordinatorConfiguration: Sendable {
     public var sessionIdleTimeout: Duration = .seconds(15)
     public var helloTimeout: Duration = .seconds(10)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
+    /// The most training (and evaluation) rows one agent may announce in its hello; every later count of
+    /// its session is capped by what the hello announced.
+    public var maxAgentSamples: Int64 = 1_000_000_000
+    /// An update's weight counts at most this many times the median connected agent's announced training
+    /// rows (nil: the agent's own count, up to its hello's).
+    public var maxSampleWeightRatio: Double? = 4
+    /// A replaced session's agent is told to come back after this long (never 0: a duplicate identity must
+    /// not turn into a permanent exit of the honest agent).
+    public var replacedRetryAfter: Duration = .seconds(30)
     /// Sent to agents in `goodbye` when the coordinator drains on SIGTERM.
     public var drainRetryAfter: Duration = .seconds(5)
     /// What SIGTERM does with updates folded into open buffers or rounds.
@@ -93,6 +102,10 @@ public struct StopCondition: Sendable, Hashable {
     /// An evaluation answered by fewer agents than this is reported but does not count towards the target
     /// (the first versions are often evaluated by the first agent alone).
     public var minEvaluationClients: Int = 1
+    /// The fraction of the agents an evaluation round asked whose answers it needs to count towards the target.
+    public var evaluationQuorum: Double = 0.5
+    /// How the answers combine: capped weights, trimmed over agents.
+    public var evaluationCombination = EvaluationCombination()
     public init(targetAccuracy: Double? = nil, maxVersions: Int64? = nil, maxDuration: Duration? = nil) {
         self.targetAccuracy = targetAccuracy
         self.maxVersions = maxVersions

@@ -42,6 +42,8 @@ public actor Coordinator {
     /// Client → its outstanding training task (0 while a task is being prepared).
     var outstandingTraining: [String: Int64] = [:]
     var sessions: [String: AgentSessionHandle] = [:]
+    /// `sampleWeightCap()` until the set of sessions changes.
+    var weightCapCache: Int64?
     var nextSessionID: UInt64 = 1
     var firstSessionAt: ContinuousClock.Instant?
     var lastRetier: ContinuousClock.Instant = .now
@@ -82,6 +84,8 @@ public actor Coordinator {
 
     struct EvaluationRound {
         var expected: Set<String>
+        /// How many agents the round asked (the quorum's base; `expected` shrinks as agents leave).
+        var invited: Int
         var results: [String: (samples: Int64, accuracy: Double, loss: Double)] = [:]
         var versionElapsed: Double
     }
@@ -166,6 +170,16 @@ public actor Coordinator {
             goodbye = Goodbye(reason: reason == .targetReached ? .targetReached : .normal, retryAfterMillis: 0,
                               message: "training finished (\(reason.rawValue)) at version \(rule.globalVersion)")
         }
+        if goodbye.retryAfterMillis == 0 {
+            // The federation is over: an update folded into a buffer that will never step is answered now, so
+            // that no agent holds a `received` update for ever (the durability rule lets it delete only on
+            // committed or refused). The final model stays the one the stop was decided on.
+            for update in inFlight.values.sorted(by: { $0.taskID < $1.taskID }) {
+                sessions[update.clientID]?.send(.ack(Ack(taskID: UInt64(update.taskID), status: .refused, modelVersion: UInt64(rule.globalVersion),
+                                                         code: .shuttingDown, reason: "the federation ended (\(reason.rawValue)) before this update's buffer stepped; it will not be aggregated")))
+            }
+            inFlight.removeAll()
+        }
         for session in sessions.values { session.finish(with: .goodbye(goodbye)) }
         sessions.removeAll()
         // Results still in flight describe versions after the decision; the summary keeps the deciding one.
@@ -241,9 +255,16 @@ public actor Coordinator {
             return .refuse(ErrorMessage(code: .incompatibleData, message:
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
         }
+        let announced: AnnouncedCounts
+        switch WireCounts.announced(hello, bound: configuration.maxAgentSamples) {
+        case .success(let counts): announced = counts
+        case .failure(let refusal):
+            logger.warning("hello refused", metadata: ["client": "\(clientID)", "code": "\(refusal.code)", "reason": "\(refusal.message)"])
+            return .refuse(refusal)
+        }
         do {
             try await store.recordSession(clientID: clientID, agentVersion: hello.agentVersion,
-                                          trainSamples: Int64(hello.trainSampleCount), evalSamples: Int64(hello.evalSampleCount), now: Self.now())
+                                          trainSamples: announced.train, evalSamples: announced.evaluation, now: Self.now())
         } catch {
             logger.error("cannot record session", metadata: ["client": "\(clientID)", "error": "\(error)"])
             return .refuse(ErrorMessage(code: .internalError, message: "coordinator cannot write its state"))
@@ -251,11 +272,17 @@ public actor Coordinator {
         guard stopReason == nil, !draining else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
         guard evicted[clientID] == nil else { return .refuse(ErrorMessage(code: .evicted, message: "client \(clientID) was evicted while joining")) }
         // A newer session of the same client replaces the old one (the old TCP connection is probably dead).
+        // The replaced agent is told to come back later, never to stop: if the newer session is an impostor
+        // with a copied certificate, the honest agent keeps returning and the operator sees both in the log.
         if let old = sessions[clientID] {
-            old.finish(with: .goodbye(Goodbye(reason: .normal, retryAfterMillis: 0, message: "replaced by a newer session of the same client")))
+            let retry = UInt32(clamping: max(1, configuration.replacedRetryAfter.milliseconds))
+            old.finish(with: .goodbye(Goodbye(reason: .replaced, retryAfterMillis: retry, message:
+                "replaced by a newer session of client \(clientID) (a reconnect, or another agent using the same certificate); retrying in \(retry / 1000) s")))
+            logger.warning("session replaced by a newer one of the same client", metadata: ["client": "\(clientID)", "oldSession": "\(old.sessionID)"])
+            metrics.sessionsReplaced.increment()
             rule.clientLeft(clientID)
         }
-        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard)
+        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard, announced: announced)
         nextSessionID += 1
         let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
                               heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
@@ -265,6 +292,7 @@ public actor Coordinator {
         // first message is not welcome).
         session.send(.welcome(welcome))
         sessions[clientID] = session
+        weightCapCache = nil
         metrics.sessionsOpened.increment()
         outstandingTraining[clientID] = nil
         if firstSessionAt == nil { firstSessionAt = .now }
@@ -294,6 +322,7 @@ public actor Coordinator {
     @discardableResult
     func forgetSession(of clientID: String) -> AgentSessionHandle? {
         let session = sessions.removeValue(forKey: clientID)
+        weightCapCache = nil
         outstandingTraining[clientID] = nil
         rule.clientLeft(clientID)
         tasks = tasks.filter { $0.value.clientID != clientID }
@@ -405,7 +434,12 @@ public actor Coordinator {
         let taskID = Int64(bitPattern: update.taskID)
         let arrival = Self.now()
         metrics.updatesReceived.increment()
-        if inFlight[taskID] != nil {
+        // Ownership first: an update naming another client's task learns nothing about that task's fate.
+        if let folded = inFlight[taskID] {
+            guard folded.clientID == session.clientID else {
+                await refuse(update, from: session, code: .wrongClient, reason: "task \(update.taskID) belongs to another client")
+                return
+            }
             // Sent again while folded but not yet committed: the committed ack will follow.
             session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
             return
@@ -414,6 +448,10 @@ public actor Coordinator {
         if task == nil {
             // Not handed out in this run, or already answered: the durable state decides.
             task = try? await store.task(id: taskID)
+            if let stored = task, stored.clientID != session.clientID {
+                await refuse(update, from: session, code: .wrongClient, reason: "task \(update.taskID) belongs to another client")
+                return
+            }
             if task != nil, let committedIn = try? await store.committedVersion(forTask: taskID) {
                 // Sent again after it was committed (lost ack, reconnect, agent restart): ack again, never fold twice.
                 session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(committedIn))))
@@ -443,21 +481,29 @@ public actor Coordinator {
             recordLatency(clientID: session.clientID, seconds: arrival - task.dispatchedAt)
         }
 
-        switch validate(update, task: task) {
+        switch validate(update, task: task, session: session) {
         case .failure(let refusal):
             tasks[taskID] = nil
             await refuse(update, from: session, code: refusal.code, reason: refusal.message)
-        case .success(let delta):
+        case .success(let (delta, samples, norm)):
+            // The weight counts at most `maxSampleWeightRatio` × the median agent's announced rows: one agent
+            // announcing a billion rows cannot outweigh the rest of its buffer.
+            let weighted = min(samples, sampleWeightCap() ?? samples)
+            if let bound = rule.clipBound, Double(norm) > bound { metrics.updatesClipped.increment() }
             let ruleUpdate = RuleUpdate(taskID: taskID, clientID: session.clientID, lane: task.lane, baseVersion: task.baseVersion,
-                                        sampleCount: Int64(update.sampleCount), delta: delta)
+                                        sampleCount: weighted, delta: delta, norm: norm)
             switch rule.accept(ruleUpdate, now: arrival) {
             case .refused(let reason, let text):
                 tasks[taskID] = nil
-                let code: ErrorCode = reason == .invalid ? .invalidUpdate : .tooStale
+                let code: ErrorCode = switch reason {
+                case .invalid: .invalidUpdate
+                case .overShare: .overShare
+                case .tooStale, .roundClosed: .tooStale
+                }
                 await refuse(update, from: session, code: code, reason: text)
             case .folded(let staleness, let weight):
                 inFlight[taskID] = InFlightUpdate(taskID: taskID, clientID: session.clientID, lane: task.lane, baseVersion: task.baseVersion,
-                                                  sampleCount: Int64(update.sampleCount), trainLoss: Double(update.trainLoss),
+                                                  sampleCount: samples, trainLoss: Double(update.trainLoss),
                                                   receivedAt: arrival, latency: isOutstanding ? arrival - task.dispatchedAt : nil)
                 session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
                 logger.debug("update folded", metadata: ["client": "\(session.clientID)", "task": "\(taskID)", "tier": "\(task.lane)",
@@ -474,13 +520,16 @@ public actor Coordinator {
 
     /// The update's delta, checked (shapes, count, finiteness, norm) and still where it was received: the
     /// rule folds it from the frame's tensors without a copy.
-    private func validate(_ update: Update, task: TaskRecord) -> Result<TensorValues, ErrorMessage> {
+    /// Returns the delta, the sample count (checked against the session's hello) and the delta's norm.
+    private func validate(_ update: Update, task: TaskRecord, session: AgentSessionHandle) -> Result<(TensorValues, Int64, Double), ErrorMessage> {
         let spec = configuration.model
-        guard update.baseVersion == UInt64(task.baseVersion) else {
+        guard update.baseVersion == UInt64(bitPattern: task.baseVersion) else {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "base version \(update.baseVersion) does not match task \(task.id)'s version \(task.baseVersion)"))
         }
-        guard update.sampleCount > 0 else {
-            return .failure(ErrorMessage(code: .invalidUpdate, message: "sample count is 0"))
+        let samples: Int64
+        switch WireCounts.trainingSamples(update, announced: session.announced) {
+        case .success(let count): samples = count
+        case .failure(let refusal): return .failure(refusal)
         }
         let delta: TensorValues
         do {
@@ -488,8 +537,9 @@ public actor Coordinator {
         } catch {
             return .failure(ErrorMessage(code: .shapeMismatch, message: "\(error)"))
         }
+        let norm: Double
         do {
-            try UpdateValidation.validate(delta: delta, expectedCount: spec.parameterCount, maxNorm: configuration.aggregation.maxUpdateNorm)
+            norm = try UpdateValidation.validate(delta: delta, expectedCount: spec.parameterCount, maxNorm: configuration.aggregation.maxUpdateNorm)
         } catch let error as StrataCoreError {
             switch error {
             case .nonFinite(let index): return .failure(ErrorMessage(code: .nonFiniteValue, message: "delta value at flat index \(index) is not finite"))
@@ -499,7 +549,18 @@ public actor Coordinator {
         } catch {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "\(error)"))
         }
-        return .success(delta)
+        return .success((delta, samples, norm))
+    }
+
+    /// `maxSampleWeightRatio` × the median of the connected agents' announced training rows (nil: no cap).
+    func sampleWeightCap() -> Int64? {
+        guard let ratio = configuration.maxSampleWeightRatio, !sessions.isEmpty else { return nil }
+        if let cached = weightCapCache { return cached }
+        let counts = sessions.values.map(\.announced.train).sorted()
+        let median = Double(counts[(counts.count - 1) / 2])
+        let cap = Int64(clamping: Int64(exactly: (ratio * max(1, median)).rounded(.up)) ?? .max)
+        weightCapCache = cap
+        return cap
     }
 
     private func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {

@@ -18,6 +18,10 @@ public struct CoordinatorMetrics: Sendable {
     let bytesReceived: CoreMetrics.Counter
     let bytesSent: CoreMetrics.Counter
     let sessionsOpened: CoreMetrics.Counter
+    /// Sessions that a newer session of the same client id replaced (a reconnect, or a copied certificate).
+    let sessionsReplaced: CoreMetrics.Counter
+    /// Updates whose delta the adaptive norm bound scaled down.
+    let updatesClipped: CoreMetrics.Counter
 
     public static var disabled: CoordinatorMetrics { CoordinatorMetrics(factory: NOOPMetricsHandler.instance, registry: nil) }
 
@@ -44,6 +48,8 @@ public struct CoordinatorMetrics: Sendable {
         bytesReceived = CoreMetrics.Counter(label: "strata_agent_bytes_received_total", factory: factory)
         bytesSent = CoreMetrics.Counter(label: "strata_agent_bytes_sent_total", factory: factory)
         sessionsOpened = CoreMetrics.Counter(label: "strata_sessions_opened_total", factory: factory)
+        sessionsReplaced = CoreMetrics.Counter(label: "strata_sessions_replaced_total", factory: factory)
+        updatesClipped = CoreMetrics.Counter(label: "strata_updates_clipped_total", factory: factory)
         // Series that exist before their first event, so a scrape shows 0 rather than nothing.
         updatesRefused(code: "too-stale").increment(by: 0)
         handshakeFailures(endpoint: "agents", reason: "handshake-failed").increment(by: 0)

@@ -9,13 +9,18 @@ public final class AgentSessionHandle: Sendable, Hashable {
     private let mailbox: AsyncStream<Message>.Continuation
     /// When the session's reader last received a frame (heartbeats included); read by the failure detector.
     let lastHeard: NIOLockedValueBox<ContinuousClock.Instant>
+    /// The row counts the agent's hello announced (already bounded): no update or evaluation answer of this
+    /// session may claim more.
+    let announced: AnnouncedCounts
 
     init(clientID: String, sessionID: UInt64, mailbox: AsyncStream<Message>.Continuation,
-         lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now)) {
+         lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now),
+         announced: AnnouncedCounts = AnnouncedCounts(train: .max, evaluation: .max)) {
         self.clientID = clientID
         self.sessionID = sessionID
         self.mailbox = mailbox
         self.lastHeard = lastHeard
+        self.announced = announced
     }
 
     func send(_ message: Message) {
