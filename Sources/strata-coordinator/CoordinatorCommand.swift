@@ -42,6 +42,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup(title: "Synchronous rounds (fedavg, tifl, fedat)") var rounds: RoundOptions
     @OptionGroup(title: "Latency tiers (strata, tifl, fedat)") var tiering: TieringOptions
     @OptionGroup(title: "Stopping") var stop: StopOptions
+    @OptionGroup(title: "Robustness against Byzantine agents (docs/SECURITY.md)") var robustness: RobustnessOptions
     @OptionGroup(title: "Output") var output: OutputOptions
     @OptionGroup(title: "Logging") var log: LogOptions
 
@@ -65,6 +66,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try rounds.check()
         try tiering.check()
         try stop.check()
+        try robustness.check()
         do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -100,6 +102,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.evaluationInterval = stop.evaluateInterval.map { .milliseconds(Int64($0 * 1000)) }
         config.evaluationTimeout = .milliseconds(Int64(stop.evaluationTimeout * 1000))
         config.stop.minEvaluationClients = stop.minEvaluationClients
+        config.stop.evaluationQuorum = robustness.evaluationQuorum
+        config.stop.evaluationCombination = EvaluationCombination(trim: robustness.evaluationTrim,
+                                                                  weightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil)
+        config.maxAgentSamples = robustness.maxAgentSamples
+        config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
         let curve = try output.curveCSV.map { try CurveWriter(path: $0, mode: aggregation.mode.rawValue) }
@@ -145,6 +152,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         r.adaptiveInterval = rounds.adaptiveInterval
         r.plannedRounds = rounds.plannedRounds
         r.seed = model.seed
+        r.robustness = try robustness.rule()
         return r
     }
 
@@ -372,6 +380,40 @@ struct StopOptions: ParsableArguments {
         if targetAccuracy != nil, effectiveEvaluateEvery == 0, evaluateInterval == nil { throw ValidationError("--target-accuracy needs --evaluate-every >= 1 or --evaluate-interval") }
         guard minEvaluationClients >= 1 else { throw ValidationError("--min-evaluation-clients must be at least 1") }
         guard evaluationTimeout > 0 else { throw ValidationError("--evaluation-timeout must be positive") }
+    }
+}
+
+struct RobustnessOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Refuse a hello announcing more training or evaluation rows than this (error out-of-range); every later count of the session is capped by what its hello announced.", valueName: "ROWS"))
+    var maxAgentSamples: Int64 = 1_000_000_000
+    @Option(name: .long, help: ArgumentHelp("An update's weight (and an evaluation answer's) counts at most R x the median agent's rows; 0 disables the cap.", valueName: "R"))
+    var maxWeightRatio: Double = 4
+    @Option(name: .long, help: ArgumentHelp("Adaptive norm bound: scale a delta down to C x the median norm of the last 101 deltas; 0 disables it (--max-update-norm still refuses).", valueName: "C"))
+    var clipMultiple: Double = 3
+    @Option(name: .long, help: ArgumentHelp("How a full buffer's updates combine: mean (weighted, folded as they arrive), trimmed-mean[:BETA] (coordinate-wise, drops the BETA fraction at each end, default 0.2) or median (coordinate-wise). The robust folds keep a copy of every delta of the open buffer.", valueName: "FOLD"))
+    var bufferFold: String = "mean"
+    @Flag(name: .long, help: "Let one agent fill a buffer with several updates (default: one per agent per buffer, one more queued, a third refused over-share).")
+    var allowSeveralUpdatesPerBuffer = false
+    @Option(name: .long, help: ArgumentHelp("An evaluation counts towards --target-accuracy only when at least this fraction of the agents it asked answered.", valueName: "FRACTION"))
+    var evaluationQuorum: Double = 0.5
+    @Option(name: .long, help: ArgumentHelp("Evaluation answers: drop this fraction of the agents at each end (per metric) before the weighted mean, in [0, 0.5).", valueName: "FRACTION"))
+    var evaluationTrim: Double = 0.2
+
+    func check() throws {
+        guard maxAgentSamples >= 1 else { throw ValidationError("--max-agent-samples must be at least 1") }
+        guard maxWeightRatio == 0 || (maxWeightRatio >= 1 && maxWeightRatio.isFinite) else { throw ValidationError("--max-weight-ratio must be 0 (off) or >= 1") }
+        guard clipMultiple == 0 || (clipMultiple >= 1 && clipMultiple.isFinite) else { throw ValidationError("--clip-multiple must be 0 (off) or >= 1") }
+        do { _ = try BufferFold(parsing: bufferFold) } catch { throw ValidationError("--buffer-fold: \(error)") }
+        guard evaluationQuorum > 0, evaluationQuorum <= 1 else { throw ValidationError("--evaluation-quorum must be in (0, 1]") }
+        guard evaluationTrim >= 0, evaluationTrim < 0.5 else { throw ValidationError("--evaluation-trim must be in [0, 0.5)") }
+    }
+
+    func rule() throws -> Robustness {
+        var r = Robustness()
+        r.clipMultiple = clipMultiple > 0 ? clipMultiple : nil
+        r.fold = try BufferFold(parsing: bufferFold)
+        r.onePerBuffer = !allowSeveralUpdatesPerBuffer
+        return r
     }
 }
 

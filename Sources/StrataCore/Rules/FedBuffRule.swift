@@ -20,7 +20,7 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
         connectedCount = connected.count
-        return idle.map { Assignment(clientID: $0.id, lane: 0) }
+        return idle.filter { !lanes.isWaiting($0.id) }.map { Assignment(clientID: $0.id, lane: 0) }
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
@@ -34,7 +34,7 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
-        let k = settings.robustness.onePerBuffer ? min(settings.bufferSize, max(1, connectedCount)) : settings.bufferSize
+        let k = settings.robustness.onePerBuffer && connectedCount > 0 ? min(settings.bufferSize, connectedCount) : settings.bufferSize
         return lanes.dueBuffers(size: { _ in k }, timeout: settings.bufferTimeout, now: now).map {
             lanes.stepBuffer($0.lane, settings: settings, trigger: $0.trigger, now: now)
         }

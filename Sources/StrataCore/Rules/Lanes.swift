@@ -160,6 +160,12 @@ public struct LaneSet: Sendable {
                                        robustness: robustness, clip: scale)
     }
 
+    /// Whether `client` has an update queued behind an open buffer. Such an agent gets no new task until
+    /// that buffer steps: a fast agent waits instead of training work that could only be refused.
+    func isWaiting(_ client: String) -> Bool {
+        lanes.contains { $0.queued.contains { $0.clientID == client } }
+    }
+
     /// A buffer rule's step: steps `lane`, pushes it up, and opens the next buffer with the updates that
     /// waited for it.
     mutating func stepBuffer(_ lane: Int, settings: RuleSettings, trigger: String, now: Double) -> AggregationOutcome {

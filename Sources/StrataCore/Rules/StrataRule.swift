@@ -52,7 +52,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
         // A tier that came back was rebased on the global model at the same version: that is now the model
         // its tasks start from.
         for lane in wasActive.indices where !wasActive[lane] && lanes[lane].isActive { remember(lane: lane) }
-        return idle.map { Assignment(clientID: $0.id, lane: laneOf($0)) }
+        return idle.filter { !lanes.isWaiting($0.id) }.map { Assignment(clientID: $0.id, lane: laneOf($0)) }
     }
 
     public mutating func accept(_ update: RuleUpdate, now: Double) -> UpdateDisposition {
