@@ -28,6 +28,13 @@ its SQLite state (read after it exited):
              --duration; plus the stop reason and exit status
   refused    updates refused, by code name (and how many of them came from the Byzantine agents)
 
+Notes. The python agents answer as fast as they can, so next to debug-build Swift agents they fill most buffer
+slots (60-80 % of the committed updates in the baseline): that is part of the attack, and also why the
+`honest` scenario is not the client check (its two fast honest agents over-weight their own non-IID data);
+compare all-swift with all-python version for version instead. Two lying-eval agents at the default
+evalSampleCount 2^62 overflow the coordinator's Int64 sample sum (a crash, not a "target reached");
+--agent-arg=--eval-count=2305843009213693952 (2^61) shows the false-target path with two liars.
+
 Every process it starts is stopped however it ends (atexit, SIGINT/SIGTERM, and a parent-death signal).
 Progress lines go to stdout; --json FILE writes every run's numbers.
 
@@ -434,13 +441,13 @@ def oneline(r):
 def report(results):
     print()
     print("Byzantine measurement (final = last global model on the honest agents' pooled test rows)")
-    head = f"{'SCENARIO':<13}{'RUN':>4}{'FINAL ACC':>10}{'FINAL LOSS':>11}{'HONEST BEST':>12}{'COORD LAST':>11}{'COORD BEST':>11}  {'EARLY STOP':<28}REFUSED"
+    head = f"{'SCENARIO':<13}{'RUN':>4}{'FINAL ACC':>10}{'FINAL LOSS':>11}{'HONEST BEST':>12}{'COORD LAST':>11}{'COORD BEST':>11}  {'EARLY STOP':<36}REFUSED"
     print(head)
     for r in results:
         refused = ",".join(f"{k}:{v['total']}" for k, v in sorted(r.get("refusedByCode", {}).items())) or "-"
         print(f"{r['scenario']:<13}{r['run']:>4}{fmt(r.get('finalAccuracy')):>10}{fmt(r.get('finalLoss'), '.3g'):>11}"
               f"{fmt(r.get('honestBestAccuracy')):>12}{fmt(r.get('coordLastAccuracy')):>11}{fmt(r.get('coordBestAccuracy')):>11}  "
-              f"{(r['earlyStop'] or 'no'):<28}{refused}")
+              f"{(r['earlyStop'] or 'no'):<36}{refused}")
     clean = [r["finalAccuracy"] for r in results if r["scenario"] == "clean" and r.get("finalAccuracy") is not None]
     if clean:
         base = float(np.mean(clean))
