@@ -1,0 +1,802 @@
+#!/usr/bin/env python3
+"""A Strata agent written from docs/PROTOCOL.md alone, that can lie (Byzantine test helper).
+
+Speaks protocol v1 over mutual TLS 1.3 with a certificate from the dev PKI (Certs/strata-pki.sh): hello /
+welcome, answers every task, heartbeats (its own every interval, and replies to the coordinator's), handles
+ack, goodbye and error frames, resends unacknowledged updates after a reconnect (kept in memory only: this
+helper has no state file). It reads its rows from a SQLite database written by strata-datagen, the way
+strata-agent reads them by default (table `samples`, label column `label`, split column `split`, features
+= every numeric column but label, split and the primary key, in table order, rows ordered by rowid), and
+trains honestly with NumPy mini-batch SGD close to Sources/StrataCore/Trainer.swift (softmax or linear
+regression; per-epoch shuffle, mean batch gradient, optional proximal term). Not bit-exact: the shuffle
+uses NumPy's generator seeded from (task seed, epoch), not Strata's xoshiro256**.
+
+Behaviours (--behaviour):
+  honest        trains and reports honestly (for checking this client against strata-agent)
+  large-norm    answers every train task at once with a delta in a random direction of L2 norm --norm
+                (default 9900 = 0.99 x the coordinator's default --max-update-norm 10000) and its real
+                row count as sampleCount
+  sign-flip     trains honestly, sends -SCALE x delta (--scale, default 10)
+  scaled-count  sends the sign-flipped delta (scale 1) with sampleCount, and the hello's trainSampleCount,
+                multiplied by --count-scale (default 1000)
+  lying-eval    answers evaluate tasks (and the eval fields of its train updates) with accuracy 1.0,
+                loss 0.0 and evalSampleCount --eval-count (default 2^62); trains like sign-flip
+                (--lie-in-hello also puts that count into the hello's evalSampleCount)
+Every answer is sent as soon as it is computed (no artificial delay).
+
+Exit status: 0 the coordinator ended the federation (goodbye with retryAfter 0); 1 an error retrying cannot
+fix (refused certificate or role, evicted, incompatible data, too many failed connection attempts);
+2 bad arguments. One line per event on stderr.
+
+Example:
+  Tests/adversary/byzantine_agent.py --coordinator 127.0.0.1:7300 --cert pki/agents/agent-09.crt \\
+      --key pki/agents/agent-09.key --ca pki/ca.crt --database data/client-09.sqlite --behaviour sign-flip
+"""
+
+import argparse
+import os
+import queue
+import random
+import select
+import socket
+import sqlite3
+import ssl
+import struct
+import sys
+import threading
+import time
+
+import numpy as np
+
+# ------------------------------------------------------------------------------------------ protocol v1
+
+MAGIC = b"ST"
+VERSION = 1
+HEADER = struct.Struct("<2sBBI")          # magic, version, type, payload length
+DEFAULT_MAX_FRAME = 64 << 20
+
+HELLO, WELCOME, TASK, UPDATE, ACK, HEARTBEAT, ERROR, GOODBYE = range(1, 9)
+TYPE_NAMES = {1: "hello", 2: "welcome", 3: "task", 4: "update", 5: "ack", 6: "heartbeat", 7: "error", 8: "goodbye"}
+
+TASK_TRAIN, TASK_EVALUATE = 1, 2
+ACK_RECEIVED, ACK_COMMITTED, ACK_REFUSED = 1, 2, 3
+ACK_STATUS_NAMES = {1: "received", 2: "committed", 3: "refused"}
+MODEL_SOFTMAX, MODEL_LINEAR = 1, 2
+
+CODE_NAMES = {
+    0: "none",
+    1: "malformed-frame", 2: "unsupported-version", 3: "frame-too-large", 4: "unknown-message-type",
+    5: "unexpected-message", 6: "not-authorized", 7: "incompatible-data", 8: "heartbeat-timeout",
+    9: "out-of-range",
+    100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
+    104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
+    200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready",
+}
+GOODBYE_NAMES = {0: "normal", 1: "shutting-down", 2: "target-reached", 3: "evicted", 4: "replaced"}
+# Error codes after which reconnecting cannot help.
+FATAL_CODES = {6, 7, 202}
+
+BEHAVIOURS = ("honest", "large-norm", "sign-flip", "scaled-count", "lying-eval")
+
+
+def code_name(code):
+    return CODE_NAMES.get(code, f"code-{code}")
+
+
+class ProtocolError(Exception):
+    """A frame we cannot accept; `code` is the error code to send before closing."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class Reader:
+    """Reads primitive fields from one payload; every read is bounds-checked (malformed-frame)."""
+
+    def __init__(self, data):
+        self.data = bytes(data)
+        self.pos = 0
+
+    def take(self, n, field):
+        if n < 0 or self.pos + n > len(self.data):
+            raise ProtocolError(1, f"{field} runs past the end of the payload")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self, f): return self.take(1, f)[0]
+    def u16(self, f): return struct.unpack("<H", self.take(2, f))[0]
+    def u32(self, f): return struct.unpack("<I", self.take(4, f))[0]
+    def u64(self, f): return struct.unpack("<Q", self.take(8, f))[0]
+    def f32(self, f): return struct.unpack("<f", self.take(4, f))[0]
+
+    def string(self, f):
+        raw = self.take(self.u16(f + ".length"), f)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(1, f"{f} is not valid UTF-8") from None
+
+    def tensor(self, f):
+        name = self.string(f + ".name")
+        rank = self.u8(f + ".rank")
+        if rank > 8:
+            raise ProtocolError(1, f"{f} rank {rank} > 8")
+        shape = tuple(self.u32(f + ".dim") for _ in range(rank))
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count * 4 > len(self.data) - self.pos:     # checked before allocating
+            raise ProtocolError(1, f"{f} '{name}' of shape {shape} runs past the end of the payload")
+        values = np.frombuffer(self.take(count * 4, f), dtype="<f4").astype(np.float32).reshape(shape)
+        return name, values
+
+    def tensors(self, f):
+        count = self.u16(f + ".count")
+        if count > 1024:
+            raise ProtocolError(1, f"{f}: {count} tensors > 1024")
+        return [self.tensor(f) for _ in range(count)]
+
+    def done(self, what):
+        if self.pos != len(self.data):
+            raise ProtocolError(1, f"{len(self.data) - self.pos} bytes left over after {what}")
+
+
+def p_string(s):
+    raw = s.encode("utf-8")
+    if len(raw) > 0xFFFF:
+        raise ValueError("string longer than 65535 bytes")
+    return struct.pack("<H", len(raw)) + raw
+
+
+def p_tensors(tensors):
+    """tensors: list of (name, ndarray); values written as little-endian float32, row-major."""
+    out = [struct.pack("<H", len(tensors))]
+    for name, values in tensors:
+        values = np.ascontiguousarray(values, dtype="<f4")
+        out.append(p_string(name))
+        out.append(struct.pack("<B", values.ndim))
+        out.append(b"".join(struct.pack("<I", d) for d in values.shape))
+        out.append(values.tobytes())
+    return b"".join(out)
+
+
+def frame(msg_type, payload):
+    return HEADER.pack(MAGIC, VERSION, msg_type, len(payload)) + payload
+
+
+def encode_hello(agent_version, feature_count, train_count, eval_count, pending_count):
+    return frame(HELLO, p_string(agent_version) + struct.pack("<IQQI", feature_count, train_count, eval_count, pending_count))
+
+
+def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta):
+    head = struct.pack("<QQQfQffI", task_id, base_version, sample_count, train_loss, eval_count, eval_loss,
+                       eval_accuracy, min(train_millis, 0xFFFFFFFF))
+    return frame(UPDATE, head + p_tensors(delta))
+
+
+def encode_heartbeat(sequence, timestamp_nanos, reply):
+    return frame(HEARTBEAT, struct.pack("<QQB", sequence, timestamp_nanos, 1 if reply else 0))
+
+
+def encode_error(code, message):
+    return frame(ERROR, struct.pack("<H", code) + p_string(message))
+
+
+def encode_goodbye(reason, retry_after_millis, message):
+    return frame(GOODBYE, struct.pack("<HI", reason, retry_after_millis) + p_string(message))
+
+
+# The coordinator's messages: encoders too, for the tests (the worked examples in PROTOCOL.md).
+def encode_ack(task_id, status, model_version, code, reason):
+    return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason))
+
+
+def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters):
+    return frame(TASK, struct.pack("<QQBfIIQf", task_id, base_version, kind, lr, batch, epochs, seed, mu) + p_tensors(parameters))
+
+
+def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs):
+    return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs))
+
+
+def decode_header(header, max_frame=DEFAULT_MAX_FRAME):
+    """(type, payload length) from the 8 header bytes, validated before any payload is read."""
+    magic, version, msg_type, length = HEADER.unpack(header)
+    if magic != MAGIC:
+        raise ProtocolError(1, f"bad magic {magic!r}")
+    if version != VERSION:
+        raise ProtocolError(2, f"frame version {version}, expected {VERSION}")
+    if msg_type not in TYPE_NAMES:
+        raise ProtocolError(4, f"unknown message type {msg_type}")
+    if length > max_frame:
+        raise ProtocolError(3, f"payload of {length} bytes over the limit {max_frame}")
+    return msg_type, length
+
+
+def decode_payload(msg_type, payload):
+    """A dict with 'type' (name) and the message's fields, in PROTOCOL.md's names."""
+    r = Reader(payload)
+    name = TYPE_NAMES[msg_type]
+    m = {"type": name}
+    if msg_type == HELLO:
+        m.update(agentVersion=r.string("hello.agentVersion"), featureCount=r.u32("f"), trainSampleCount=r.u64("f"),
+                 evalSampleCount=r.u64("f"), pendingUpdateCount=r.u32("f"))
+    elif msg_type == WELCOME:
+        m.update(clientID=r.string("welcome.clientID"), sessionID=r.u64("welcome.sessionID"),
+                 heartbeatIntervalMillis=r.u32("welcome.heartbeat"), maxFrameBytes=r.u32("welcome.maxFrameBytes"),
+                 modelKind=r.u8("welcome.modelKind"), featureCount=r.u32("welcome.featureCount"),
+                 outputCount=r.u32("welcome.outputCount"))
+        if m["modelKind"] not in (MODEL_SOFTMAX, MODEL_LINEAR):
+            raise ProtocolError(1, f"unknown model kind {m['modelKind']}")
+    elif msg_type == TASK:
+        m.update(taskID=r.u64("task.taskID"), baseVersion=r.u64("task.baseVersion"), kind=r.u8("task.kind"),
+                 learningRate=r.f32("task.learningRate"), batchSize=r.u32("task.batchSize"), epochs=r.u32("task.epochs"),
+                 seed=r.u64("task.seed"), proximalMu=r.f32("task.proximalMu"), parameters=r.tensors("task.parameters"))
+        if m["kind"] not in (TASK_TRAIN, TASK_EVALUATE):
+            raise ProtocolError(1, f"unknown task kind {m['kind']}")
+    elif msg_type == UPDATE:
+        m.update(taskID=r.u64("u"), baseVersion=r.u64("u"), sampleCount=r.u64("u"), trainLoss=r.f32("u"),
+                 evalSampleCount=r.u64("u"), evalLoss=r.f32("u"), evalAccuracy=r.f32("u"), trainMillis=r.u32("u"),
+                 delta=r.tensors("update.delta"))
+    elif msg_type == ACK:
+        m.update(taskID=r.u64("ack.taskID"), status=r.u8("ack.status"), modelVersion=r.u64("ack.modelVersion"),
+                 code=r.u16("ack.code"), reason=r.string("ack.reason"))
+        if m["status"] not in ACK_STATUS_NAMES:
+            raise ProtocolError(1, f"unknown ack status {m['status']}")
+    elif msg_type == HEARTBEAT:
+        m.update(sequence=r.u64("heartbeat.sequence"), timestampNanos=r.u64("heartbeat.timestampNanos"),
+                 flags=r.u8("heartbeat.flags"))
+        if m["flags"] & ~1:
+            raise ProtocolError(1, f"heartbeat flags 0x{m['flags']:x}: reserved bits set")
+        m["reply"] = bool(m["flags"] & 1)
+    elif msg_type == ERROR:
+        m.update(code=r.u16("error.code"), message=r.string("error.message"))
+    elif msg_type == GOODBYE:
+        # An unknown reason is accepted (the protocol grows reasons, e.g. 4 replaced): retryAfter decides.
+        m.update(reason=r.u16("goodbye.reason"), retryAfterMillis=r.u32("goodbye.retryAfterMillis"),
+                 message=r.string("goodbye.message"))
+    r.done(name)
+    return m
+
+
+class FrameBuffer:
+    """Accumulates received bytes and yields whole decoded messages."""
+
+    def __init__(self, max_frame=DEFAULT_MAX_FRAME):
+        self.buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data):
+        self.buf += data
+        out = []
+        while len(self.buf) >= HEADER.size:
+            msg_type, length = decode_header(bytes(self.buf[:HEADER.size]), self.max_frame)
+            if len(self.buf) < HEADER.size + length:
+                break
+            payload = bytes(self.buf[HEADER.size:HEADER.size + length])
+            del self.buf[:HEADER.size + length]
+            out.append(decode_payload(msg_type, payload))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def numeric_affinity(declared):
+    """SQLite's affinity rules, as SampleDataSource.hasNumericAffinity."""
+    t = (declared or "").upper()
+    if "INT" in t:
+        return True
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return False
+    if t == "" or "BLOB" in t:
+        return False
+    return True
+
+
+def deterministic_test(row_key, seed=0, fraction=0.2):
+    """SampleDataSource.deterministicTest (used only when the table has no split column)."""
+    m = (1 << 64) - 1
+    z = (row_key + seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z ^= z >> 31
+    return (z >> 11) / float(1 << 53) < fraction
+
+
+def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2):
+    """(train_x, train_y, test_x, test_y, feature_names), as strata-agent reads a table by default."""
+    if not os.path.exists(path):
+        raise SystemExit(f"byzantine_agent: no database at {path}")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cols = db.execute(f'PRAGMA table_info("{table}")').fetchall()   # cid, name, type, notnull, default, pk
+        if not cols:
+            raise SystemExit(f"byzantine_agent: no table '{table}' in {path}")
+        names = [c[1] for c in cols]
+        if label not in names:
+            raise SystemExit(f"byzantine_agent: no label column '{label}' in {table} (columns {names})")
+        use_split = split if split in names else None
+        features = [c[1] for c in cols if c[1] != label and c[1] != use_split and c[5] == 0 and numeric_affinity(c[2])]
+        sel = ", ".join(f'"{c}"' for c in [label] + ([use_split] if use_split else []) + features)
+        rows = db.execute(f'SELECT rowid, {sel} FROM "{table}" ORDER BY rowid').fetchall()
+    finally:
+        db.close()
+    off = 3 if use_split else 2
+    x = np.array([r[off:] for r in rows], dtype=np.float64).astype(np.float32).reshape(len(rows), len(features))
+    y = np.array([r[1] for r in rows], dtype=np.float32)
+    if use_split:
+        is_test = np.array([str(r[2]).lower() in ("test", "eval", "evaluation", "validation", "val") for r in rows], dtype=bool)
+    else:
+        is_test = np.array([deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction) for r in rows], dtype=bool)
+    return x[~is_test], y[~is_test], x[is_test], y[is_test], features
+
+
+# --------------------------------------------------------------------------------------------- model
+
+def split_params(tensors):
+    d = dict(tensors)
+    return d["weight"].astype(np.float32), d["bias"].astype(np.float32)
+
+
+def evaluate(kind, w, b, x, y):
+    """(loss, accuracy) as Trainer.evaluate: mean cross-entropy and argmax accuracy (softmax); 0.5 * mse, 0 (linear)."""
+    n = len(y)
+    if n == 0:
+        return 0.0, 0.0
+    z = x @ w + b
+    if kind == MODEL_LINEAR:
+        r = z[:, 0].astype(np.float64) - y
+        return float(0.5 * np.mean(r * r)), 0.0
+    labels = y.astype(np.int64)
+    m = z.max(axis=1, keepdims=True)
+    s = np.exp(z - m).sum(axis=1)
+    loss = np.log(s) - (z[np.arange(n), labels] - m[:, 0])
+    with np.errstate(invalid="ignore"):
+        acc = float(np.mean(z.argmax(axis=1) == labels))
+    return float(np.mean(loss.astype(np.float64))), acc
+
+
+def train(kind, w, b, x, y, lr, batch, epochs, seed, mu):
+    """Mini-batch SGD as Trainer.train: per epoch a seeded shuffle, batches of `batch` (the last smaller),
+    step along the mean batch gradient (+ mu (p - p_start)). Returns (w, b, mean loss over all visited samples)."""
+    w = w.astype(np.float32).copy()
+    b = b.astype(np.float32).copy()
+    n = len(y)
+    batch = max(1, int(batch))
+    if n == 0 or epochs <= 0:
+        return w, b, 0.0
+    w0, b0 = w.copy(), b.copy()
+    lr = np.float32(lr)
+    mu = np.float32(mu)
+    labels = y.astype(np.int64)
+    loss_sum = 0.0
+    for epoch in range(int(epochs)):
+        order = np.random.default_rng([int(seed) & ((1 << 64) - 1), epoch]).permutation(n)
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            xb = x[idx]
+            z = xb @ w + b
+            if kind == MODEL_LINEAR:
+                g = z - y[idx][:, None]
+                loss_sum += float(0.5 * np.sum(g.astype(np.float64) ** 2))
+            else:
+                yb = labels[idx]
+                z -= z.max(axis=1, keepdims=True)
+                e = np.exp(z)
+                s = e.sum(axis=1)
+                loss_sum += float(np.sum(np.log(s) - z[np.arange(len(idx)), yb]))
+                g = e / s[:, None]
+                g[np.arange(len(idx)), yb] -= 1
+            scale = np.float32(1.0 / len(idx))
+            gw = (xb.T @ g) * scale
+            gb = g.sum(axis=0) * scale
+            if mu != 0:
+                gw += mu * (w - w0)
+                gb += mu * (b - b0)
+            w -= lr * gw
+            b -= lr * gb
+    return w, b, loss_sum / (n * int(epochs))
+
+
+# ------------------------------------------------------------------------------------ the lies (pure)
+
+def random_direction_delta(shapes, norm, rng):
+    """Tensors of the given (name, shape) whose concatenation is a random direction of L2 norm `norm`."""
+    sizes = [int(np.prod(s, dtype=np.int64)) for _, s in shapes]
+    v = rng.standard_normal(sum(sizes))
+    v *= norm / np.linalg.norm(v)
+    out, at = [], 0
+    for (name, shape), size in zip(shapes, sizes):
+        out.append((name, v[at:at + size].astype(np.float32).reshape(shape)))
+        at += size
+    return out
+
+
+def delta_norm(delta):
+    return float(np.sqrt(sum(float(np.sum(np.asarray(t, dtype=np.float64) ** 2)) for _, t in delta)))
+
+
+def attack_delta(behaviour, honest, scale=10.0):
+    """The delta sent for an honestly trained `honest` delta (list of (name, array))."""
+    if behaviour in ("sign-flip", "lying-eval"):
+        factor = -float(scale)
+    elif behaviour == "scaled-count":
+        factor = -1.0
+    else:
+        factor = 1.0
+    return [(n, (np.asarray(t, dtype=np.float32) * np.float32(factor)).astype(np.float32)) for n, t in honest]
+
+
+def attack_sample_count(behaviour, real, count_scale=1000):
+    return real * int(count_scale) if behaviour == "scaled-count" else real
+
+
+def attack_evaluation(behaviour, honest, eval_count=1 << 62):
+    """(evalSampleCount, evalLoss, evalAccuracy) reported for an honest (count, loss, accuracy)."""
+    if behaviour == "lying-eval":
+        return int(eval_count), 0.0, 1.0
+    return honest
+
+
+# ------------------------------------------------------------------------------------------- session
+
+class Fatal(Exception):
+    """Retrying cannot help: exit 1."""
+
+
+class SessionLost(Exception):
+    """The connection ended or failed: reconnect with backoff."""
+
+
+class Agent:
+    def __init__(self, args):
+        self.args = args
+        self.behaviour = args.behaviour
+        self.client = os.path.splitext(os.path.basename(args.cert))[0]
+        self.rng = np.random.default_rng(args.rng_seed if args.rng_seed is not None else None)
+        self.log_debug = args.log_level == "debug"
+        self.tx, self.ty, self.ex, self.ey, self.features = load_samples(
+            args.database, args.table, args.label_column, args.split_column, args.test_fraction)
+        self.pending = {}            # taskID -> update frame bytes, until committed or refused
+        self.pending_lock = threading.Lock()
+        host, _, port = args.coordinator.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.server_name = args.server_name or self.host
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(args.cert, args.key)
+        ctx.load_verify_locations(args.ca)
+        ctx.check_hostname = True
+        self.ctx = ctx
+        self.log("start", behaviour=self.behaviour, train=len(self.ty), test=len(self.ey), features=len(self.features))
+
+    def log(self, event, level="info", **fields):
+        if level == "debug" and not self.log_debug:
+            return
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        sys.stderr.write(f"{stamp} {level} byzantine-agent[{self.client} {self.behaviour}] {event}{' ' + extra if extra else ''}\n")
+        sys.stderr.flush()
+
+    # -- connection loop --------------------------------------------------------------------------
+
+    def run(self):
+        failures = 0
+        while True:
+            welcomed = [False]
+            try:
+                outcome = self.session(welcomed)
+            except Fatal as e:
+                self.log("giving up", level="error", error=e)
+                return 1
+            except (SessionLost, OSError, ssl.SSLError, ProtocolError) as e:
+                if welcomed[0]:
+                    failures = 0
+                failures += 1
+                if self.args.max_connect_attempts and failures >= self.args.max_connect_attempts:
+                    self.log("giving up", level="error", attempts=failures, error=repr(e))
+                    return 1
+                delay = min(10.0, 0.2 * 2 ** (failures - 1)) * (0.5 + 0.5 * random.random())
+                self.log("connection lost; reconnecting", level="warning", error=repr(e), delay=f"{delay:.2f}s")
+                time.sleep(delay)
+                continue
+            kind, value, message = outcome
+            if kind == "finished":
+                self.log("federation ended", message=repr(message))
+                return 0
+            failures = 0
+            self.log("coordinator asked to come back later", delay=f"{value:.2f}s", message=repr(message))
+            time.sleep(value)
+
+    def connect(self):
+        raw = socket.create_connection((self.host, self.port), timeout=self.args.connect_timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.settimeout(self.args.io_timeout)
+        try:
+            sock = self.ctx.wrap_socket(raw, server_hostname=self.server_name)
+        except Exception:
+            raw.close()
+            raise
+        subject = dict(x[0] for x in sock.getpeercert().get("subject", ()))
+        if subject.get("organizationalUnitName") != "coordinator":
+            sock.close()
+            raise Fatal(f"the server's certificate has role {subject.get('organizationalUnitName')!r}, not coordinator")
+        return sock
+
+    def session(self, welcomed):
+        sock = self.connect()
+        ended = threading.Event()
+        worker = None
+        try:
+            with self.pending_lock:
+                resend = list(self.pending.items())
+            train_count = attack_sample_count(self.behaviour, len(self.ty), self.args.count_scale)
+            eval_count = self.args.eval_count if (self.behaviour == "lying-eval" and self.args.lie_in_hello) else len(self.ey)
+            sock.sendall(encode_hello(self.args.agent_version, len(self.features), train_count, eval_count, len(resend)))
+            self.log("hello sent", trainSampleCount=train_count, evalSampleCount=eval_count, pending=len(resend), level="debug")
+            fb = FrameBuffer(self.args.max_frame_bytes)
+            first, early = self.read_first(sock, fb)
+            if first["type"] == "error":
+                if first["code"] in FATAL_CODES:
+                    raise Fatal(f"coordinator refused: {code_name(first['code'])} ({first['code']}): {first['message']}")
+                raise SessionLost(f"coordinator error {code_name(first['code'])} ({first['code']}): {first['message']}")
+            if first["type"] == "goodbye":
+                return self.goodbye_outcome(first)
+            if first["type"] != "welcome":
+                raise SessionLost(f"{first['type']} before welcome")
+            welcome = first
+            welcomed[0] = True
+            self.check_compatible(welcome)
+            self.log("connected", client=welcome["clientID"], session=welcome["sessionID"],
+                     heartbeatMs=welcome["heartbeatIntervalMillis"], resending=len(resend))
+            for task_id, data in resend:
+                sock.sendall(data)
+                self.log("update resent", task=task_id)
+            out = queue.Queue()
+            wake_r, wake_w = socket.socketpair()
+            tasks = queue.Queue()
+            worker = threading.Thread(target=self.worker, args=(welcome, tasks, out, wake_w, ended), daemon=True)
+            worker.start()
+            try:
+                return self.loop(sock, fb, early, welcome, tasks, out, wake_r)
+            finally:
+                ended.set()
+                tasks.put(None)
+                wake_r.close()
+                wake_w.close()
+        except ProtocolError as e:
+            self.log("protocol error from coordinator", level="error", code=code_name(e.code), error=e)
+            try:
+                sock.sendall(encode_error(e.code, str(e)))
+            except OSError:
+                pass
+            raise SessionLost(str(e)) from e
+        finally:
+            ended.set()
+            self.close(sock)
+
+    def close(self, sock):
+        try:
+            sock.settimeout(3)
+            sock.unwrap()          # close_notify
+        except (OSError, ValueError, ssl.SSLError):
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def read_first(self, sock, fb):
+        deadline = time.monotonic() + self.args.welcome_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SessionLost("no reply to hello in time")
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(1 << 20)
+            except socket.timeout:
+                raise SessionLost("no reply to hello in time") from None
+            finally:
+                sock.settimeout(self.args.io_timeout)
+            if not data:
+                raise SessionLost("connection closed before welcome")
+            msgs = fb.feed(data)
+            if msgs:
+                return msgs[0], msgs[1:]
+
+    def check_compatible(self, welcome):
+        if welcome["featureCount"] != len(self.features):
+            raise Fatal(f"the federation's model has {welcome['featureCount']} features but the data has {len(self.features)}")
+        if welcome["modelKind"] == MODEL_SOFTMAX:
+            for y in (self.ty, self.ey):
+                if len(y) and (y.min() < 0 or y.max() >= welcome["outputCount"] or np.any(y != np.round(y))):
+                    raise Fatal(f"labels outside 0..<{welcome['outputCount']}")
+
+    def goodbye_outcome(self, m):
+        reason = GOODBYE_NAMES.get(m["reason"], f"reason-{m['reason']}")
+        self.log("goodbye", reason=reason, retryAfterMs=m["retryAfterMillis"], message=repr(m["message"]))
+        if m["retryAfterMillis"] > 0:
+            return ("retry", m["retryAfterMillis"] / 1000.0, m["message"])
+        return ("finished", 0, m["message"])
+
+    def loop(self, sock, fb, backlog, welcome, tasks, out, wake_r):
+        interval = max(0.1, welcome["heartbeatIntervalMillis"] / 1000.0)
+        last_heard = time.monotonic()
+        next_beat = last_heard + interval
+        sequence = 0
+        while True:
+            for m in backlog:
+                last_heard = time.monotonic()
+                result = self.dispatch(sock, m, welcome, tasks)
+                if result is not None:
+                    return result
+            backlog = []
+            # Whatever the worker finished goes out first.
+            while True:
+                try:
+                    data, task_id = out.get_nowait()
+                except queue.Empty:
+                    break
+                sock.sendall(data)
+                self.log("update sent", task=task_id, level="debug")
+            now = time.monotonic()
+            if now - last_heard > 5 * interval:
+                raise SessionLost(f"nothing received for {now - last_heard:.1f} s (5 heartbeat intervals)")
+            if now >= next_beat:
+                sequence += 1
+                sock.sendall(encode_heartbeat(sequence, time.monotonic_ns(), False))
+                self.log("heartbeat sent", level="debug", sequence=sequence)
+                next_beat = now + interval
+            if sock.pending() == 0:
+                timeout = max(0.0, min(next_beat - time.monotonic(), 0.5))
+                readable, _, _ = select.select([sock, wake_r], [], [], timeout)
+                if wake_r in readable:
+                    try:
+                        wake_r.recv(4096)
+                    except OSError:
+                        pass
+                if sock not in readable:
+                    continue
+            try:
+                data = sock.recv(1 << 20)
+            except socket.timeout:
+                raise SessionLost("read timed out in the middle of a TLS record") from None
+            except ssl.SSLWantReadError:
+                continue
+            if not data:
+                raise SessionLost("connection closed by the coordinator")
+            backlog = fb.feed(data)
+
+    def dispatch(self, sock, m, welcome, tasks):
+        kind = m["type"]
+        if kind == "task":
+            if m["kind"] == TASK_EVALUATE:
+                self.log("task", level="debug", task=m["taskID"], kind="evaluate", base=m["baseVersion"])
+                sock.sendall(self.answer(m, welcome))   # cheap: never waits behind training
+                self.log("evaluation sent", task=m["taskID"], version=m["baseVersion"])
+            else:
+                self.log("task", task=m["taskID"], kind="train", base=m["baseVersion"], level="debug")
+                tasks.put(m)
+        elif kind == "ack":
+            status = ACK_STATUS_NAMES[m["status"]]
+            if m["status"] in (ACK_COMMITTED, ACK_REFUSED):
+                with self.pending_lock:
+                    self.pending.pop(m["taskID"], None)
+            if m["status"] == ACK_REFUSED:
+                self.log("update refused by coordinator", level="warning", task=m["taskID"], code=m["code"],
+                         name=code_name(m["code"]), reason=repr(m["reason"]))
+            else:
+                self.log(f"ack {status}", task=m["taskID"], version=m["modelVersion"])
+        elif kind == "heartbeat":
+            if not m["reply"]:
+                sock.sendall(encode_heartbeat(m["sequence"], m["timestampNanos"], True))
+                self.log("heartbeat answered", level="debug", sequence=m["sequence"])
+            else:
+                self.log("heartbeat reply", level="debug", sequence=m["sequence"],
+                         rttMs=f"{(time.monotonic_ns() - m['timestampNanos']) / 1e6:.1f}")
+        elif kind == "goodbye":
+            return self.goodbye_outcome(m)
+        elif kind == "error":
+            text = f"coordinator sent error {code_name(m['code'])} ({m['code']}): {m['message']}"
+            self.log("error", level="error", code=m["code"], name=code_name(m["code"]), message=repr(m["message"]))
+            if m["code"] in FATAL_CODES:
+                raise Fatal(text)
+            raise SessionLost(text)
+        else:   # hello, welcome, update: not for an agent in the established state
+            sock.sendall(encode_error(5, f"unexpected {kind} message"))
+            raise SessionLost(f"unexpected {kind} from the coordinator")
+        return None
+
+    def worker(self, welcome, tasks, out, wake_w, ended):
+        while True:
+            m = tasks.get()
+            if m is None or ended.is_set():
+                return
+            try:
+                data = self.answer(m, welcome)
+            except Exception as e:     # never leave a task unanswered silently
+                self.log("task failed", level="error", task=m["taskID"], error=repr(e))
+                continue
+            with self.pending_lock:
+                self.pending[m["taskID"]] = data
+            out.put((data, m["taskID"]))
+            try:
+                wake_w.send(b"x")
+            except OSError:
+                pass   # session over: the update stays pending and is resent after reconnecting
+
+    def answer(self, m, welcome):
+        """The update frame for task `m`, honest or not according to the behaviour."""
+        started = time.monotonic()
+        kind = welcome["modelKind"]
+        w, b = split_params(m["parameters"])
+        loss, acc = evaluate(kind, w, b, self.ex, self.ey)
+        ecount, eloss, eacc = attack_evaluation(self.behaviour, (len(self.ey), loss, acc), self.args.eval_count)
+        if m["kind"] == TASK_EVALUATE:
+            return encode_update(m["taskID"], m["baseVersion"], 0, 0.0, ecount, eloss, eacc,
+                                 int((time.monotonic() - started) * 1000), [])
+        shapes = [(name, t.shape) for name, t in m["parameters"]]
+        if self.behaviour == "large-norm":
+            delta = random_direction_delta(shapes, self.args.norm, self.rng)
+            train_loss = loss
+        else:
+            nw, nb, train_loss = train(kind, w, b, self.tx, self.ty, m["learningRate"], m["batchSize"], m["epochs"],
+                                       m["seed"], m["proximalMu"])
+            honest = {"weight": nw - w, "bias": nb - b}
+            delta = attack_delta(self.behaviour, [(name, honest[name]) for name, _ in shapes], self.args.scale)
+        count = attack_sample_count(self.behaviour, len(self.ty), self.args.count_scale)
+        ms = int((time.monotonic() - started) * 1000)
+        self.log("update", task=m["taskID"], base=m["baseVersion"], samples=count, norm=f"{delta_norm(delta):.3g}",
+                 loss=f"{train_loss:.4f}", ms=ms)
+        return encode_update(m["taskID"], m["baseVersion"], count, float(train_loss), ecount, eloss, eacc, ms, delta)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator's agent port")
+    p.add_argument("--server-name", help="name the coordinator's certificate must carry (default: the host)")
+    p.add_argument("--cert", required=True, help="this agent's certificate (role agent; CN = client id)")
+    p.add_argument("--key", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--database", required=True, help="SQLite database from strata-datagen")
+    p.add_argument("--table", default="samples")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--split-column", default="split")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="used only without a split column")
+    p.add_argument("--behaviour", "--behavior", choices=BEHAVIOURS, default="honest")
+    p.add_argument("--norm", type=float, default=9900.0, help="L2 norm of a large-norm delta (default 9900)")
+    p.add_argument("--scale", type=float, default=10.0, help="sign-flip / lying-eval: delta multiplied by -SCALE (default 10)")
+    p.add_argument("--count-scale", type=int, default=1000, help="scaled-count: sample counts multiplied by this (default 1000)")
+    p.add_argument("--eval-count", type=int, default=1 << 62, help="lying-eval: evalSampleCount reported (default 2^62)")
+    p.add_argument("--lie-in-hello", action="store_true", help="lying-eval: the hello's evalSampleCount is --eval-count too")
+    p.add_argument("--rng-seed", type=int, help="seed of the large-norm directions (default: random)")
+    p.add_argument("--agent-version", default="byzantine-agent.py/1")
+    p.add_argument("--max-connect-attempts", type=int, default=30, help="consecutive failed connections before exit 1 (0: never)")
+    p.add_argument("--connect-timeout", type=float, default=5.0)
+    p.add_argument("--welcome-timeout", type=float, default=15.0)
+    p.add_argument("--io-timeout", type=float, default=10.0, help="bound on every blocking socket read/write")
+    p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME)
+    p.add_argument("--log-level", choices=("debug", "info"), default="info")
+    args = p.parse_args(argv)
+    if ":" not in args.coordinator:
+        p.error("--coordinator must be HOST:PORT")
+    if not (0 <= args.eval_count < 1 << 64):
+        p.error("--eval-count must fit in a u64")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    agent = Agent(args)
+    try:
+        return agent.run()
+    except KeyboardInterrupt:
+        agent.log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
