@@ -30,7 +30,14 @@ struct FoldBench: Benchmark {
     @Option(help: "Aggregation mode whose rule folds the updates: strata or fedbuff (the synchronous rules fold through the same Lane.fold but take one update per client and round; fedasync mixes instead of folding).")
     var mode: String = "strata"
 
+    @Option(help: "Parameters per delta for the robust folds' cost (each keeps a copy of every delta of a buffer of --robust-buffer).")
+    var robustParameters = 1_000_000
+
+    @Option(help: "K of the buffer the robust folds' cost is measured on.")
+    var robustBuffer = 10
+
     func validate() throws {
+        guard robustParameters >= 1, robustBuffer >= 2 else { throw ValidationError("--robust-parameters must be >= 1 and --robust-buffer >= 2") }
         guard parameters >= 1 else { throw ValidationError("--parameters must be at least 1") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
         guard mode == "strata" || mode == "fedbuff" else { throw ValidationError("--mode must be strata or fedbuff") }
@@ -121,12 +128,52 @@ struct FoldBench: Benchmark {
         let kernelGBs = bytes / kernelBest / 1e9
         progress("fold: rule path \(format(foldGBs)) GB/s, WeightedAccumulator.add alone \(format(kernelGBs)) GB/s, plain axpy \(format(plainGBs)) GB/s, SIMD16 axpy \(format(simdGBs)) GB/s")
         let limit = max(plainGBs, simdGBs)
-        return [BenchResult(
+        return try [BenchResult(
             benchmark: "fold", figure: "aggregation fold (\(mode.rawValue) rule, \(n) parameters)",
             value: foldGBs, unit: "GB/s", limit: limit, limitUnit: "GB/s",
             limitDescription: "axpy of the same size, best of plain \(format(plainGBs)) and SIMD16 \(format(simdGBs)) GB/s",
             direction: .higherIsBetter, goal: 0.8,
             details: ["parameters": Double(n), "foldSeconds": foldBest, "accumulatorAddGBs": kernelGBs,
-                      "plainAxpyGBs": plainGBs, "simdAxpyGBs": simdGBs])]
+                      "plainAxpyGBs": plainGBs, "simdAxpyGBs": simdGBs])] + robustFolds(mode: mode)
+    }
+
+    /// What a robust buffer fold costs per update (its accepts, with the copy it keeps, and its share of the
+    /// step) against the default mean fold on the same buffer, measured in the same run.
+    func robustFolds(mode: AggregationMode) throws -> [BenchResult] {
+        let n = robustParameters, k = robustBuffer
+        var generator = SeededGenerator(seed: 9)
+        let deltas = (0..<k).map { _ in (0..<n).map { _ in Float(generator.nextUniform() - 0.5) * 1e-3 } }
+        let clients = (0..<k).map { ClientView(id: "c\($0)", tier: nil) }
+        func buffer(_ fold: BufferFold) throws -> Double {
+            var settings = RuleSettings.defaults(for: mode)
+            settings.bufferSize = k
+            settings.bufferTimeout = nil
+            settings.robustness.fold = fold
+            var rule = mode.makeRule(settings: settings, parameters: [Float](repeating: 0, count: n))
+            _ = rule.schedule(idle: clients, connected: clients, now: 0)
+            var taskID: Int64 = 0
+            return try bestTime(repetitions: 5) {
+                for (client, delta) in zip(clients, deltas) {
+                    taskID += 1
+                    let update = RuleUpdate(taskID: taskID, clientID: client.id, lane: 0, baseVersion: rule.lane(0).version,
+                                            sampleCount: 1, delta: delta)
+                    if case .refused(_, let why) = rule.accept(update, now: 0) { throw ValidationError("refused: \(why)") }
+                }
+                guard rule.aggregations(now: 0).count == 1 else { throw ValidationError("the buffer of \(k) did not step") }
+            } / Double(k)
+        }
+        let mean = try buffer(.mean)
+        var results: [BenchResult] = []
+        for fold in [BufferFold.trimmedMean(0.2), .median] {
+            let seconds = try buffer(fold)
+            progress("fold: \(fold) \(format(seconds * 1000)) ms per update vs mean \(format(mean * 1000)) ms (\(n) parameters, K = \(k))")
+            results.append(BenchResult(
+                benchmark: "fold", figure: "\(fold) buffer fold per update (\(n) parameters, K = \(k))",
+                value: seconds * 1000, unit: "ms", limit: mean * 1000, limitUnit: "ms",
+                limitDescription: "the mean fold on the same buffer (accept + its share of the step)",
+                direction: .lowerIsBetter, goal: nil,
+                details: ["parameters": Double(n), "buffer": Double(k)]))
+        }
+        return results
     }
 }
