@@ -162,6 +162,9 @@ public final class AdminClient: Sendable {
             }
         } catch let error as AdminClientError {
             throw error
+        } catch let error as TLSError where error.kind == .certificateRefused {
+            // TLS 1.3: the coordinator's verdict on our certificate arrives with the first read.
+            throw AdminClientError(.notAuthorized, "the coordinator refused the certificate \(settings.cert ?? ""): \(error)")
         } catch {
             throw AdminClientError(.failed, "the admin API connection failed: \(error)")
         }

@@ -106,7 +106,7 @@ extension TLSError.Kind {
             return "Check that this certificate was issued by the federation CA the peer trusts (openssl verify -CAfile ca.crt "
                 + "-purpose sslclient CERT), has not expired (openssl x509 -noout -enddate -in CERT), was not revoked, and "
                 + "has the right role (Subject OU) for the port; ask the federation operator for a new one "
-                + "(Certs/strata-pki.sh agent ID) if needed."
+                + "(Certs/strata-pki.sh agent|admin|viewer ID) if needed."
         case .uncleanShutdown:
             return "The last message from the peer may be incomplete: discard it and reconnect. If this "
                 + "recurs, check for a proxy or firewall cutting connections, or a crashing peer."
