@@ -148,7 +148,14 @@ public final class AdminClient: Sendable {
                 var parts: [HTTPClientRequestPart] = [.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers))]
                 if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
                 parts.append(.end(nil))
-                try await outbound.write(contentsOf: parts)
+                do {
+                    try await outbound.write(contentsOf: parts)
+                } catch {
+                    // A coordinator that refused our certificate (TLS 1.3: an alert after the handshake) has closed
+                    // the connection; the read side holds the TLS error that says why, the failed write does not.
+                    do { for try await _ in inbound {} } catch let tls as TLSError { throw tls } catch {}
+                    throw error
+                }
                 var status: HTTPResponseStatus?
                 var received = ByteBuffer()
                 for try await part in inbound {
