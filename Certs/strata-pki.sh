@@ -2,7 +2,8 @@
 # strata-pki.sh — issue the certificates of a Strata federation with the openssl CLI.
 #
 # Roles are encoded in the certificate subject: O=Strata, OU=<role>, CN=<id>,
-# role ∈ {agent, admin, coordinator}. Keys are EC P-256, private keys mode 0600.
+# role ∈ {agent, admin, viewer, coordinator}. Keys are EC P-256, private keys mode 0600.
+# Revocation: 'revoke' records a certificate in DIR/crl/ (an 'openssl ca' index) and rewrites DIR/crl.pem.
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -26,18 +27,28 @@ Commands:
                                        more with --san (repeatable, or several values after it).
   agent ID [ID ...]                    Create DIR/agents/ID.crt/.key for each agent ID.
   admin ID [ID ...]                    Create DIR/admins/ID.crt/.key for each admin ID.
+  viewer ID [ID ...]                   Create DIR/viewers/ID.crt/.key: read-only admin (OU=viewer), may
+                                       use every read route of the admin API, gets 403 on actions.
+  revoke NAME|FILE.crt [--reason R]    Revoke a certificate (NAME is looked up in agents/, admins/,
+                                       viewers/) and rewrite DIR/crl.pem. R: unspecified (default),
+                                       keyCompromise, affiliationChanged, superseded, cessationOfOperation.
+                                       A coordinator started with --crl DIR/crl.pem picks it up within
+                                       seconds (or at once on SIGHUP) and refuses the certificate from then on.
+  crl                                  (Re)write DIR/crl.pem, empty if nothing was revoked, valid for
+                                       --days (default 365); run it again before it expires.
   dev [--agents N]                     ca + coordinator + admin "operator" + agents agent-01..agent-NN
                                        (default N=3). Existing files are kept.
 
 Options:
   --dir DIR     Output directory (default: $SCRIPT_DIR/out, git-ignored).
-  --days N      Validity in days (default 825 for leaf certificates, 3650 for the CA).
+  --days N      Validity in days (default 825 for leaf certificates, 3650 for the CA, 365 for the CRL).
   --force       Re-issue a leaf certificate that already exists (never replaces the CA).
   -h, --help    Show this help.
 
-Certificates: subject O=Strata, OU=<role>, CN=<id>, role in {agent, admin, coordinator}.
-Extended key usage: clientAuth for agent/admin; serverAuth+clientAuth for the coordinator.
-IDs: 1-64 characters from [A-Za-z0-9._-], starting with a letter or digit.
+Certificates: subject O=Strata, OU=<role>, CN=<id>, role in {agent, admin, viewer, coordinator}.
+Extended key usage: clientAuth for agent/admin/viewer; serverAuth+clientAuth for the coordinator.
+IDs: 1-64 characters from [A-Za-z0-9._-], starting with a letter or digit. Strata's TLS layer accepts
+exactly these (as UTF8String or PrintableString) and refuses any other CN at the handshake.
 Every certificate issued is checked with 'openssl verify' (purpose sslclient/sslserver).
 
 Examples:
@@ -45,6 +56,7 @@ Examples:
   $PROG --dir /etc/strata/pki ca
   $PROG --dir /etc/strata/pki coordinator --name coord-1 --san coord.example.org --san 10.0.0.5
   $PROG --dir /etc/strata/pki agent hospital-a hospital-b
+  $PROG --dir /etc/strata/pki revoke hospital-b --reason keyCompromise
 USAGE
 }
 
@@ -59,6 +71,7 @@ ARGS=()
 NAME=""
 SANS=()
 AGENTS=3
+REASON=unspecified
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -76,6 +89,8 @@ while [[ $# -gt 0 ]]; do
         --san=*) SANS+=("${1#--san=}"); shift ;;
         --agents) [[ $# -ge 2 ]] || die "--agents needs a number"; AGENTS=$2; shift 2 ;;
         --agents=*) AGENTS=${1#--agents=}; shift ;;
+        --reason) [[ $# -ge 2 ]] || die "--reason needs a value"; REASON=$2; shift 2 ;;
+        --reason=*) REASON=${1#--reason=}; shift ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) if [[ -z $CMD ]]; then CMD=$1; else ARGS+=("$1"); fi; shift ;;
     esac
@@ -223,12 +238,94 @@ cmd_dev() {
     note "development PKI ready in $DIR"
 }
 
+# ---- revocation ----------------------------------------------------------------
+CRL_DIR="$DIR/crl"
+CRL_FILE="$DIR/crl.pem"
+
+# A minimal 'openssl ca' configuration: only its revocation database is used (certificates are issued
+# with 'openssl x509' above; 'openssl ca -revoke' adds the ones it has not seen).
+crl_config() {
+    mkdir -p "$CRL_DIR"
+    [[ -f $CRL_DIR/index.txt ]] || : >"$CRL_DIR/index.txt"
+    [[ -f $CRL_DIR/crlnumber ]] || echo 1000 >"$CRL_DIR/crlnumber"
+    cat >"$CRL_DIR/ca.cnf" <<CNF
+[ca]
+default_ca = strata_ca
+[strata_ca]
+database = $CRL_DIR/index.txt
+crlnumber = $CRL_DIR/crlnumber
+certificate = $CA_CRT
+private_key = $CA_KEY
+default_md = sha256
+default_crl_days = ${DAYS:-365}
+unique_subject = no
+crl_extensions = crl_ext
+[crl_ext]
+authorityKeyIdentifier = keyid:always
+CNF
+}
+
+# Writes DIR/crl.pem atomically (a reader polling the file never sees half of it).
+cmd_crl() {
+    require_ca
+    crl_config
+    tmpdir
+    "$OPENSSL" ca -batch -config "$CRL_DIR/ca.cnf" -gencrl -out "$CRL_DIR/crl.pem.new" 2>"$TMP/err" ||
+        die "could not write the CRL: $(cat "$TMP/err")"
+    "$OPENSSL" crl -in "$CRL_DIR/crl.pem.new" -CAfile "$CA_CRT" -noout 2>"$TMP/err" ||
+        die "the new CRL does not verify against $CA_CRT: $(cat "$TMP/err")"
+    chmod 644 "$CRL_DIR/crl.pem.new"
+    mv -f "$CRL_DIR/crl.pem.new" "$CRL_FILE"
+    local count next
+    count=$(grep -c '^R' "$CRL_DIR/index.txt" || true)
+    next=$("$OPENSSL" crl -in "$CRL_FILE" -noout -nextupdate | cut -d= -f2)
+    note "wrote $CRL_FILE ($count revoked; next update $next: run '$PROG --dir $DIR crl' before then)"
+}
+
+cmd_revoke() {
+    [[ ${#ARGS[@]} -ge 1 ]] || die "'revoke' needs a NAME or a certificate file (e.g. '$PROG --dir $DIR revoke agent-07')"
+    case $REASON in
+        unspecified|keyCompromise|affiliationChanged|superseded|cessationOfOperation) ;;
+        *) die "--reason must be unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation" ;;
+    esac
+    require_ca
+    crl_config
+    tmpdir
+    local target crt found sub serial
+    for target in "${ARGS[@]}"; do
+        if [[ -f $target ]]; then
+            crt=$target
+        else
+            validate_id "$target" certificate
+            found=()
+            for sub in agents admins viewers; do [[ -f $DIR/$sub/$target.crt ]] && found+=("$DIR/$sub/$target.crt"); done
+            [[ ${#found[@]} -gt 0 ]] || die "no certificate named '$target' in $DIR/agents, $DIR/admins or $DIR/viewers; pass the .crt file instead"
+            [[ ${#found[@]} -eq 1 ]] || die "'$target' names several certificates (${found[*]}); pass the .crt file to revoke"
+            crt=${found[0]}
+        fi
+        "$OPENSSL" verify -CAfile "$CA_CRT" "$crt" >/dev/null 2>&1 ||
+            die "$crt was not issued by the CA in $DIR (openssl verify failed); nothing to revoke here"
+        serial=$("$OPENSSL" x509 -noout -serial -in "$crt" | cut -d= -f2)
+        if grep -qi "^R.*	$serial	" "$CRL_DIR/index.txt"; then
+            note "$crt (serial $serial) is already revoked"
+            continue
+        fi
+        "$OPENSSL" ca -batch -config "$CRL_DIR/ca.cnf" -revoke "$crt" -crl_reason "$REASON" >"$TMP/err" 2>&1 ||
+            die "could not revoke $crt: $(cat "$TMP/err")"
+        note "revoked $crt (serial $serial, reason $REASON)"
+    done
+    cmd_crl
+}
+
 case $CMD in
     ca) [[ ${#ARGS[@]} -eq 0 ]] || die "'ca' takes no arguments"; cmd_ca ;;
     coordinator) cmd_coordinator ;;
     agent) cmd_leaves agent agents ;;
     admin) cmd_leaves admin admins ;;
+    viewer) cmd_leaves viewer viewers ;;
+    revoke) cmd_revoke ;;
+    crl) [[ ${#ARGS[@]} -eq 0 ]] || die "'crl' takes no arguments"; cmd_crl ;;
     dev) cmd_dev ;;
     help) usage ;;
-    *) die "unknown command '$CMD' (expected ca, coordinator, agent, admin or dev; see --help)" ;;
+    *) die "unknown command '$CMD' (expected ca, coordinator, agent, admin, viewer, revoke, crl or dev; see --help)" ;;
 esac

@@ -148,7 +148,14 @@ public final class AdminClient: Sendable {
                 var parts: [HTTPClientRequestPart] = [.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers))]
                 if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
                 parts.append(.end(nil))
-                try await outbound.write(contentsOf: parts)
+                do {
+                    try await outbound.write(contentsOf: parts)
+                } catch {
+                    // A coordinator that refused our certificate (TLS 1.3: an alert after the handshake) has closed
+                    // the connection; the read side holds the TLS error that says why, the failed write does not.
+                    do { for try await _ in inbound {} } catch let tls as TLSError { throw tls } catch {}
+                    throw error
+                }
                 var status: HTTPResponseStatus?
                 var received = ByteBuffer()
                 for try await part in inbound {
@@ -162,6 +169,9 @@ public final class AdminClient: Sendable {
             }
         } catch let error as AdminClientError {
             throw error
+        } catch let error as TLSError where error.kind == .certificateRefused {
+            // TLS 1.3: the coordinator's verdict on our certificate arrives with the first read.
+            throw AdminClientError(.notAuthorized, "the coordinator refused the certificate \(settings.cert ?? ""): \(error)")
         } catch {
             throw AdminClientError(.failed, "the admin API connection failed: \(error)")
         }

@@ -19,6 +19,8 @@ public enum AgentError: Error, CustomStringConvertible {
     case wrongServerRole(String)
     case incompatibleModel(String)
     case gaveUp(attempts: Int, lastError: String)
+    /// The coordinator refused this agent's certificate during or right after the TLS handshake.
+    case certificateRefused(TLSError)
 
     public var description: String {
         switch self {
@@ -26,6 +28,13 @@ public enum AgentError: Error, CustomStringConvertible {
         case .wrongServerRole(let role): "the server's certificate has role \(role), not coordinator: check --coordinator and the CA"
         case .incompatibleModel(let s): s
         case .gaveUp(let attempts, let last): "gave up after \(attempts) connection attempts; last error: \(last). Check that the coordinator runs and the address is right"
+        case .certificateRefused(let error):
+            "the coordinator refused this agent's certificate: \(error.detail ?? "the TLS handshake was refused"). Retrying with the same "
+                + "certificate cannot help. Likely reasons: it was revoked by the federation operator, it was not issued by the "
+                + "federation CA the coordinator trusts, it has expired, or it lacks the agent role (Subject OU=agent) or the "
+                + "clientAuth key usage. Check it with `openssl verify -CAfile CA.crt -purpose sslclient CERT` and "
+                + "`openssl x509 -noout -subject -enddate -in CERT`, then ask the federation operator for a new certificate "
+                + "(Certs/strata-pki.sh agent ID). TLS detail: \(error.reasons.joined(separator: "; "))"
         }
     }
 }
@@ -101,6 +110,8 @@ public struct AgentService: Sendable {
                 streak.ended()
             } catch let error as AgentError {
                 throw error
+            } catch let error as TLSError where error.kind == .certificateRefused {
+                throw AgentError.certificateRefused(error)
             } catch let error as DataSourceError {
                 throw error
             } catch {

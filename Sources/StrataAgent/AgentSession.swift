@@ -71,9 +71,15 @@ struct AgentSession: Sendable {
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
                     pendingUpdateCount: UInt32(pending.count))))
             } catch {
-                // The coordinator may refuse (and close) before our hello: its error frame says why.
-                if case .error(let refusal)? = try? await iterator.next() { throw AgentError.refused(refusal) }
-                throw error
+                // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
+                // refused our certificate, says why better than the failed write.
+                let reply: Result<Message?, any Error>
+                do { reply = .success(try await iterator.next()) } catch let readError { reply = .failure(readError) }
+                switch reply {
+                case .success(.error(let refusal)?): throw AgentError.refused(refusal)
+                case .failure(let tls as TLSError): throw tls
+                default: throw error
+                }
             }
 
             // A coordinator (or link) that accepts the connection but never answers must not hold the agent:

@@ -4,8 +4,9 @@ import NIOHTTP1
 import StrataTransport
 import StrataWire
 
-/// Routes of the admin API (mutual TLS, admin certificates only). Reads are GET, actions POST; bodies and
-/// answers are JSON (StrataWire/AdminAPI.swift); errors are `AdminErrorBody` with a 4xx/5xx status.
+/// Routes of the admin API (mutual TLS, admin and viewer certificates). Reads are GET, actions POST; bodies and
+/// answers are JSON (StrataWire/AdminAPI.swift); errors are `AdminErrorBody` with a 4xx/5xx status. A viewer
+/// (OU=viewer) may use every GET route; every POST answers it 403 and is audited as "forbidden".
 enum AdminRoutes {
     static func handle(_ request: HTTPRequest, coordinator: Coordinator) async -> HTTPResponse {
         let actor = request.peer?.commonName ?? "unknown"
@@ -14,6 +15,17 @@ enum AdminRoutes {
             return .error(AdminError(.notFound, "unknown path \(request.path); routes start with \(AdminAPI.prefix)/"))
         }
         let route = Array(s.dropFirst())
+        if request.method != .GET, request.peer?.role != .admin {
+            // Decided on the method alone, before any route runs: a new action is closed to viewers by default.
+            let action = route.count == 3 && route[0] == "clients" ? route[2] : (route.first ?? "unknown")
+            let target = route.count == 3 && route[0] == "clients" ? route[1] : (action == "retier" ? "tiers" : request.path)
+            let refusal = AdminError(.forbidden,
+                "'\(actor)' holds a read-only \(request.peer?.role.rawValue ?? "unknown") certificate: \(action) changes the federation and "
+                + "needs an admin certificate (Certs/strata-pki.sh admin NAME); viewers may use status, tiers, clients, client, "
+                + "models, export-model, audit and watch")
+            await coordinator.auditRefusal(actor: actor, action: action, target: target, error: refusal)
+            return .error(refusal)
+        }
         do {
             switch (request.method, route.count) {
             case (.GET, 1) where route[0] == "status":
@@ -65,14 +77,15 @@ enum AdminRoutes {
         return limit
     }
 
-    /// Only admin certificates get an answer; anything else gets 403 and the connection is closed.
+    /// Only admin and viewer certificates get an answer; anything else gets 403 and the connection is closed.
     static func authorize(_ peer: PeerIdentity?) -> HTTPResponse? {
         guard let peer else {
             return .json(AdminErrorBody(error: "not-authorized", message: "the admin port needs a client certificate"), status: .forbidden)
         }
-        guard peer.role == .admin else {
+        guard peer.role == .admin || peer.role == .viewer else {
             return .json(AdminErrorBody(error: "not-authorized", message:
-                "this port admits admin certificates; '\(peer.commonName)' has role \(peer.role.rawValue). Issue one with Certs/strata-pki.sh admin NAME"),
+                "this port admits admin certificates (and read-only viewer ones); '\(peer.commonName)' has role \(peer.role.rawValue). "
+                + "Issue one with Certs/strata-pki.sh admin NAME (or viewer NAME)"),
                 status: .forbidden)
         }
         return nil

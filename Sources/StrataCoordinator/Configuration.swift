@@ -48,6 +48,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var metrics: Endpoint? = Endpoint(host: "127.0.0.1", port: 7302)
     /// Which global versions keep their parameters in the state database (every version keeps its row).
     public var modelRetention = ModelRetention(latest: 100, every: 100)
+    /// How often the revocation list file (`tls.revocationListFile`) is checked for changes.
+    public var revocationListPollInterval: Duration = .seconds(2)
     /// How often deadlines (round deadlines, buffer timeouts, re-tiering, evaluation timer) are checked.
     public var tickInterval: Duration = .milliseconds(50)
 

@@ -12,6 +12,8 @@ public struct AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case conflict
         case notReady = "not-ready"
         case internalError = "internal-error"
+        /// The certificate's role may not do this (a viewer asking for an action).
+        case forbidden
     }
     public var kind: Kind
     public var message: String
@@ -265,6 +267,11 @@ extension Coordinator {
         guard try await store.client(id: clientID) != nil else {
             throw AdminError(.notFound, "no client '\(clientID)' has ever connected; `stratactl clients` lists the known ones")
         }
+    }
+
+    /// Audits an action refused before it ran (a viewer certificate asking for a change).
+    public func auditRefusal(actor: String, action: String, target: String, error: AdminError) async {
+        try? await store.recordAudit(AuditRecord(at: Self.now(), actor: actor, action: action, target: target, detail: "", result: error.kind.rawValue))
     }
 
     /// Runs an action and writes its audit row: "ok", or the error's code when it is refused or fails.

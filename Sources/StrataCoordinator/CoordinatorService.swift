@@ -30,6 +30,25 @@ public enum CoordinatorService {
         }
         defer { signals.forEach { $0.cancel() } }
 
+        // Revocation: one store for the agent and the admin port (they share `tlsContext`); SIGHUP or a change
+        // of the file reloads it (SIGHUP keeps its default, terminating, action when there is no --crl).
+        var revocation: (watcher: Task<Void, Never>, hangup: any DispatchSourceSignal)? = nil
+        if let info = tlsContext.revocationList {
+            logger.info("revocation list loaded: the agent and admin ports refuse revoked certificates", metadata: RevocationListWatcher.metadata(info))
+            RevocationListWatcher.warnIfExpiringSoon(info, logger: logger)
+            let watcher = RevocationListWatcher(context: tlsContext, path: info.path, logger: logger)
+            let interval = configuration.revocationListPollInterval
+            signal(SIGHUP, SIG_IGN)
+            let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+            hangup.setEventHandler { Task { await watcher.reload(trigger: "SIGHUP") } }
+            hangup.resume()
+            revocation = (Task { await watcher.run(every: interval) }, hangup)
+        }
+        defer {
+            revocation?.watcher.cancel()
+            revocation?.hangup.cancel()
+        }
+
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let listening = ListeningCollector(expectAdmin: configuration.admin != nil, expectMetrics: configuration.metrics != nil) {
             onEvent(.listening($0))

@@ -82,6 +82,7 @@ public struct HTTPResponse: Sendable {
         case .conflict: status = .conflict
         case .notReady: status = .serviceUnavailable
         case .internalError: status = .internalServerError
+        case .forbidden: status = .forbidden
         }
         return .json(AdminErrorBody(error: error.kind.rawValue, message: error.message), status: status)
     }

@@ -60,6 +60,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     static let batchSize = 256 * 1024
 
     private let tlsContext: TLSContext
+    /// What the verify callback found wrong with the peer's identity (it outlives `ssl`, which points to it).
+    private let verifyNote = VerifyNote()
     private let serverHostname: String?
     private var ssl: OpaquePointer?
     /// Both directions between OpenSSL and the network: received ciphertext buffers are queued in it
@@ -103,10 +105,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if serverHostname != nil && context.mode == .server {
             throw TLSError(kind: .configuration, detail: "serverHostname is only meaningful for a client-mode TLSContext")
         }
-        ERR_clear_error()
-        guard let ssl = SSL_new(context.sslContext) else {
-            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "SSL_new failed")
-        }
+        let ssl = try context.makeSSL()
+        SSL_set_ex_data(ssl, TLSContext.verifyNoteIndex, Unmanaged.passUnretained(self.verifyNote).toOpaque())
         let bio: ByteBufferBIO
         do {
             bio = try ByteBufferBIO()
@@ -207,9 +207,14 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 context.fireChannelReadComplete()
             }
             if !self.receivedCloseNotify {
+                // A TLS 1.3 server that refuses a client's certificate may just close: the client then sees
+                // the connection end before any byte of application data.
+                let early = self.tlsContext.mode == .client && !self.receivedApplicationData
                 context.fireErrorCaught(TLSError(
                     kind: .uncleanShutdown,
-                    detail: "the peer closed the TCP connection without sending TLS close_notify"
+                    detail: early
+                        ? "the peer closed the connection right after the handshake, before sending anything: it may have refused our certificate"
+                        : "the peer closed the TCP connection without sending TLS close_notify"
                 ))
             }
         case .closing:
@@ -308,7 +313,14 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             reasons.append("certificate verification: " + OpenSSLErrorQueue.verifyResultText(verifyResult))
             if verifyResult == X509_V_ERR_APPLICATION_VERIFICATION {
                 kind = .peerIdentityInvalid
-                detail = "the peer's certificate is trusted but has no Strata role (Subject OU agent, admin or coordinator) or no CN"
+                detail = self.verifyNote.identityProblem
+                    ?? "the peer's certificate is trusted but has no valid Strata identity (Subject OU role and CN)"
+            } else if verifyResult == X509_V_ERR_CERT_REVOKED {
+                kind = .peerCertificateRevoked
+                detail = "the peer's certificate is on the revocation list (\(self.tlsContext.configuration.revocationListFile ?? "CRL"))"
+            } else if verifyResult == X509_V_ERR_UNABLE_TO_GET_CRL || verifyResult == X509_V_ERR_CRL_HAS_EXPIRED {
+                detail = "our revocation list cannot vouch for the peer (\(OpenSSLErrorQueue.verifyResultText(verifyResult))): "
+                    + "every peer is refused until a valid CRL is loaded (Certs/strata-pki.sh crl, then SIGHUP)"
             } else if verifyResult == X509_V_ERR_HOSTNAME_MISMATCH || verifyResult == X509_V_ERR_IP_ADDRESS_MISMATCH {
                 detail = "the server certificate does not name '\(self.serverHostname ?? "")' in its subjectAltName"
             }
@@ -505,13 +517,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func readError(ssl: OpaquePointer, errorCode: Int32) -> TLSError {
-        var reasons = OpenSSLErrorQueue.drainStrings()
+        let entries = OpenSSLErrorQueue.drain()
+        var reasons = entries.map(\.text)
         if reasons.isEmpty {
             reasons.append("SSL_read_ex failed (SSL_get_error \(errorCode))")
         }
-        if !self.receivedApplicationData && reasons.contains(where: { $0.contains("alert") }) {
+        if !self.receivedApplicationData, self.tlsContext.mode == .client, let alert = entries.lazy.compactMap(\.receivedAlert).first {
             // TLS 1.3: a client finishes its handshake before the server has checked the client's
             // certificate, so a rejection arrives as an alert on the first read.
+            return TLSError(
+                kind: .certificateRefused,
+                reasons: reasons,
+                detail: "the peer refused our certificate right after the handshake (TLS alert \(alert)): most likely \(alert.likelyCause)"
+            )
+        }
+        if !self.receivedApplicationData && reasons.contains(where: { $0.contains("alert") }) {
             return TLSError(
                 kind: .handshakeFailed,
                 reasons: reasons,

@@ -1,5 +1,6 @@
 import COpenSSL
 import CStrataOpenSSLShim
+import NIOConcurrencyHelpers
 import NIOCore
 
 #if canImport(Glibc)
@@ -25,6 +26,11 @@ public struct TLSConfiguration: Sendable {
     /// TLS 1.3 cipher suites in order of preference, colon-separated OpenSSL names (nil: OpenSSL's default,
     /// TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256). A server uses its own order.
     public var cipherSuites: String?
+    /// A PEM file with the federation CA's certificate revocation list (CRL). When set, a peer certificate whose
+    /// serial is listed is refused during the handshake, and so is every peer if the list is missing, expired or
+    /// not signed by the CA (fail closed). Only the leaf is checked: Strata's CA signs leaves directly
+    /// (pathlen 0), so there is no intermediate to revoke. `TLSContext.reloadRevocationList()` re-reads it.
+    public var revocationListFile: String?
 
     public init(
         certificateChainFile: String,
@@ -32,9 +38,11 @@ public struct TLSConfiguration: Sendable {
         trustRootsFile: String,
         handshakeTimeout: TimeAmount = .seconds(10),
         closeNotifyTimeout: TimeAmount = .seconds(3),
-        cipherSuites: String? = nil
+        cipherSuites: String? = nil,
+        revocationListFile: String? = nil
     ) {
         self.cipherSuites = cipherSuites
+        self.revocationListFile = revocationListFile
         self.certificateChainFile = certificateChainFile
         self.privateKeyFile = privateKeyFile
         self.trustRootsFile = trustRootsFile
@@ -44,8 +52,13 @@ public struct TLSConfiguration: Sendable {
 }
 
 /// One `SSL_CTX` per process role: TLS 1.3 only, a peer certificate required in both directions and
-/// verified against `trustRootsFile`, our private key checked against our certificate. Thread-safe:
-/// share one context among all connections of a process.
+/// verified against `trustRootsFile` (and the CRL, if configured), our private key checked against our
+/// certificate. Thread-safe: share one context among all connections of a process.
+///
+/// Revocation: peers are verified against a `VerifyStore` (CA + CRL) that every new connection takes a
+/// reference to. `reloadRevocationList()` builds a complete new store and swaps the pointer under a lock; a
+/// connection keeps the store it started with (OpenSSL reference-counts it), so no store is ever modified
+/// while a handshake reads it, and a failed reload leaves the current store in place.
 public final class TLSContext: @unchecked Sendable {
     public enum Mode: Sendable { case server, client }
 
@@ -56,6 +69,14 @@ public final class TLSContext: @unchecked Sendable {
 
     /// The `SSL_CTX*`. Immutable after init; OpenSSL allows concurrent `SSL_new` on it.
     let sslContext: OpaquePointer
+    /// The CA + CRL store new connections verify their peer against (nil without a CRL: the SSL_CTX's own store).
+    private let verifyStore: NIOLockedValueBox<VerifyStore?>
+
+    /// The revocation list in use (nil when none is configured).
+    public var revocationList: RevocationListInfo? { verifyStore.withLockedValue { $0?.info } }
+
+    /// Index of the per-connection `VerifyNote` in the SSL's ex_data.
+    static let verifyNoteIndex: Int32 = strata_SSL_get_ex_new_index()
 
     public convenience init(configuration: TLSConfiguration, mode: Mode) throws {
         try self.init(configuration: configuration, mode: mode, checkOwnIdentity: true)
@@ -71,8 +92,14 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "SSL_CTX_new failed")
         }
         // From here on `ctx` must be freed on every error path.
+        var store: VerifyStore? = nil
         do {
             try Self.configure(ctx, configuration: configuration, mode: mode)
+            if let crl = configuration.revocationListFile {
+                store = try VerifyStore(caFile: configuration.trustRootsFile, crlFile: crl)
+                // Also on the SSL_CTX: a connection that somehow lacked the store would fail closed (no CRL found).
+                _ = X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), strata_X509_V_FLAG_CRL_CHECK())
+            }
             if checkOwnIdentity {
                 self.localIdentity = try Self.ownIdentity(ctx, configuration: configuration)
             } else {
@@ -84,10 +111,41 @@ public final class TLSContext: @unchecked Sendable {
             throw error
         }
         self.sslContext = ctx
+        self.verifyStore = NIOLockedValueBox(store)
     }
 
     deinit {
         SSL_CTX_free(self.sslContext)
+    }
+
+    /// A new `SSL*` for one connection, verifying its peer with the current CA + CRL store.
+    func makeSSL() throws -> OpaquePointer {
+        ERR_clear_error()
+        guard let ssl = SSL_new(self.sslContext) else {
+            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "SSL_new failed")
+        }
+        // The store's reference is taken under the lock, so a concurrent reload cannot free it in between.
+        let attached = self.verifyStore.withLockedValue { store -> Bool in
+            guard let store else { return true }
+            return strata_SSL_set1_verify_cert_store(ssl, store.store) == 1
+        }
+        guard attached else {
+            SSL_free(ssl)
+            throw TLSError(kind: .configuration, reasons: OpenSSLErrorQueue.drainStrings(), detail: "cannot attach the CRL store to a connection")
+        }
+        return ssl
+    }
+
+    /// Re-reads the CA and the CRL file (`configuration.revocationListFile`) into a new store used by every
+    /// connection made from now on. On failure the current list stays in use and the error says why.
+    @discardableResult
+    public func reloadRevocationList() throws -> RevocationListInfo {
+        guard let crl = configuration.revocationListFile else {
+            throw TLSError(kind: .configuration, detail: "no revocation list (--crl) is configured")
+        }
+        let store = try VerifyStore(caFile: configuration.trustRootsFile, crlFile: crl)
+        self.verifyStore.withLockedValue { $0 = store }
+        return store.info
     }
 
     private static func check(_ ok: Bool, _ detail: @autoclosure () -> String) throws {
@@ -177,13 +235,23 @@ public final class TLSContext: @unchecked Sendable {
 }
 
 /// Chain verification already done by OpenSSL (`preverify`); at the leaf we additionally require a
-/// Strata identity, so a trusted certificate without a role fails the handshake with an alert.
+/// Strata identity, so a trusted certificate without a valid role or id fails the handshake with an alert.
+/// Why it failed goes to the connection's `VerifyNote`, for the handler's error and the log.
 private func strataVerifyCallback(_ preverify: Int32, _ store: OpaquePointer?) -> Int32 {
     guard preverify == 1, let store else { return preverify }
     guard let leaf = strata_X509_STORE_CTX_leaf(store) else { return 1 }
-    if case .failure = PeerIdentity.parse(certificate: leaf) {
+    if case .failure(let error) = PeerIdentity.parse(certificate: leaf) {
+        if let ssl = strata_X509_STORE_CTX_get_ssl(store), let note = SSL_get_ex_data(ssl, TLSContext.verifyNoteIndex) {
+            Unmanaged<VerifyNote>.fromOpaque(note).takeUnretainedValue().identityProblem = error.detail
+        }
         X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION)
         return 0
     }
     return 1
+}
+
+/// Per-connection scratch the verify callback writes into (owned by the `OpenSSLHandler`, referenced unretained
+/// from the SSL's ex_data; only touched on the connection's event loop, inside `SSL_do_handshake`).
+final class VerifyNote {
+    var identityProblem: String?
 }

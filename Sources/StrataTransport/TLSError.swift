@@ -12,8 +12,14 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
         case handshakeTimeout
         /// The peer presented no certificate.
         case peerCertificateMissing
-        /// The peer's certificate is trusted but names no Strata role (Subject OU) or has no CN.
+        /// The peer's certificate is trusted but names no Strata role (Subject OU) or has no valid CN
+        /// (see `PeerIdentity.parse` and `StrataName`).
         case peerIdentityInvalid
+        /// The peer's certificate is on our certificate revocation list (`TLSConfiguration.revocationListFile`).
+        case peerCertificateRevoked
+        /// The peer refused our certificate: a TLS 1.3 client learns it from the alert on its first read
+        /// after the handshake (unknown CA, revoked, expired, wrong purpose, invalid Strata identity).
+        case certificateRefused
         /// The peer closed the connection without a TLS close_notify: the data received may be truncated.
         case uncleanShutdown
         /// The peer did not answer our close_notify within `TLSConfiguration.closeNotifyTimeout`.
@@ -62,6 +68,8 @@ extension TLSError.Kind {
         case .handshakeTimeout: return "handshake timed out"
         case .peerCertificateMissing: return "peer presented no certificate"
         case .peerIdentityInvalid: return "peer certificate has no valid Strata identity"
+        case .peerCertificateRevoked: return "peer certificate is revoked"
+        case .certificateRefused: return "the peer refused our certificate"
         case .uncleanShutdown: return "connection closed without TLS close_notify"
         case .closeNotifyTimeout: return "peer did not answer close_notify in time"
         case .readFailed: return "read failed"
@@ -88,8 +96,17 @@ extension TLSError.Kind {
             return "Every Strata participant must be configured with a certificate and key issued by the "
                 + "federation CA (Certs/strata-pki.sh agent|admin ID)."
         case .peerIdentityInvalid:
-            return "The certificate must have Subject OU = agent, admin or coordinator and a CN; "
-                + "re-issue it with Certs/strata-pki.sh."
+            return "The certificate must have exactly one Subject OU naming a role (agent, admin, viewer, coordinator) and "
+                + "exactly one CN of 1-64 characters from A-Z a-z 0-9 . _ - (starting with a letter or digit), both "
+                + "UTF8String or PrintableString; re-issue it with Certs/strata-pki.sh."
+        case .peerCertificateRevoked:
+            return "The federation operator revoked this certificate (the CRL given with --crl lists its serial). The "
+                + "participant needs a new certificate (Certs/strata-pki.sh --force agent|admin|viewer ID) before it can connect again."
+        case .certificateRefused:
+            return "Check that this certificate was issued by the federation CA the peer trusts (openssl verify -CAfile ca.crt "
+                + "-purpose sslclient CERT), has not expired (openssl x509 -noout -enddate -in CERT), was not revoked, and "
+                + "has the right role (Subject OU) for the port; ask the federation operator for a new one "
+                + "(Certs/strata-pki.sh agent|admin|viewer ID) if needed."
         case .uncleanShutdown:
             return "The last message from the peer may be incomplete: discard it and reconnect. If this "
                 + "recurs, check for a proxy or firewall cutting connections, or a crashing peer."
@@ -112,6 +129,13 @@ struct OpenSSLErrorEntry {
     var text: String
 
     var reasonCode: Int32 { ERR_GET_REASON(self.code) }
+
+    /// The TLS alert this entry reports having received (reason codes SSL_AD_REASON_OFFSET + alert), or nil.
+    var receivedAlert: TLSAlert? {
+        let reason = self.reasonCode - 1000  // SSL_AD_REASON_OFFSET
+        guard ERR_GET_LIB(self.code) == ERR_LIB_SSL, (0..<256).contains(reason) else { return nil }
+        return TLSAlert(code: UInt8(reason))
+    }
 }
 
 enum OpenSSLErrorQueue {
@@ -160,11 +184,46 @@ extension TLSError.Kind {
         case .handshakeTimeout: "handshake-timeout"
         case .peerCertificateMissing: "no-certificate"
         case .peerIdentityInvalid: "invalid-identity"
+        case .peerCertificateRevoked: "revoked"
+        case .certificateRefused: "certificate-refused"
         case .uncleanShutdown: "unclean-shutdown"
         case .closeNotifyTimeout: "close-notify-timeout"
         case .readFailed: "read-failed"
         case .writeFailed: "write-failed"
         case .protocolError: "protocol-error"
+        }
+    }
+}
+
+/// A TLS alert description (RFC 8446 §6), as received from a peer.
+public struct TLSAlert: Sendable, Hashable, CustomStringConvertible {
+    public var code: UInt8
+
+    public var description: String {
+        switch code {
+        case 40: "handshake_failure"
+        case 42: "bad_certificate"
+        case 43: "unsupported_certificate"
+        case 44: "certificate_revoked"
+        case 45: "certificate_expired"
+        case 46: "certificate_unknown"
+        case 48: "unknown_ca"
+        case 49: "access_denied"
+        case 116: "certificate_required"
+        default: "alert \(code)"
+        }
+    }
+
+    /// What the peer most likely objected to in our certificate when it sent this alert.
+    public var likelyCause: String {
+        switch code {
+        case 44: "our certificate has been revoked by the federation operator (it is on the coordinator's CRL)"
+        case 45: "our certificate has expired (or the peer's clock is wrong)"
+        case 48: "our certificate was not issued by the CA the peer trusts (another federation's CA, or the peer has the wrong --ca)"
+        case 43: "our certificate has the wrong purpose (no clientAuth extended key usage)"
+        case 40: "our certificate's Strata identity is invalid (Subject OU not a Strata role, or a CN outside A-Z a-z 0-9 . _ -)"
+        case 116: "we sent no certificate"
+        default: "our certificate is not acceptable to the peer (not issued by its CA, expired, revoked, or a wrong role)"
         }
     }
 }

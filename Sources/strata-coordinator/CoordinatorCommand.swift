@@ -21,7 +21,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             to the --state database in one transaction before any agent is told "committed". Restarted on the same \
             --state file, it resumes from the last version, with the same --mode.
 
-            Operators inspect and steer it with stratactl on the admin port (mutual TLS, admin certificates only; \
+            Operators inspect and steer it with stratactl on the admin port (mutual TLS, admin certificates; viewer \
+            certificates may only read; \
             --admin-port, default --port + 1); Prometheus scrapes /metrics, and orchestrators probe /healthz and /readyz, \
             on --metrics-port (plain HTTP on localhost; default --port + 2). docs/OPERATIONS.md describes both.
 
@@ -74,7 +75,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         log.bootstrap()
         let logger = Logger(label: "strata.coordinator")
         var config = CoordinatorConfiguration(
-            tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca, cipherSuites: tls.tlsCiphersuites),
+            tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca, cipherSuites: tls.tlsCiphersuites,
+                                  revocationListFile: tls.crl),
             statePath: state,
             model: ModelSpec(kind: model.model, featureCount: model.features, outputCount: model.model == .linearRegression ? 1 : model.classes))
         config.host = network.host
@@ -205,7 +207,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 }
 
 struct EndpointOptions: ParsableArguments {
-    @Option(name: .long, help: "Address of the admin API (mutual TLS; admits only admin certificates).")
+    @Option(name: .long, help: "Address of the admin API (mutual TLS; admits admin certificates, and viewer certificates for reads only).")
     var adminHost: String = "127.0.0.1"
     @Option(name: .long, help: "Port of the admin API (default: --port + 1, or 0 = a free port when --port is 0).")
     var adminPort: Int?
@@ -276,6 +278,11 @@ struct TLSOptions: ParsableArguments {
         "TLS 1.3 cipher suites in order of preference, colon-separated (default: OpenSSL's, AES-256-GCM first). The coordinator's order decides for every port.",
         discussion: "For a security policy, e.g. TLS_AES_256_GCM_SHA384 alone where 256-bit keys are required; on AES-NI machines AES-128-GCM measured no faster here (docs/PERFORMANCE.md)."))
     var tlsCiphersuites: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "Certificate revocation list (PEM, from Certs/strata-pki.sh revoke|crl): revoked agent, admin and viewer certificates are refused at the handshake on the agent and the admin port.",
+        discussion: "Reloaded on SIGHUP and whenever the file changes (checked every 2 s); new connections use the new list, established sessions continue (stratactl evict ends one now). A reload that fails keeps the previous list and logs why. The CRL must be signed by --ca; once its nextUpdate has passed every connection is refused, so regenerate it in time (strata-pki.sh crl; 365 days by default).",
+        valueName: "file"))
+    var crl: String?
 }
 
 extension ModelKind: ExpressibleByArgument {}

@@ -19,8 +19,8 @@ struct Stratactl: AsyncParsableCommand {
             Output is a human table; --json prints the API's JSON instead (one object; `watch --json`: one per line).
 
             Exit status: 0 success; 1 unexpected failure; 2 not found (client, version); 3 rejected (the action does \
-            not apply now, e.g. pin to a tier that does not exist); 4 not authorized (TLS refused, not an admin \
-            certificate); 5 unavailable (cannot connect, coordinator not ready); 6 local configuration (certificate \
+            not apply now, e.g. pin to a tier that does not exist); 4 not authorized (TLS refused or certificate \
+            revoked, not an admin certificate, or a read-only viewer certificate asking for an action); 5 unavailable (cannot connect, coordinator not ready); 6 local configuration (certificate \
             files, config file); 64 bad command line.
 
             Examples:

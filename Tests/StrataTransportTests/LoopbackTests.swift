@@ -159,8 +159,10 @@ struct LoopbackTests {
         #expect(client.received.readableBytes == 0)
         // TLS 1.3: the client learns of the rejection from the server's alert after its own handshake.
         let clientError = try #require(client.tlsErrors.first)
-        #expect(clientError.kind == .handshakeFailed, "\(clientError)")
+        #expect(clientError.kind == .certificateRefused, "\(clientError)")
         #expect(clientError.reasons.contains { $0.contains("alert") })
+        #expect(clientError.detail?.contains("unknown_ca") == true, "\(clientError)")
+        #expect(clientError.description.contains("not issued by the CA the peer trusts"), "\(clientError)")
     }
 
     @Test("refused: an expired client certificate")
@@ -173,6 +175,8 @@ struct LoopbackTests {
         #expect(error.reasons.contains { $0.contains("certificate has expired") }, "\(error.reasons)")
         #expect(client.received.readableBytes == 0)
         #expect(client.tlsErrors.first?.reasons.contains { $0.contains("certificate expired") } == true, "\(client.tlsErrors)")
+        #expect(client.tlsErrors.first?.kind == .certificateRefused, "\(client.tlsErrors)")
+        #expect(client.tlsErrors.first?.detail?.contains("has expired") == true, "\(client.tlsErrors)")
     }
 
     @Test("the client rejects a server whose certificate SAN does not match serverHostname")

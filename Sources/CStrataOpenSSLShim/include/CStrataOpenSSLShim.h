@@ -61,4 +61,19 @@ static inline X509 *strata_X509_STORE_CTX_leaf(X509_STORE_CTX *ctx) {
     return X509_STORE_CTX_get_current_cert(ctx);
 }
 
+// ---- ex_data, verify stores, names ------------------------------------------------
+/// A new index for SSL_get_ex_data/SSL_set_ex_data (no callbacks: the data is not owned by the SSL).
+static inline int strata_SSL_get_ex_new_index(void) {
+    return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+/// The SSL a verify callback runs for (OpenSSL stores it in the X509_STORE_CTX), or NULL.
+static inline SSL *strata_X509_STORE_CTX_get_ssl(X509_STORE_CTX *ctx) {
+    return (SSL *)X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+}
+/// Verifies this connection's peer against `store` (with its CRLs) instead of the SSL_CTX's store; takes a reference.
+static inline int strata_SSL_set1_verify_cert_store(SSL *ssl, X509_STORE *store) {
+    return (int)SSL_set1_verify_cert_store(ssl, store);
+}
+static inline unsigned long strata_X509_V_FLAG_CRL_CHECK(void) { return X509_V_FLAG_CRL_CHECK; }
+
 #endif

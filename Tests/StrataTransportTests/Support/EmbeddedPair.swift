@@ -17,9 +17,20 @@ final class EmbeddedPair {
     /// socket channel with autoRead on.
     var autoRead = true
 
-    init(
+    convenience init(
         client clientConfiguration: TLSConfiguration,
         server serverConfiguration: TLSConfiguration,
+        serverHostname: String? = "localhost",
+        visitorClient: (cert: String, key: String)? = nil
+    ) throws {
+        try self.init(client: clientConfiguration, serverContext: TLSContext(configuration: serverConfiguration, mode: .server),
+                      serverHostname: serverHostname, visitorClient: visitorClient)
+    }
+
+    /// With a server context shared between pairs (e.g. one whose revocation list is reloaded).
+    init(
+        client clientConfiguration: TLSConfiguration,
+        serverContext: TLSContext,
         serverHostname: String? = "localhost",
         visitorClient: (cert: String, key: String)? = nil
     ) throws {
@@ -32,7 +43,6 @@ final class EmbeddedPair {
         } else {
             clientContext = try TLSContext(configuration: clientConfiguration, mode: .client)
         }
-        let serverContext = try TLSContext(configuration: serverConfiguration, mode: .server)
         clientHandler = try OpenSSLHandler(context: clientContext, serverHostname: serverHostname)
         serverHandler = try OpenSSLHandler(context: serverContext)
         try client.pipeline.syncOperations.addHandlers([clientReads, clientHandler, clientEvents])
