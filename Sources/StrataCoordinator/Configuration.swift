@@ -24,6 +24,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var sessionIdleTimeout: Duration = .seconds(15)
     public var helloTimeout: Duration = .seconds(10)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
+    /// Connection limits of the agent port and the global budget for frames being received (ConnectionLimits.swift).
+    public var connectionLimits = ConnectionLimitSettings()
     /// Sent to agents in `goodbye` when the coordinator drains on SIGTERM.
     public var drainRetryAfter: Duration = .seconds(5)
     /// What SIGTERM does with updates folded into open buffers or rounds.
