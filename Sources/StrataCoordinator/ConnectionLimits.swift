@@ -165,7 +165,7 @@ enum ResidentMemory {
         while fgets(&line, Int32(line.count), file) != nil {
             let text = String(cString: line)
             if text.hasPrefix("VmRSS:") {
-                let kib = text.dropFirst(6).split(separator: " ").first.flatMap { Int($0) }
+                let kib = text.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
                 return kib.map { $0 * 1024 }
             }
         }

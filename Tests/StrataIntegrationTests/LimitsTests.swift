@@ -22,7 +22,7 @@ extension IntegrationSuite {
         static func residentBytes(_ process: Process) -> Int? {
             guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
                   let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-                  let kib = Int(line.dropFirst(6).split(separator: " ").first ?? "") else { return nil }
+                  let kib = Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") else { return nil }
             return kib * 1024
         }
 
