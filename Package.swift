@@ -33,6 +33,7 @@ let package = Package(
         .target(name: "StrataWire", dependencies: [
             "StrataCore",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
 
         // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite.

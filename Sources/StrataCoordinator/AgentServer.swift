@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -13,12 +14,22 @@ public struct AgentServer: Sendable {
     let configuration: CoordinatorConfiguration
     let tlsContext: TLSContext
     let logger: Logger
+    /// Handshakes in progress and connections per client (ConnectionLimits.swift).
+    let limits: ConnectionLimits
+    /// Memory for frames being received, across all connections (StrataWire/FrameBudget.swift).
+    let frameBudget: FrameBudget
 
     public init(coordinator: Coordinator, configuration: CoordinatorConfiguration, tlsContext: TLSContext, logger: Logger) {
         self.coordinator = coordinator
         self.configuration = configuration
         self.tlsContext = tlsContext
         self.logger = logger
+        let metrics = coordinator.metrics
+        limits = ConnectionLimits(settings: configuration.connectionLimits, metrics: metrics)
+        let waitsSeen = NIOLockedValueBox(0)
+        frameBudget = FrameBudget(capacity: configuration.connectionLimits.effectiveFrameBudget(maxFrameBytes: configuration.maxFrameBytes),
+                                  onChange: { metrics.frameBudgetChanged($0, waitsSeen: waitsSeen) })
+        metrics.frameBudgetChanged(frameBudget.snapshot, waitsSeen: waitsSeen)
     }
 
     typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>)
@@ -28,19 +39,48 @@ public struct AgentServer: Sendable {
         let tlsContext = self.tlsContext
         let maxFrame = configuration.maxFrameBytes
         let metrics = coordinator.metrics
+        let limits = self.limits
+        let frameBudget = self.frameBudget
+        let logger = self.logger
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
-                    try channel.pipeline.syncOperations.addHandler(ByteCountingHandler(
-                        onRead: { metrics.bytesReceived.increment(by: $0) }, onWrite: { metrics.bytesSent.increment(by: $0) }))
-                    let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: nil)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer)))
-                    try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder())
-                    let async = try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
-                    return (async, identity)
+                    // Too many handshakes in progress: close before any TLS state exists. (A failed initializer
+                    // does not close the channel by itself, and nothing of it reaches the loop below.)
+                    guard limits.accept() else {
+                        channel.close(promise: nil)
+                        throw ConnectionRefusal.unauthenticatedLimit
+                    }
+                    var identity: EventLoopFuture<PeerIdentity>?
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(ByteCountingHandler(
+                            onRead: { metrics.bytesReceived.increment(by: $0) }, onWrite: { metrics.bytesSent.increment(by: $0) }))
+                        let authenticated = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: nil)
+                        identity = authenticated
+                        authenticated.whenComplete { _ in
+                            guard let burst = limits.handshakeEnded(), burst >= ConnectionLimits.floodThreshold else { return }
+                            Self.returnMemoryAfterFlood(peak: burst, limits: limits, logger: logger)
+                        }
+                        let gate = FrameBudgetGate(budget: frameBudget)
+                        try channel.pipeline.syncOperations.addHandler(gate)
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
+                            maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, budget: gate,
+                            maxFirstPayloadBytes: ConnectionLimitSettings.maxHelloPayloadBytes)))
+                        try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder())
+                        // At most one decoded message waits for the session (the default holds up to 10, each
+                        // up to a frame's size, outside the frame budget); the next frame is read meanwhile.
+                        let async = try NIOAsyncChannel<Message, Message>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: 1)))
+                        return (async, authenticated)
+                    } catch {
+                        if identity == nil { _ = limits.handshakeEnded() }  // else its failure counts it
+                        channel.close(promise: nil)
+                        throw error
+                    }
                 }
             }
         let port = server.channel.localAddress?.port ?? configuration.port
@@ -90,6 +130,14 @@ public struct AgentServer: Sendable {
                         message: "this port admits agent certificates; yours has role \(identity.role.rawValue)")))
                     return
                 }
+                guard limits.admit(client: identity.commonName) else {
+                    let most = limits.settings.maxPerClient
+                    log.warning("refused a connection: too many connections for this client", metadata: ["limit": "\(most)"])
+                    try await outbound.write(.error(ErrorMessage(code: .tooManyConnections,
+                        message: "this client already has \(most) connections open (--max-connections-per-client); close them or retry later")))
+                    return
+                }
+                defer { limits.closed(client: identity.commonName) }
                 try await runSession(clientID: identity.commonName, channel: connection.channel.channel, inbound: inbound, outbound: outbound, logger: log)
             }
         } catch {
@@ -206,6 +254,30 @@ public struct AgentServer: Sendable {
         }
         logger.debug("session closed", metadata: ["reason": "\(reason)"])
     }
+}
+
+extension AgentServer {
+    /// After a burst of at least `ConnectionLimits.floodThreshold` concurrent handshakes, once none is left
+    /// in progress for a second: the flood's connections are gone, so return their freed memory to the system.
+    static func returnMemoryAfterFlood(peak: Int, limits: ConnectionLimits, logger: Logger) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) {
+            guard limits.unauthenticated == 0 else { return }
+            let before = ResidentMemory.current()
+            Allocator.returnFreeMemory()
+            let after = ResidentMemory.current()
+            logger.notice("connection burst over; returned free memory to the system", metadata: [
+                "peakHandshakes": "\(peak)",
+                "rssBeforeMiB": "\(before.map { String($0 >> 20) } ?? "?")",
+                "rssAfterMiB": "\(after.map { String($0 >> 20) } ?? "?")",
+            ])
+        }
+    }
+}
+
+/// Why the agent port closed a connection at accept.
+enum ConnectionRefusal: Error, CustomStringConvertible {
+    case unauthenticatedLimit
+    var description: String { "too many connections in the TLS handshake (--max-unauthenticated-connections)" }
 }
 
 /// Runs coordinator work that a received message started to its end, even if the session is torn down

@@ -33,6 +33,8 @@ public struct CoordinatorConfiguration: Sendable {
     /// A replaced session's agent is told to come back after this long (never 0: a duplicate identity must
     /// not turn into a permanent exit of the honest agent).
     public var replacedRetryAfter: Duration = .seconds(30)
+    /// Connection limits of the agent port and the global budget for frames being received (ConnectionLimits.swift).
+    public var connectionLimits = ConnectionLimitSettings()
     /// Sent to agents in `goodbye` when the coordinator drains on SIGTERM.
     public var drainRetryAfter: Duration = .seconds(5)
     /// What SIGTERM does with updates folded into open buffers or rounds.

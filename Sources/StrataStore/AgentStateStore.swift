@@ -25,6 +25,8 @@ public final class AgentStateStore: Sendable {
         var configuration = Configuration()
         configuration.label = "strata.agent-state"
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        // Intact and ours (not, say, the training database given twice), before the migration touches it.
+        let identity = try DatabaseIdentity.verify(path: path, kind: .agentState)
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
             var migrator = DatabaseMigrator()
@@ -43,6 +45,7 @@ public final class AgentStateStore: Sendable {
                 }
             }
             try migrator.migrate(queue)
+            if identity != .strata { try queue.writeWithoutTransaction { try DatabaseIdentity.stamp($0, kind: .agentState) } }
         } catch let error as DatabaseError {
             throw StoreError.cannotOpen(path: path, detail: error.message ?? "\(error.resultCode)")
         }

@@ -31,6 +31,8 @@ public final class CoordinatorStore: Sendable {
             // pages that are written anyway; freed blob pages keep their bytes until the next blobs reuse them.
             try db.execute(sql: "PRAGMA secure_delete = FAST")
         }
+        // Intact and ours, before WAL mode or a migration touches the file (DatabaseIdentity.swift).
+        let identity = try DatabaseIdentity.verify(path: path, kind: .coordinator)
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
         } catch let error as DatabaseError {
@@ -38,6 +40,7 @@ public final class CoordinatorStore: Sendable {
         }
         do {
             try Self.migrator.migrate(pool)
+            if identity != .strata { try pool.writeWithoutTransaction { try DatabaseIdentity.stamp($0, kind: .coordinator) } }
         } catch let error as DatabaseError {
             throw StoreError.cannotOpen(path: path, detail: error.message ?? "\(error.resultCode)")
         }
@@ -215,6 +218,10 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     case corruptParameters(version: Int64)
     case versionConflict(expected: Int64, found: Int64)
     case modeMismatch(stored: String, configured: String)
+    /// `PRAGMA quick_check` (or SQLite itself) found damage; the program refuses to start on the file.
+    case corrupt(path: String, detail: String)
+    /// A non-empty file that is not a Strata database of the expected kind; nothing was written to it.
+    case notStrataDatabase(path: String, expected: String, detail: String, fix: String)
 
     public var description: String {
         switch self {
@@ -228,6 +235,10 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
             return "model version conflict: expected to write version \(expected) but the database is at \(found); is another coordinator using the same state file?"
         case .modeMismatch(let stored, let configured):
             return "the state database holds a run in mode \(stored) but the coordinator was started with --mode \(configured): use the same mode to resume it, or another --state path for a new run"
+        case .corrupt(let path, let detail):
+            return "the state database \(path) is damaged (PRAGMA quick_check: \(detail)); refusing to start on it. Restore it (with its -wal file, if any) from a backup; failing that, salvage what SQLite can still read with `sqlite3 \(path) .recover | sqlite3 recovered.sqlite`, check the result, and start on the recovered file (docs/OPERATIONS.md, \"State database checks\")"
+        case .notStrataDatabase(let path, let expected, let detail, let fix):
+            return "\(path) is not a \(expected): \(detail). Refusing to use it: \(fix)"
         }
     }
 }

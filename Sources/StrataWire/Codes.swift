@@ -51,6 +51,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let internalError = ErrorCode(rawValue: 201)
     public static let evicted = ErrorCode(rawValue: 202)
     public static let notReady = ErrorCode(rawValue: 203)
+    /// The client already has the most concurrent connections the coordinator allows; retry later.
+    public static let tooManyConnections = ErrorCode(rawValue: 204)
 
     static let names: [UInt16: String] = [
         1: "malformed-frame", 2: "unsupported-version", 3: "frame-too-large", 4: "unknown-message-type",
@@ -58,7 +60,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         9: "out-of-range",
         100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
         104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
-        200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready",
+        200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready", 204: "too-many-connections",
     ]
 
     public var name: String { Self.names[rawValue] ?? "code-\(rawValue)" }

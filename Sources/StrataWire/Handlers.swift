@@ -18,13 +18,38 @@ public struct MessageDecoder: ByteToMessageDecoder {
     /// Frames at least this large are offered to `offerFrameBuffer`; smaller ones fit in a few reads anyway.
     static let offerThreshold = 512 * 1024
 
-    public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes, offerFrameBuffer: FrameBufferOffer? = nil) {
+    /// The connection's account with the global budget for frames being received (nil: no budget).
+    private let budget: FrameBudgetGate?
+    /// The limit of the first frame's payload, when it is smaller than `maxPayloadBytes` (the coordinator:
+    /// the first frame must be a `hello`, so a peer cannot reserve memory for a large frame before it).
+    private let maxFirstPayloadBytes: Int?
+    private var framesDecoded = 0
+
+    /// - Parameters:
+    ///   - budget: frames of at least `budget.threshold` bytes are buffered beyond their start only once
+    ///     the budget admitted them; until then reads stop (see `FrameBudgetGate`, which must be in the pipeline).
+    ///   - maxFirstPayloadBytes: a smaller limit for the first frame of the connection.
+    public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes, offerFrameBuffer: FrameBufferOffer? = nil,
+                budget: FrameBudgetGate? = nil, maxFirstPayloadBytes: Int? = nil) {
         self.maxPayloadBytes = maxPayloadBytes
         self.offerFrameBuffer = offerFrameBuffer
+        self.budget = budget
+        self.maxFirstPayloadBytes = maxFirstPayloadBytes.map { min($0, maxPayloadBytes) }
+    }
+
+    /// The payload limit of the next frame.
+    private var currentLimit: Int {
+        if framesDecoded == 0, let first = maxFirstPayloadBytes { return first }
+        return maxPayloadBytes
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: maxPayloadBytes) else {
+        guard let message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: currentLimit) else {
+            if let budget, let frame = Self.announcedFrame(buffer), frame >= budget.threshold {
+                // A large frame is buffered beyond its start only with a reservation for all of it; without
+                // one its reads are held (the gate) and nothing more is allocated for it here.
+                guard try budget.admit(frameBytes: frame) else { return .needMoreData }
+            }
             if !offersRefused, let frame = Self.largePartialFrame(buffer), frame >= Self.offerThreshold, let offer = offerFrameBuffer {
                 // The frame's own buffer, with what arrived so far; if the layer below takes it, the rest is
                 // decrypted into it and it comes back whole as one read, and nothing stays buffered here.
@@ -39,8 +64,18 @@ public struct MessageDecoder: ByteToMessageDecoder {
             Self.reserveForPartialFrame(&buffer)
             return .needMoreData
         }
+        framesDecoded &+= 1
+        budget?.frameCompleted()
         context.fireChannelRead(Self.wrapInboundOut(message))
         return .continue
+    }
+
+    /// The byte size (header included) of the frame `buffer` starts, once its header has arrived. Only
+    /// called after `decodeFrame` validated that header (magic, version, type, length within the limit).
+    static func announcedFrame(_ buffer: ByteBuffer) -> Int? {
+        guard buffer.readableBytes >= FrameHeader.size,
+              let length = buffer.getInteger(at: buffer.readerIndex + 4, endianness: .little, as: UInt32.self) else { return nil }
+        return FrameHeader.size + Int(length)
     }
 
     /// The byte size of the frame that `buffer` starts, when its header is valid as far as the length goes

@@ -36,6 +36,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup(title: "Network") var network: NetworkOptions
+    @OptionGroup(title: "Connection and memory limits") var limits: LimitOptions
     @OptionGroup(title: "Admin API and metrics") var endpoints: EndpointOptions
     @OptionGroup(title: "TLS") var tls: TLSOptions
     @OptionGroup(title: "Model and local training") var model: ModelOptions
@@ -61,6 +62,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard keepModels >= 0 else { throw ValidationError("--keep-models must be >= 0 (0 keeps every version's parameters)") }
         guard keepEvery >= 0 else { throw ValidationError("--keep-every must be >= 0 (0 keeps no extra versions)") }
         try network.check()
+        try limits.check(maxFrameBytes: network.maxFrameBytes)
         try endpoints.check()
         try model.check()
         try aggregation.check()
@@ -82,6 +84,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.host = network.host
         config.port = network.port
         config.maxFrameBytes = network.maxFrameBytes
+        limits.apply(to: &config)
         config.heartbeatInterval = .milliseconds(Int64(network.heartbeatInterval * 1000))
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
         config.drainPolicy = network.drain
