@@ -17,19 +17,27 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
 }
 
 @Suite struct NormWindowTests {
-    @Test func theBoundIsAMultipleOfTheMedianOnceEnoughNormsWereSeen() {
-        var window = NormWindow(capacity: 5)
-        for norm in [1.0, 2, 3] { window.record(norm) }
-        #expect(window.bound(multiple: 3, minimum: 4) == nil)
-        window.record(100)
-        #expect(window.median() == 2.5)
-        #expect(window.bound(multiple: 3, minimum: 4) == 7.5)
-        // The window forgets the oldest: 1, 2 are replaced by 4, 5.
-        window.record(4); window.record(5); window.record(6)
-        #expect(window.count == 5)
-        #expect(window.median() == 5)
-        window.record(.nan)
-        #expect(window.count == 5)
+    /// The median is over agents: one agent sending many updates has one vote.
+    @Test func theBoundIsAMultipleOfTheAgentsMedianNorm() {
+        var window = NormWindow()
+        window.record(1, client: "a"); window.record(2, client: "b")
+        #expect(window.bound(multiple: 3, minimum: 3) == nil)
+        window.record(3, client: "c")
+        #expect(window.bound(multiple: 3, minimum: 3) == 6)
+        for _ in 0..<50 { window.record(1000, client: "fast") }
+        #expect(window.count == 4)
+        #expect(window.median == 2.5)
+        window.record(.nan, client: "d")
+        #expect(window.count == 4)
+    }
+
+    /// Two agents in a tier of their own weigh two agents' worth, not a whole tier's.
+    @Test func inverseCrossTierWeightsCountMembers() {
+        let weights = LaneSet.inverseWeights(pushes: [10, 10], active: [0, 1], members: [0: 2, 1: 8])
+        #expect(abs(weights[0] - 0.2) < 1e-12 && abs(weights[1] - 0.8) < 1e-12)
+        let unweighted = LaneSet.inverseWeights(pushes: [10, 5], active: [0, 1])
+        let equalTiers = LaneSet.inverseWeights(pushes: [10, 5], active: [0, 1], members: [0: 3, 1: 3])
+        #expect(zip(unweighted, equalTiers).allSatisfy { abs($0 - $1) < 1e-12 })
     }
 
     @Test func theScaleBringsANormWithinTheBound() {

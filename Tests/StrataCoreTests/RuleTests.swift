@@ -527,17 +527,21 @@ private func strataSettings(k: Int) -> RuleSettings {
         _ = rule.accept(update(2, "b", lane: 0, base: 0, n: 2, [0, 3]), now: 1)
         // Tier 0 steps to [1, 2] (d_0 = [1, 2]). T0 = 2, T1 = 1; with two tiers both weightings give
         // w = [1/3, 2/3]; scale = w0 / max w = 1/2: x = [0, 0] + 1/2·[1, 2] = [0.5, 1]. Every tier continues from x.
+        // Inverse weights count members (m = [2, 1]): m/T = [1, 1], w = [1/2, 1/2], scale 1: x = [1, 2].
+        let inverse = weighting == .inverse
         let first = rule.aggregations(now: 1)
         #expect(first.count == 1)
         #expect(approxEqual(first.first?.laneParameters ?? [], [1, 2]))
-        #expect(approxEqual(first.first?.globalParameters ?? [], [0.5, 1]))
-        #expect(close(first.first?.laneWeights ?? [], [1.0 / 3, 2.0 / 3]))
-        #expect(approxEqual(rule.lane(0).parameters, [0.5, 1]) && approxEqual(rule.lane(1).parameters, [0.5, 1]))
-        // Tier 1 (K_1 = 1) steps from [0.5, 1] by [3, 3]. T = [2, 2]: w = [1/2, 1/2], scale 1: x = [3.5, 4].
+        #expect(approxEqual(first.first?.globalParameters ?? [], inverse ? [1, 2] : [0.5, 1]))
+        #expect(close(first.first?.laneWeights ?? [], inverse ? [0.5, 0.5] : [1.0 / 3, 2.0 / 3]))
+        let x1: [Float] = inverse ? [1, 2] : [0.5, 1]
+        #expect(approxEqual(rule.lane(0).parameters, x1) && approxEqual(rule.lane(1).parameters, x1))
+        // Tier 1 (K_1 = 1) steps from x1 by [3, 3]. T = [2, 2]: FedAT w = [1/2, 1/2], scale 1: x = [3.5, 4];
+        // inverse m/T = [1, 1/2], w = [2/3, 1/3], scale 1/2: x = [1, 2] + [1.5, 1.5] = [2.5, 3.5].
         _ = rule.accept(update(3, "c", lane: 1, base: 0, n: 1, [3, 3]), now: 2)
         let second = rule.aggregations(now: 2)
-        #expect(approxEqual(second.first?.globalParameters ?? [], [3.5, 4]))
-        #expect(close(second.first?.laneWeights ?? [], [0.5, 0.5]))
+        #expect(approxEqual(second.first?.globalParameters ?? [], inverse ? [2.5, 3.5] : [3.5, 4]))
+        #expect(close(second.first?.laneWeights ?? [], inverse ? [2.0 / 3, 1.0 / 3] : [0.5, 0.5]))
         #expect(second.first?.globalVersion == 2 && second.first?.laneVersion == 1)
     }
 

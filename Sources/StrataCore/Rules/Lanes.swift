@@ -103,14 +103,13 @@ public struct LaneSet: Sendable {
     public var combination: CrossTierCombination = .models
     public var weighting: CrossTierWeighting = .fedAT
     public let robustness: Robustness
-    /// Recent delta norms, over every lane: the adaptive bound's median.
-    public private(set) var norms: NormWindow
+    /// Every agent's latest delta norm, over every lane: the adaptive bound's median.
+    public private(set) var norms = NormWindow()
 
     public init(parameters: [Float], robustness: Robustness = Robustness()) {
         global = parameters
         lanes = [Lane(version: 0, parameters: parameters)]
         self.robustness = robustness
-        norms = NormWindow(capacity: robustness.normWindow)
     }
 
     /// The adaptive norm bound now (nil while off or still learning the scale).
@@ -120,7 +119,7 @@ public struct LaneSet: Sendable {
     /// the bound is taken: an update never loosens its own).
     mutating func clipScale(for update: RuleUpdate) -> Float {
         let scale = NormWindow.scale(norm: update.norm, bound: clipBound)
-        norms.record(update.norm)
+        norms.record(update.norm, client: update.clientID)
         return scale
     }
 
@@ -214,18 +213,27 @@ public struct LaneSet: Sendable {
         if active.isEmpty { active = Array(lanes.indices) }
         switch weighting {
         case .fedAT: return Self.fedATWeights(pushes: lanes.map(\.pushes), active: active)
-        case .inverse: return Self.inverseWeights(pushes: lanes.map(\.pushes), active: active)
+        case .inverse: return Self.inverseWeights(pushes: lanes.map(\.pushes), active: active, members: members)
         }
     }
 
-    /// w_i = (1/T_i) / Σ_j (1/T_j) over `active`: every live tier contributes equally per unit of time.
-    public static func inverseWeights(pushes: [Int64], active: [Int]) -> [Double] {
+    /// w_i = (m_i/T_i) / Σ_j (m_j/T_j) over `active`, m_i the tier's connected members (1 when unknown):
+    /// every live tier contributes per unit of time in proportion to its agents, so every agent counts
+    /// alike whatever its speed — and two fast agents in a tier of their own (honest or lying) weigh two
+    /// agents' worth, not a whole tier's.
+    public static func inverseWeights(pushes: [Int64], active: [Int], members: [Int: Int] = [:]) -> [Double] {
         var weights = [Double](repeating: 0, count: pushes.count)
-        let total = active.reduce(0.0) { $0 + 1 / Double(max(1, pushes[$1])) }
+        func share(_ lane: Int) -> Double { Double(max(1, members[lane] ?? 1)) / Double(max(1, pushes[lane])) }
+        let total = active.reduce(0.0) { $0 + share($1) }
         guard total > 0 else { return weights }
-        for lane in active { weights[lane] = (1 / Double(max(1, pushes[lane]))) / total }
+        for lane in active { weights[lane] = share(lane) / total }
         return weights
     }
+
+    /// Connected members per lane (the tiered rules set it when they schedule).
+    public private(set) var members: [Int: Int] = [:]
+
+    mutating func setMembers(_ counts: [Int: Int]) { members = counts }
 
     /// x = Σ_i (T_{M+1−i} / T) x_i over `active` (sorted fastest first); weights for other lanes are 0.
     public static func fedATWeights(pushes: [Int64], active: [Int]) -> [Double] {

@@ -3,13 +3,11 @@
 
 /// The robustness settings every rule applies to the updates it folds.
 public struct Robustness: Sendable, Hashable {
-    /// Adaptive norm bound: a delta whose L2 norm is above `clipMultiple` × the median norm of the last
-    /// `normWindow` deltas is scaled down to that bound (its direction kept). Nil: off.
+    /// Adaptive norm bound: a delta whose L2 norm is above `clipMultiple` × the median of the agents'
+    /// latest delta norms is scaled down to that bound (its direction kept). Nil: off.
     public var clipMultiple: Double? = 3
-    /// How many recent delta norms the median is taken over.
-    public var normWindow: Int = 101
-    /// No clipping until this many norms were seen (the first updates set the scale).
-    public var minimumNorms: Int = 5
+    /// No clipping until this many agents sent a delta (the first updates set the scale).
+    public var minimumNorms: Int = 3
     /// At most one update per agent in a lane's open buffer, one more queued for the next buffer, a third
     /// refused (`over-share`): a fast agent cannot fill buffers with its own updates.
     public var onePerBuffer: Bool = true
@@ -22,8 +20,8 @@ public struct Robustness: Sendable, Hashable {
         if let c = clipMultiple, !(c >= 1 && c.isFinite) {
             throw StrataCoreError.invalidArgument("the clip multiple must be a number >= 1 (or off)")
         }
-        guard normWindow >= 1, minimumNorms >= 1, minimumNorms <= normWindow else {
-            throw StrataCoreError.invalidArgument("the norm window must be >= 1 and hold at least the minimum number of norms")
+        guard minimumNorms >= 1 else {
+            throw StrataCoreError.invalidArgument("the adaptive bound needs at least one agent's norm")
         }
         try fold.validate()
     }
@@ -85,38 +83,35 @@ public enum BufferFold: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The recent delta norms and the adaptive bound they give.
+/// Each agent's latest delta norm, and the adaptive bound their median gives. The median is over agents,
+/// not over updates: an agent that sends ten times as many updates still has one vote, so the bound holds
+/// while fewer than half of the agents lie.
 public struct NormWindow: Sendable {
-    private var norms: [Double] = []
-    private var next = 0
-    public let capacity: Int
+    private var latest: [String: Double] = [:]
+    /// The median of `latest`, refreshed by `record`.
+    public private(set) var median: Double?
+    private var changesSinceMedian = 0
 
-    public init(capacity: Int) {
-        self.capacity = max(1, capacity)
-    }
+    public init() {}
 
-    public var count: Int { norms.count }
+    public var count: Int { latest.count }
 
-    public mutating func record(_ norm: Double) {
+    public mutating func record(_ norm: Double, client: String) {
         guard norm.isFinite, norm >= 0 else { return }
-        if norms.count < capacity {
-            norms.append(norm)
-        } else {
-            norms[next] = norm
-        }
-        next = (next + 1) % capacity
-    }
-
-    public func median() -> Double? {
-        guard !norms.isEmpty else { return nil }
-        let sorted = norms.sorted()
+        latest[client] = norm
+        changesSinceMedian += 1
+        // Sorting every agent's norm on every update would cost O(n log n) per update with thousands of
+        // agents; the median moves slowly, so it is refreshed every 32 changes once there are many agents.
+        guard latest.count <= 64 || changesSinceMedian >= 32 || median == nil else { return }
+        let sorted = latest.values.sorted()
         let mid = sorted.count / 2
-        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+        median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+        changesSinceMedian = 0
     }
 
-    /// multiple × median, once at least `minimum` norms were seen.
+    /// multiple × the median, once at least `minimum` agents sent a delta.
     public func bound(multiple: Double?, minimum: Int) -> Double? {
-        guard let multiple, norms.count >= minimum, let median = median(), median > 0 else { return nil }
+        guard let multiple, latest.count >= minimum, let median, median > 0 else { return nil }
         return multiple * median
     }
 

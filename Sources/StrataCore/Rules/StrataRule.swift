@@ -49,6 +49,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
         liveMembers = connected.reduce(into: [:]) { $0[laneOf($1), default: 0] += 1 }
         let wasActive = lanes.lanes.map(\.isActive)
         lanes.setActive(Set(liveMembers.keys))
+        lanes.setMembers(liveMembers)
         // A tier that came back was rebased on the global model at the same version: that is now the model
         // its tasks start from.
         for lane in wasActive.indices where !wasActive[lane] && lanes[lane].isActive { remember(lane: lane) }
