@@ -178,3 +178,4 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
         #expect(rule.schedule(idle: clients, connected: clients, now: 0).map(\.clientID) == ["fast", "slow"])
     }
 }
+
