@@ -87,6 +87,8 @@ public enum DecodeTarget {
         } catch {
             failure = error
         }
+        // Frames decoded in the same read as a failure reached the pipeline before it.
+        while let message = try? channel.readInbound(as: Message.self) { messages.append(message) }
         // End of stream: the decoder's `decodeLast` reports a frame cut short. After an error the
         // handler is in its error state and the session would already be closing.
         do {
