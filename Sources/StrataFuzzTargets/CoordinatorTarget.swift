@@ -56,6 +56,7 @@ public final class CoordinatorTarget: @unchecked Sendable {
             return directory + "/coordinator-\(inputs).sqlite"
         }
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        prepareDatabase(at: path)
         var input = FuzzInput(data)
         let mode = AggregationMode.allCases[Int(input.u8()) % AggregationMode.allCases.count]
         let coordinator = try await Self.makeCoordinator(mode: mode, path: path)
@@ -66,6 +67,25 @@ public final class CoordinatorTarget: @unchecked Sendable {
             try await run.step(&input)
         }
         await run.endAll()
+    }
+
+    /// A migrated, empty state database, copied for each input: opening and migrating a new one is most
+    /// of the cost of a short input.
+    private lazy var template: String? = {
+        let path = directory + "/template.sqlite"
+        do {
+            _ = try CoordinatorStore(path: path)  // migrates, then closes when released
+            return path
+        } catch {
+            return nil
+        }
+    }()
+
+    private func prepareDatabase(at path: String) {
+        guard let template = lock.withLock({ template }) else { return }
+        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: template + suffix) {
+            try? FileManager.default.copyItem(atPath: template + suffix, toPath: path + suffix)
+        }
     }
 
     static func makeCoordinator(mode: AggregationMode, path: String) async throws -> Coordinator {
