@@ -36,21 +36,38 @@ import Testing
         #expect(modes == Set(AggregationMode.allCases))
     }
 
-    /// In a child process (an exit test): an input that traps fails this test, and the child's progress
-    /// log names it, instead of the trap killing the whole test run.
+    /// The inputs that once crashed, each in its own child process, so one does not hide another.
+    static let regressionInputs: [String] = FuzzTarget.allCases.flatMap { target in
+        Replayer.inputFiles([corpus + "/" + target.rawValue])
+            .filter { ($0 as NSString).lastPathComponent.hasPrefix("regress-") }
+            .map { target.rawValue + "/" + ($0 as NSString).lastPathComponent }
+    }
+
+    @Test(arguments: regressionInputs)
+    func regressionInputReplaysWithoutCrashing(input: String) async throws {
+        let parts = input.split(separator: "/")
+        try await replayInChildProcess(target: String(parts[0]), files: [Self.corpus + "/" + input])
+    }
+
     @Test(arguments: FuzzTarget.allCases)
     func corpusReplaysWithoutBreakingAnInvariant(target: FuzzTarget) async throws {
-        let directory = Self.corpus + "/" + target.rawValue
-        let name = target.rawValue
+        let files = Replayer.inputFiles([Self.corpus + "/" + target.rawValue])
+            .filter { !($0 as NSString).lastPathComponent.hasPrefix("regress-") }
+        try await replayInChildProcess(target: target.rawValue, files: files)
+    }
+
+    /// Replays `files` in a child process (an exit test): an input that traps fails the test, and the
+    /// child's progress log names it, instead of the trap killing the whole test run.
+    func replayInChildProcess(target name: String, files: [String]) async throws {
         // The child's last lines say which input it was on (a failed exit test returns no output).
         let log = NSTemporaryDirectory() + "strata-fuzz-replay-\(name)-\(UUID().uuidString.prefix(8)).log"
         FileManager.default.createFile(atPath: log, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let result = await #expect(processExitsWith: .success) { [directory = directory as String, name = name as String, log = log as String] in
+        let result = await #expect(processExitsWith: .success) { [files = files as [String], name = name as String, log = log as String] in
             let output = FileHandle(forWritingAtPath: log)!
             let replayer = Replayer(target: FuzzTarget(rawValue: name)!)
             var failures = 0
-            for file in Replayer.inputFiles([directory]) {
+            for file in files {
                 output.write(Data("replaying \(file)\n".utf8))
                 do {
                     try await replayer.run(Array(FileManager.default.contents(atPath: file) ?? Data()))
@@ -64,7 +81,7 @@ import Testing
         }
         if result == nil {
             let lines = String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self).split(separator: "\n")
-            Issue.record("replaying Fuzz/corpus/\(name) failed (a line 'replaying X' last: X crashed). Reproduce with `swift run strata-fuzz \(name) FILE`:\n\(lines.suffix(4).joined(separator: "\n"))")
+            Issue.record("replaying \(name) inputs failed (if the last line is 'replaying X', X crashed; reproduce with `swift run strata-fuzz \(name) X`):\n\(lines.suffix(4).joined(separator: "\n"))")
         }
     }
 }
