@@ -90,7 +90,7 @@ for t in "${targets[@]}"; do
         for f in "Fuzz/corpus/$t"/seed-* "Fuzz/corpus/$t"/regress-*; do
             [ -f "$f" ] && rm -f "Fuzz/corpus/$t/$(sha1sum "$f" | cut -d' ' -f1)"
         done
-        echo "== $t corpus minimised: $(ls "Fuzz/corpus/$t" | wc -l) files, $(du -sk "Fuzz/corpus/$t" | cut -f1) KiB"
+        echo "== $t corpus minimised: $(ls "Fuzz/corpus/$t" | wc -l) files, $(du -sk --apparent-size "Fuzz/corpus/$t" | cut -f1) KiB of content"
     fi
 done
 exit "$status"
