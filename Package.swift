@@ -113,6 +113,16 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
 
+        // Fuzzing (docs/SECURITY.md#fuzzing): the targets as a library the tests replay the corpus through;
+        // `strata-fuzz` replays files, or is libFuzzer's driver when Deploy/fuzz.sh builds it.
+        .target(name: "StrataFuzzTargets", dependencies: [
+            "StrataCore", "StrataWire", "StrataCoordinator", "StrataStore", "StrataTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "strata-fuzz", dependencies: ["StrataFuzzTargets"]),
+
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
         .testTarget(name: "StrataWireTests", dependencies: ["StrataWire", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "StrataTransportTests", dependencies: [
@@ -128,6 +138,9 @@ let package = Package(
         .testTarget(name: "StrataCoordinatorTests", dependencies: [
             "StrataCoordinator", "StrataCore", "StrataStore", "StrataTransport", "StrataWire",
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "StrataFuzzTests", dependencies: [
+            "StrataFuzzTargets", "StrataCore", "StrataWire", .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
