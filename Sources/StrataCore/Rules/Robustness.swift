@@ -5,7 +5,7 @@
 public struct Robustness: Sendable, Hashable {
     /// Adaptive norm bound: a delta whose L2 norm is above `clipMultiple` × the median of the agents'
     /// latest delta norms is scaled down to that bound (its direction kept). Nil: off.
-    public var clipMultiple: Double? = 3
+    public var clipMultiple: Double? = 1
     /// No clipping until this many agents sent a delta (the first updates set the scale).
     public var minimumNorms: Int = 3
     /// At most one update per agent in a lane's open buffer, one more queued for the next buffer, a third
