@@ -71,13 +71,14 @@ for t in "${targets[@]}"; do
         "$work" "Fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
     # Progress as it was: the start, libFuzzer's pulses (doubling run counts), the end.
     grep -E "INITED|pulse|DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|ERROR|Fatal error|SUMMARY|Test unit written" "$log" || true
-    last=$(grep -E "^#[0-9]+" "$log" | tail -1)
+    last=$(grep -E "^#[0-9]+" "$log" | tail -1 || true)
     if [ "$rc" -eq 0 ]; then
         echo "== $t: no crash in ${seconds} s; last: $last"
     else
         status=1
         echo "== $t: CRASH (libFuzzer exit $rc); last: $last"
         grep -E "Fatal error|invariant broken" "$log" | head -3 || true
+        grep -m1 -oE "Sources/[^ ]+\.swift:[0-9]+" "$log" | sed 's/^/   crashed at: /' || true
         find "$crashes" -type f -newer "$scratch/run-start-$t" | while read -r f; do
             echo "   reproducer: $f   (swift run strata-fuzz $t $f)"
         done
