@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
         --merge) merge=1 ;;
         --asan) sanitizers=fuzzer,address; scratch=.build-fuzz-asan ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "fuzz.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -63,6 +63,7 @@ for t in "${targets[@]}"; do
     esac
     echo "== fuzzing $t for ${seconds} s (corpus Fuzz/corpus/$t, new inputs in $work)"
     rc=0
+    touch "$scratch/run-start-$t"   # reproducers of this run are the newer files
     # SWIFT_BACKTRACE off: libFuzzer prints the stack and saves the input; the Swift backtracer only slows a crash.
     STRATA_FUZZ_TARGET="$t" SWIFT_BACKTRACE=enable=no "$bin" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="$max_len" -timeout=10 \
@@ -70,14 +71,17 @@ for t in "${targets[@]}"; do
         "$work" "Fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
     # Progress as it was: the start, libFuzzer's pulses (doubling run counts), the end.
     grep -E "INITED|pulse|DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|ERROR|Fatal error|SUMMARY|Test unit written" "$log" || true
-    last=$(grep -E "^#[0-9]+" "$log" | tail -1)
+    last=$(grep -E "^#[0-9]+" "$log" | tail -1 || true)
     if [ "$rc" -eq 0 ]; then
         echo "== $t: no crash in ${seconds} s; last: $last"
     else
         status=1
         echo "== $t: CRASH (libFuzzer exit $rc); last: $last"
         grep -E "Fatal error|invariant broken" "$log" | head -3 || true
-        for f in "$crashes"/*; do [ -f "$f" ] && echo "   reproducer: $f   (swift run strata-fuzz $t $f)"; done
+        grep -m1 -oE "Sources/[^ ]+\.swift:[0-9]+" "$log" | sed 's/^/   crashed at: /' || true
+        find "$crashes" -type f -newer "$scratch/run-start-$t" | while read -r f; do
+            echo "   reproducer: $f   (swift run strata-fuzz $t $f)"
+        done
         echo "   full log: $log"
     fi
     if [ "$merge" -eq 1 ]; then
