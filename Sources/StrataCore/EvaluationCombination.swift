@@ -60,6 +60,6 @@ public struct EvaluationCombination: Sendable, Hashable {
             }
             return weight > 0 ? sum / weight : 0
         }
-        return Result(accuracy: trimmedMean(\.accuracy), loss: trimmedMean(\.loss), samples: Int64(total.rounded()))
+        return Result(accuracy: trimmedMean(\.accuracy), loss: trimmedMean(\.loss), samples: Int64(exactly: total.rounded()) ?? .max)
     }
 }

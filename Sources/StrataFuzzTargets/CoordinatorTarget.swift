@@ -135,10 +135,6 @@ private final class Agent {
 /// STRATA_FUZZ_TRACE=1: print what the agents receive (to check that a seed reaches what it should).
 private let trace = ProcessInfo.processInfo.environment["STRATA_FUZZ_TRACE"] == "1"
 
-/// STRATA_FUZZ_CAP_COUNTS=1: clear the top bit of every 64-bit count an agent sends, to look past the
-/// known traps on counts >= 2^63 (Fuzz/corpus/coordinator/regress-*) until they are fixed; off by default.
-private let capCounts = ProcessInfo.processInfo.environment["STRATA_FUZZ_CAP_COUNTS"] == "1"
-
 /// Marks the end of what is in a mailbox: `AsyncStream` has no non-blocking poll.
 private let sentinel = Message.error(ErrorMessage(code: ErrorCode(rawValue: 0xFFFF), message: "fuzz: end of mailbox"))
 
@@ -195,21 +191,6 @@ private struct Run {
 
     /// What `AgentServer.runSession`'s reader does with one inbound message.
     mutating func deliver(_ message: Message, to slot: Int) async throws(FuzzFailure) {
-        var message = message
-        if capCounts {
-            switch message {
-            case .hello(var hello):
-                hello.trainSampleCount &= UInt64.max >> 1
-                hello.evalSampleCount &= UInt64.max >> 1
-                message = .hello(hello)
-            case .update(var update):
-                update.sampleCount &= UInt64.max >> 1
-                update.evalSampleCount &= UInt64.max >> 1
-                message = .update(update)
-            default:
-                break
-            }
-        }
         guard let agent = agents[slot] else {
             guard case .hello(let hello) = message else { return }  // first message not hello: closed, coordinator untouched
             let clientID = "agent-\(slot)"
