@@ -29,26 +29,23 @@ enum WireCounts {
 
     /// A training update's sample count: 1 ... the hello's training rows.
     static func trainingSamples(_ update: Update, announced: AnnouncedCounts) -> Result<Int64, ErrorMessage> {
-        guard update.sampleCount > 0 else {
-            return .failure(ErrorMessage(code: .invalidUpdate, message: "sample count is 0"))
-        }
-        guard let samples = checked(update.sampleCount, atMost: announced.train) else {
-            return .failure(ErrorMessage(code: .outOfRange, message:
-                "sampleCount \(update.sampleCount) is above the \(announced.train) training rows this session's hello announced"))
-        }
-        return .success(samples)
+        rows(update.sampleCount, field: "sampleCount", atMost: announced.train, kind: "training")
     }
 
     /// An evaluation answer's sample count: 1 ... the hello's evaluation rows.
     static func evaluationSamples(_ update: Update, announced: AnnouncedCounts) -> Result<Int64, ErrorMessage> {
-        guard update.evalSampleCount > 0 else {
-            return .failure(ErrorMessage(code: .invalidUpdate, message: "evalSampleCount is 0"))
+        rows(update.evalSampleCount, field: "evalSampleCount", atMost: announced.evaluation, kind: "evaluation")
+    }
+
+    private static func rows(_ value: UInt64, field: String, atMost bound: Int64, kind: String) -> Result<Int64, ErrorMessage> {
+        guard value > 0 else {
+            return .failure(ErrorMessage(code: .invalidUpdate, message: "\(field) is 0"))
         }
-        guard let samples = checked(update.evalSampleCount, atMost: announced.evaluation) else {
+        guard let rows = checked(value, atMost: bound) else {
             return .failure(ErrorMessage(code: .outOfRange, message:
-                "evalSampleCount \(update.evalSampleCount) is above the \(announced.evaluation) evaluation rows this session's hello announced"))
+                "\(field) \(value) is above the \(bound) \(kind) rows this session's hello announced"))
         }
-        return .success(samples)
+        return .success(rows)
     }
 
     static func checked(_ value: UInt64, atMost bound: Int64) -> Int64? {

@@ -61,9 +61,11 @@ struct FoldBench: Benchmark {
         let client = ClientView(id: "bench", tier: nil)
         _ = rule.schedule(idle: [client], connected: [client], now: 0)
         var taskID: Int64 = 0
+        // The coordinator computes the norm while validating, before the rule sees the update.
+        let deltaNorm = Double(UpdateValidation.l2Norm(delta))
         func fold() throws {
             taskID += 1
-            let update = RuleUpdate(taskID: taskID, clientID: client.id, lane: 0, baseVersion: 0, sampleCount: 1, delta: delta)
+            let update = RuleUpdate(taskID: taskID, clientID: client.id, lane: 0, baseVersion: 0, sampleCount: 1, delta: delta, norm: deltaNorm)
             if case .refused(_, let why) = rule.accept(update, now: 0) {
                 throw ValidationError("the \(mode.rawValue) rule refused the benchmark's update: \(why)")
             }
@@ -144,6 +146,7 @@ struct FoldBench: Benchmark {
         var generator = SeededGenerator(seed: 9)
         let deltas = (0..<k).map { _ in (0..<n).map { _ in Float(generator.nextUniform() - 0.5) * 1e-3 } }
         let clients = (0..<k).map { ClientView(id: "c\($0)", tier: nil) }
+        let norms = deltas.map { Double(UpdateValidation.l2Norm($0)) }
         func buffer(_ fold: BufferFold) throws -> Double {
             var settings = RuleSettings.defaults(for: mode)
             settings.bufferSize = k
@@ -153,10 +156,10 @@ struct FoldBench: Benchmark {
             _ = rule.schedule(idle: clients, connected: clients, now: 0)
             var taskID: Int64 = 0
             return try bestTime(repetitions: 5) {
-                for (client, delta) in zip(clients, deltas) {
+                for ((client, delta), norm) in zip(zip(clients, deltas), norms) {
                     taskID += 1
                     let update = RuleUpdate(taskID: taskID, clientID: client.id, lane: 0, baseVersion: rule.lane(0).version,
-                                            sampleCount: 1, delta: delta)
+                                            sampleCount: 1, delta: delta, norm: norm)
                     if case .refused(_, let why) = rule.accept(update, now: 0) { throw ValidationError("refused: \(why)") }
                 }
                 guard rule.aggregations(now: 0).count == 1 else { throw ValidationError("the buffer of \(k) did not step") }
