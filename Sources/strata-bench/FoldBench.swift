@@ -57,6 +57,9 @@ struct FoldBench: Benchmark {
         var settings = RuleSettings.defaults(for: mode)
         settings.bufferSize = Int.max
         settings.bufferTimeout = nil
+        // One client folds every pass into one open buffer: the per-agent share (which would queue the
+        // second) is not what this measures.
+        settings.robustness.onePerBuffer = false
         var rule = mode.makeRule(settings: settings, parameters: [Float](repeating: 0, count: n))
         let client = ClientView(id: "bench", tier: nil)
         _ = rule.schedule(idle: [client], connected: [client], now: 0)

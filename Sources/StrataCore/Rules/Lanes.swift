@@ -14,8 +14,8 @@ public struct Lane: Sendable {
     var bufferOpenedAt: Double?
     /// False while the lane has no connected member: it is left out of the global combination.
     public internal(set) var isActive = true
-    /// Robust folds keep the open buffer's (clipped) deltas; the mean needs none.
-    var kept: [[Float]] = []
+    /// Robust folds keep the open buffer's (clipped) deltas end to end; the mean needs none.
+    var kept: [Float] = []
     /// Updates that arrived while their agent already had one in the open buffer: folded into the next one.
     var queued: [RuleUpdate] = []
 
@@ -54,10 +54,13 @@ public struct Lane: Sendable {
                     throw StrataCoreError.shapeMismatch(expected: accumulator.parameterCount, actual: update.delta.count)
                 }
                 guard weight.isFinite, weight > 0 else { throw StrataCoreError.invalidArgument("weight \(weight) must be finite and > 0") }
-                var copy = [Float](repeating: 0, count: accumulator.parameterCount)
-                copy.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
-                if clip < 1 { for i in copy.indices { copy[i] *= clip } }
-                kept.append(copy)
+                let n = accumulator.parameterCount, start = kept.count
+                kept.append(contentsOf: repeatElement(0, count: n))
+                kept.withUnsafeMutableBufferPointer { all in
+                    let row = UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)])
+                    update.delta.add(into: row)
+                    if clip < 1 { for i in row.indices { row[i] *= clip } }
+                }
             } else {
                 try accumulator.add(update.delta, weight: Float(weight), scale: clip)
             }
@@ -74,7 +77,7 @@ public struct Lane: Sendable {
     /// buffer. Returns its updates; `queued` still holds the updates waiting for the next buffer.
     mutating func step(optimizer: ServerOptimizer, fold: BufferFold) -> [FoldedUpdate] {
         if !kept.isEmpty {
-            let combined = RobustCombination.combine(kept, weights: folded.map(\.weight), fold: fold)
+            let combined = RobustCombination.combine(rows: kept, parameterCount: parameters.count, count: folded.count, fold: fold)
             accumulator.reset()
             try! accumulator.add(combined, weight: 1)   // same count, weight 1 > 0: cannot throw
             kept.removeAll(keepingCapacity: true)

@@ -31,11 +31,11 @@ public struct Robustness: Sendable, Hashable {
 public enum BufferFold: Sendable, Hashable, CustomStringConvertible {
     /// The weighted mean (weights = samples × staleness factor), folded as the updates arrive: no copy.
     case mean
-    /// Coordinate-wise: drop the ⌊β·K⌋ smallest and largest values of each coordinate, weighted mean of the
-    /// rest (Yin et al. 2018). Keeps a copy of every delta of the open buffer.
+    /// Coordinate-wise: drop the ⌊β·K⌋ smallest and largest values of each coordinate, mean of the rest
+    /// (Yin et al. 2018; unweighted). Keeps a copy of every delta of the open buffer.
     case trimmedMean(Double)
-    /// Coordinate-wise median of the buffer's deltas (Yin et al. 2018); for an even K, the weighted mean of
-    /// the two middle values.
+    /// Coordinate-wise median of the buffer's deltas (Yin et al. 2018); for an even K, the mean of the two
+    /// middle values.
     case median
 
     /// "mean", "median", "trimmed-mean" (β = 0.2) or "trimmed-mean:β".
@@ -122,38 +122,49 @@ public struct NormWindow: Sendable {
     }
 }
 
-/// Coordinate-wise robust combination of K deltas with their weights.
+/// Coordinate-wise robust combination of K deltas, unweighted as in [Yin 2018]: each update counts once,
+/// whatever rows it claims (a lie about counts then moves nothing), and staleness does not enter.
 public enum RobustCombination {
-    /// For each coordinate: sort the K values, drop `fold.trimmed(of: K)` at each end, and take the weighted
-    /// mean of the rest. Weights must be positive. With one delta, that delta.
-    public static func combine(_ deltas: [[Float]], weights: [Double], fold: BufferFold) -> [Float] {
-        let k = deltas.count
-        guard k > 0 else { return [] }
-        let n = deltas[0].count
-        precondition(weights.count == k && deltas.allSatisfy { $0.count == n }, "deltas and weights must agree")
+    /// For each coordinate: sort the K values, drop `fold.trimmed(of: K)` at each end, and take the mean of
+    /// the rest. With one delta, that delta.
+    public static func combine(_ deltas: [[Float]], fold: BufferFold) -> [Float] {
+        guard let n = deltas.first?.count else { return [] }
+        precondition(deltas.allSatisfy { $0.count == n }, "deltas must have one length")
+        return combine(rows: Array(deltas.joined()), parameterCount: n, count: deltas.count, fold: fold)
+    }
+
+    /// The same over `k` rows of `parameterCount` values laid end to end (how a lane keeps its buffer).
+    public static func combine(rows: [Float], parameterCount n: Int, count k: Int, fold: BufferFold) -> [Float] {
+        guard k > 0, n > 0 else { return [Float](repeating: 0, count: max(0, n)) }
+        precondition(rows.count == k * n, "\(k) rows of \(n) values expected, got \(rows.count) values")
         let drop = fold.trimmed(of: k)
-        var values = [Float](repeating: 0, count: k)
-        var order = [Int](repeating: 0, count: k)
+        let kept = Float(k - 2 * drop)
         var out = [Float](repeating: 0, count: n)
-        for j in 0..<n {
-            for i in 0..<k { values[i] = deltas[i][j]; order[i] = i }
-            // Insertion sort of K (small: a buffer) indices by value; ties keep arrival order.
-            for i in 1..<max(1, k) {
-                let index = order[i], value = values[index]
-                var p = i - 1
-                while p >= 0, values[order[p]] > value {
-                    order[p + 1] = order[p]
-                    p -= 1
+        var scalars = [Float](repeating: 0, count: k)
+        rows.withUnsafeBufferPointer { x in
+                scalars.withUnsafeMutableBufferPointer { sv in
+                    out.withUnsafeMutableBufferPointer { result in
+                        var j = 0
+                        // One coordinate at a time through an odd-even transposition network (K rounds of
+                        // min/max of neighbours: branch-free, where an insertion sort mispredicts).
+                        while j < n {
+                            for i in 0..<k { sv[i] = x[i &* n &+ j] }
+                            for round in 0..<k {
+                                var i = round & 1
+                                while i + 1 < k {
+                                    let a = sv[i], b = sv[i + 1]
+                                    sv[i] = min(a, b)
+                                    sv[i + 1] = max(a, b)
+                                    i += 2
+                                }
+                            }
+                            var sum: Float = 0
+                            for r in drop..<(k - drop) { sum += sv[r] }
+                            result[j] = sum / kept
+                            j += 1
+                        }
+                    }
                 }
-                order[p + 1] = index
-            }
-            var sum = 0.0, total = 0.0
-            for r in drop..<(k - drop) {
-                let i = order[r]
-                sum += weights[i] * Double(values[i])
-                total += weights[i]
-            }
-            out[j] = total > 0 ? Float(sum / total) : 0
         }
         return out
     }
