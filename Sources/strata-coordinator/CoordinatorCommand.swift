@@ -398,9 +398,9 @@ struct RobustnessOptions: ParsableArguments {
     var maxAgentSamples: Int64 = 1_000_000_000
     @Option(name: .long, help: ArgumentHelp("An update's weight (and an evaluation answer's) counts at most R x the median agent's rows; 0 disables the cap.", valueName: "R"))
     var maxWeightRatio: Double = 4
-    @Option(name: .long, help: ArgumentHelp("Adaptive norm bound: scale a delta down to C x the median norm of the last 101 deltas; 0 disables it (--max-update-norm still refuses).", valueName: "C"))
+    @Option(name: .long, help: ArgumentHelp("Adaptive norm bound: scale a delta down to C x the median of the agents' latest delta norms (one per agent); 0 disables it (--max-update-norm still refuses).", valueName: "C"))
     var clipMultiple: Double = 1
-    @Option(name: .long, help: ArgumentHelp("How a full buffer's updates combine: mean (weighted, folded as they arrive), trimmed-mean[:BETA] (coordinate-wise, drops the BETA fraction at each end, default 0.2) or median (coordinate-wise). The robust folds keep a copy of every delta of the open buffer.", valueName: "FOLD"))
+    @Option(name: .long, help: ArgumentHelp("How a full buffer's updates combine: mean (weighted, folded as they arrive), trimmed-mean[:BETA] (coordinate-wise and unweighted, drops the BETA fraction at each end, default 0.2) or median (coordinate-wise, unweighted). The robust folds keep a copy of every delta of the open buffer.", valueName: "FOLD"))
     var bufferFold: String = "mean"
     @Flag(name: .long, help: "Let one agent fill a buffer with several updates (default: one per agent per buffer, one more queued, a third refused over-share).")
     var allowSeveralUpdatesPerBuffer = false
