@@ -16,10 +16,10 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
     return rule
 }
 
-@Suite struct NormWindowTests {
+@Suite struct AgentNormsTests {
     /// The median is over agents: one agent sending many updates has one vote.
     @Test func theBoundIsAMultipleOfTheAgentsMedianNorm() {
-        var window = NormWindow()
+        var window = AgentNorms()
         window.record(1, client: "a"); window.record(2, client: "b")
         #expect(window.bound(multiple: 3, minimum: 3) == nil)
         window.record(3, client: "c")
@@ -41,16 +41,16 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
     }
 
     @Test func theScaleBringsANormWithinTheBound() {
-        #expect(NormWindow.scale(norm: 10, bound: 5) == 0.5)
-        #expect(NormWindow.scale(norm: 4, bound: 5) == 1)
-        #expect(NormWindow.scale(norm: 4, bound: nil) == 1)
+        #expect(AgentNorms.scale(norm: 10, bound: 5) == 0.5)
+        #expect(AgentNorms.scale(norm: 4, bound: 5) == 1)
+        #expect(AgentNorms.scale(norm: 4, bound: nil) == 1)
     }
 }
 
 @Suite struct RobustFoldTests {
     /// A large-norm delta is scaled to the bound, and keeps its weight in the mean's denominator.
     @Test func aDeltaAboveTheAdaptiveBoundIsClipped() {
-        var rule = fedbuff(k: 7) { $0.clipMultiple = 2; $0.minimumNorms = 5 }
+        var rule = fedbuff(k: 7) { $0.clipMultiple = 2; $0.minimumAgents = 5 }
         for i in 0..<6 { _ = rule.accept(update(Int64(i), "c\(i)", [1, 0]), now: 0) }   // norms 1
         #expect(rule.clipBound == 2)
         _ = rule.accept(update(6, "c6", [0, 1000]), now: 0)

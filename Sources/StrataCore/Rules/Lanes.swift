@@ -107,7 +107,7 @@ public struct LaneSet: Sendable {
     public var weighting: CrossTierWeighting = .fedAT
     public let robustness: Robustness
     /// Every agent's latest delta norm, over every lane: the adaptive bound's median.
-    public private(set) var norms = NormWindow()
+    public private(set) var norms = AgentNorms()
 
     public init(parameters: [Float], robustness: Robustness = Robustness()) {
         global = parameters
@@ -116,12 +116,12 @@ public struct LaneSet: Sendable {
     }
 
     /// The adaptive norm bound now (nil while off or still learning the scale).
-    public var clipBound: Double? { norms.bound(multiple: robustness.clipMultiple, minimum: robustness.minimumNorms) }
+    public var clipBound: Double? { norms.bound(multiple: robustness.clipMultiple, minimum: robustness.minimumAgents) }
 
     /// The factor that brings `update` within the adaptive bound, recording its norm for later bounds (after
     /// the bound is taken: an update never loosens its own).
     mutating func clipScale(for update: RuleUpdate) -> Float {
-        let scale = NormWindow.scale(norm: update.norm, bound: clipBound)
+        let scale = AgentNorms.scale(norm: update.norm, bound: clipBound)
         norms.record(update.norm, client: update.clientID)
         return scale
     }
@@ -182,7 +182,7 @@ public struct LaneSet: Sendable {
         let waiting = lanes[lane].queued
         lanes[lane].queued.removeAll()
         for update in waiting {
-            let scale = NormWindow.scale(norm: update.norm, bound: clipBound)
+            let scale = AgentNorms.scale(norm: update.norm, bound: clipBound)
             _ = lanes[lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now,
                                  robustness: robustness, clip: scale)
         }

@@ -7,7 +7,7 @@ public struct Robustness: Sendable, Hashable {
     /// latest delta norms is scaled down to that bound (its direction kept). Nil: off.
     public var clipMultiple: Double? = 1
     /// No clipping until this many agents sent a delta (the first updates set the scale).
-    public var minimumNorms: Int = 3
+    public var minimumAgents: Int = 3
     /// At most one update per agent in a lane's open buffer, one more queued for the next buffer, a third
     /// refused (`over-share`): a fast agent cannot fill buffers with its own updates.
     public var onePerBuffer: Bool = true
@@ -20,7 +20,7 @@ public struct Robustness: Sendable, Hashable {
         if let c = clipMultiple, !(c >= 1 && c.isFinite) {
             throw StrataCoreError.invalidArgument("the clip multiple must be a number >= 1 (or off)")
         }
-        guard minimumNorms >= 1 else {
+        guard minimumAgents >= 1 else {
             throw StrataCoreError.invalidArgument("the adaptive bound needs at least one agent's norm")
         }
         try fold.validate()
@@ -86,7 +86,7 @@ public enum BufferFold: Sendable, Hashable, CustomStringConvertible {
 /// Each agent's latest delta norm, and the adaptive bound their median gives. The median is over agents,
 /// not over updates: an agent that sends ten times as many updates still has one vote, so the bound holds
 /// while fewer than half of the agents lie.
-public struct NormWindow: Sendable {
+public struct AgentNorms: Sendable {
     private var latest: [String: Double] = [:]
     /// The median of `latest`, refreshed by `record`.
     public private(set) var median: Double?
