@@ -1,5 +1,7 @@
 /// Which global model versions keep their parameters in the state database. Every version keeps its row
 /// (provenance, update count, accuracy); the parameters of the others are dropped as newer versions commit.
+/// Pinned versions are never dropped while pinned: the best version by the target metric (always), and the
+/// versions an open evaluation round may still make the best.
 public struct ModelRetention: Sendable, Hashable {
     /// Keep the parameters of the newest `latest` versions; 0 keeps every version's.
     public var latest: Int
@@ -18,5 +20,10 @@ public struct ModelRetention: Sendable, Hashable {
     /// is always kept.
     public func keeps(_ version: Int64, newest: Int64) -> Bool {
         latest == 0 || version == 0 || version > newest - Int64(latest) || (every > 0 && version % Int64(every) == 0)
+    }
+
+    /// The same, with `pinned` versions (the best version, versions under evaluation) kept whatever their age.
+    public func keeps(_ version: Int64, newest: Int64, pinned: Set<Int64>) -> Bool {
+        pinned.contains(version) || keeps(version, newest: newest)
     }
 }

@@ -1,0 +1,82 @@
+/// The metric a run is judged by: which evaluated model version is the best one (kept for ever, exported by
+/// `stratactl export-model best`), when the target is reached, and what counts as an improvement for
+/// `--patience`. It names the metric, says which direction is better and how much better an improvement must
+/// be; everything that compares scores goes through it, so a new metric (RMSE, macro-F1, ...) is one more
+/// `static let` here, added to `all`, and one more entry in the scores an evaluation reports
+/// (`EvaluationResult.scores` on the coordinator) — no comparison logic changes.
+public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible {
+    public enum Direction: String, Sendable, Hashable, Codable {
+        case higherIsBetter = "higher-is-better"
+        case lowerIsBetter = "lower-is-better"
+    }
+
+    /// How much better than the reference a score must be to count as an improvement (patience).
+    public enum Margin: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// By at least this much, in the metric's units (for bounded metrics such as accuracy).
+        case absolute(Double)
+        /// By at least this fraction of the reference's magnitude (for unbounded ones such as a loss).
+        case relative(Double)
+
+        public var description: String {
+            switch self {
+            case .absolute(let m): "\(m)"
+            case .relative(let f): "\(f * 100) %"
+            }
+        }
+    }
+
+    /// The name an evaluation reports the metric under, and what flags and outputs call it.
+    public var name: String
+    public var direction: Direction
+    public var margin: Margin
+
+    public init(name: String, direction: Direction, margin: Margin) {
+        self.name = name
+        self.direction = direction
+        self.margin = margin
+    }
+
+    /// Sample-weighted evaluation accuracy (softmax models). An improvement is at least 0.001 (0.1 point).
+    public static let accuracy = TargetMetric(name: "accuracy", direction: .higherIsBetter, margin: .absolute(0.001))
+    /// Mean evaluation loss (cross-entropy, or half the squared error for linear models). An improvement is
+    /// at least 0.1 % of the reference loss.
+    public static let loss = TargetMetric(name: "loss", direction: .lowerIsBetter, margin: .relative(0.001))
+
+    /// Every metric a run can target, for flags and their help.
+    public static let all: [TargetMetric] = [.accuracy, .loss]
+
+    public static func named(_ name: String) -> TargetMetric? { all.first { $0.name == name } }
+
+    public var description: String { name }
+
+    /// Strictly better (the best version is replaced only by a strictly better one; ties keep the older).
+    public func isBetter(_ score: Double, than other: Double) -> Bool {
+        guard score.isFinite else { return false }
+        guard other.isFinite else { return true }
+        return direction == .higherIsBetter ? score > other : score < other
+    }
+
+    /// Better than `reference` by more than the margin: what resets `--patience`.
+    public func improves(_ score: Double, on reference: Double) -> Bool {
+        guard score.isFinite else { return false }
+        guard reference.isFinite else { return true }
+        let step: Double
+        switch margin {
+        case .absolute(let m): step = m
+        case .relative(let f): step = f * abs(reference)
+        }
+        return direction == .higherIsBetter ? score > reference + step : score < reference - step
+    }
+
+    /// At or beyond the target (>= for higher-is-better, <= for lower-is-better).
+    public func reaches(_ score: Double, target: Double) -> Bool {
+        guard score.isFinite else { return false }
+        return direction == .higherIsBetter ? score >= target : score <= target
+    }
+
+    /// This metric's value among an evaluation's scores (keyed by metric name), if it reports it.
+    public func value(in scores: [String: Double]) -> Double? { scores[name] }
+
+    /// "by more than 0.001" / "by more than 0.1 %", for logs and help texts.
+    public var improvementText: String { "by more than \(margin)" }
+}
