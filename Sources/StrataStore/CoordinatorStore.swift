@@ -208,6 +208,37 @@ public final class CoordinatorStore: Sendable {
                 t.column("result", .text).notNull()
             }
         }
+        // The best version by each target metric (kept through retention and restarts), the evaluation curve
+        // (one row per closed evaluation round: answered of asked, counted or not), and training's start.
+        migrator.registerMigration("v5-best") { db in
+            try db.create(table: "bestVersions") { t in
+                t.primaryKey("metric", .text)
+                t.column("version", .integer).notNull()
+                t.column("score", .double).notNull()
+                t.column("direction", .text).notNull()
+                t.column("accuracy", .double).notNull()
+                t.column("loss", .double).notNull()
+                t.column("answered", .integer).notNull()
+                t.column("asked", .integer).notNull()
+                t.column("at", .double).notNull()
+            }
+            try db.create(table: "evaluationRounds") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("version", .integer).notNull().indexed()
+                t.column("accuracy", .double).notNull()
+                t.column("loss", .double).notNull()
+                t.column("samples", .integer).notNull()
+                t.column("answered", .integer).notNull()
+                t.column("asked", .integer).notNull()
+                t.column("required", .integer).notNull()
+                t.column("counted", .boolean).notNull()
+                t.column("metric", .text).notNull()
+                t.column("score", .double)
+                t.column("best", .boolean).notNull()
+                t.column("versionCreatedAt", .double).notNull()
+                t.column("at", .double).notNull()
+            }
+        }
         return migrator
     }
 }
@@ -222,6 +253,8 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     case corrupt(path: String, detail: String)
     /// A non-empty file that is not a Strata database of the expected kind; nothing was written to it.
     case notStrataDatabase(path: String, expected: String, detail: String, fix: String)
+    /// A version about to be recorded as the best has no parameters any more (retention ran ahead of its evaluation).
+    case bestVersionDropped(version: Int64)
 
     public var description: String {
         switch self {
@@ -239,6 +272,8 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
             return "the state database \(path) is damaged (PRAGMA quick_check: \(detail)); refusing to start on it. Restore it (with its -wal file, if any) from a backup; failing that, salvage what SQLite can still read with `sqlite3 \(path) .recover | sqlite3 recovered.sqlite`, check the result, and start on the recovered file (docs/OPERATIONS.md, \"State database checks\")"
         case .notStrataDatabase(let path, let expected, let detail, let fix):
             return "\(path) is not a \(expected): \(detail). Refusing to use it: \(fix)"
+        case .bestVersionDropped(let version):
+            return "model version \(version) evaluated as the best has no parameters in the state database any more; it is not recorded as the best"
         }
     }
 }
@@ -464,6 +499,10 @@ public struct RestoredState: Sendable {
     public var clients: [ClientTiering] = []
     /// Clients evicted by an operator and not re-admitted.
     public var evicted: [String: StoredEviction] = [:]
+    /// The best version by each target metric evaluated so far (by metric name).
+    public var best: [String: BestVersionRecord] = [:]
+    /// Training started in this run (a quorum of agents was connected once); nil before.
+    public var trainingStartedAt: Double?
 }
 
 public struct StoredEviction: Sendable, Hashable {
@@ -536,6 +575,8 @@ extension CoordinatorStore {
             for row in clientRows {
                 if let at = row.evictedAt { state.evicted[row.id] = StoredEviction(at: at, by: row.evictedBy ?? "", reason: row.evictedReason ?? "") }
             }
+            for record in try BestVersionRecord.fetchAll(db) { state.best[record.metric] = record }
+            state.trainingStartedAt = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'trainingStartedAt'").flatMap(Double.init)
             state.clients = clientRows.map {
                 ClientTiering(clientID: $0.id, tier: $0.tier, pinnedTier: $0.pinnedTier, smoothedLatency: $0.latencySeconds,
                               lastLatency: $0.lastLatencySeconds, samples: Int($0.latencySamples),
@@ -572,8 +613,10 @@ extension CoordinatorStore {
 
     /// Atomically: the lane's new version, the global version it produced (with its provenance), every
     /// update it contains (the idempotency records), and the per-client counters and latency profiles.
+    /// `pinned`: versions whose parameters must stay whatever their age (those under evaluation); the best
+    /// versions recorded in `bestVersions` are pinned as well.
     public func commitAggregation(_ version: ModelVersionRecord, lane: LaneVersionRecord? = nil, updates: [CommittedUpdateRecord],
-                                  profiles: [ClientTiering] = [], retention: ModelRetention = .keepAll) async throws {
+                                  profiles: [ClientTiering] = [], retention: ModelRetention = .keepAll, pinned: Set<Int64> = []) async throws {
         try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM modelVersions") ?? -1
             guard current + 1 == version.version else { throw StoreError.versionConflict(expected: version.version, found: current) }
@@ -590,18 +633,19 @@ extension CoordinatorStore {
             }
             // In the same transaction: a version's parameters are dropped only together with the commit
             // of the version that pushed it out of the kept window.
-            try Self.applyRetention(retention, newest: version.version, db)
+            try Self.applyRetention(retention, newest: version.version, pinned: pinned, db)
         }
     }
 
     /// Drops the parameters (not the row: provenance, counts and accuracy stay) of the global versions that
     /// `retention` no longer keeps, at most `maxPerCommit` newly passed versions per commit, so that a
     /// database that kept everything so far catches up gradually. Never drops version 0, the newest
-    /// `retention.latest`, every `retention.every`-th, or a version that a tier's latest model is stored as
-    /// (an empty tier blob means "equals this global version", and restore reads it): such a version waits
-    /// in `meta.pruneDeferred` (at most one per tier) and is dropped at the first commit after the tier
-    /// moved on. Progress is kept in `meta.prunedThrough`.
-    static func applyRetention(_ retention: ModelRetention, newest: Int64, _ db: Database, maxPerCommit: Int = 16) throws {
+    /// `retention.latest`, every `retention.every`-th, a best version (`bestVersions`), a version in `pinned`
+    /// (under evaluation), or a version that a tier's latest model is stored as (an empty tier blob means
+    /// "equals this global version", and restore reads it): such a version waits in `meta.pruneDeferred` and
+    /// is dropped at the first commit after it is no longer needed (the tier moved on, a better version
+    /// replaced it as the best, its evaluation closed). Progress is kept in `meta.prunedThrough`.
+    static func applyRetention(_ retention: ModelRetention, newest: Int64, pinned: Set<Int64> = [], _ db: Database, maxPerCommit: Int = 16) throws {
         guard retention.latest > 0 else { return }
         func meta(_ key: String) throws -> String? { try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
         func setMeta(_ key: String, _ value: String) throws {
@@ -614,7 +658,7 @@ extension CoordinatorStore {
         guard through > from || !deferred.isEmpty else { return }
         // Each tier's latest model, looked up per tier on the (lane, version) key: O(tiers · log n) per
         // commit, not a scan of a table that grows by a row per step.
-        var needed = Set<Int64>()
+        var needed = pinned.union(try Int64.fetchAll(db, sql: "SELECT version FROM bestVersions"))
         let maxLane = try Int.fetchOne(db, sql: "SELECT MAX(lane) FROM laneVersions") ?? -1
         for lane in stride(from: 0, through: maxLane, by: 1) {
             if let latest = try Row.fetchOne(db, sql: """
@@ -626,7 +670,7 @@ extension CoordinatorStore {
         let passed = through > from ? Array((from + 1)...through) : []
         var stillDeferred: [Int64] = []
         for candidate in deferred + passed where !retention.keeps(candidate, newest: newest) {
-            if needed.contains(candidate) {
+            if retention.keeps(candidate, newest: newest, pinned: needed) {
                 stillDeferred.append(candidate)
                 continue
             }

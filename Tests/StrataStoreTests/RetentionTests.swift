@@ -13,7 +13,72 @@ import Testing
         #expect((0...9).filter { ModelRetention(latest: 2, every: 0).keeps(Int64($0), newest: 9) } == [0, 8, 9])
     }
 
+    @Test func aPinnedVersionIsKeptWhateverItsAge() {
+        let retention = ModelRetention(latest: 3, every: 10)
+        #expect(retention.keeps(7, newest: 1_000_000, pinned: [7]))
+        #expect(!retention.keeps(7, newest: 1_000_000, pinned: [8]))
+        #expect(ModelRetention(latest: 1, every: 0).keeps(1, newest: 2, pinned: [1]))
+    }
+
     let spec = ModelSpec(kind: .softmaxRegression, featureCount: 1, outputCount: 2)
+
+    func round(_ version: Int64, score: Double, best: Bool = true) -> EvaluationRoundRecord {
+        EvaluationRoundRecord(version: version, accuracy: score, loss: 1 - score, samples: 10, answered: 2, asked: 3, required: 2, counted: true,
+                              metric: "accuracy", score: score, best: best, versionCreatedAt: Double(version), at: Double(version))
+    }
+
+    func best(_ version: Int64, score: Double) -> BestVersionRecord {
+        BestVersionRecord(metric: "accuracy", version: version, score: score, direction: "higher-is-better", accuracy: score, loss: 1 - score,
+                          answered: 2, asked: 3, at: Double(version))
+    }
+
+    /// The issue: at ~100 versions/s the best version was dropped within a second, and `best` reset on restart.
+    @Test func theBestVersionKeepsItsParametersAndSurvivesARestartWithItsScore() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 0)
+        let retention = ModelRetention(latest: 2, every: 0)
+        for version in Int64(1)...3 { try await commit(store, version, retention: retention) }
+        try await store.recordEvaluationRound(round(3, score: 0.9), best: best(3, score: 0.9))
+        for version in Int64(4)...40 { try await commit(store, version, retention: retention) }
+        #expect(try versionsWithParameters(dir.file("c.sqlite")) == [0, 3, 39, 40])
+
+        let reopened = try CoordinatorStore(path: dir.file("c.sqlite"))
+        let restored = try await reopened.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 41)
+        #expect(restored.best["accuracy"] == best(3, score: 0.9))
+        #expect(try await reopened.countedRound(version: 3, metric: "accuracy")?.score == 0.9)
+
+        // A better version replaces it; the old best is released and dropped at the next commit.
+        try await reopened.recordEvaluationRound(round(40, score: 0.95), best: best(40, score: 0.95))
+        try await commit(reopened, 41, retention: retention)
+        try await commit(reopened, 42, retention: retention)
+        #expect(try versionsWithParameters(dir.file("c.sqlite")) == [0, 40, 41, 42])
+        #expect(try await reopened.bestVersions()["accuracy"]?.version == 40)
+        #expect(try await reopened.evaluationRounds(limit: 10).map(\.version) == [40, 3])
+    }
+
+    @Test func versionsPinnedByTheCoordinatorWaitAndARecordedBestMustStillHaveItsParameters() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 0)
+        let retention = ModelRetention(latest: 1, every: 0)
+        try await commit(store, 1, retention: retention)
+        // Version 1 is under evaluation while 2 and 3 commit.
+        for version in Int64(2)...3 {
+            try await store.commitAggregation(
+                ModelVersionRecord(version: version, createdAt: 0, parameters: FloatBlob.encode([Float](repeating: 1, count: spec.parameterCount)),
+                                   updateCount: 1, totalWeight: 1, meanStaleness: 0, trigger: "buffer"),
+                updates: [], retention: retention, pinned: [1])
+        }
+        #expect(try versionsWithParameters(dir.file("c.sqlite")) == [0, 1, 3])
+        try await commit(store, 4, retention: retention)   // its round closed: released
+        #expect(try versionsWithParameters(dir.file("c.sqlite")) == [0, 4])
+        await #expect(throws: StoreError.bestVersionDropped(version: 2)) {
+            try await store.recordEvaluationRound(round(2, score: 0.5), best: best(2, score: 0.5))
+        }
+        #expect(try await store.bestVersions().isEmpty)
+        #expect(try await store.evaluationRounds(limit: 5).isEmpty, "one transaction: no round without its best")
+    }
 
     func commit(_ store: CoordinatorStore, _ version: Int64, lane: LaneVersionRecord? = nil, retention: ModelRetention) async throws {
         let values = [Float](repeating: Float(version), count: spec.parameterCount)
