@@ -22,7 +22,7 @@ enum AdminRoutes {
             let refusal = AdminError(.forbidden,
                 "'\(actor)' holds a read-only \(request.peer?.role.rawValue ?? "unknown") certificate: \(action) changes the federation and "
                 + "needs an admin certificate (Certs/strata-pki.sh admin NAME); viewers may use status, tiers, clients, client, "
-                + "models, export-model, audit and watch")
+                + "models, evaluations, export-model, audit and watch")
             await coordinator.auditRefusal(actor: actor, action: action, target: target, error: refusal)
             return .error(refusal)
         }
@@ -40,7 +40,14 @@ enum AdminRoutes {
             case (.GET, 1) where route[0] == "models":
                 return .json(try await coordinator.modelsReport(limit: try limit(request, default: 20)))
             case (.GET, 2) where route[0] == "models":
-                return .json(try await coordinator.modelParameters(version: Int64(try integer(route[1], name: "version"))))
+                let selector: Coordinator.ModelSelector = switch route[1] {
+                case "best": .best
+                case "latest": .latest
+                default: .version(Int64(try integer(route[1], name: "version (a number, best or latest)")))
+                }
+                return .json(try await coordinator.modelParameters(selector))
+            case (.GET, 1) where route[0] == "evaluations":
+                return .json(try await coordinator.evaluationsReport(limit: try limit(request, default: 20)))
             case (.GET, 1) where route[0] == "audit":
                 return .json(try await coordinator.auditReport(limit: try limit(request, default: 50)))
             case (.POST, 1) where route[0] == "retier":

@@ -19,6 +19,9 @@ public struct CoordinatorConfiguration: Sendable {
     /// Also (or instead) evaluate the latest global version at most this often, on a timer (nil = off).
     public var evaluationInterval: Duration?
     public var evaluationTimeout: Duration = .seconds(30)
+    /// No training task is handed out before this many agents are connected at once (the quorum). Once
+    /// training started (durably: also after a restart) it goes on with whoever is connected.
+    public var minClients: Int = 1
     public var heartbeatInterval: Duration = .seconds(2)
     /// A session with nothing received for this long is closed (a stalled peer).
     public var sessionIdleTimeout: Duration = .seconds(15)
@@ -99,10 +102,17 @@ public struct TieringConfiguration: Sendable, Hashable {
 }
 
 public struct StopCondition: Sendable, Hashable {
-    /// Sample-weighted evaluation accuracy of one model version, over the agents that evaluated it.
-    public var targetAccuracy: Double?
+    /// The metric that decides the best version, the target and what counts as an improvement.
+    public var targetMetric: TargetMetric = .accuracy
+    /// Stop when a counted evaluation reaches this value of `targetMetric` (>= or <= by its direction).
+    public var target: Double?
     public var maxVersions: Int64?
     public var maxDuration: Duration?
+    /// Stop when `targetMetric` has not improved by its margin for this long (since training started or the
+    /// last improvement).
+    public var patience: Duration?
+    /// The patience that ends a run with no target, patience, duration or version limit (the default end).
+    public var defaultPatience: Duration = .milliseconds(Int64(EndConditions.defaultEndPatience * 1000))
     /// An evaluation answered by fewer agents than this is reported but does not count towards the target
     /// (the first versions are often evaluated by the first agent alone).
     public var minEvaluationClients: Int = 1
@@ -110,9 +120,25 @@ public struct StopCondition: Sendable, Hashable {
     public var evaluationQuorum: Double = 0.5
     /// How the answers combine: capped weights, trimmed over agents.
     public var evaluationCombination = EvaluationCombination()
+
     public init(targetAccuracy: Double? = nil, maxVersions: Int64? = nil, maxDuration: Duration? = nil) {
-        self.targetAccuracy = targetAccuracy
+        if let targetAccuracy {
+            self.targetMetric = .accuracy
+            self.target = targetAccuracy
+        }
         self.maxVersions = maxVersions
         self.maxDuration = maxDuration
     }
+
+    /// The target when the target metric is accuracy (what `--target-accuracy` sets).
+    public var targetAccuracy: Double? { targetMetric == .accuracy ? target : nil }
+
+    /// The pure end conditions (StrataCore's `RunProgress` decides on them).
+    public var endConditions: EndConditions {
+        EndConditions(metric: targetMetric, target: target, patience: patience?.seconds, maxDuration: maxDuration?.seconds,
+                      maxVersions: maxVersions, defaultPatience: defaultPatience.seconds)
+    }
+
+    /// When an evaluation round counts.
+    public var quorum: EvaluationQuorum { EvaluationQuorum(minimumAnswers: minEvaluationClients, fraction: evaluationQuorum) }
 }

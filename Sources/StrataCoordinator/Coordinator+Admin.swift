@@ -37,7 +37,42 @@ extension Coordinator {
             latestAccuracy: lastEvaluation?.accuracy, latestEvaluatedVersion: lastEvaluation?.version, bestAccuracy: bestAccuracy,
             targetAccuracy: configuration.stop.targetAccuracy, uptimeSeconds: elapsed, ready: isReady, draining: draining,
             connectedClients: sessions.count, clientsByHealth: healthCounts(known: clients.map(\.id)),
-            tiers: tierReports(), updatesAccepted: totals.committedUpdates, updatesRefused: totals.refusedUpdates)
+            tiers: tierReports(), updatesAccepted: totals.committedUpdates, updatesRefused: totals.refusedUpdates,
+            best: bestRecord.map(Self.report), targetMetric: configuration.stop.targetMetric.name, target: configuration.stop.target,
+            minClients: configuration.minClients, waitingForClients: !trainingStarted)
+    }
+
+    /// The evaluation curve: the newest `limit` closed rounds, with answered / asked agents and whether each counted.
+    public func evaluationsReport(limit: Int) async throws -> EvaluationsReport {
+        await flushEvaluationWrites()
+        let rounds = try await store.evaluationRounds(limit: limit)
+        return EvaluationsReport(targetMetric: configuration.stop.targetMetric.name, entries: rounds.map {
+            EvaluationEntry(version: $0.version, accuracy: $0.accuracy, loss: $0.loss, answered: $0.answered, asked: $0.asked,
+                            required: $0.required, counted: $0.counted, metric: $0.metric, score: $0.score, best: $0.best,
+                            versionCreatedAt: $0.versionCreatedAt, at: $0.at)
+        })
+    }
+
+    /// Which version `best`, `latest` or a number names, for `export-model`.
+    public enum ModelSelector: Sendable, Hashable {
+        case best
+        case latest
+        case version(Int64)
+    }
+
+    public func modelParameters(_ selector: ModelSelector) async throws -> ModelParameters {
+        switch selector {
+        case .version(let version):
+            return try await modelParameters(version: version)
+        case .latest:
+            return try await modelParameters(version: lastCommitted.version)
+        case .best:
+            guard let best = bestRecord else {
+                let metric = configuration.stop.targetMetric
+                throw AdminError(.notFound, "no best version yet: no evaluation has counted for \(metric.name) (a round counts when enough of the agents it asked answer; `stratactl evaluations` shows each round's answered/asked)")
+            }
+            return try await modelParameters(version: best.version)
+        }
     }
 
     public func tiersReport() async -> TiersReport {
@@ -113,8 +148,16 @@ extension Coordinator {
             offset += count
         }
         let accuracy = try await store.accuracies(versions: [version])[version]?.accuracy
+        let metric = configuration.stop.targetMetric
+        await flushEvaluationWrites()
+        // This version's score: the best's as recorded, else its latest counted round's.
+        let round = bestRecord?.version == version ? nil : try await store.countedRound(version: version, metric: metric.name)
+        let best = bestRecord.map(Self.report)
+        let own = best?.version == version ? best : nil
         return ModelParameters(version: version, model: spec.kind.rawValue, features: spec.featureCount, outputs: spec.outputCount,
-                               createdAt: record.createdAt, accuracy: accuracy, tensors: tensors)
+                               createdAt: record.createdAt, accuracy: accuracy, tensors: tensors,
+                               metric: metric.name, score: own?.score ?? round?.score, answered: own?.answered ?? round?.answered,
+                               asked: own?.asked ?? round?.asked, best: best)
     }
 
     public func auditReport(limit: Int) async throws -> AuditReport {

@@ -78,7 +78,10 @@ extension Coordinator {
             return EvaluationCombination.Answer(samples: r.samples, accuracy: r.accuracy, loss: r.loss)
         }
         let combination = configuration.stop.evaluationCombination
-        guard let combined = combination.combine(answers) else { return }
+        guard let combined = combination.combine(answers) else {
+            logger.info("evaluation round closed without answers", metadata: ["version": "\(evaluated)", "asked": "\(round.invited)"])
+            return
+        }
         let (accuracy, loss, samples) = (combined.accuracy, combined.loss, combined.samples)
         // Per tier (capped weights, not trimmed: a tier may have one member), for TiFL's adaptive selection and for operators.
         var perTier: [Int: (samples: Double, correct: Double)] = [:]
@@ -89,27 +92,62 @@ extension Coordinator {
         }
         let tierAccuracies = perTier.mapValues { $0.samples > 0 ? $0.correct / $0.samples : 0 }
         rule.observeEvaluation(tierAccuracies: tierAccuracies)
+        // The quorum counts the agents the round asked, not those still connected: answers from enough of
+        // them, so a few fast (or lying) agents cannot end the federation, or make a version the best, alone.
+        let metric = configuration.stop.targetMetric
+        let score = metric.value(in: EvaluationResult.scores(accuracy: accuracy, loss: loss))
+        let verdict = progress.evaluated(version: evaluated, score: score, answered: round.results.count, asked: round.invited, at: elapsed)
         let result = EvaluationResult(version: evaluated, accuracy: accuracy, loss: loss, samples: samples,
                                       clients: round.results.count, expectedClients: max(round.expected.count, round.results.count),
+                                      askedClients: round.invited, requiredClients: verdict.required, counted: verdict.counted,
+                                      metric: metric.name, score: score, newBest: verdict.newBest,
                                       elapsedSeconds: elapsed, versionElapsedSeconds: round.versionElapsed,
                                       tierAccuracies: tierAccuracies)
         lastEvaluation = result
         onEvent(.evaluated(result))
-        // The target needs a quorum: answers from enough of the agents the round asked, so a few fast (or
-        // lying) agents cannot end the federation on their own.
-        let quorum = max(configuration.stop.minEvaluationClients,
-                         Int((configuration.stop.evaluationQuorum * Double(round.invited)).rounded(.up)))
-        guard round.results.count >= quorum else {
-            logger.info("evaluation below quorum: not counted towards the target", metadata: [
-                "version": "\(evaluated)", "answers": "\(round.results.count)", "quorum": "\(quorum)"])
+        let now = Self.now()
+        var best: BestVersionRecord?
+        if verdict.newBest, let score {
+            best = BestVersionRecord(metric: metric.name, version: evaluated, score: score, direction: metric.direction.rawValue,
+                                     accuracy: accuracy, loss: loss, answered: round.results.count, asked: round.invited, at: now)
+            bestRecord = best
+            logger.info("new best version", metadata: ["version": "\(evaluated)", "metric": "\(metric.name)", "score": "\(score)",
+                                                        "answered": "\(round.results.count)", "asked": "\(round.invited)"])
+        }
+        persistEvaluation(EvaluationRoundRecord(
+            version: evaluated, accuracy: accuracy, loss: loss, samples: samples, answered: round.results.count, asked: round.invited,
+            required: verdict.required, counted: verdict.counted, metric: metric.name, score: score, best: verdict.newBest,
+            versionCreatedAt: wallStart + round.versionElapsed, at: now), best: best)
+        guard verdict.counted else {
+            logger.info("evaluation below quorum: not counted towards the target, the best version or patience", metadata: [
+                "version": "\(evaluated)", "answers": "\(round.results.count)", "asked": "\(round.invited)", "quorum": "\(verdict.required)"])
             return
         }
         bestAccuracy = max(bestAccuracy ?? 0, accuracy)
-        if let target = configuration.stop.targetAccuracy, accuracy >= target {
+        if let end = verdict.end {
             if timeToTarget == nil { timeToTarget = round.versionElapsed }
-            if stopReason == nil {
-                requestStop(.targetReached, detail: String(format: "version %lld reached accuracy %.4f (target %.4f)", evaluated, accuracy, target))
+            if stopReason == nil { requestStop(StopReason(end.reason), detail: end.detail) }
+        }
+    }
+
+    /// Writes a closed round (and a new best version) after every earlier one: the curve keeps its order and
+    /// an older best can never overwrite a newer one.
+    func persistEvaluation(_ round: EvaluationRoundRecord, best: BestVersionRecord?) {
+        let previous = evaluationWrites
+        let store = self.store
+        let logger = self.logger
+        evaluationWrites = Task {
+            await previous?.value
+            do {
+                try await store.recordEvaluationRound(round, best: best)
+            } catch {
+                logger.error("cannot record an evaluation round", metadata: ["version": "\(round.version)", "error": "\(error)"])
             }
         }
+    }
+
+    static func report(_ best: BestVersionRecord) -> BestModelReport {
+        BestModelReport(metric: best.metric, direction: best.direction, version: best.version, score: best.score,
+                        accuracy: best.accuracy, loss: best.loss, answered: best.answered, asked: best.asked, at: best.at)
     }
 }

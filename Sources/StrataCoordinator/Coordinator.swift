@@ -45,6 +45,7 @@ public actor Coordinator {
     /// `sampleWeightCap()` until the set of sessions changes.
     var weightCapCache: Int64?
     var nextSessionID: UInt64 = 1
+    /// When training started in this process: the clock of tier formation's timeout.
     var firstSessionAt: ContinuousClock.Instant?
     var lastRetier: ContinuousClock.Instant = .now
     /// When the failure detector last looked at every session (`tick` does it at most every `healthCheckInterval`).
@@ -56,8 +57,19 @@ public actor Coordinator {
     /// The latest durable global model and when it was created (seconds since start).
     var lastCommitted: (version: Int64, parameters: [Float], elapsed: Double) = (0, [], 0)
     var lastEvaluation: EvaluationResult?
+    /// The best accuracy of a counted evaluation (restored with the best version when the target metric is accuracy).
     var bestAccuracy: Double?
     var timeToTarget: Double?
+    /// Target, patience, limits and the best version's score: the pure state machine that decides the end.
+    var progress: RunProgress
+    /// The best version's record as stored (nil until an evaluation counted), for status and export.
+    var bestRecord: BestVersionRecord?
+    /// Evaluation rounds and best versions are written in order, one after the other.
+    var evaluationWrites: Task<Void, Never>?
+    /// A quorum of `minClients` agents was connected once in this run (durable): training goes on without it.
+    var trainingStarted = false
+    var loggedWaitingForClients = false
+    var belowMinClients = false
     /// Clients an operator evicted: their certificates are refused until re-admitted.
     var evicted: [String: StoredEviction] = [:]
     /// Updates committed per tier (lane) per second, for the admin API and metrics.
@@ -101,6 +113,7 @@ public actor Coordinator {
         rule = configuration.aggregation.mode.makeRule(settings: configuration.aggregation.rule, parameters: initial)
         tiers = TierAssigner(policy: configuration.tiering.policy, pins: configuration.tiering.pins)
         health = FailureDetector(policy: configuration.effectiveHealthPolicy)
+        progress = RunProgress(conditions: configuration.stop.endConditions, quorum: configuration.stop.quorum)
     }
 
     var elapsed: Double { (ContinuousClock.now - startedAt).seconds }
@@ -138,8 +151,41 @@ public actor Coordinator {
                                                   "committedUpdates": "\(state.committedUpdateCount)", "state": "\(store.path)"])
         onEvent(.restored(version: rule.globalVersion, committedUpdates: state.committedUpdateCount))
         lastCommitted = (rule.globalVersion, rule.globalParameters, 0)
-        if let limit = configuration.stop.maxVersions, rule.globalVersion >= limit {
-            requestStop(.maxVersions, detail: "the state already holds version \(rule.globalVersion)")
+        let metric = configuration.stop.targetMetric
+        bestRecord = state.best[metric.name]
+        progress = RunProgress(conditions: configuration.stop.endConditions, quorum: configuration.stop.quorum,
+                               restoredBest: bestRecord.map { ScoredVersion(version: $0.version, score: $0.score) })
+        if let best = bestRecord {
+            if metric == .accuracy { bestAccuracy = best.accuracy }
+            logger.info("best version restored", metadata: ["version": "\(best.version)", "metric": "\(metric.name)", "score": "\(best.score)",
+                                                             "answered": "\(best.answered)", "asked": "\(best.asked)"])
+        }
+        trainingStarted = state.trainingStartedAt != nil
+        announceEnd()
+        if progress.committed(version: rule.globalVersion) != nil {
+            requestStop(.maxVersions, detail: "the state already holds version \(rule.globalVersion) (--max-versions \(configuration.stop.maxVersions ?? 0))")
+        }
+    }
+
+    /// Logs how this run ends; a run that only the default end stops says so, and how to choose another end.
+    func announceEnd() {
+        let end = configuration.stop.endConditions
+        let metric = end.metric
+        if end.endsByDefaultOnly {
+            logger.notice("this run has no end condition (--target-accuracy/--target, --patience, --max-duration, --max-versions): it ends when \(metric.name) has not improved \(metric.improvementText) for \(Int(end.defaultPatience)) s (the default end), or on SIGINT/SIGTERM",
+                          metadata: ["metric": "\(metric.name)", "defaultPatienceSeconds": "\(Int(end.defaultPatience))"])
+        } else {
+            var parts: [String] = []
+            if let target = end.target { parts.append("\(metric.name) reaches \(target)") }
+            if let patience = end.patience { parts.append("\(metric.name) has not improved \(metric.improvementText) for \(patience) s") }
+            if let duration = end.maxDuration { parts.append("after \(duration) s") }
+            if let versions = end.maxVersions { parts.append("at version \(versions)") }
+            logger.info("the run ends when \(parts.joined(separator: ", or "))", metadata: ["metric": "\(metric.name)"])
+        }
+        if configuration.minClients > 1 {
+            logger.info(trainingStarted ? "training resumes with the agents that connect (it started before with --min-clients agents)"
+                                        : "training waits for \(configuration.minClients) agents to be connected (--min-clients)",
+                        metadata: ["minClients": "\(configuration.minClients)"])
         }
     }
 
@@ -166,7 +212,7 @@ public actor Coordinator {
         case .failure:
             goodbye = Goodbye(reason: .shuttingDown, retryAfterMillis: UInt32(configuration.drainRetryAfter.milliseconds),
                               message: "coordinator stopped on an error: \(detail ?? "")")
-        case .targetReached, .maxVersions, .maxDuration:
+        case .targetReached, .maxVersions, .maxDuration, .patience, .defaultEnd:
             goodbye = Goodbye(reason: reason == .targetReached ? .targetReached : .normal, retryAfterMillis: 0,
                               message: "training finished (\(reason.rawValue)) at version \(rule.globalVersion)")
         }
@@ -191,16 +237,20 @@ public actor Coordinator {
 
     /// The summary, computed from the durable state.
     public func summary() async -> CoordinatorSummary {
+        await flushEvaluationWrites()
         let totals = try? await store.summary()
-        let target = configuration.stop.targetAccuracy
+        let stop = configuration.stop
         return CoordinatorSummary(
             mode: configuration.aggregation.mode.rawValue,
             reason: stopReason ?? .signal,
-            targetAccuracy: target,
-            targetReached: target.map { t in (bestAccuracy ?? 0) >= t } ?? false,
+            targetMetric: stop.targetMetric.name,
+            target: stop.target,
+            targetAccuracy: stop.targetAccuracy,
+            targetReached: stop.target.map { t in progress.best.map { stop.targetMetric.reaches($0.score, target: t) } ?? false } ?? false,
             finalVersion: totals?.latestVersion ?? rule.globalVersion,
             lastEvaluation: lastEvaluation,
             bestAccuracy: bestAccuracy,
+            best: bestRecord.map(Self.report),
             timeToTargetSeconds: timeToTarget,
             tierCount: tiers.tierCount,
             updatesAccepted: totals?.committedUpdates ?? 0,
@@ -209,10 +259,18 @@ public actor Coordinator {
             detail: stopDetail)
     }
 
-    public func checkDeadline() {
-        if let limit = configuration.stop.maxDuration, ContinuousClock.now - startedAt >= limit {
-            requestStop(.maxDuration, detail: "ran for \(limit)")
+    /// Waits until every evaluation round and best version decided so far is written.
+    public func flushEvaluationWrites() async {
+        while let pending = evaluationWrites {
+            await pending.value
+            if evaluationWrites == pending { evaluationWrites = nil }
         }
+    }
+
+    /// The time-based ends: --max-duration, --patience and the default end.
+    public func checkDeadline() {
+        guard stopReason == nil, let end = progress.check(at: elapsed) else { return }
+        requestStop(StopReason(end.reason), detail: end.detail)
     }
 
     /// The coordinator's clock: deadlines of rounds and buffers, tier formation and re-tiering, the
@@ -295,7 +353,6 @@ public actor Coordinator {
         weightCapCache = nil
         metrics.sessionsOpened.increment()
         outstandingTraining[clientID] = nil
-        if firstSessionAt == nil { firstSessionAt = .now }
         await persistHealth([health.connected(clientID, at: elapsed)].compactMap { $0 })
         logger.info("agent joined", metadata: ["client": "\(clientID)", "session": "\(session.sessionID)", "tier": "\(tiers.tier(of: clientID).map(String.init) ?? "-")",
                                                 "trainSamples": "\(hello.trainSampleCount)", "pending": "\(hello.pendingUpdateCount)"])
@@ -381,6 +438,7 @@ public actor Coordinator {
         let due = rule.aggregations(now: Self.now())
         if !due.isEmpty { metrics.aggregationStep.recordNanoseconds((ContinuousClock.now - stepStart).nanoseconds) }
         enqueue(due)
+        guard await quorumAllowsTraining() else { return }
         // Nothing to hand out while every connected client holds a task (the usual state, checked every tick).
         guard sessions.keys.contains(where: { outstandingTraining[$0] == nil }) else { return }
         var connected: [ClientView] = []
@@ -395,6 +453,45 @@ public actor Coordinator {
         // Claimed before any suspension, so a concurrent call cannot hand the same client a second task.
         for assignment in assignments { outstandingTraining[assignment.clientID] = 0 }
         await dispatchTraining(assignments)
+    }
+
+    /// `--min-clients`: no training before that many agents are connected at once (logged once while it waits).
+    /// Once training started in this run (durable, so also after a restart) it goes on with whoever is
+    /// connected: a federation that loses agents slows down but never stalls; a warning says so.
+    func quorumAllowsTraining() async -> Bool {
+        let needed = configuration.minClients
+        if !trainingStarted {
+            guard sessions.count >= needed else {
+                if !loggedWaitingForClients {
+                    loggedWaitingForClients = true
+                    logger.notice("waiting for \(needed) agents to connect before training starts (--min-clients)",
+                                  metadata: ["connected": "\(sessions.count)", "minClients": "\(needed)"])
+                }
+                return false
+            }
+            trainingStarted = true
+            logger.notice("training starts", metadata: ["connected": "\(sessions.count)", "minClients": "\(needed)"])
+            do {
+                try await store.recordTrainingStarted(at: Self.now())
+            } catch {
+                logger.error("cannot record that training started", metadata: ["error": "\(error)"])
+            }
+            guard stopReason == nil, !draining else { return false }
+        }
+        guard !sessions.isEmpty else { return false }
+        if firstSessionAt == nil { firstSessionAt = .now }
+        progress.trainingStarted(at: elapsed)
+        if needed > 1 {
+            if sessions.count < needed, !belowMinClients {
+                belowMinClients = true
+                logger.warning("fewer agents connected than --min-clients; training continues with them",
+                               metadata: ["connected": "\(sessions.count)", "minClients": "\(needed)"])
+            } else if sessions.count >= needed, belowMinClients {
+                belowMinClients = false
+                logger.info("back to --min-clients agents", metadata: ["connected": "\(sessions.count)", "minClients": "\(needed)"])
+            }
+        }
+        return true
     }
 
     /// Hands out one round of training tasks: recorded together in one transaction, then sent.
@@ -626,10 +723,15 @@ public actor Coordinator {
                                          parameters: outcome.laneParameters == outcome.globalParameters ? Data() : FloatBlob.encode(outcome.laneParameters),
                                          pushes: outcome.lanePushes,
                                          globalVersion: outcome.globalVersion)
+            // Versions retention must not drop yet: the best, those under evaluation (one may become the best),
+            // and the latest committed one (an evaluation timer may pick it while this commit is under way).
+            var pinned = Set(evaluations.keys)
+            pinned.insert(lastCommitted.version)
+            if let best = progress.best?.version { pinned.insert(best) }
             let commitStart = ContinuousClock.now
             do {
                 try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows,
-                                                  retention: configuration.modelRetention)
+                                                  retention: configuration.modelRetention, pinned: pinned)
                 metrics.commitDuration.recordNanoseconds((ContinuousClock.now - commitStart).nanoseconds)
             } catch {
                 // Fail-stop: nothing of this step was acknowledged as committed, so agents keep and re-send it.
@@ -650,8 +752,8 @@ public actor Coordinator {
                                                         "tierVersion": "\(outcome.laneVersion)", "updates": "\(records.count)",
                                                         "trigger": "\(outcome.trigger)", "meanStaleness": "\(outcome.meanStaleness)"])
             onEvent(.versionCommitted(version: outcome.globalVersion, lane: outcome.lane, updates: records.count, meanStaleness: outcome.meanStaleness))
-            if let limit = configuration.stop.maxVersions, outcome.globalVersion >= limit {
-                requestStop(.maxVersions, detail: "reached version \(outcome.globalVersion)")
+            if let end = progress.committed(version: outcome.globalVersion) {
+                requestStop(StopReason(end.reason), detail: end.detail)
             } else if configuration.evaluateEvery > 0, outcome.globalVersion % Int64(configuration.evaluateEvery) == 0 {
                 await startEvaluation()
             }

@@ -98,7 +98,9 @@ public enum CoordinatorService {
             throw error
         }
         try? await group.shutdownGracefully()
-        // Every session has ended and written its last state: fold the WAL into the database file.
+        // Every session has ended and written its last state (evaluation rounds and the best version too):
+        // fold the WAL into the database file.
+        await coordinator.flushEvaluationWrites()
         do {
             try await store.checkpoint()
         } catch {

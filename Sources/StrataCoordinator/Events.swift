@@ -1,4 +1,5 @@
 import StrataCore
+import StrataWire
 
 /// What an operator watching the coordinator is told, besides logs.
 public enum CoordinatorEvent: Sendable {
@@ -23,32 +24,68 @@ public struct EvaluationResult: Sendable, Hashable, Codable {
     public var accuracy: Double
     public var loss: Double
     public var samples: Int64
+    /// Agents that answered.
     public var clients: Int
+    /// Agents asked that were still connected when the round closed (or answered).
     public var expectedClients: Int
+    /// Agents the round asked, and the answers its quorum needed to count.
+    public var askedClients: Int
+    public var requiredClients: Int
+    /// It had its quorum: it counted for the target, the best version and patience.
+    public var counted: Bool
+    /// The target metric, this round's value of it, and whether it made this version the best.
+    public var metric: String
+    public var score: Double?
+    public var newBest: Bool
     /// Seconds from the coordinator's start to the evaluation's result.
     public var elapsedSeconds: Double
     /// Seconds from the coordinator's start to the creation of the evaluated version (for accuracy-vs-time curves).
     public var versionElapsedSeconds: Double
     /// Sample-weighted accuracy per tier (tiers that answered).
     public var tierAccuracies: [Int: Double]
+
+    /// Every metric the round reports, by name (what `TargetMetric.value(in:)` reads): a new metric is one more entry.
+    public static func scores(accuracy: Double, loss: Double) -> [String: Double] {
+        ["accuracy": accuracy, "loss": loss]
+    }
 }
 
 public enum StopReason: String, Sendable, Codable {
     case targetReached = "target-reached"
     case maxVersions = "max-versions"
     case maxDuration = "max-duration"
+    /// The target metric did not improve for --patience.
+    case patience = "patience"
+    /// A run with no end condition: the target metric did not improve for the default patience.
+    case defaultEnd = "default-end"
     case signal = "signal"
     case failure = "failure"
+
+    public init(_ reason: EndReason) {
+        switch reason {
+        case .targetReached: self = .targetReached
+        case .patience: self = .patience
+        case .defaultEnd: self = .defaultEnd
+        case .maxDuration: self = .maxDuration
+        case .maxVersions: self = .maxVersions
+        }
+    }
 }
 
 public struct CoordinatorSummary: Sendable, Codable {
     public var mode: String
+    /// Why the run ended; `detail` says it in a sentence.
     public var reason: StopReason
+    /// The target metric and its target (`targetAccuracy` repeats the latter when the metric is accuracy).
+    public var targetMetric: String
+    public var target: Double?
     public var targetAccuracy: Double?
     public var targetReached: Bool
     public var finalVersion: Int64
     public var lastEvaluation: EvaluationResult?
     public var bestAccuracy: Double?
+    /// The best version by the target metric (kept; `stratactl export-model best`), also from before a restart.
+    public var best: BestModelReport?
     /// Seconds from start to the creation of the first version that reached the target.
     public var timeToTargetSeconds: Double?
     public var tierCount: Int

@@ -24,10 +24,25 @@ public struct StatusReport: Codable, Sendable, Hashable {
     public var tiers: [TierReport]
     public var updatesAccepted: Int64
     public var updatesRefused: Int64
+    /// The best version by the target metric, with its score (nil until an evaluation counted; absent from
+    /// older coordinators).
+    public var best: BestModelReport?
+    /// The target metric (accuracy, loss) and its target, if one was set.
+    public var targetMetric: String?
+    public var target: Double?
+    /// --min-clients, and whether training still waits for that many agents to connect.
+    public var minClients: Int?
+    public var waitingForClients: Bool?
 
     public init(mode: String, globalVersion: Int64, latestAccuracy: Double?, latestEvaluatedVersion: Int64?, bestAccuracy: Double?,
                 targetAccuracy: Double?, uptimeSeconds: Double, ready: Bool, draining: Bool, connectedClients: Int,
-                clientsByHealth: [String: Int], tiers: [TierReport], updatesAccepted: Int64, updatesRefused: Int64) {
+                clientsByHealth: [String: Int], tiers: [TierReport], updatesAccepted: Int64, updatesRefused: Int64,
+                best: BestModelReport? = nil, targetMetric: String? = nil, target: Double? = nil, minClients: Int? = nil, waitingForClients: Bool? = nil) {
+        self.best = best
+        self.targetMetric = targetMetric
+        self.target = target
+        self.minClients = minClients
+        self.waitingForClients = waitingForClients
         self.mode = mode
         self.globalVersion = globalVersion
         self.latestAccuracy = latestAccuracy
@@ -42,6 +57,80 @@ public struct StatusReport: Codable, Sendable, Hashable {
         self.tiers = tiers
         self.updatesAccepted = updatesAccepted
         self.updatesRefused = updatesRefused
+    }
+}
+
+/// The best global version by the target metric: never dropped by retention, kept across restarts.
+public struct BestModelReport: Codable, Sendable, Hashable {
+    /// The target metric (accuracy, loss) and its direction (higher-is-better, lower-is-better).
+    public var metric: String
+    public var direction: String
+    public var version: Int64
+    /// The evaluation round's combined value of `metric`, and of accuracy and loss.
+    public var score: Double
+    public var accuracy: Double
+    public var loss: Double
+    /// Agents that answered that round, of the agents it asked.
+    public var answered: Int
+    public var asked: Int
+    /// When the round closed.
+    public var at: Double
+    public init(metric: String, direction: String, version: Int64, score: Double, accuracy: Double, loss: Double, answered: Int, asked: Int, at: Double) {
+        self.metric = metric
+        self.direction = direction
+        self.version = version
+        self.score = score
+        self.accuracy = accuracy
+        self.loss = loss
+        self.answered = answered
+        self.asked = asked
+        self.at = at
+    }
+}
+
+/// One closed evaluation round: a point of the evaluation curve.
+public struct EvaluationEntry: Codable, Sendable, Hashable {
+    public var version: Int64
+    /// Combined over the answers (capped weights, trimmed over agents).
+    public var accuracy: Double
+    public var loss: Double
+    /// Agents that answered, of the agents the round asked; the answers its quorum needed.
+    public var answered: Int
+    public var asked: Int
+    public var required: Int
+    /// It had its quorum: it counted for the target, the best version and patience. A partial round never does.
+    public var counted: Bool
+    /// The target metric's value in this round, and whether it made the version the best.
+    public var metric: String
+    public var score: Double?
+    public var best: Bool
+    /// When the version was committed and when the round closed.
+    public var versionCreatedAt: Double
+    public var at: Double
+    public init(version: Int64, accuracy: Double, loss: Double, answered: Int, asked: Int, required: Int, counted: Bool, metric: String,
+                score: Double?, best: Bool, versionCreatedAt: Double, at: Double) {
+        self.version = version
+        self.accuracy = accuracy
+        self.loss = loss
+        self.answered = answered
+        self.asked = asked
+        self.required = required
+        self.counted = counted
+        self.metric = metric
+        self.score = score
+        self.best = best
+        self.versionCreatedAt = versionCreatedAt
+        self.at = at
+    }
+}
+
+public struct EvaluationsReport: Codable, Sendable, Hashable {
+    public var targetMetric: String
+    /// Newest first.
+    public var entries: [EvaluationEntry]
+    public init(targetMetric: String, entries: [EvaluationEntry]) {
+        self.targetMetric = targetMetric
+        self.entries = entries
     }
 }
 
@@ -311,7 +400,21 @@ public struct ModelParameters: Codable, Sendable, Hashable {
     public var createdAt: Double
     public var accuracy: Double?
     public var tensors: [Tensor]
-    public init(version: Int64, model: String, features: Int, outputs: Int, createdAt: Double, accuracy: Double?, tensors: [Tensor]) {
+    /// The target metric and this version's value of it in its latest counted evaluation round (nil if no
+    /// counted round evaluated it), with that round's answered / asked agents.
+    public var metric: String?
+    public var score: Double?
+    public var answered: Int?
+    public var asked: Int?
+    /// The best version at the time of the export (this one, or the one to compare it with).
+    public var best: BestModelReport?
+    public init(version: Int64, model: String, features: Int, outputs: Int, createdAt: Double, accuracy: Double?, tensors: [Tensor],
+                metric: String? = nil, score: Double? = nil, answered: Int? = nil, asked: Int? = nil, best: BestModelReport? = nil) {
+        self.metric = metric
+        self.score = score
+        self.answered = answered
+        self.asked = asked
+        self.best = best
         self.version = version
         self.model = model
         self.features = features
