@@ -8,6 +8,17 @@ public enum Render {
         if let v = s.latestEvaluatedVersion { accuracy += " (version \(v))" }
         if let best = s.bestAccuracy { accuracy += ", best \(Display.number(best))" }
         if let target = s.targetAccuracy { accuracy += ", target \(Display.number(target))" }
+        var best = "none yet (no evaluation counted)"
+        if let b = s.best {
+            best = "version \(b.version): \(b.metric) \(Display.number(b.score)) (\(b.answered)/\(b.asked) agents answered)"
+        }
+        if let metric = s.targetMetric, let target = s.target, metric != "accuracy" { best += ", target \(metric) \(Display.number(target))" }
+        // A coordinator from before best versions were kept reports neither.
+        let bestLine = s.best == nil && s.targetMetric == nil ? "" : "best            \(best)\n"
+        var training = ""
+        if let minClients = s.minClients, s.waitingForClients == true {
+            training = "training        waiting for \(minClients) agents to connect (--min-clients; \(s.connectedClients) connected)\n"
+        }
         let states = ["healthy", "suspect", "lost", "evicted", "unknown"].compactMap { state in
             s.clientsByHealth[state].map { "\(state) \($0)" }
         }
@@ -15,7 +26,7 @@ public enum Render {
             mode            \(s.mode)
             global version  \(s.globalVersion)
             accuracy        \(accuracy)
-            state           \(s.ready ? "ready" : "not ready")\(s.draining ? ", draining" : ""), up \(Display.duration(s.uptimeSeconds))
+            \(bestLine)\(training)state           \(s.ready ? "ready" : "not ready")\(s.draining ? ", draining" : ""), up \(Display.duration(s.uptimeSeconds))
             updates         \(s.updatesAccepted) accepted, \(s.updatesRefused) refused
             clients         \(s.connectedClients) connected; \(states.isEmpty ? "none known" : states.joined(separator: ", "))
 
@@ -126,6 +137,17 @@ public enum Render {
             text += "\nTier models\n" + tiers.render()
         }
         return text
+    }
+
+    /// The evaluation curve, newest first: answered of asked agents, and whether each round counted.
+    public static func evaluations(_ report: EvaluationsReport, now: Double = Date().timeIntervalSince1970) -> String {
+        guard !report.entries.isEmpty else { return "no evaluation round has closed yet\n" }
+        var table = Table(["VERSION", "ACCURACY", "LOSS", "ANSWERED", "COUNTED", "BEST", "CLOSED"])
+        for e in report.entries {
+            table.add([String(e.version), Display.number(e.accuracy), Display.number(e.loss), "\(e.answered)/\(e.asked)",
+                       e.counted ? "yes" : "no (needs \(e.required))", e.best ? "best \(e.metric)" : "", Display.age(e.at, now: now)])
+        }
+        return table.render()
     }
 
     public static func action(_ result: ActionResult) -> String {

@@ -26,9 +26,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
             --admin-port, default --port + 1); Prometheus scrapes /metrics, and orchestrators probe /healthz and /readyz, \
             on --metrics-port (plain HTTP on localhost; default --port + 2). docs/OPERATIONS.md describes both.
 
+            The best version by the target metric (--target-metric: accuracy, or loss for linear models) is kept with \
+            its score whatever --keep-models says, also across restarts: `stratactl export-model best` writes it. \
+            Only evaluation rounds that enough of the asked agents answered count (--evaluation-quorum, \
+            --min-evaluation-clients). --min-clients holds training until that many agents are connected.
+
+            A run ends at --target-accuracy/--target, --patience, --max-duration or --max-versions, whichever comes \
+            first; a run given none of them ends when the target metric has not improved for 1800 s (the default \
+            end, logged at start). The summary says why it ended.
+
             Progress goes to stdout, one line per evaluated model version; logs go to stderr. \
-            Exit status: 0 finished (target reached, or a limit reached when no target was set); 3 stopped without \
-            reaching --target-accuracy; 1 error. SIGINT/SIGTERM drain and exit 0.
+            Exit status: 0 finished (target reached, or an end without a target set: a limit, patience, the default \
+            end); 3 stopped without reaching the target; 1 error. SIGINT/SIGTERM drain and exit 0.
 
             Example:
               strata-coordinator --cert Certs/out/coordinator.crt --key Certs/out/coordinator.key --ca Certs/out/ca.crt \\
@@ -68,7 +77,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try aggregation.check()
         try rounds.check()
         try tiering.check()
-        try stop.check()
+        try stop.check(model: model.model)
         try robustness.check()
         do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
     }
@@ -101,8 +110,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.aggregation.rule = try ruleSettings()
         config.aggregation.maxUpdateNorm = aggregation.maxUpdateNorm > 0 ? aggregation.maxUpdateNorm : nil
         config.tiering = try tiering.configuration()
-        config.stop = StopCondition(targetAccuracy: stop.targetAccuracy, maxVersions: stop.maxVersions,
-                                    maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
+        config.stop = StopCondition(maxVersions: stop.maxVersions, maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
+        config.stop.targetMetric = stop.metric(for: model.model)
+        config.stop.target = stop.targetAccuracy ?? stop.target
+        config.stop.patience = stop.patience.map { .milliseconds(Int64($0 * 1000)) }
+        config.minClients = stop.minClients
         config.evaluateEvery = stop.effectiveEvaluateEvery
         config.evaluationInterval = stop.evaluateInterval.map { .milliseconds(Int64($0 * 1000)) }
         config.evaluationTimeout = .milliseconds(Int64(stop.evaluationTimeout * 1000))
@@ -189,17 +201,24 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 print("tiers formed: \(sizes.joined(separator: ", "))")
             }
         case .evaluated(let r):
-            print(String(format: "version %5lld  accuracy %.4f  loss %.4f  clients %d/%d  elapsed %.1fs",
-                         r.version, r.accuracy, r.loss, r.clients, r.expectedClients, r.versionElapsedSeconds))
+            // "clients ANSWERED/ASKED"; a round below the quorum is marked, and never counts.
+            var line = String(format: "version %5lld  accuracy %.4f  loss %.4f  clients %d/%d  elapsed %.1fs",
+                              r.version, r.accuracy, r.loss, r.clients, r.askedClients, r.versionElapsedSeconds)
+            if !r.counted { line += "  not counted (quorum \(r.requiredClients))" } else if r.newBest { line += "  best" }
+            print(line)
         case .stopped(let s):
             let accuracy = s.lastEvaluation.map { String(format: "%.4f (version %lld)", $0.accuracy, $0.version) } ?? "not evaluated"
+            let best = s.best.map { b in
+                String(format: "version %lld, %@ %.4f (%d/%d agents answered)", b.version, b.metric, b.score, b.answered, b.asked)
+            } ?? "none (no evaluation counted)"
             print("""
                 stopped: \(s.reason.rawValue)\(s.detail.map { " — \($0)" } ?? "")
                   mode              \(s.mode)\(s.tierCount > 0 ? " (\(s.tierCount) tiers)" : "")
                   final version     \(s.finalVersion)
                   last accuracy     \(accuracy)
                   best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")
-                  target            \(s.targetAccuracy.map { String(format: "%.4f (%@)", $0, s.targetReached ? "reached" : "not reached") } ?? "none")\(s.timeToTargetSeconds.map { String(format: " after %.1f s", $0) } ?? "")
+                  best version      \(best)
+                  target            \(s.target.map { String(format: "%@ %.4f (%@)", s.targetMetric, $0, s.targetReached ? "reached" : "not reached") } ?? "none")\(s.timeToTargetSeconds.map { String(format: " after %.1f s", $0) } ?? "")
                   updates accepted  \(s.updatesAccepted)
                   updates refused   \(s.updatesRefused)
                   wall time         \(String(format: "%.1f s", s.wallSeconds))
@@ -362,13 +381,33 @@ struct AggregationOptions: ParsableArguments {
     }
 }
 
+extension ModelKind {
+    /// The target metric when --target-metric is not given: accuracy for classification, loss for regression
+    /// (a linear model's evaluation reports accuracy 0).
+    var defaultTargetMetric: TargetMetric { self == .linearRegression ? .loss : .accuracy }
+}
+
 struct StopOptions: ParsableArguments {
-    @Option(name: .long, help: "Stop when a model version's sample-weighted evaluation accuracy reaches this (0-1).")
+    @Option(name: .long, help: ArgumentHelp(
+        "The metric that picks the best version (kept for `stratactl export-model best`), that --target and --patience are about: \(TargetMetric.all.map(\.name).joined(separator: " or ")) (default: accuracy; loss for --model linear). Accuracy: higher is better, an improvement is more than 0.001; loss: lower is better, an improvement is more than 0.1 %.",
+        valueName: "METRIC"))
+    var targetMetric: String?
+    @Option(name: .long, help: "Stop when a counted evaluation reaches this value of --target-metric (at least it for accuracy, at most it for loss).")
+    var target: Double?
+    @Option(name: .long, help: "Stop when a model version's sample-weighted evaluation accuracy reaches this (0-1); the same as --target-metric accuracy --target A.")
     var targetAccuracy: Double?
+    @Option(name: .long, help: ArgumentHelp(
+        "Stop when the target metric has not improved (see --target-metric) for this many seconds, counted from the start of training or the last improvement. Without --target, --patience, --max-duration and --max-versions a run ends by default after \(Int(EndConditions.defaultEndPatience)) s without improvement.",
+        valueName: "SECONDS"))
+    var patience: Double?
     @Option(name: .long, help: "Stop after this many model versions.")
     var maxVersions: Int64?
-    @Option(name: .long, help: "Stop after this many seconds.")
+    @Option(name: .long, help: "Stop after this many seconds (counted from the coordinator's start).")
     var maxDuration: Double?
+    @Option(name: .long, help: ArgumentHelp(
+        "Hand out no training task before N agents are connected (logged once while it waits). Once training started it goes on with whoever is connected, also after a restart: a federation that loses agents slows down, it does not stall. Set it to the number of agents you start.",
+        valueName: "N"))
+    var minClients: Int = 1
     @Option(name: .long, help: "Evaluate every N-th global version on all connected agents (0 never; default 1, or 0 with --evaluate-interval).")
     var evaluateEvery: Int?
     @Option(name: .long, help: "Evaluate the latest global version at most every this many seconds (wall clock) instead; combine with --evaluate-every N to have both.")
@@ -376,18 +415,39 @@ struct StopOptions: ParsableArguments {
 
     /// Versions between evaluations: --evaluate-interval replaces the per-version default.
     var effectiveEvaluateEvery: Int { evaluateEvery ?? (evaluateInterval == nil ? 1 : 0) }
-    @Option(name: .long, help: "An evaluation answered by fewer agents than this does not count towards --target-accuracy (it is still reported).")
+    @Option(name: .long, help: "An evaluation answered by fewer agents than this does not count towards the target, the best version or --patience (it is still reported).")
     var minEvaluationClients: Int = 1
     @Option(name: .long, help: "Seconds to wait for evaluation results before closing an evaluation round.")
     var evaluationTimeout: Double = 30
 
-    func check() throws {
-        if let t = targetAccuracy, !(0...1).contains(t) { throw ValidationError("--target-accuracy must be between 0 and 1") }
+    func metric(for model: ModelKind) -> TargetMetric {
+        targetMetric.flatMap(TargetMetric.named) ?? model.defaultTargetMetric
+    }
+
+    func check(model: ModelKind) throws {
+        if let name = targetMetric, TargetMetric.named(name) == nil {
+            throw ValidationError("--target-metric must be \(TargetMetric.all.map(\.name).joined(separator: " or ")), got \(name)")
+        }
+        if let t = targetAccuracy {
+            guard (0...1).contains(t) else { throw ValidationError("--target-accuracy must be between 0 and 1") }
+            guard target == nil else { throw ValidationError("--target-accuracy and --target exclude each other (--target-accuracy A is --target-metric accuracy --target A)") }
+            guard metric(for: model) == .accuracy else {
+                throw ValidationError("--target-accuracy needs the target metric accuracy, but it is \(metric(for: model).name): use --target with it, or --target-metric accuracy")
+            }
+        }
+        if let t = target {
+            guard t.isFinite else { throw ValidationError("--target must be a number") }
+            if metric(for: model) == .accuracy, !(0...1).contains(t) { throw ValidationError("--target for accuracy must be between 0 and 1") }
+        }
+        if let p = patience, !(p > 0 && p.isFinite) { throw ValidationError("--patience must be a positive number of seconds") }
         if let v = maxVersions, v < 1 { throw ValidationError("--max-versions must be at least 1") }
         if let d = maxDuration, d <= 0 { throw ValidationError("--max-duration must be positive") }
+        guard minClients >= 1 else { throw ValidationError("--min-clients must be at least 1") }
         guard effectiveEvaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be >= 0") }
         if let i = evaluateInterval, !(i > 0 && i.isFinite) { throw ValidationError("--evaluate-interval must be a positive number of seconds") }
-        if targetAccuracy != nil, effectiveEvaluateEvery == 0, evaluateInterval == nil { throw ValidationError("--target-accuracy needs --evaluate-every >= 1 or --evaluate-interval") }
+        if targetAccuracy != nil || target != nil, effectiveEvaluateEvery == 0, evaluateInterval == nil {
+            throw ValidationError("--target-accuracy and --target need --evaluate-every >= 1 or --evaluate-interval")
+        }
         guard minEvaluationClients >= 1 else { throw ValidationError("--min-evaluation-clients must be at least 1") }
         guard evaluationTimeout > 0 else { throw ValidationError("--evaluation-timeout must be positive") }
     }
@@ -430,9 +490,9 @@ struct RobustnessOptions: ParsableArguments {
 struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: "Write 'HOST PORT' (agents), then 'admin HOST PORT' and 'metrics HOST PORT' lines, to this file once every endpoint listens (for scripts; use with --port 0).")
     var readyFile: String?
-    @Option(name: .long, help: "Write the final summary as JSON to this file.")
+    @Option(name: .long, help: "Write the final summary as JSON to this file (reason: why the run ended, detail: in a sentence; best: the best version and its score).")
     var summaryFile: String?
-    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients) to this file; elapsed_seconds is when the version was created.")
+    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted) to this file: elapsed_seconds is when the version was created; clients answered, of asked_clients asked (expected_clients: those still connected at the close); counted is 1 when the round had its quorum.")
     var curveCSV: String?
 }
 

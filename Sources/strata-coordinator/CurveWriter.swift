@@ -16,11 +16,12 @@ final class CurveWriter: @unchecked Sendable {
         self.handle = handle
         self.mode = mode
         handle.seekToEndOfFile()
-        if !exists { write("mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients\n") }
+        if !exists { write("mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted\n") }
     }
 
     func append(_ r: EvaluationResult) {
-        write(mode + String(format: ",%.3f,%lld,%.6f,%.6f,%d,%d\n", r.versionElapsedSeconds, r.version, r.accuracy, r.loss, r.clients, r.expectedClients))
+        write(mode + String(format: ",%.3f,%lld,%.6f,%.6f,%d,%d,%d,%d\n", r.versionElapsedSeconds, r.version, r.accuracy, r.loss, r.clients,
+                                   r.expectedClients, r.askedClients, r.counted ? 1 : 0))
     }
 
     private func write(_ line: String) {

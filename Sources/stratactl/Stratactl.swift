@@ -28,9 +28,10 @@ struct Stratactl: AsyncParsableCommand {
               stratactl clients --state suspect
               stratactl pin agent-07 2
               stratactl evict agent-09 --reason "sends NaN updates"
-              stratactl export-model 120 --out model.npz
+              stratactl export-model best --out model.npz
+              stratactl evaluations --limit 50
             """,
-        subcommands: [Status.self, Tiers.self, Clients.self, Client.self, Models.self, ExportModel.self,
+        subcommands: [Status.self, Tiers.self, Clients.self, Client.self, Models.self, Evaluations.self, ExportModel.self,
                       Retier.self, Pin.self, Unpin.self, Evict.self, Admit.self, Audit.self, Watch.self])
 }
 
@@ -112,7 +113,7 @@ func percentEncoded(_ text: String) -> String {
 // MARK: - Reads
 
 struct Status: AdminCommand {
-    static let configuration = CommandConfiguration(abstract: "Mode, global version, latest accuracy, tiers and clients by health state.")
+    static let configuration = CommandConfiguration(abstract: "Mode, global version, latest accuracy, the best version and its score, tiers and clients by health state.")
     @OptionGroup var connection: ConnectionOptions
 
     func run(client: AdminClient) async throws {
@@ -190,6 +191,28 @@ struct Models: AdminCommand {
     }
 }
 
+struct Evaluations: AdminCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The evaluation curve, newest first: each round's accuracy and loss, how many agents answered of how many were asked, whether it counted, and which made a new best version.",
+        discussion: """
+            A round counts for the target, the best version and --patience only when enough of the agents it asked \
+            answered (the coordinator's --evaluation-quorum and --min-evaluation-clients); a partial round is shown \
+            with `no (needs N)` and never counts.
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @Option(name: .long, help: "How many rounds, newest first.")
+    var limit: Int = 20
+
+    func validate() throws {
+        guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+    }
+
+    func run(client: AdminClient) async throws {
+        let report = try await client.get("/v1/evaluations?limit=\(limit)", as: EvaluationsReport.self)
+        emit(report) { Render.evaluations(report) }
+    }
+}
+
 struct ExportModel: AdminCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-model",
@@ -198,11 +221,16 @@ struct ExportModel: AdminCommand {
             The archive holds one float32 array per tensor: `weight` with shape (features, outputs) and `bias` with \
             shape (outputs,). Scores are x @ weight + bias; softmax models predict argmax. In Python:
               m = numpy.load("model.npz"); scores = x @ m["weight"] + m["bias"]
-            The metadata file (default: the --out path with .json) records version, model kind, shapes and accuracy.
+            The metadata file (default: the --out path with .json) records version, model kind, shapes, accuracy, \
+            the target metric and this version's score on it (from its latest counted evaluation), and the best version.
+
+            VERSION is `best` (the best version by the coordinator's target metric: kept whatever the retention, and \
+            across restarts), `latest` (the newest committed version) or a number (`stratactl models` shows which \
+            versions still have their parameters).
             """)
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The global model version (see `stratactl models`).")
-    var version: Int64
+    @Argument(help: ArgumentHelp("best, latest, or a global model version number.", valueName: "version"))
+    var version: String
     @Option(name: .long, help: "The .npz file to write.")
     var out: String
     @Option(name: .long, help: "Where to write the JSON metadata (default: --out with the extension .json).")
@@ -211,7 +239,9 @@ struct ExportModel: AdminCommand {
     var force = false
 
     func validate() throws {
-        guard version >= 0 else { throw ValidationError("VERSION must be >= 0") }
+        guard version == "best" || version == "latest" || (Int64(version).map { $0 >= 0 } ?? false) else {
+            throw ValidationError("VERSION must be best, latest or a version number >= 0, got \(version)")
+        }
         guard out.hasSuffix(".npz") else { throw ValidationError("--out must end in .npz (numpy.load reads it as an archive)") }
     }
 
@@ -235,7 +265,9 @@ struct ExportModel: AdminCommand {
         let meta = ExportMetadata(version: model.version, model: model.model, features: model.features, outputs: model.outputs,
                                   createdAt: model.createdAt, accuracy: model.accuracy,
                                   tensors: model.tensors.map { .init(name: $0.name, shape: $0.shape, dtype: $0.dtype) },
-                                  file: (out as NSString).lastPathComponent)
+                                  file: (out as NSString).lastPathComponent, requested: version, metric: model.metric, score: model.score,
+                                  answered: model.answered, asked: model.asked, isBest: model.best.map { $0.version == model.version },
+                                  best: model.best)
         do {
             try NumPyArchive.npz(arrays).write(to: URL(fileURLWithPath: out))
             try Data((JSONOutput.encode(meta) + "\n").utf8).write(to: URL(fileURLWithPath: metadataPath))
@@ -243,8 +275,13 @@ struct ExportModel: AdminCommand {
             throw AdminClientError(.configuration, "cannot write the export: \(error)")
         }
         emit(meta) {
-            "wrote \(out) (" + model.tensors.map { "\($0.name) \($0.shape.map(String.init).joined(separator: "x"))" }.joined(separator: ", ")
-                + ") and \(metadataPath): version \(model.version), accuracy \(Display.number(model.accuracy))\n"
+            var score = ""
+            if let metric = model.metric, let value = model.score {
+                score = ", \(metric) \(Display.number(value))" + (model.answered.map { a in model.asked.map { " (\(a)/\($0) agents answered)" } ?? "" } ?? "")
+            }
+            let best = meta.isBest == true ? " (the best version)" : model.best.map { " (the best is version \($0.version))" } ?? ""
+            return "wrote \(out) (" + model.tensors.map { "\($0.name) \($0.shape.map(String.init).joined(separator: "x"))" }.joined(separator: ", ")
+                + ") and \(metadataPath): version \(model.version)\(best), accuracy \(Display.number(model.accuracy))\(score)\n"
         }
     }
 }
@@ -263,6 +300,16 @@ struct ExportMetadata: Codable {
     var accuracy: Double?
     var tensors: [Tensor]
     var file: String
+    /// What was asked for: best, latest or the number.
+    var requested: String
+    /// The target metric and this version's score on it (its latest counted evaluation), with that round's answered / asked agents.
+    var metric: String?
+    var score: Double?
+    var answered: Int?
+    var asked: Int?
+    var isBest: Bool?
+    /// The best version when exported.
+    var best: BestModelReport?
 }
 
 struct Audit: AdminCommand {
