@@ -274,6 +274,9 @@ def run_once(args, root, manifest, scenario, run_index, test_rows):
         "--features", str(manifest["features"]), "--classes", str(manifest["classes"]),
         "--max-duration", str(args.duration), "--target-accuracy", str(args.target),
         "--min-evaluation-clients", str(args.min_evaluation_clients or len(members)),
+        # Training starts once the agents sure to be admitted are in: a Byzantine agent may be refused at its
+        # hello by design (--lie-in-hello), and must not hold the federation for ever.
+        "--min-clients", str(len(honest_clients(args, scenario))),
         "--evaluate-every", str(args.evaluate_every),
     ]
     if args.evaluate_interval:

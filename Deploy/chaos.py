@@ -336,6 +336,8 @@ class Federation:
                 "--features", str(self.features), "--classes", str(self.classes), "--mode", self.args.mode,
                 "--max-duration", str(max(3600, 10 * self.args.duration)),
                 "--evaluate-every", "0", "--evaluate-interval", "1",
+                # Training waits for every agent once; a restarted coordinator resumes at once (the quorum is durable).
+                "--min-clients", str(self.args.agents),
                 "--summary-file", f"{self.run}/coordinator-summary.json"] + self.args.coordinator_flags
         out = open(f"{self.run}/coordinator-{n}.out", "w")
         err = open(f"{self.run}/coordinator-{n}.log", "w")

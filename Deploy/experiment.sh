@@ -225,7 +225,7 @@ run_federation() {
     "$bin/strata-coordinator" \
         --cert "$run_dir/pki/coordinator.crt" --key "$run_dir/pki/coordinator.key" --ca "$run_dir/pki/ca.crt" \
         --state "$dir/coordinator.sqlite" --port 0 --ready-file "$dir/coordinator.addr" \
-        --features 60 --classes 10 --mode "$mode" --max-duration "$seconds" \
+        --features 60 --classes 10 --mode "$mode" --max-duration "$seconds" --min-clients "$clients" \
         --evaluate-interval "$eval_interval" --curve-csv "$curve" --summary-file "$summary" \
         ${coordinator_flags[@]+"${coordinator_flags[@]}"} ${extra[@]+"${extra[@]}"} \
         >"$dir/coordinator.out" 2>"$dir/coordinator.log" &

@@ -2,7 +2,8 @@
 # Strata quickstart: a real federation on this machine.
 #
 # Installs the system libraries if missing, builds in release mode, makes a dev PKI and Synthetic(1,1) data for
-# 10 clients, starts the coordinator and 10 agents over mutual TLS on loopback, prints one line per evaluated
+# 10 clients, starts the coordinator (--min-clients 10: training starts once every agent is connected) and 10
+# agents over mutual TLS on loopback, prints one line per evaluated
 # model version, and stops at the target accuracy (the central reference minus 5 points, unless
 # STRATA_TARGET is set). Exits 0 when the target was reached, non-zero otherwise. Every process it starts is
 # stopped when it ends, however it ends.
@@ -65,6 +66,7 @@ say "starting the coordinator (target accuracy $target, central reference $refer
     --cert "$run_dir/pki/coordinator.crt" --key "$run_dir/pki/coordinator.key" --ca "$run_dir/pki/ca.crt" \
     --state "$run_dir/coordinator.sqlite" --port 0 --ready-file "$run_dir/coordinator.addr" \
     --features 60 --classes 10 --target-accuracy "$target" --min-evaluation-clients "$clients" --max-duration "$max_seconds" \
+    --min-clients "$clients" \
     --summary-file "$run_dir/summary.json" 2>"$run_dir/coordinator.log" &
 coordinator=$!
 pids+=("$coordinator")
@@ -97,6 +99,10 @@ if ev:
     print(f"  accuracy            {ev['accuracy']:.4f} at version {ev['version']} ({ev['clients']} clients, sample-weighted)")
 print(f"  central reference   {ref:.4f}  (gap {ref - ev.get('accuracy', 0):+.4f})")
 print(f"  target              {s.get('targetAccuracy')}: {'reached' if s['targetReached'] else 'NOT reached'}")
+best = s.get("best")
+if best:
+    print(f"  best version        {best['version']}: {best['metric']} {best['score']:.4f} ({best['answered']}/{best['asked']} agents answered)")
+print(f"  ended because       {s['reason']}: {s.get('detail') or ''}")
 print(f"  updates accepted    {s['updatesAccepted']}")
 print(f"  updates refused     {s['updatesRefused']}")
 print(f"  wall time           {s['wallSeconds']:.1f} s")
