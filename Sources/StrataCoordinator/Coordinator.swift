@@ -176,11 +176,11 @@ public actor Coordinator {
                           metadata: ["metric": "\(metric.name)", "defaultPatienceSeconds": "\(Int(end.defaultPatience))"])
         } else {
             var parts: [String] = []
-            if let target = end.target { parts.append("\(metric.name) reaches \(target)") }
-            if let patience = end.patience { parts.append("\(metric.name) has not improved \(metric.improvementText) for \(patience) s") }
-            if let duration = end.maxDuration { parts.append("after \(duration) s") }
-            if let versions = end.maxVersions { parts.append("at version \(versions)") }
-            logger.info("the run ends when \(parts.joined(separator: ", or "))", metadata: ["metric": "\(metric.name)"])
+            if let target = end.target { parts.append("when \(metric.name) reaches \(target) (target)") }
+            if let patience = end.patience { parts.append("when \(metric.name) has not improved \(metric.improvementText) for \(patience) s (patience)") }
+            if let duration = end.maxDuration { parts.append("\(duration) s after the start (max duration)") }
+            if let versions = end.maxVersions { parts.append("at version \(versions) (max versions)") }
+            logger.info("the run ends at the first of: \(parts.joined(separator: "; "))", metadata: ["metric": "\(metric.name)"])
         }
         if configuration.minClients > 1 {
             logger.info(trainingStarted ? "training resumes with the agents that connect (it started before with --min-clients agents)"
