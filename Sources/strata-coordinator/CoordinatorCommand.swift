@@ -60,7 +60,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The coordinator's SQLite state database (created if missing, resumed if present).")
     var state: String
     @Option(name: .long, help: ArgumentHelp(
-        "Keep the parameters of the newest N global model versions in --state; older ones keep their row (provenance, counts, accuracy) but not their parameters, so the file stops growing by a model per commit. 0 keeps every version's.",
+        "Keep the parameters of the newest N global model versions in --state; older ones keep their row (provenance, counts, accuracy) but not their parameters, so the file stops growing by a model per commit. 0 keeps every version's. The best version by --target-metric is always kept, whatever its age.",
         valueName: "N"))
     var keepModels: Int = 100
     @Option(name: .long, help: ArgumentHelp("Also keep the parameters of every M-th version (versions divisible by M), for history; 0: only the newest --keep-models.",
@@ -464,7 +464,7 @@ struct RobustnessOptions: ParsableArguments {
     var bufferFold: String = "mean"
     @Flag(name: .long, help: "Let one agent fill a buffer with several updates (default: one per agent per buffer, one more queued, a third refused over-share).")
     var allowSeveralUpdatesPerBuffer = false
-    @Option(name: .long, help: ArgumentHelp("An evaluation counts towards --target-accuracy only when at least this fraction of the agents it asked answered.", valueName: "FRACTION"))
+    @Option(name: .long, help: ArgumentHelp("An evaluation counts towards the target, the best version and --patience only when at least this fraction of the agents it asked answered.", valueName: "FRACTION"))
     var evaluationQuorum: Double = 0.5
     @Option(name: .long, help: ArgumentHelp("Evaluation answers: drop this fraction of the agents at each end (per metric) before the weighted mean, in [0, 0.5).", valueName: "FRACTION"))
     var evaluationTrim: Double = 0.2

@@ -277,7 +277,7 @@ struct ExportModel: AdminCommand {
         emit(meta) {
             var score = ""
             if let metric = model.metric, let value = model.score {
-                score = ", \(metric) \(Display.number(value))" + (model.answered.map { a in model.asked.map { " (\(a)/\($0) agents answered)" } ?? "" } ?? "")
+                score = "; its counted evaluation: \(metric) \(Display.number(value))" + (model.answered.map { a in model.asked.map { " (\(a)/\($0) agents answered)" } ?? "" } ?? "")
             }
             let best = meta.isBest == true ? " (the best version)" : model.best.map { " (the best is version \($0.version))" } ?? ""
             return "wrote \(out) (" + model.tensors.map { "\($0.name) \($0.shape.map(String.init).joined(separator: "x"))" }.joined(separator: ", ")
