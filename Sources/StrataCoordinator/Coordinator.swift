@@ -60,6 +60,13 @@ public actor Coordinator {
     var timeToTarget: Double?
     /// Clients an operator evicted: their certificates are refused until re-admitted.
     var evicted: [String: StoredEviction] = [:]
+    /// The federation's preprocessing once fixed (nil while gathering statistics, or when it has none).
+    var preprocessing: Preprocessing?
+    /// Whether training waits for a preprocessing (the statistics phase); false once fixed or when off.
+    var gatheringStatistics = false
+    var statistics = StatisticsPhase()
+    /// Sessions that already received the preprocessing (in welcome or a task).
+    var preprocessingSent: Set<UInt64> = []
     /// Updates committed per tier (lane) per second, for the admin API and metrics.
     var laneRates: [Int: RateWindow] = [:]
     /// The cross-tier weights of the latest combination (provenance of the latest global version).
@@ -132,6 +139,7 @@ public actor Coordinator {
         }
         nextTaskID = state.nextTaskID
         evicted = state.evicted
+        try await restorePreprocessing(globalVersion: state.version)
         lastLaneWeights = (try? await store.latestModelVersions(limit: 1).first).map { Self.parseJSONNumbers($0.laneWeights) } ?? []
         ready = true
         logger.info("state restored", metadata: ["version": "\(rule.globalVersion)", "mode": "\(mode.rawValue)", "tiers": "\(tiers.tierCount)",
@@ -255,6 +263,7 @@ public actor Coordinator {
             return .refuse(ErrorMessage(code: .incompatibleData, message:
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
         }
+        if let refusal = preprocessingRefusal(hello) { return .refuse(refusal) }
         let announced: AnnouncedCounts
         switch WireCounts.announced(hello, bound: configuration.maxAgentSamples) {
         case .success(let counts): announced = counts
@@ -282,11 +291,14 @@ public actor Coordinator {
             metrics.sessionsReplaced.increment()
             rule.clientLeft(clientID)
         }
-        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard, announced: announced)
+        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard, announced: announced,
+                                         capabilities: hello.capabilities, featureNames: hello.featureNames)
         nextSessionID += 1
         let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
                               heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
-                              maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model))
+                              maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model),
+                              featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init))
+        if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose
         // first message is not welcome).
@@ -322,6 +334,8 @@ public actor Coordinator {
     @discardableResult
     func forgetSession(of clientID: String) -> AgentSessionHandle? {
         let session = sessions.removeValue(forKey: clientID)
+        if let session { preprocessingSent.remove(session.sessionID) }
+        statistics.asked.remove(clientID)  // asked again if it comes back while the phase lasts
         weightCapCache = nil
         outstandingTraining[clientID] = nil
         rule.clientLeft(clientID)
@@ -391,6 +405,10 @@ public actor Coordinator {
             if outstandingTraining[clientID] == nil { idle.append(view) }
         }
         guard !idle.isEmpty else { return }
+        if gatheringStatistics {
+            await gatherStatistics()
+            return
+        }
         let assignments = rule.schedule(idle: idle, connected: connected, now: Self.now())
         // Claimed before any suspension, so a concurrent call cannot hand the same client a second task.
         for assignment in assignments { outstandingTraining[assignment.clientID] = 0 }
@@ -419,12 +437,12 @@ public actor Coordinator {
                 continue
             }
             outstandingTraining[session.clientID] = record.id
-            session.send(.task(TrainingTask(
+            session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
                 hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
                                                  epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
                                                  proximalMu: training.proximalMu),
-                parameters: tensors)))
+                parameters: tensors), for: session)))
         }
     }
 
@@ -473,6 +491,11 @@ public actor Coordinator {
         if task.kind == Int(TaskKind.evaluate.rawValue) {
             tasks[taskID] = nil
             handleEvaluation(update, task: task, from: session)
+            return
+        }
+        if task.kind == Int(TaskKind.statistics.rawValue) {
+            tasks[taskID] = nil
+            await handleStatistics(update, task: task, from: session)
             return
         }
         let isOutstanding = outstandingTraining[session.clientID] == taskID
@@ -563,7 +586,7 @@ public actor Coordinator {
         return cap
     }
 
-    private func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
+    func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
         logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "tier": "\(tiers.tier(of: session.clientID).map(String.init) ?? "-")",
                                                     "code": "\(code)", "reason": "\(reason)"])
         metrics.updatesRefused(code: code.name).increment()

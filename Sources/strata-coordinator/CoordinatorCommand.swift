@@ -45,6 +45,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup(title: "Latency tiers (strata, tifl, fedat)") var tiering: TieringOptions
     @OptionGroup(title: "Stopping") var stop: StopOptions
     @OptionGroup(title: "Robustness against Byzantine agents (docs/SECURITY.md)") var robustness: RobustnessOptions
+    @OptionGroup(title: "Preprocessing: federated standardisation (docs/ALGORITHMS.md)") var preprocessing: PreprocessingOptions
     @OptionGroup(title: "Output") var output: OutputOptions
     @OptionGroup(title: "Logging") var log: LogOptions
 
@@ -70,6 +71,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try tiering.check()
         try stop.check()
         try robustness.check()
+        try preprocessing.check()
         do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -111,6 +113,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.stop.evaluationCombination = EvaluationCombination(trim: robustness.evaluationTrim,
                                                                   weightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil)
         config.maxAgentSamples = robustness.maxAgentSamples
+        config.preprocessing = try preprocessing.settings(maxWeightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : .infinity)
         config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
@@ -424,6 +427,46 @@ struct RobustnessOptions: ParsableArguments {
         r.fold = try BufferFold(parsing: bufferFold)
         r.onePerBuffer = !allowSeveralUpdatesPerBuffer
         return r
+    }
+}
+
+struct PreprocessingOptions: ParsableArguments {
+    enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
+    @Option(name: .long, help: ArgumentHelp("on: before training, every agent summarises its training rows (counts, means, variances; only aggregates leave it) and every feature, and a regression target, is standardised with the federated mean and standard deviation, part of the model from then on. off: rows are used as read.", valueName: "on|off"))
+    var standardize: Switch = .on
+    @Option(name: .long, help: ArgumentHelp("Use this preprocessing instead of gathering statistics: JSON {\"features\": [{\"center\": C, \"scale\": S, \"fill\": F}, ...], \"target\": {...}, \"labels\": [...], \"featureNames\": [...]} (the format stratactl export-model writes).", valueName: "FILE"))
+    var preprocessingFile: String?
+    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default 1; set it to the number of agents you start).", valueName: "N"))
+    var statisticsAgents: Int = 1
+    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix it with the answers at hand (at least one) this long after the first request.", valueName: "SECONDS"))
+    var statisticsTimeout: Double = 30
+
+    func check() throws {
+        guard statisticsAgents >= 1 else { throw ValidationError("--statistics-agents must be at least 1") }
+        guard statisticsTimeout > 0, statisticsTimeout.isFinite else { throw ValidationError("--statistics-timeout must be positive") }
+    }
+
+    func settings(maxWeightRatio: Double) throws -> PreprocessingSettings {
+        var settings = PreprocessingSettings()
+        settings.standardize = standardize == .on
+        settings.statisticsAgents = statisticsAgents
+        settings.statisticsTimeout = .milliseconds(Int64(statisticsTimeout * 1000))
+        settings.standardization = FederatedStandardization(standardize: standardize == .on, maxWeightRatio: maxWeightRatio)
+        if let path = preprocessingFile {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                throw ValidationError("--preprocessing-file \(path): cannot read it (\(error.localizedDescription))")
+            }
+            let fixed: Preprocessing
+            do { fixed = try JSONDecoder().decode(Preprocessing.self, from: data) } catch {
+                throw ValidationError("--preprocessing-file \(path): not a preprocessing JSON (\(error))")
+            }
+            if let bad = fixed.features.firstIndex(where: { !$0.isValid }) {
+                throw ValidationError("--preprocessing-file \(path): feature \(bad) has a zero, negative or non-finite scale")
+            }
+            settings.fixed = fixed
+        }
+        return settings
     }
 }
 
