@@ -255,8 +255,9 @@ extension SampleDataSource {
 
     private enum LabelCell {
         case missing
-        case number(Double, NumberForm)
-        /// A text label; for a number, its text as stored (a numeral) or as written by Swift (integer, real).
+        /// `numeral`: the trimmed text of a number stored as TEXT, its name if the labels turn out to be names.
+        case number(Double, NumberForm, numeral: String?)
+        /// A text label that is not a numeral.
         case text(String)
     }
 
@@ -312,7 +313,7 @@ extension SampleDataSource {
                 continue
             }
             if scan.missing == scan.values.count && !scan.candidate.required {
-                skippedColumns.append(ColumnNote(name: name, reason: "\(scan.candidate.declaredType.map { $0.isEmpty ? "untyped" : $0 } ?? "text") column with no values"))
+                skippedColumns.append(ColumnNote(name: name, reason: "\(Self.typeName(scan.candidate.declaredType)) column with no values"))
                 continue
             }
             let kind: FeatureColumn.Kind
@@ -343,7 +344,7 @@ extension SampleDataSource {
         var labelKind: LabelKind = .strings
         if !textLabels {
             var sawReal = false, sawText = false
-            for case .number(_, let form) in labels {
+            for case .number(_, let form, _) in labels {
                 if form == .real { sawReal = true } else if form == .text { sawText = true }
             }
             labelKind = .numeric(sawText ? .textNumerals : sawReal ? .real : .integer)
@@ -365,9 +366,9 @@ extension SampleDataSource {
                 guard nullPolicy != .refuse else { throw DataSourceError.nullValue(column: labelColumn, row: rowID) }
                 counts.skippedForMissingLabel += 1
                 continue rows
-            case .number(let v, _):
+            case .number(let v, _, let numeral):
                 labelValue = Float(v)
-                if textLabels { labelName = Self.labelText(v) }
+                if textLabels { labelName = numeral ?? Self.labelText(v) }
             case .text(let text):
                 labelValue = .nan
                 labelName = text
@@ -447,12 +448,12 @@ extension SampleDataSource {
     private static func label(_ value: DatabaseValue, column: String, rowID: Int64) throws -> LabelCell {
         switch value.storage {
         case .null: return .missing
-        case .int64(let v): return .number(Double(v), .integer)
+        case .int64(let v): return .number(Double(v), .integer, numeral: nil)
         case .double(let v):
             guard v.isFinite, abs(v) <= Double(Float.greatestFiniteMagnitude) else {
                 throw DataSourceError.valueOutOfRange(column: column, row: rowID, value: "\(v)")
             }
-            return .number(v, .real)
+            return .number(v, .real, numeral: nil)
         case .string(let s):
             let text = ColumnValues.trimmed(s)
             if text.isEmpty { return .missing }
@@ -460,15 +461,15 @@ extension SampleDataSource {
                 guard v.isFinite, abs(v) <= Double(Float.greatestFiniteMagnitude) else {
                     throw DataSourceError.valueOutOfRange(column: column, row: rowID, value: ColumnValues.shown(text))
                 }
-                return .number(v, .text)
+                return .number(v, .text, numeral: text)
             }
             return .text(text)
         case .blob(let b): throw DataSourceError.nonNumericValue(column: column, row: rowID, value: "<blob of \(b.count) bytes>")
         }
     }
 
-    /// A numeric label among text labels becomes text: an integral value as an integer (`1`), else Swift's
-    /// shortest representation (`2.5`).
+    /// An INTEGER or REAL label among text labels becomes a name: an integral value as an integer (`1`), else
+    /// Swift's shortest representation (`2.5`). (A numeral stored as TEXT keeps its text.)
     static func labelText(_ v: Double) -> String {
         if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
         return "\(v)"
