@@ -133,7 +133,9 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
-        .testTarget(name: "StrataAgentTests", dependencies: ["StrataAgent"]),
+        .testTarget(name: "StrataAgentTests", dependencies: [
+            "StrataAgent", "StrataStore", "StrataCore", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "StrataAdminTests", dependencies: ["StrataAdmin", "StrataWire"]),
         .testTarget(name: "StrataCoordinatorTests", dependencies: [
             "StrataCoordinator", "StrataCore", "StrataStore", "StrataTransport", "StrataWire",
