@@ -109,20 +109,15 @@ public struct AgentService: Sendable {
             logger.warning("rows left out for missing values", metadata: ["skipped": "\(loaded.rows.skipped)", "read": "\(loaded.rows.read)",
                                                                           "policy": "\(loaded.nullPolicy.rawValue)"])
         }
-        var samples = loaded
-        if let counts = samples.labelCounts {
-            let shown = counts.vocabulary.labels.prefix(10).map { "'\($0)'" }.joined(separator: ", ")
-            throw AgentError.incompatibleModel(
-                "the label column '\(samples.labelColumn)' holds text labels (\(shown)\(counts.counts.count > 10 ? ", …" : "")); "
-                    + "this coordinator (protocol v1) sends no federation-wide label vocabulary to number them with. Store the "
-                    + "labels as class indices 0, 1, … (the same on every agent), e.g. with a --query using CASE")
+        if let counts = loaded.labelCounts {
+            logger.info("text labels: numbered with the federation's vocabulary once the coordinator sends it",
+                        metadata: ["labels": "\(counts.vocabulary.labels.prefix(10).joined(separator: ","))"])
         }
-        if samples.hasMissingValues {
-            let means = samples.featureStatistics().map(\.mean)
-            logger.warning("imputing missing feature values with this agent's own training means: this coordinator (protocol v1) sends no federated means",
-                           metadata: ["values": "\(samples.rows.missingValuesKept)"])
-            samples = samples.imputing(means: means)
+        if loaded.hasMissingValues {
+            logger.info("missing feature values are filled with the federated means once the coordinator sends them (its own training means until then)",
+                        metadata: ["values": "\(loaded.rows.missingValuesKept)"])
         }
+        let samples = loaded
         return samples
     }
 

@@ -287,7 +287,7 @@ struct AgentSession: Sendable {
                           evalSampleCount: UInt64(data.raw.test.count), evalLoss: 0, evalAccuracy: 0, trainMillis: 0, delta: [],
                           statistics: WireDataStatistics(summary))
         }
-        let samples = data.current
+        let samples = try data.ready()
         let state = self.state
         let update: Update = try await trainingPool.runIfActive {
             let started = ContinuousClock.now

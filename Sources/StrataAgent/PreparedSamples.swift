@@ -2,9 +2,12 @@ import StrataCore
 import StrataStore
 import StrataWire
 
-/// The rows as the model sees them: the agent's samples after the federation's preprocessing (none until
-/// the coordinator sends one). The raw samples are kept, so a new preprocessing is applied to them, never on
-/// top of an earlier one.
+/// The rows as the model sees them: the agent's samples after the federation's preprocessing. The raw
+/// samples are kept, so a new preprocessing is applied to them, never on top of an earlier one.
+///
+/// Until a preprocessing arrives (a coordinator run with `--standardize off` never sends one) rows are used
+/// as read, missing values filled with this agent's own training means; text labels cannot be numbered
+/// without the federation's vocabulary, so such an agent refuses to train.
 struct PreparedSamples: Sendable {
     let raw: LoadedSamples
     private(set) var current: LoadedSamples
@@ -12,7 +15,7 @@ struct PreparedSamples: Sendable {
 
     init(raw: LoadedSamples) {
         self.raw = raw
-        self.current = raw
+        self.current = raw.hasMissingValues ? raw.imputing(means: raw.featureStatistics().map(\.mean)) : raw
     }
 
     /// Applies `wire` to the raw rows (a no-op when it is the one in force).
@@ -25,10 +28,17 @@ struct PreparedSamples: Sendable {
         if let bad = incoming.features.firstIndex(where: { !$0.isValid }) ?? (incoming.target.isValid ? nil : -1) {
             throw AgentError.incompatibleModel("the federation's preprocessing is unusable (\(bad < 0 ? "target" : raw.featureColumns[bad]): zero, negative or non-finite scale)")
         }
-        guard incoming.labels.isEmpty else {
-            throw AgentError.incompatibleModel("the federation's labels are text (\(incoming.labels.prefix(4).joined(separator: ", "))…) but this agent's label column holds numbers")
+        var next = raw.hasMissingValues ? raw.imputing(means: incoming.features.map(\.fill)) : raw
+        if incoming.labels.isEmpty {
+            guard !raw.hasUnmappedLabels else {
+                throw AgentError.incompatibleModel("this agent's labels are text but the federation sent no label vocabulary: run the coordinator with --standardize on (or a --preprocessing-file with labels)")
+            }
+        } else {
+            guard raw.hasUnmappedLabels else {
+                throw AgentError.incompatibleModel("the federation's labels are text (\(incoming.labels.prefix(4).joined(separator: ", "))…) but this agent's label column holds numbers")
+            }
+            next = try next.mappingLabels(through: try LabelVocabulary(labels: incoming.labels))
         }
-        var next = raw
         for keyPath in [\LoadedSamples.train, \LoadedSamples.test] {
             var dataset = next[keyPath: keyPath]
             incoming.transformFeatures(&dataset.features)
@@ -41,15 +51,19 @@ struct PreparedSamples: Sendable {
         preprocessing = incoming
     }
 
-    /// What a statistics task returns: the raw training rows, summarised column by column.
-    func summary() -> DataSummary {
-        let train = raw.train
-        let width = train.featureCount
-        var features: [ColumnSummary] = []
-        features.reserveCapacity(width)
-        for j in 0..<width {
-            features.append(ColumnSummary(values: stride(from: j, to: train.features.count, by: max(1, width)).lazy.map { Double(train.features[$0]) }))
+    /// Before training or evaluating: rows the model can use.
+    func ready() throws -> LoadedSamples {
+        guard !current.hasUnmappedLabels else {
+            throw AgentError.incompatibleModel("this agent's labels are text and the coordinator sent no label vocabulary: run it with --standardize on")
         }
-        return DataSummary(features: features, labels: .numeric(ColumnSummary(values: train.labels.lazy.map(Double.init))))
+        return current
+    }
+
+    /// What a statistics task returns: the raw training rows, summarised column by column (missing values
+    /// counted, not filled), and the labels: text label counts over every row, or a numeric label's summary.
+    func summary() -> DataSummary {
+        let labels: DataSummary.Labels = raw.labelCounts.map { .text($0) }
+            ?? .numeric(FeatureStatistics(values: raw.train.labels))
+        return DataSummary(features: raw.featureStatistics(), labels: labels)
     }
 }

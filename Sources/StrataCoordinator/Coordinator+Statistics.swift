@@ -113,25 +113,25 @@ extension Coordinator {
         }
         let rows = session.announced.train
         for (j, column) in summary.features.enumerated() {
-            let (total, overflow) = column.count.addingReportingOverflow(column.missing)
-            guard !overflow, total <= rows else {
-                return .failure(ErrorMessage(code: .outOfRange, message: "feature \(j): \(column.count) values + \(column.missing) missing exceeds the \(rows) training rows the hello announced"))
+            let (total, overflow) = column.count.addingReportingOverflow(column.missingCount)
+            guard !overflow, Int64(total) <= rows else {
+                return .failure(ErrorMessage(code: .outOfRange, message: "feature \(j): \(column.count) values + \(column.missingCount) missing exceeds the \(rows) training rows the hello announced"))
             }
-            guard column.isConsistent else {
-                return .failure(ErrorMessage(code: .invalidUpdate, message: "feature \(j): inconsistent summary (mean \(column.mean), m2 \(column.m2), min \(column.min), max \(column.max))"))
+            do { try column.validate() } catch {
+                return .failure(ErrorMessage(code: .invalidUpdate, message: "feature \(j): \(error)"))
             }
         }
         switch summary.labels {
         case .numeric(let column):
-            guard column.count <= rows, column.isConsistent else {
+            guard Int64(column.count) <= rows, column.isConsistent else {
                 return .failure(ErrorMessage(code: .invalidUpdate, message: "label summary inconsistent or above the announced rows"))
             }
         case .text(let counts):
             let limit = rows.addingReportingOverflow(session.announced.evaluation)
-            let total = counts.values.reduce(into: (0 as Int64, false)) { acc, c in
+            let total = counts.counts.values.reduce(into: (0, false)) { acc, c in
                 let (sum, o) = acc.0.addingReportingOverflow(c); acc = (sum, acc.1 || o || c < 0)
             }
-            guard !total.1, limit.overflow || total.0 <= limit.partialValue else {
+            guard !total.1, limit.overflow || Int64(total.0) <= limit.partialValue else {
                 return .failure(ErrorMessage(code: .outOfRange, message: "label counts exceed the rows the hello announced"))
             }
         }

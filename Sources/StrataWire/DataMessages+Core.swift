@@ -23,38 +23,38 @@ extension Preprocessing {
     }
 }
 
-extension ColumnSummary {
+extension FeatureStatistics {
     public init?(_ s: WireColumnStatistics) {
-        guard let count = Int64(exactly: s.count), let missing = Int64(exactly: s.missing) else { return nil }
-        self.init(count: count, missing: missing, mean: s.mean, m2: s.m2, min: s.min, max: s.max)
+        guard let count = Int(exactly: s.count), let missing = Int(exactly: s.missing) else { return nil }
+        self.init(count: count, missingCount: missing, mean: s.mean, m2: s.m2, min: s.min, max: s.max)
     }
 }
 
 extension WireColumnStatistics {
-    public init(_ s: ColumnSummary) {
-        self.init(count: UInt64(clamping: s.count), missing: UInt64(clamping: s.missing), mean: s.mean, m2: s.m2, min: s.min, max: s.max)
+    public init(_ s: FeatureStatistics) {
+        self.init(count: UInt64(clamping: s.count), missing: UInt64(clamping: s.missingCount), mean: s.mean, m2: s.m2, min: s.min, max: s.max)
     }
 }
 
 extension DataSummary {
     public init?(_ s: WireDataStatistics) {
-        var features: [ColumnSummary] = []
+        var features: [FeatureStatistics] = []
         features.reserveCapacity(s.features.count)
         for f in s.features {
-            guard let summary = ColumnSummary(f) else { return nil }
+            guard let summary = FeatureStatistics(f) else { return nil }
             features.append(summary)
         }
         switch s.labels {
         case .numeric(let column):
-            guard let summary = ColumnSummary(column) else { return nil }
+            guard let summary = FeatureStatistics(column) else { return nil }
             self.init(features: features, labels: .numeric(summary))
         case .text(let counts):
-            var labels: [String: Int64] = [:]
+            var labels: [String: Int] = [:]
             for entry in counts {
-                guard let count = Int64(exactly: entry.count), labels[entry.label] == nil else { return nil }
+                guard let count = Int(exactly: entry.count), labels[entry.label] == nil else { return nil }
                 labels[entry.label] = count
             }
-            self.init(features: features, labels: .text(labels))
+            self.init(features: features, labels: .text(LabelCounts(labels)))
         }
     }
 }
@@ -65,7 +65,7 @@ extension WireDataStatistics {
         switch s.labels {
         case .numeric(let column): labels = .numeric(WireColumnStatistics(column))
         case .text(let counts):
-            labels = .text(counts.keys.sorted().map { WireLabelCount(label: $0, count: UInt64(clamping: counts[$0]!)) })
+            labels = .text(counts.counts.keys.sorted().map { WireLabelCount(label: $0, count: UInt64(clamping: counts.counts[$0]!)) })
         }
         self.init(features: s.features.map(WireColumnStatistics.init), labels: labels)
     }

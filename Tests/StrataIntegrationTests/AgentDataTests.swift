@@ -43,7 +43,8 @@ extension IntegrationSuite {
                                                        extra: table + ["--exclude-columns", "applicant_id"]), timeout: 60)
             #expect(nulls.status == 1 && nulls.output.contains("row 4, column 'income' is NULL (or empty text)"), "\(nulls.output)")
 
-            let (coordinator, port) = try box.startCoordinator(["--features", "4", "--classes", "2", "--max-duration", "12", "--evaluate-every", "0"])
+            let (coordinator, port) = try box.startCoordinator(["--features", "4", "--classes", "2", "--max-duration", "12", "--evaluate-every", "0",
+                                                                "--standardize", "on", "--statistics-agents", "2"])
             let flags = [["--exclude-columns", "applicant_id", "--null-policy", "impute"],
                          ["--feature-columns", "age,income", "--feature-columns", "debt_ratio,member", "--null-policy", "skip"]]
             var agents: [Process] = []
@@ -63,7 +64,9 @@ extension IntegrationSuite {
                 #expect(log.contains("label: risk, numeric (text numerals)"), "\(log.prefix(3000))")
             }
             let first = box.read("agent-1.log"), second = box.read("agent-2.log")
-            #expect(first.contains("imputing missing feature values with this agent's own training means"), "\(first.prefix(3000))")
+            #expect(first.contains("missing feature values are filled with the federated means once the coordinator sends them"), "\(first.prefix(3000))")
+            #expect(first.contains("preprocessing received"), "\(first.prefix(3000))")
+            #expect(box.read("coordinator.log").contains("preprocessing fixed"))
             #expect(first.contains("rows: 200 read, 29 missing values to impute"), "\(first.prefix(3000))")
             #expect(second.contains("rows: 200 read, 29 skipped (29 for a missing feature value)"), "\(second.prefix(3000))")
             #expect(coordinator.terminationStatus == 0, "\(box.read("coordinator.log").suffix(2000))")

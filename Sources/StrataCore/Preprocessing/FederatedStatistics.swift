@@ -1,78 +1,23 @@
-/// One column's summary from one agent: what a statistics task returns (counts and central moments, so
-/// that agents' summaries merge exactly).
-public struct ColumnSummary: Codable, Hashable, Sendable {
-    public var count: Int64
-    public var missing: Int64
-    public var mean: Double
-    /// Sum of squared deviations from the mean.
-    public var m2: Double
-    public var min: Double
-    public var max: Double
-
-    public init(count: Int64, missing: Int64, mean: Double, m2: Double, min: Double, max: Double) {
-        self.count = count
-        self.missing = missing
-        self.mean = mean
-        self.m2 = m2
-        self.min = min
-        self.max = max
-    }
-
-    public static let empty = ColumnSummary(count: 0, missing: 0, mean: 0, m2: 0, min: .infinity, max: -.infinity)
-
-    /// Welford's one-pass summary of `values` (NaN = missing).
-    public init(values: some Sequence<Double>) {
-        var s = ColumnSummary.empty
-        for v in values {
-            guard !v.isNaN else { s.missing += 1; continue }
-            s.count += 1
-            let d = v - s.mean
-            s.mean += d / Double(s.count)
-            s.m2 += d * (v - s.mean)
-            s.min = Swift.min(s.min, v)
-            s.max = Swift.max(s.max, v)
-        }
-        self = s
-    }
-
-    /// Consistent with itself: what the coordinator requires of an agent's summary.
-    public var isConsistent: Bool {
-        guard count >= 0, missing >= 0 else { return false }
-        if count == 0 { return true }
-        return mean.isFinite && m2.isFinite && m2 >= 0 && min.isFinite && max.isFinite && min <= max
-            && mean >= min - abs(min) * 1e-9 && mean <= max + abs(max) * 1e-9
-    }
-
-    /// Chan, Golub and LeVeque's pairwise merge: exact and stable.
-    public func merged(with other: ColumnSummary) -> ColumnSummary {
-        guard other.count > 0 else { return ColumnSummary(count: count, missing: missing + other.missing, mean: mean, m2: m2, min: min, max: max) }
-        guard count > 0 else { return ColumnSummary(count: other.count, missing: missing + other.missing, mean: other.mean, m2: other.m2, min: other.min, max: other.max) }
-        let n = Double(count), m = Double(other.count), total = n + m
-        let delta = other.mean - mean
-        return ColumnSummary(count: count + other.count, missing: missing + other.missing,
-                             mean: mean + delta * m / total, m2: m2 + other.m2 + delta * delta * n * m / total,
-                             min: Swift.min(min, other.min), max: Swift.max(max, other.max))
-    }
-
-    /// The same summary as if it held `rows` rows (its moments scaled): how a capped agent's weight enters.
-    public func reweighted(to rows: Int64) -> ColumnSummary {
+extension FeatureStatistics {
+    /// The same statistics as if they came from `rows` rows (moments scaled): how a capped agent's weight enters.
+    public func reweighted(to rows: Int) -> FeatureStatistics {
         guard count > rows, count > 0 else { return self }
-        return ColumnSummary(count: rows, missing: missing, mean: mean, m2: m2 * Double(rows) / Double(count), min: min, max: max)
+        return FeatureStatistics(count: rows, missingCount: missingCount, mean: mean, m2: m2 * Double(rows) / Double(count), min: min, max: max)
     }
 
-    /// Population variance (0 with fewer than 2 rows).
-    public var variance: Double { count >= 2 ? m2 / Double(count) : 0 }
+    /// Passes `validate()`.
+    public var isConsistent: Bool { (try? validate()) != nil }
 }
 
 /// One agent's answer to a statistics task.
 public struct DataSummary: Codable, Hashable, Sendable {
     public enum Labels: Codable, Hashable, Sendable {
-        case numeric(ColumnSummary)
-        case text([String: Int64])
+        case numeric(FeatureStatistics)
+        case text(LabelCounts)
     }
-    public var features: [ColumnSummary]
+    public var features: [FeatureStatistics]
     public var labels: Labels
-    public init(features: [ColumnSummary], labels: Labels) {
+    public init(features: [FeatureStatistics], labels: Labels) {
         self.features = features
         self.labels = labels
     }
@@ -116,31 +61,29 @@ public struct FederatedStandardization: Sendable, Hashable {
         var features: [ColumnTransform] = []
         for j in 0..<width {
             let merged = Self.plausible(summaries.map { $0.features[j] })
-                .reduce(ColumnSummary.empty) { $0.merged(with: $1.reweighted(to: cap)) }
+                .reduce(FeatureStatistics.empty) { $0.merged(with: $1.reweighted(to: cap)) }
             features.append(standardize ? Self.transform(merged) : .identity)
         }
         var target = ColumnTransform.identity
         var labels: [String] = []
-        var vocabulary: [String: Int64] = [:]
+        var vocabulary = LabelCounts()
         for s in summaries {
-            if case .text(let counts) = s.labels { vocabulary.merge(counts, uniquingKeysWith: +) }
+            if case .text(let counts) = s.labels { vocabulary.merge(counts) }
         }
-        if !vocabulary.isEmpty {
-            labels = vocabulary.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        if !vocabulary.counts.isEmpty {
+            labels = vocabulary.vocabulary.labels
             guard labels.count <= classes else { throw .tooManyLabels(count: labels.count, classes: classes, labels: labels) }
         } else if regression, standardize {
-            let columns = summaries.compactMap { s -> ColumnSummary? in if case .numeric(let c) = s.labels { c } else { nil } }
-            target = Self.transform(Self.plausible(columns).reduce(ColumnSummary.empty) { $0.merged(with: $1.reweighted(to: cap)) })
+            let columns = summaries.compactMap { s -> FeatureStatistics? in if case .numeric(let c) = s.labels { c } else { nil } }
+            target = Self.transform(Self.plausible(columns).reduce(FeatureStatistics.empty) { $0.merged(with: $1.reweighted(to: cap)) })
         }
         return Preprocessing(featureNames: featureNames, features: features, target: target, labels: labels)
     }
 
     /// center = mean, scale = population std (1 when 0, not finite or fewer than 2 rows), fill = mean.
-    static func transform(_ s: ColumnSummary) -> ColumnTransform {
+    static func transform(_ s: FeatureStatistics) -> ColumnTransform {
         guard s.count > 0, s.mean.isFinite else { return .identity }
-        let std = s.variance.squareRoot()
-        let scale = std.isFinite && std > 0 && s.count >= 2 ? std : 1
-        return ColumnTransform(center: s.mean, scale: scale, fill: s.mean)
+        return ColumnTransform(center: s.mean, scale: Standardization.scale(of: s), fill: s.mean)
     }
 
     /// With 3 or more agents, drops the summaries that cannot be an honest agent's next to the others': a
@@ -148,7 +91,7 @@ public struct FederatedStandardization: Sendable, Hashable {
     /// median agent's standard deviation and the median absolute deviation of the agents' means), or a
     /// standard deviation above `outlierSpread` times the median agent's. Non-IID agents differ; they do not
     /// differ by orders of magnitude on the same column.
-    static func plausible(_ columns: [ColumnSummary], outlierSpread: Double = 10) -> [ColumnSummary] {
+    static func plausible(_ columns: [FeatureStatistics], outlierSpread: Double = 10) -> [FeatureStatistics] {
         let present = columns.filter { $0.count > 0 }
         guard present.count >= 3 else { return columns }
         func median(_ values: [Double]) -> Double {
@@ -164,11 +107,11 @@ public struct FederatedStandardization: Sendable, Hashable {
         }
     }
 
-    func weightCap(_ counts: [Int64]) -> Int64 {
+    func weightCap(_ counts: [Int]) -> Int {
         let sorted = counts.sorted()
         guard !sorted.isEmpty else { return .max }
         let median = sorted[sorted.count / 2]
         let cap = Double(max(1, median)) * maxWeightRatio
-        return cap >= Double(Int64.max) ? .max : Int64(cap)
+        return cap >= Double(Int.max) ? .max : Int(cap)
     }
 }
