@@ -94,7 +94,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "stratactl", dependencies: [
-            "StrataAdmin", "StrataWire",
+            "StrataAdmin", "StrataWire", "StrataCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "strata-datagen", dependencies: [

@@ -114,7 +114,7 @@ extension Coordinator {
         }
         let accuracy = try await store.accuracies(versions: [version])[version]?.accuracy
         return ModelParameters(version: version, model: spec.kind.rawValue, features: spec.featureCount, outputs: spec.outputCount,
-                               createdAt: record.createdAt, accuracy: accuracy, tensors: tensors)
+                               createdAt: record.createdAt, accuracy: accuracy, tensors: tensors, preprocessing: preprocessing)
     }
 
     public func auditReport(limit: Int) async throws -> AuditReport {

@@ -1,3 +1,5 @@
+import StrataCore
+
 /// The admin API: JSON over HTTP/1.1 on the coordinator's admin port (mutual TLS, admin certificates only).
 /// These types are the bodies, shared by the coordinator (which encodes them) and `stratactl` (which decodes
 /// them); docs/OPERATIONS.md lists the routes. Field names are the JSON keys; times are seconds since 1970.
@@ -311,7 +313,12 @@ public struct ModelParameters: Codable, Sendable, Hashable {
     public var createdAt: Double
     public var accuracy: Double?
     public var tensors: [Tensor]
-    public init(version: Int64, model: String, features: Int, outputs: Int, createdAt: Double, accuracy: Double?, tensors: [Tensor]) {
+    /// The federation's preprocessing: a row x is scored as ((x − center) / scale) · weight + bias (missing
+    /// values replaced by fill first); text labels are class k = labels[k]. Absent when it has none.
+    public var preprocessing: Preprocessing?
+    public init(version: Int64, model: String, features: Int, outputs: Int, createdAt: Double, accuracy: Double?, tensors: [Tensor],
+                preprocessing: Preprocessing? = nil) {
+        self.preprocessing = preprocessing
         self.version = version
         self.model = model
         self.features = features

@@ -434,7 +434,7 @@ struct PreprocessingOptions: ParsableArguments {
     enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
     @Option(name: .long, help: ArgumentHelp("on: before training, every agent summarises its training rows (counts, means, variances; only aggregates leave it) and every feature, and a regression target, is standardised with the federated mean and standard deviation, part of the model from then on. off: rows are used as read.", valueName: "on|off"))
     var standardize: Switch = .on
-    @Option(name: .long, help: ArgumentHelp("Use this preprocessing instead of gathering statistics: JSON {\"features\": [{\"center\": C, \"scale\": S, \"fill\": F}, ...], \"target\": {...}, \"labels\": [...], \"featureNames\": [...]} (the format stratactl export-model writes).", valueName: "FILE"))
+    @Option(name: .long, help: ArgumentHelp("Use this preprocessing instead of gathering statistics: JSON {\"features\": [{\"center\": C, \"scale\": S, \"fill\": F}, ...], \"target\": {...}, \"labels\": [...], \"featureNames\": [...]} ; or the JSON stratactl export-model writes, which holds that object as \"preprocessing\".", valueName: "FILE"))
     var preprocessingFile: String?
     @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default 1; set it to the number of agents you start).", valueName: "N"))
     var statisticsAgents: Int = 1
@@ -458,8 +458,13 @@ struct PreprocessingOptions: ParsableArguments {
                 throw ValidationError("--preprocessing-file \(path): cannot read it (\(error.localizedDescription))")
             }
             let fixed: Preprocessing
-            do { fixed = try JSONDecoder().decode(Preprocessing.self, from: data) } catch {
-                throw ValidationError("--preprocessing-file \(path): not a preprocessing JSON (\(error))")
+            struct Export: Decodable { var preprocessing: Preprocessing }
+            if let direct = try? JSONDecoder().decode(Preprocessing.self, from: data) {
+                fixed = direct
+            } else if let export = try? JSONDecoder().decode(Export.self, from: data) {
+                fixed = export.preprocessing
+            } else {
+                throw ValidationError("--preprocessing-file \(path): neither a preprocessing object nor an export's JSON with one (see --help)")
             }
             if let bad = fixed.features.firstIndex(where: { !$0.isValid }) {
                 throw ValidationError("--preprocessing-file \(path): feature \(bad) has a zero, negative or non-finite scale")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StrataAdmin
+import StrataCore
 import StrataWire
 
 @main
@@ -197,7 +198,9 @@ struct ExportModel: AdminCommand {
         discussion: """
             The archive holds one float32 array per tensor: `weight` with shape (features, outputs) and `bias` with \
             shape (outputs,). Scores are x @ weight + bias; softmax models predict argmax. In Python:
-              m = numpy.load("model.npz"); scores = x @ m["weight"] + m["bias"]
+              m = numpy.load("model.npz"); p = json.load(open("model.json"))["preprocessing"]
+              c = numpy.array([f["center"] for f in p["features"]]); s = numpy.array([f["scale"] for f in p["features"]])
+              scores = ((x - c) / s) @ m["weight"] + m["bias"]
             The metadata file (default: the --out path with .json) records version, model kind, shapes and accuracy.
             """)
     @OptionGroup var connection: ConnectionOptions
@@ -235,7 +238,7 @@ struct ExportModel: AdminCommand {
         let meta = ExportMetadata(version: model.version, model: model.model, features: model.features, outputs: model.outputs,
                                   createdAt: model.createdAt, accuracy: model.accuracy,
                                   tensors: model.tensors.map { .init(name: $0.name, shape: $0.shape, dtype: $0.dtype) },
-                                  file: (out as NSString).lastPathComponent)
+                                  file: (out as NSString).lastPathComponent, preprocessing: model.preprocessing)
         do {
             try NumPyArchive.npz(arrays).write(to: URL(fileURLWithPath: out))
             try Data((JSONOutput.encode(meta) + "\n").utf8).write(to: URL(fileURLWithPath: metadataPath))
@@ -263,6 +266,9 @@ struct ExportMetadata: Codable {
     var accuracy: Double?
     var tensors: [Tensor]
     var file: String
+    /// Apply to a row before the model: ((x, or fill when missing) − center) / scale; class k is labels[k].
+    /// The object strata-coordinator --preprocessing-file reads (this whole file is accepted too).
+    var preprocessing: Preprocessing?
 }
 
 struct Audit: AdminCommand {
