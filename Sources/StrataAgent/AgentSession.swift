@@ -256,7 +256,8 @@ struct AgentSession: Sendable {
         guard spec.featureCount == samples.featureColumns.count else {
             throw AgentError.incompatibleModel("the federation's model has \(spec.featureCount) features but the data has \(samples.featureColumns.count)")
         }
-        if spec.kind == .softmaxRegression {
+        // Text labels are numbered later, through the federation's vocabulary (PreparedSamples.apply).
+        if spec.kind == .softmaxRegression, !samples.hasUnmappedLabels {
             for (dataset, offset) in [(samples.train, 0), (samples.test, samples.train.count)] {
                 if let bad = dataset.labels.firstIndex(where: { $0 < 0 || $0 >= Float(spec.outputCount) || $0 != $0.rounded() }) {
                     throw DataSourceError.labelOutOfRange(row: Int64(offset + bad + 1), value: dataset.labels[bad], classCount: spec.outputCount)

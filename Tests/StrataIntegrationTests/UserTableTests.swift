@@ -70,5 +70,37 @@ extension IntegrationSuite {
             #expect(summary["targetReached"] as? Bool == false)
             #expect(!box.read("coordinator.log").contains("preprocessing fixed"))
         }
+    
+        /// Text labels ('class-0' … 'class-9') in their own table: numbered through the federation's
+        /// vocabulary, gathered in the statistics phase, and the federation trains as with numbers.
+        @Test(.timeLimit(.minutes(5)))
+        func textLabelsTrainThroughTheFederationsVocabulary() throws {
+            let box = Sandbox("user-table-labels")
+            try box.makePKI(agents: 3)
+            let reference = try box.makeData(clients: 3)
+            for i in 1...3 {
+                let db = try DatabaseQueue(path: box.file(String(format: "data/client-%02d.sqlite", i)))
+                try db.write { db in
+                    let columns = (0..<60).map { "x\($0)" }.joined(separator: ", ")
+                    try db.execute(sql: "CREATE TABLE applicants AS SELECT id AS applicant, \(columns), 'class-' || label AS outcome, split FROM samples")
+                }
+            }
+            let target = (reference - 0.05).rounded(toPlaces: 4)
+            let (coordinator, port) = try box.startCoordinator(["--target-accuracy", "\(target)", "--min-evaluation-clients", "3",
+                                                                "--max-duration", "120", "--standardize", "on", "--statistics-agents", "3"])
+            var agents: [Process] = []
+            for i in 1...3 {
+                let id = String(format: "agent-%02d", i)
+                agents.append(try box.start(Binaries.path("strata-agent"),
+                                            box.agentArguments(port: port, id: id, database: box.file(String(format: "data/client-%02d.sqlite", i)),
+                                                               extra: ["--table", "applicants", "--label-column", "outcome", "--exclude-columns", "applicant"]),
+                                            log: "\(id).log"))
+            }
+            defer { for agent in agents where agent.isRunning { agent.terminate() } }
+            try box.waitForExit(coordinator, timeout: 150)
+            let summary = try JSONSerialization.jsonObject(with: Data(box.read("summary.json").utf8)) as! [String: Any]
+            #expect(summary["targetReached"] as? Bool == true, "coordinator log:\n\(box.read("coordinator.log").suffix(3000))\nagent:\n\(box.read("agent-01.log").suffix(2000))")
+            #expect(box.read("coordinator.log").contains("labels=class-"))  // the sorted union of the agents' labels
+        }
     }
 }
