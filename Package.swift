@@ -94,7 +94,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "stratactl", dependencies: [
-            "StrataAdmin", "StrataWire",
+            "StrataAdmin", "StrataWire", "StrataCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "strata-datagen", dependencies: [
@@ -133,7 +133,9 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
-        .testTarget(name: "StrataAgentTests", dependencies: ["StrataAgent"]),
+        .testTarget(name: "StrataAgentTests", dependencies: [
+            "StrataAgent", "StrataStore", "StrataCore", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "StrataAdminTests", dependencies: ["StrataAdmin", "StrataWire"]),
         .testTarget(name: "StrataCoordinatorTests", dependencies: [
             "StrataCoordinator", "StrataCore", "StrataStore", "StrataTransport", "StrataWire",

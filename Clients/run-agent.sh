@@ -9,4 +9,7 @@ args=(--coordinator "$STRATA_COORDINATOR" --cert "$STRATA_CERT" --key "$STRATA_K
       --split-column "${STRATA_SPLIT_COLUMN:-split}" --state "$STRATA_STATE")
 [ -n "${STRATA_SERVER_NAME:-}" ] && args+=(--server-name "$STRATA_SERVER_NAME")
 if [ -n "${STRATA_QUERY:-}" ]; then args+=(--query "$STRATA_QUERY"); else args+=(--table "${STRATA_TABLE:-samples}"); fi
+[ -n "${STRATA_FEATURE_COLUMNS:-}" ] && args+=(--feature-columns "$STRATA_FEATURE_COLUMNS")
+[ -n "${STRATA_EXCLUDE_COLUMNS:-}" ] && args+=(--exclude-columns "$STRATA_EXCLUDE_COLUMNS")
+[ -n "${STRATA_NULL_POLICY:-}" ] && args+=(--null-policy "$STRATA_NULL_POLICY")
 exec "${STRATA_AGENT_BIN:-strata-agent}" "${args[@]}"

@@ -11,6 +11,9 @@ scenario and each run starts a coordinator on free loopback ports (--port 0, --r
                 of that behaviour on the last client ids/databases: large-norm, sign-flip, scaled-count,
                 lying-eval, or honest (the python client behaving: checks the client itself)
   mix           the Byzantine slots cycle through --mix (default large-norm,sign-flip,scaled-count,lying-eval)
+  all-honest    every client an honest Swift agent, measured on the same test rows as the attack scenarios
+                (agents 1..H): what the H agents' accuracy is when the other slots hold honest agents with
+                their own (non-IID) data instead of attackers
   all-swift     every client a Swift agent      } the python client's check: both must train alike
   all-python    every client an honest python agent }
 
@@ -70,7 +73,7 @@ sys.path.insert(0, os.path.dirname(ADVERSARY))
 import byzantine_agent as ba  # noqa: E402  (load_samples, evaluate, code names)
 
 BEHAVIOURS = ("large-norm", "sign-flip", "scaled-count", "lying-eval", "honest")
-SCENARIOS = ("clean",) + BEHAVIOURS + ("mix", "all-swift", "all-python")
+SCENARIOS = ("clean", "all-honest") + BEHAVIOURS + ("mix", "all-swift", "all-python")
 DEFAULT_SCENARIOS = "clean,large-norm,sign-flip,scaled-count,lying-eval"
 
 STARTED = time.monotonic()
@@ -182,7 +185,7 @@ def roster(args, scenario):
     slots = list(range(n - k + 1, n + 1))
     if scenario == "clean":
         return honest
-    if scenario == "all-swift":
+    if scenario in ("all-swift", "all-honest"):
         return [(i, "swift") for i in range(1, n + 1)]
     if scenario == "all-python":
         return [(i, "honest") for i in range(1, n + 1)]

@@ -69,15 +69,13 @@ public struct AgentService: Sendable {
 
     /// Loads the data, then connects, trains and reconnects until the coordinator ends the federation.
     public func run() async throws -> AgentExit {
-        let samples = try configuration.data.load()
+        let samples = try Self.prepare(try configuration.data.load(), database: configuration.data.databasePath, logger: logger)
         let emulation = configuration.emulation
         if emulation.isActive {
             logger.notice("emulating a slow client: training updates are delayed", metadata: [
                 "addedDelay": "\(emulation.addedDelay)", "slowdown": "\(emulation.slowdownFactor)",
                 "jitter": "\(emulation.jitter)", "seed": "\(emulation.seed)"])
         }
-        logger.info("data loaded", metadata: ["train": "\(samples.train.count)", "test": "\(samples.test.count)",
-                                              "features": "\(samples.featureColumns.count)", "database": "\(configuration.data.databasePath)"])
         let state = try AgentStateStore(path: configuration.statePath)
         let tlsContext = try TLSContext(configuration: configuration.tls, mode: .client)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -93,6 +91,34 @@ public struct AgentService: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+    }
+
+    /// Logs what was read (the columns used in order with their kind, the label, the columns left out, the
+    /// rows) and makes the samples trainable with what protocol v1 offers.
+    ///
+    /// Protocol v1 carries no label vocabulary and no federated means: text labels are refused (mapping them
+    /// through this agent's own vocabulary could number the classes differently on each agent), and missing
+    /// values kept by `--null-policy impute` are filled with this agent's own training means, with a warning.
+    /// When the coordinator sends the federation's vocabulary and means, use `mappingLabels(through:)` and
+    /// `imputing(means:)` instead.
+    static func prepare(_ loaded: LoadedSamples, database: String, logger: Logger) throws -> LoadedSamples {
+        logger.info("data loaded", metadata: ["train": "\(loaded.train.count)", "test": "\(loaded.test.count)",
+                                              "features": "\(loaded.columns.count)", "database": "\(database)"])
+        for line in loaded.summaryLines { logger.info("\(line)") }
+        if loaded.rows.skipped > 0 {
+            logger.warning("rows left out for missing values", metadata: ["skipped": "\(loaded.rows.skipped)", "read": "\(loaded.rows.read)",
+                                                                          "policy": "\(loaded.nullPolicy.rawValue)"])
+        }
+        if let counts = loaded.labelCounts {
+            logger.info("text labels: numbered with the federation's vocabulary once the coordinator sends it",
+                        metadata: ["labels": "\(counts.vocabulary.labels.prefix(10).joined(separator: ","))"])
+        }
+        if loaded.hasMissingValues {
+            logger.info("missing feature values are filled with the federated means once the coordinator sends them (its own training means until then)",
+                        metadata: ["values": "\(loaded.rows.missingValuesKept)"])
+        }
+        let samples = loaded
+        return samples
     }
 
     private func connectLoop(samples: LoadedSamples, state: AgentStateStore, tlsContext: TLSContext,

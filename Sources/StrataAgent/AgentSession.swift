@@ -69,7 +69,8 @@ struct AgentSession: Sendable {
                 try await outbound.write(.hello(Hello(
                     agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
-                    pendingUpdateCount: UInt32(pending.count))))
+                    pendingUpdateCount: UInt32(pending.count),
+                    featureNames: samples.featureColumns, capabilities: [.statistics, .preprocessing])))
             } catch {
                 // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
                 // refused our certificate, says why better than the failed write.
@@ -107,6 +108,11 @@ struct AgentSession: Sendable {
             }
             let spec = welcome.model.modelSpec
             try checkCompatibility(spec)
+            // The rows as the model sees them; the preprocessing comes with the welcome or the first task.
+            let prepared = NIOLockedValueBox(PreparedSamples(raw: samples))
+            if let preprocessing = welcome.preprocessing {
+                try prepared.withLockedValue { try $0.apply(preprocessing, spec: spec) }
+            }
             onWelcome()
             var sessionLogger = logger
             sessionLogger[metadataKey: "client"] = "\(welcome.clientID)"
@@ -115,9 +121,10 @@ struct AgentSession: Sendable {
 
             // Updates not acknowledged as committed in earlier sessions go first, unchanged.
             for update in pending {
-                var frame = ByteBuffer(bytes: update.payload)
-                if let message = try? WireCodec.decodeFrame(from: &frame, maxPayloadBytes: Int.max) {
-                    try await outbound.write(message)
+                do {
+                    try await outbound.write(try WireCodec.decodeStoredUpdate(update.payload))
+                } catch let error as WireError {
+                    log.error("a stored update cannot be read and is not sent", metadata: ["task": "\(update.taskID)", "error": "\(error)"])
                 }
             }
 
@@ -148,7 +155,7 @@ struct AgentSession: Sendable {
                     do {
                         for await task in tasks {
                             let started = ContinuousClock.now
-                            let update = try await perform(task, spec: spec, logger: log)
+                            let update = try await perform(task, spec: spec, data: prepared.withLockedValue { $0 }, logger: log)
                             if emulation.isActive {
                                 // Emulated slow client: the update is already persisted; wait here, never on a
                                 // NIO or training thread. A lost connection meanwhile loses nothing (it is resent).
@@ -166,7 +173,7 @@ struct AgentSession: Sendable {
                 group.addTask {
                     do {
                         for await task in evaluations {
-                            send.yield(.update(try await perform(task, spec: spec, logger: log)))
+                            send.yield(.update(try await perform(task, spec: spec, data: prepared.withLockedValue { $0 }, logger: log)))
                         }
                     } catch { failSession(error) }
                 }
@@ -195,10 +202,13 @@ struct AgentSession: Sendable {
                     while let message = try await iterator.next() {
                         lastHeard.withLockedValue { $0 = .now }
                         switch message {
-                        case .task(let task) where task.kind == .evaluate:
-                            evaluationQueue.yield(task)
                         case .task(let task):
-                            taskQueue.yield(task)
+                            if let preprocessing = task.preprocessing {
+                                try prepared.withLockedValue { try $0.apply(preprocessing, spec: spec) }
+                                log.info("preprocessing received", metadata: ["features": "\(preprocessing.features.count)"])
+                            }
+                            // Evaluations and statistics are cheap and a round waits for them: never behind training.
+                            if task.kind == .train { taskQueue.yield(task) } else { evaluationQueue.yield(task) }
                         case .ack(let ack):
                             try await handle(ack, logger: log)
                         case .heartbeat(let beat):
@@ -246,7 +256,8 @@ struct AgentSession: Sendable {
         guard spec.featureCount == samples.featureColumns.count else {
             throw AgentError.incompatibleModel("the federation's model has \(spec.featureCount) features but the data has \(samples.featureColumns.count)")
         }
-        if spec.kind == .softmaxRegression {
+        // Text labels are numbered later, through the federation's vocabulary (PreparedSamples.apply).
+        if spec.kind == .softmaxRegression, !samples.hasUnmappedLabels {
             for (dataset, offset) in [(samples.train, 0), (samples.test, samples.train.count)] {
                 if let bad = dataset.labels.firstIndex(where: { $0 < 0 || $0 >= Float(spec.outputCount) || $0 != $0.rounded() }) {
                     throw DataSourceError.labelOutOfRange(row: Int64(offset + bad + 1), value: dataset.labels[bad], classCount: spec.outputCount)
@@ -269,8 +280,15 @@ struct AgentSession: Sendable {
     }
 
     /// Evaluates the task's model, trains on it (train tasks), and persists the update before returning it.
-    private func perform(_ task: TrainingTask, spec: ModelSpec, logger: Logger) async throws -> Update {
-        let samples = self.samples
+    private func perform(_ task: TrainingTask, spec: ModelSpec, data: PreparedSamples, logger: Logger) async throws -> Update {
+        if task.kind == .statistics {
+            let summary = data.summary()
+            logger.info("statistics sent", metadata: ["task": "\(task.taskID)", "rows": "\(data.raw.train.count)"])
+            return Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: 0, trainLoss: 0,
+                          evalSampleCount: UInt64(data.raw.test.count), evalLoss: 0, evalAccuracy: 0, trainMillis: 0, delta: [],
+                          statistics: WireDataStatistics(summary))
+        }
+        let samples = try data.ready()
         let state = self.state
         let update: Update = try await trainingPool.runIfActive {
             let started = ContinuousClock.now

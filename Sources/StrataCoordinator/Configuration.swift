@@ -55,6 +55,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var modelRetention = ModelRetention(latest: 100, every: 100)
     /// How often the revocation list file (`tls.revocationListFile`) is checked for changes.
     public var revocationListPollInterval: Duration = .seconds(2)
+    /// Federated standardisation and the label vocabulary: the statistics phase before training.
+    public var preprocessing = PreprocessingSettings()
     /// How often deadlines (round deadlines, buffer timeouts, re-tiering, evaluation timer) are checked.
     public var tickInterval: Duration = .milliseconds(50)
 
@@ -141,4 +143,20 @@ public struct StopCondition: Sendable, Hashable {
 
     /// When an evaluation round counts.
     public var quorum: EvaluationQuorum { EvaluationQuorum(minimumAnswers: minEvaluationClients, fraction: evaluationQuorum) }
+}
+
+/// The statistics phase (docs/PROTOCOL.md §4, docs/ALGORITHMS.md "Federated standardisation").
+public struct PreprocessingSettings: Sendable, Hashable {
+    /// Gather the agents' statistics before training and standardise every feature (and a regression
+    /// target) with the federated mean and standard deviation; text labels get their vocabulary this way too.
+    public var standardize = true
+    /// Given statistics instead of gathered ones (`--preprocessing-file`): used as is, no statistics phase.
+    public var fixed: Preprocessing?
+    /// Answers to wait for before fixing the preprocessing.
+    public var statisticsAgents = 1
+    /// Fix it with the answers at hand (at least one) this long after the first statistics task was sent.
+    public var statisticsTimeout: Duration = .seconds(30)
+    /// Robust merge of the agents' summaries.
+    public var standardization = FederatedStandardization()
+    public init() {}
 }

@@ -155,7 +155,7 @@ extension Coordinator {
         let best = bestRecord.map(Self.report)
         let own = best?.version == version ? best : nil
         return ModelParameters(version: version, model: spec.kind.rawValue, features: spec.featureCount, outputs: spec.outputCount,
-                               createdAt: record.createdAt, accuracy: accuracy, tensors: tensors,
+                               createdAt: record.createdAt, accuracy: accuracy, tensors: tensors, preprocessing: preprocessing,
                                metric: metric.name, score: own?.score ?? round?.score, answered: own?.answered ?? round?.answered,
                                asked: own?.asked ?? round?.asked, best: best)
     }

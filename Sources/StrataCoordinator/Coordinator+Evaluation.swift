@@ -21,10 +21,10 @@ extension Coordinator {
             TaskRequest(clientID: $0.clientID, kind: .evaluate, lane: -1, baseVersion: evaluatedVersion)
         }) else { return }
         for (session, record) in zip(targets, records) {
-            session.send(.task(TrainingTask(
+            session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(evaluatedVersion), kind: .evaluate,
                 hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),
-                parameters: tensors)))
+                parameters: tensors), for: session)))
         }
         let timeout = configuration.evaluationTimeout
         Task { [weak self] in

@@ -72,6 +72,13 @@ public actor Coordinator {
     var belowMinClients = false
     /// Clients an operator evicted: their certificates are refused until re-admitted.
     var evicted: [String: StoredEviction] = [:]
+    /// The federation's preprocessing once fixed (nil while gathering statistics, or when it has none).
+    var preprocessing: Preprocessing?
+    /// Whether training waits for a preprocessing (the statistics phase); false once fixed or when off.
+    var gatheringStatistics = false
+    var statistics = StatisticsPhase()
+    /// Sessions that already received the preprocessing (in welcome or a task).
+    var preprocessingSent: Set<UInt64> = []
     /// Updates committed per tier (lane) per second, for the admin API and metrics.
     var laneRates: [Int: RateWindow] = [:]
     /// The cross-tier weights of the latest combination (provenance of the latest global version).
@@ -145,6 +152,7 @@ public actor Coordinator {
         }
         nextTaskID = state.nextTaskID
         evicted = state.evicted
+        try await restorePreprocessing(globalVersion: state.version)
         lastLaneWeights = (try? await store.latestModelVersions(limit: 1).first).map { Self.parseJSONNumbers($0.laneWeights) } ?? []
         ready = true
         logger.info("state restored", metadata: ["version": "\(rule.globalVersion)", "mode": "\(mode.rawValue)", "tiers": "\(tiers.tierCount)",
@@ -313,6 +321,7 @@ public actor Coordinator {
             return .refuse(ErrorMessage(code: .incompatibleData, message:
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
         }
+        if let refusal = preprocessingRefusal(hello) { return .refuse(refusal) }
         let announced: AnnouncedCounts
         switch WireCounts.announced(hello, bound: configuration.maxAgentSamples) {
         case .success(let counts): announced = counts
@@ -340,11 +349,14 @@ public actor Coordinator {
             metrics.sessionsReplaced.increment()
             rule.clientLeft(clientID)
         }
-        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard, announced: announced)
+        let session = AgentSessionHandle(clientID: clientID, sessionID: nextSessionID, mailbox: mailbox, lastHeard: lastHeard, announced: announced,
+                                         capabilities: hello.capabilities, featureNames: hello.featureNames)
         nextSessionID += 1
         let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
                               heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
-                              maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model))
+                              maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model),
+                              featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init))
+        if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose
         // first message is not welcome).
@@ -379,6 +391,8 @@ public actor Coordinator {
     @discardableResult
     func forgetSession(of clientID: String) -> AgentSessionHandle? {
         let session = sessions.removeValue(forKey: clientID)
+        if let session { preprocessingSent.remove(session.sessionID) }
+        statistics.asked.remove(clientID)  // asked again if it comes back while the phase lasts
         weightCapCache = nil
         outstandingTraining[clientID] = nil
         rule.clientLeft(clientID)
@@ -449,13 +463,22 @@ public actor Coordinator {
             if outstandingTraining[clientID] == nil { idle.append(view) }
         }
         guard !idle.isEmpty else { return }
+        if gatheringStatistics {
+            await gatherStatistics()
+            return
+        }
+        // Training proper starts here (after the quorum and the statistics phase): the clocks of tier formation
+        // and of patience start with it.
+        if firstSessionAt == nil { firstSessionAt = .now }
+        progress.trainingStarted(at: elapsed)
         let assignments = rule.schedule(idle: idle, connected: connected, now: Self.now())
         // Claimed before any suspension, so a concurrent call cannot hand the same client a second task.
         for assignment in assignments { outstandingTraining[assignment.clientID] = 0 }
         await dispatchTraining(assignments)
     }
 
-    /// `--min-clients`: no training before that many agents are connected at once (logged once while it waits).
+    /// `--min-clients`: no training (and no statistics phase) before that many agents are connected at once
+    /// (logged once while it waits).
     /// Once training started in this run (durable, so also after a restart) it goes on with whoever is
     /// connected: a federation that loses agents slows down but never stalls; a warning says so.
     func quorumAllowsTraining() async -> Bool {
@@ -470,7 +493,8 @@ public actor Coordinator {
                 return false
             }
             trainingStarted = true
-            logger.notice("training starts", metadata: ["connected": "\(sessions.count)", "minClients": "\(needed)"])
+            logger.notice(gatheringStatistics ? "enough agents connected: the statistics phase starts, then training" : "training starts",
+                          metadata: ["connected": "\(sessions.count)", "minClients": "\(needed)"])
             do {
                 try await store.recordTrainingStarted(at: Self.now())
             } catch {
@@ -479,8 +503,6 @@ public actor Coordinator {
             guard stopReason == nil, !draining else { return false }
         }
         guard !sessions.isEmpty else { return false }
-        if firstSessionAt == nil { firstSessionAt = .now }
-        progress.trainingStarted(at: elapsed)
         if needed > 1 {
             if sessions.count < needed, !belowMinClients {
                 belowMinClients = true
@@ -516,12 +538,12 @@ public actor Coordinator {
                 continue
             }
             outstandingTraining[session.clientID] = record.id
-            session.send(.task(TrainingTask(
+            session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
                 hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
                                                  epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
                                                  proximalMu: training.proximalMu),
-                parameters: tensors)))
+                parameters: tensors), for: session)))
         }
     }
 
@@ -570,6 +592,11 @@ public actor Coordinator {
         if task.kind == Int(TaskKind.evaluate.rawValue) {
             tasks[taskID] = nil
             handleEvaluation(update, task: task, from: session)
+            return
+        }
+        if task.kind == Int(TaskKind.statistics.rawValue) {
+            tasks[taskID] = nil
+            await handleStatistics(update, task: task, from: session)
             return
         }
         let isOutstanding = outstandingTraining[session.clientID] == taskID
@@ -660,7 +687,7 @@ public actor Coordinator {
         return cap
     }
 
-    private func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
+    func refuse(_ update: Update, from session: AgentSessionHandle, code: ErrorCode, reason: String) async {
         logger.warning("update refused", metadata: ["client": "\(session.clientID)", "task": "\(update.taskID)", "tier": "\(tiers.tier(of: session.clientID).map(String.init) ?? "-")",
                                                     "code": "\(code)", "reason": "\(reason)"])
         metrics.updatesRefused(code: code.name).increment()

@@ -12,10 +12,16 @@ public final class AgentSessionHandle: Sendable, Hashable {
     /// The row counts the agent's hello announced (already bounded): no update or evaluation answer of this
     /// session may claim more.
     let announced: AnnouncedCounts
+    /// What the agent's hello said it can do (protocol 2 capabilities) and its feature columns.
+    let capabilities: AgentCapabilities
+    let featureNames: [String]
 
     init(clientID: String, sessionID: UInt64, mailbox: AsyncStream<Message>.Continuation,
          lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now),
-         announced: AnnouncedCounts = AnnouncedCounts(train: .max, evaluation: .max)) {
+         announced: AnnouncedCounts = AnnouncedCounts(train: .max, evaluation: .max),
+         capabilities: AgentCapabilities = .all, featureNames: [String] = []) {
+        self.capabilities = capabilities
+        self.featureNames = featureNames
         self.clientID = clientID
         self.sessionID = sessionID
         self.mailbox = mailbox

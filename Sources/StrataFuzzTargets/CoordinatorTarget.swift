@@ -93,6 +93,7 @@ public final class CoordinatorTarget: @unchecked Sendable {
             tls: TLSConfiguration(certificateChainFile: "unused.crt", privateKeyFile: "unused.key", trustRootsFile: "unused-ca.crt"),
             statePath: path, model: spec)
         configuration.aggregation.mode = mode
+        configuration.preprocessing.standardize = false  // hand-made hellos: no statistics phase
         // Small buffers and rounds, one profiling task, tiers formed at once: a few updates reach a
         // commit, an evaluation round and the tier machinery.
         configuration.aggregation.rule.bufferSize = 2

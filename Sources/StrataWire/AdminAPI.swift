@@ -1,3 +1,5 @@
+import StrataCore
+
 /// The admin API: JSON over HTTP/1.1 on the coordinator's admin port (mutual TLS, admin certificates only).
 /// These types are the bodies, shared by the coordinator (which encodes them) and `stratactl` (which decodes
 /// them); docs/OPERATIONS.md lists the routes. Field names are the JSON keys; times are seconds since 1970.
@@ -400,6 +402,9 @@ public struct ModelParameters: Codable, Sendable, Hashable {
     public var createdAt: Double
     public var accuracy: Double?
     public var tensors: [Tensor]
+    /// The federation's preprocessing: a row x is scored as ((x − center) / scale) · weight + bias (missing
+    /// values replaced by fill first); text labels are class k = labels[k]. Absent when it has none.
+    public var preprocessing: Preprocessing?
     /// The target metric and this version's value of it in its latest counted evaluation round (nil if no
     /// counted round evaluated it), with that round's answered / asked agents.
     public var metric: String?
@@ -409,7 +414,9 @@ public struct ModelParameters: Codable, Sendable, Hashable {
     /// The best version at the time of the export (this one, or the one to compare it with).
     public var best: BestModelReport?
     public init(version: Int64, model: String, features: Int, outputs: Int, createdAt: Double, accuracy: Double?, tensors: [Tensor],
-                metric: String? = nil, score: Double? = nil, answered: Int? = nil, asked: Int? = nil, best: BestModelReport? = nil) {
+                preprocessing: Preprocessing? = nil, metric: String? = nil, score: Double? = nil, answered: Int? = nil, asked: Int? = nil,
+                best: BestModelReport? = nil) {
+        self.preprocessing = preprocessing
         self.metric = metric
         self.score = score
         self.answered = answered

@@ -76,6 +76,7 @@ public enum WireCodec {
                 current.writeImmutableBuffer(tensor.bytes)
             }
         }
+        encodeOptions(message, into: &current)
         if current.readableBytes > 0 { pieces.append(current) }
         let length = pieces.reduce(0) { $0 + $1.readableBytes } - FrameHeader.size
         precondition(length <= UInt32.max, "payload too large for a frame")
@@ -109,18 +110,43 @@ public enum WireCodec {
         return try decodePayload(type: type, from: &payload)
     }
 
+    /// Decodes an update frame an agent stored before sending it. A frame stored by a protocol-1 agent (the
+    /// same fields, no options section) is read as the protocol-2 update it is.
+    public static func decodeStoredUpdate(_ bytes: some Collection<UInt8>) throws(WireError) -> Message {
+        var frame = ByteBuffer(bytes: bytes)
+        if frame.readableBytes >= FrameHeader.size, frame.getInteger(at: frame.readerIndex + 2, as: UInt8.self) == 1,
+           frame.getInteger(at: frame.readerIndex + 3, as: UInt8.self) == MessageType.update.rawValue,
+           let length = frame.getInteger(at: frame.readerIndex + 4, endianness: .little, as: UInt32.self), length < UInt32.max - 2 {
+            frame.setInteger(ProtocolVersion.current, at: frame.readerIndex + 2)
+            frame.setInteger(length + 2, at: frame.readerIndex + 4, endianness: .little)
+            frame.writeInteger(UInt16(0), endianness: .little)
+        }
+        guard let message = try decodeFrame(from: &frame, maxPayloadBytes: Int(UInt32.max)) else {
+            throw .incompleteFrameAtEOF(bufferedBytes: frame.readableBytes)
+        }
+        return message
+    }
+
     /// Decodes a payload that must hold exactly one message of `type`.
     public static func decodePayload(type: MessageType, from payload: inout ByteBuffer) throws(WireError) -> Message {
         var reader = PayloadReader(buffer: payload)
         let message: Message
         switch type {
         case .hello:
-            message = .hello(Hello(
+            var hello = Hello(
                 agentVersion: try reader.string("hello.agentVersion"),
                 featureCount: try reader.u32("hello.featureCount"),
                 trainSampleCount: try reader.u64("hello.trainSampleCount"),
                 evalSampleCount: try reader.u64("hello.evalSampleCount"),
-                pendingUpdateCount: try reader.u32("hello.pendingUpdateCount")))
+                pendingUpdateCount: try reader.u32("hello.pendingUpdateCount"))
+            let options = try reader.options("hello.options", known: [WireOptionKey.helloFeatureNames, WireOptionKey.helloCapabilities])
+            if let value = options[WireOptionKey.helloFeatureNames] {
+                hello.featureNames = try decodeOption(value, "hello.featureNames") { (r: inout PayloadReader) throws(WireError) in try r.featureNames("hello.featureNames") }
+            }
+            if let value = options[WireOptionKey.helloCapabilities] {
+                hello.capabilities = AgentCapabilities(rawValue: try decodeOption(value, "hello.capabilities") { (r: inout PayloadReader) throws(WireError) in try r.u64("hello.capabilities") })
+            }
+            message = .hello(hello)
         case .welcome:
             let clientID = try reader.string("welcome.clientID")
             let sessionID = try reader.u64("welcome.sessionID")
@@ -131,7 +157,15 @@ public enum WireCodec {
                 throw .invalidValue(field: "welcome.model.kind", reason: "unknown model kind \(kindByte)")
             }
             let spec = WireModelSpec(kind: kind, featureCount: try reader.u32("welcome.model.featureCount"), outputCount: try reader.u32("welcome.model.outputCount"))
-            message = .welcome(Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec))
+            var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
+            let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomePreprocessing])
+            if let value = options[WireOptionKey.welcomeFeatureNames] {
+                welcome.featureNames = try decodeOption(value, "welcome.featureNames") { (r: inout PayloadReader) throws(WireError) in try r.featureNames("welcome.featureNames") }
+            }
+            if let value = options[WireOptionKey.welcomePreprocessing] {
+                welcome.preprocessing = try decodeOption(value, "welcome.preprocessing") { (r: inout PayloadReader) throws(WireError) in try r.preprocessing("welcome.preprocessing") }
+            }
+            message = .welcome(welcome)
         case .task:
             let taskID = try reader.u64("task.taskID")
             let base = try reader.u64("task.baseVersion")
@@ -145,9 +179,14 @@ public enum WireCodec {
                 epochs: try reader.u32("task.epochs"),
                 seed: try reader.u64("task.seed"),
                 proximalMu: try reader.f32("task.proximalMu"))
-            message = .task(TrainingTask(taskID: taskID, baseVersion: base, kind: kind, hyperparameters: hyper, parameters: try reader.tensors("task.parameters")))
+            var task = TrainingTask(taskID: taskID, baseVersion: base, kind: kind, hyperparameters: hyper, parameters: try reader.tensors("task.parameters"))
+            let options = try reader.options("task.options", known: [WireOptionKey.taskPreprocessing])
+            if let value = options[WireOptionKey.taskPreprocessing] {
+                task.preprocessing = try decodeOption(value, "task.preprocessing") { (r: inout PayloadReader) throws(WireError) in try r.preprocessing("task.preprocessing") }
+            }
+            message = .task(task)
         case .update:
-            message = .update(Update(
+            var update = Update(
                 taskID: try reader.u64("update.taskID"),
                 baseVersion: try reader.u64("update.baseVersion"),
                 sampleCount: try reader.u64("update.sampleCount"),
@@ -156,7 +195,15 @@ public enum WireCodec {
                 evalLoss: try reader.f32("update.evalLoss"),
                 evalAccuracy: try reader.f32("update.evalAccuracy"),
                 trainMillis: try reader.u32("update.trainMillis"),
-                delta: try reader.tensors("update.delta")))
+                delta: try reader.tensors("update.delta"))
+            let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation])
+            if let value = options[WireOptionKey.updateStatistics] {
+                update.statistics = try decodeOption(value, "update.statistics") { (r: inout PayloadReader) throws(WireError) in try r.dataStatistics("update.statistics") }
+            }
+            if let value = options[WireOptionKey.updateEvaluation] {
+                update.evaluation = try decodeOption(value, "update.evaluation") { (r: inout PayloadReader) throws(WireError) in try r.evaluationStatistics("update.evaluation") }
+            }
+            message = .update(update)
         case .ack:
             let taskID = try reader.u64("ack.taskID")
             let statusByte = try reader.u8("ack.status")
@@ -165,20 +212,24 @@ public enum WireCodec {
             }
             message = .ack(Ack(taskID: taskID, status: status, modelVersion: try reader.u64("ack.modelVersion"),
                                code: ErrorCode(rawValue: try reader.u16("ack.code")), reason: try reader.string("ack.reason")))
+            _ = try reader.options("ack.options", known: [])
         case .heartbeat:
             let sequence = try reader.u64("heartbeat.sequence")
             let timestamp = try reader.u64("heartbeat.timestampNanos")
             let flags = try reader.u8("heartbeat.flags")
             guard flags & ~1 == 0 else { throw .invalidValue(field: "heartbeat.flags", reason: "reserved bits set (0x\(String(flags, radix: 16)))") }
             message = .heartbeat(Heartbeat(sequence: sequence, timestampNanos: timestamp, isReply: flags & 1 == 1))
+            _ = try reader.options("heartbeat.options", known: [])
         case .error:
             message = .error(ErrorMessage(code: ErrorCode(rawValue: try reader.u16("error.code")), message: try reader.string("error.message")))
+            _ = try reader.options("error.options", known: [])
         case .goodbye:
             let reasonValue = try reader.u16("goodbye.reason")
             guard let reason = GoodbyeReason(rawValue: reasonValue) else {
                 throw .invalidValue(field: "goodbye.reason", reason: "unknown reason \(reasonValue)")
             }
             message = .goodbye(Goodbye(reason: reason, retryAfterMillis: try reader.u32("goodbye.retryAfterMillis"), message: try reader.string("goodbye.message")))
+            _ = try reader.options("goodbye.options", known: [])
         }
         guard reader.buffer.readableBytes == 0 else {
             throw .trailingBytes(count: reader.buffer.readableBytes, messageType: type.rawValue)
@@ -260,6 +311,28 @@ public enum WireCodec {
             buffer.writeInteger(m.retryAfterMillis, endianness: .little)
             buffer.writeWireString(m.message)
         }
+        encodeOptions(message, into: &buffer)
+    }
+
+    /// The options section that ends every message (docs/PROTOCOL.md §2), in ascending key order.
+    static func encodeOptions(_ message: Message, into buffer: inout ByteBuffer) {
+        var options: [(UInt16, (inout ByteBuffer) -> Void)] = []
+        switch message {
+        case .hello(let m):
+            if !m.featureNames.isEmpty { options.append((WireOptionKey.helloFeatureNames, { $0.writeFeatureNames(m.featureNames) })) }
+            if !m.capabilities.isEmpty { options.append((WireOptionKey.helloCapabilities, { $0.writeInteger(m.capabilities.rawValue, endianness: .little) })) }
+        case .welcome(let m):
+            if !m.featureNames.isEmpty { options.append((WireOptionKey.welcomeFeatureNames, { $0.writeFeatureNames(m.featureNames) })) }
+            if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
+        case .task(let m):
+            if let p = m.preprocessing { options.append((WireOptionKey.taskPreprocessing, { $0.writePreprocessing(p) })) }
+        case .update(let m):
+            if let s = m.statistics { options.append((WireOptionKey.updateStatistics, { $0.writeDataStatistics(s) })) }
+            if let e = m.evaluation { options.append((WireOptionKey.updateEvaluation, { $0.writeEvaluationStatistics(e) })) }
+        case .ack, .heartbeat, .error, .goodbye:
+            break
+        }
+        buffer.writeWireOptions(options)
     }
 }
 

@@ -1,6 +1,7 @@
 public enum ProtocolVersion {
     /// The only version this build speaks. A frame with another version is refused with `unsupportedVersion`.
-    public static let current: UInt8 = 1
+    /// Version 2 added the options section at the end of every message (docs/PROTOCOL.md §2).
+    public static let current: UInt8 = 2
 }
 
 /// Message type byte of a frame header.
@@ -33,6 +34,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// A count or value outside what the receiver accepts (a sample count above the hello's or the
     /// coordinator's bound, a value that does not fit the receiver's integers).
     public static let outOfRange = ErrorCode(rawValue: 9)
+    /// A message carried a critical option (key bit 15 set) the receiver does not understand.
+    public static let unsupportedOption = ErrorCode(rawValue: 10)
 
     // Update validation: the update is refused, the session stays open.
     public static let shapeMismatch = ErrorCode(rawValue: 100)
@@ -57,7 +60,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     static let names: [UInt16: String] = [
         1: "malformed-frame", 2: "unsupported-version", 3: "frame-too-large", 4: "unknown-message-type",
         5: "unexpected-message", 6: "not-authorized", 7: "incompatible-data", 8: "heartbeat-timeout",
-        9: "out-of-range",
+        9: "out-of-range", 10: "unsupported-option",
         100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
         104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
         200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready", 204: "too-many-connections",

@@ -99,12 +99,19 @@ public struct Hello: Sendable, Hashable {
     public var evalSampleCount: UInt64
     /// Updates the agent holds from earlier sessions and will send again right after `welcome`.
     public var pendingUpdateCount: UInt32
-    public init(agentVersion: String, featureCount: UInt32, trainSampleCount: UInt64, evalSampleCount: UInt64, pendingUpdateCount: UInt32) {
+    /// Option 1: the agent's feature column names, in order (empty: not sent).
+    public var featureNames: [String]
+    /// Option 2: what the agent can do (not sent when empty).
+    public var capabilities: AgentCapabilities
+    public init(agentVersion: String, featureCount: UInt32, trainSampleCount: UInt64, evalSampleCount: UInt64, pendingUpdateCount: UInt32,
+                featureNames: [String] = [], capabilities: AgentCapabilities = []) {
         self.agentVersion = agentVersion
         self.featureCount = featureCount
         self.trainSampleCount = trainSampleCount
         self.evalSampleCount = evalSampleCount
         self.pendingUpdateCount = pendingUpdateCount
+        self.featureNames = featureNames
+        self.capabilities = capabilities
     }
 }
 
@@ -116,12 +123,19 @@ public struct Welcome: Sendable, Hashable {
     public var heartbeatIntervalMillis: UInt32
     public var maxFrameBytes: UInt32
     public var model: WireModelSpec
-    public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec) {
+    /// Option 1: the feature names the model was fixed with (empty: not known or not sent).
+    public var featureNames: [String]
+    /// Option 2 (critical): the federation's preprocessing, once fixed.
+    public var preprocessing: WirePreprocessing?
+    public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec,
+                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil) {
         self.clientID = clientID
         self.sessionID = sessionID
         self.heartbeatIntervalMillis = heartbeatIntervalMillis
         self.maxFrameBytes = maxFrameBytes
         self.model = model
+        self.featureNames = featureNames
+        self.preprocessing = preprocessing
     }
 }
 
@@ -130,6 +144,8 @@ public enum TaskKind: UInt8, Sendable, Hashable {
     case train = 1
     /// Evaluate only; the update carries metrics and no tensors.
     case evaluate = 2
+    /// Summarise the training rows (update option 1); no model, no training.
+    case statistics = 3
 }
 
 public struct Hyperparameters: Sendable, Hashable {
@@ -154,12 +170,16 @@ public struct TrainingTask: Sendable, Hashable {
     public var kind: TaskKind
     public var hyperparameters: Hyperparameters
     public var parameters: [WireTensor]
-    public init(taskID: UInt64, baseVersion: UInt64, kind: TaskKind, hyperparameters: Hyperparameters, parameters: [WireTensor]) {
+    /// Option 1 (critical): the preprocessing this model expects; the agent keeps it for the session.
+    public var preprocessing: WirePreprocessing?
+    public init(taskID: UInt64, baseVersion: UInt64, kind: TaskKind, hyperparameters: Hyperparameters, parameters: [WireTensor],
+                preprocessing: WirePreprocessing? = nil) {
         self.taskID = taskID
         self.baseVersion = baseVersion
         self.kind = kind
         self.hyperparameters = hyperparameters
         self.parameters = parameters
+        self.preprocessing = preprocessing
     }
 }
 
@@ -176,7 +196,14 @@ public struct Update: Sendable, Hashable {
     public var trainMillis: UInt32
     /// `x_local - x_base`, one tensor per model tensor; empty for evaluation tasks.
     public var delta: [WireTensor]
-    public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor]) {
+    /// Option 1: the answer to a statistics task.
+    public var statistics: WireDataStatistics?
+    /// Option 2: sufficient statistics of the evaluation of the task's model.
+    public var evaluation: WireEvaluationStatistics?
+    public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor],
+                statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil) {
+        self.statistics = statistics
+        self.evaluation = evaluation
         self.taskID = taskID
         self.baseVersion = baseVersion
         self.sampleCount = sampleCount

@@ -16,6 +16,8 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
     case trailingBytes(count: Int, messageType: UInt8)
     /// The stream ended in the middle of a frame.
     case incompleteFrameAtEOF(bufferedBytes: Int)
+    /// A critical option (key bit 15 set) this build does not understand.
+    case unsupportedOption(key: UInt16, field: String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,8 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
             return "\(count) unexpected bytes after message type \(type)"
         case .incompleteFrameAtEOF(let count):
             return "connection closed in the middle of a frame (\(count) bytes buffered)"
+        case .unsupportedOption(let key, let field):
+            return "\(field) carries critical option 0x\(String(key, radix: 16)) that this build does not understand: upgrade it"
         }
     }
 
@@ -45,6 +49,7 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unsupportedVersion: return .unsupportedVersion
         case .unknownMessageType: return .unknownMessageType
         case .frameTooLarge: return .frameTooLarge
+        case .unsupportedOption: return .unsupportedOption
         }
     }
 }

@@ -6,16 +6,37 @@ import StrataLog
 import StrataStore
 import StrataTransport
 
+extension NullPolicy: ExpressibleByArgument {}
+
 @main
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "strata-agent",
         abstract: "Train on a local SQLite database and send model updates to a Strata coordinator over mutual TLS.",
         discussion: """
-            The agent reads its rows once from --database: a table (--table; features are every numeric column except \
-            the label, the split column and the primary key, or --feature-columns) or any SQL query (--query). Rows are \
+            The agent reads its rows once from --database: a table (--table) or any SQL query (--query). Rows are \
             split into train and test by --split-column ('train'/'test'), or deterministically by --test-fraction when \
             there is no such column. Only model updates leave the machine.
+
+            Features: --feature-columns in the order given (age,income,debt_ratio); otherwise, for a table, every \
+            column except the label, the split column, the primary key and --exclude-columns that holds numbers: \
+            columns of a numeric type (INTEGER, REAL, DECIMAL, NUMERIC, BOOLEAN, …), and text or untyped columns \
+            whose every value is a number (what `sqlite3 .import` makes from a CSV); for a query, every result \
+            column except the label, the split and --exclude-columns. Numbers stored as text (' 3.5 ', '1e3') and \
+            true/false, yes/no, t/f (any case, as 1/0) are read as numbers; empty text counts as NULL. A column \
+            chosen automatically that looks like a row identifier (named id, *_id, index; or distinct integers \
+            1, 2, 3, … one per row) stops the agent: leave it out with --exclude-columns, or list the features. \
+            The columns used, in order, with the kind of values found, are logged at start.
+
+            Labels: numbers are class indices 0, 1, … (softmax) or targets (linear); a label column holding text \
+            such as 'approved'/'declined' keeps the text as class names, which need the federation's label \
+            vocabulary (not sent by protocol v1 coordinators: the agent then stops and says so).
+
+            NULLs (and empty text), by --null-policy: refuse (default) stops at the first one, naming row and \
+            column; skip leaves the row out and counts it; impute keeps the row and fills a missing feature value \
+            with the federation's mean (with a protocol v1 coordinator: this agent's own mean, with a warning). A \
+            row without a label (or split value) is never imputed: refused under refuse, left out and counted \
+            under skip and impute.
 
             Every update is written to --state before it is sent and deleted only when the coordinator acknowledges it \
             as committed, so a lost connection or a restart loses no work; the agent reconnects with exponential \
@@ -53,12 +74,22 @@ struct AgentCommand: AsyncParsableCommand {
     var table: String = "samples"
     @Option(name: .long, help: "SQL query returning the label, optional split, and feature columns.")
     var query: String?
-    @Option(name: .long, help: "Label column.")
+    @Option(name: .long, help: "Label column: class indices 0, 1, … or targets; text labels need the federation's vocabulary.")
     var labelColumn: String = "label"
     @Option(name: .long, help: "Column holding 'train' or 'test'; if absent rows are split by --test-fraction.")
     var splitColumn: String = "split"
-    @Option(name: .long, parsing: .upToNextOption, help: "Feature columns (default: every numeric column but label, split and primary key).")
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp(
+        "Feature columns in model order, comma-separated (age,income,debt_ratio) or repeated (default: every numeric column but label, split, primary key and --exclude-columns; see above).",
+        valueName: "columns"))
     var featureColumns: [String] = []
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp(
+        "Columns never taken as features when they are chosen automatically, comma-separated or repeated (e.g. an id column: customer_id,zip).",
+        valueName: "columns"))
+    var excludeColumns: [String] = []
+    @Option(name: .long, help: ArgumentHelp(
+        "What a NULL or empty value does: refuse (stop, naming row and column), skip (leave the row out), impute (fill a missing feature value with the federation's mean). A missing label is never imputed.",
+        valueName: "refuse|skip|impute"))
+    var nullPolicy: NullPolicy = .refuse
     @Option(name: .long, help: "Fraction of rows used for evaluation when there is no split column.")
     var testFraction: Double = 0.2
 
@@ -80,10 +111,20 @@ struct AgentCommand: AsyncParsableCommand {
         return host.isEmpty ? nil : (host, port)
     }
 
+    /// --feature-columns as typed: `age,income` or repeated, one list.
+    var features: [String] { SampleDataSource.columnList(featureColumns) }
+    var excluded: [String] { SampleDataSource.columnList(excludeColumns) }
+
     func validate() throws {
         guard endpoint != nil else { throw ValidationError("--coordinator must be HOST:PORT, e.g. 127.0.0.1:7300 or [::1]:7300") }
         guard (0.01...0.9).contains(testFraction) else { throw ValidationError("--test-fraction must be between 0.01 and 0.9") }
         if let m = maxConnectAttempts, m < 1 { throw ValidationError("--max-connect-attempts must be at least 1") }
+        if !features.isEmpty, !excluded.isEmpty {
+            throw ValidationError("--feature-columns names the features exactly; --exclude-columns only narrows the automatic choice: give one of them")
+        }
+        if featureColumns.isEmpty != features.isEmpty || excludeColumns.isEmpty != excluded.isEmpty {
+            throw ValidationError("--feature-columns / --exclude-columns need column names, e.g. --feature-columns age,income")
+        }
         guard maxFrameBytes >= 4096 else { throw ValidationError("--max-frame-bytes must be at least 4096") }
     }
 
@@ -91,12 +132,14 @@ struct AgentCommand: AsyncParsableCommand {
         log.bootstrap()
         let logger = Logger(label: "strata.agent")
         let (host, port) = endpoint!
-        let selection: SampleDataSource.Selection = query.map { .query(sql: $0) } ?? .table(name: table, featureColumns: featureColumns.isEmpty ? nil : featureColumns)
+        let listed = features.isEmpty ? nil : features
+        let selection: SampleDataSource.Selection = query.map { .query(sql: $0, featureColumns: listed) } ?? .table(name: table, featureColumns: listed)
         var config = AgentConfiguration(
             coordinatorHost: host, coordinatorPort: port,
             tls: TLSConfiguration(certificateChainFile: cert, privateKeyFile: key, trustRootsFile: ca),
             data: SampleDataSource(databasePath: database, selection: selection, labelColumn: labelColumn,
-                                   splitColumn: splitColumn, testFraction: testFraction),
+                                   splitColumn: splitColumn, testFraction: testFraction,
+                                   excludedColumns: excluded, nullPolicy: nullPolicy),
             statePath: state)
         config.serverName = serverName
         config.maxConnectAttempts = maxConnectAttempts

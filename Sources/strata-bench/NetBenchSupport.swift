@@ -504,6 +504,8 @@ final class SimAgentHandler: ChannelInboundHandler {
                 case .hold:
                     agent.heldTask.withLockedValue { $0 = (task.taskID, task.baseVersion) }
                 }
+            case .statistics:
+                break  // the bench's coordinator runs without preprocessing (--preprocessing off)
             }
         case .ack(let ack):
             agent.stats.update {

@@ -54,6 +54,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup(title: "Latency tiers (strata, tifl, fedat)") var tiering: TieringOptions
     @OptionGroup(title: "Stopping") var stop: StopOptions
     @OptionGroup(title: "Robustness against Byzantine agents (docs/SECURITY.md)") var robustness: RobustnessOptions
+    @OptionGroup(title: "Preprocessing: federated standardisation (docs/ALGORITHMS.md)") var preprocessing: PreprocessingOptions
     @OptionGroup(title: "Output") var output: OutputOptions
     @OptionGroup(title: "Logging") var log: LogOptions
 
@@ -79,6 +80,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try tiering.check()
         try stop.check(model: model.model)
         try robustness.check()
+        try preprocessing.check()
         do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -123,6 +125,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.stop.evaluationCombination = EvaluationCombination(trim: robustness.evaluationTrim,
                                                                   weightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil)
         config.maxAgentSamples = robustness.maxAgentSamples
+        config.preprocessing = try preprocessing.settings(maxWeightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : .infinity,
+                                                          minClients: stop.minClients)
         config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
@@ -405,7 +409,7 @@ struct StopOptions: ParsableArguments {
     @Option(name: .long, help: "Stop after this many seconds (counted from the coordinator's start).")
     var maxDuration: Double?
     @Option(name: .long, help: ArgumentHelp(
-        "Hand out no training task before N agents are connected (logged once while it waits). Once training started it goes on with whoever is connected, also after a restart: a federation that loses agents slows down, it does not stall. Set it to the number of agents you start.",
+        "Hand out no training task (nor a statistics task: the statistics phase starts then, and waits for as many answers unless --statistics-agents says otherwise) before N agents are connected (logged once while it waits). Once training started it goes on with whoever is connected, also after a restart: a federation that loses agents slows down, it does not stall. Set it to the number of agents you start.",
         valueName: "N"))
     var minClients: Int = 1
     @Option(name: .long, help: "Evaluate every N-th global version on all connected agents (0 never; default 1, or 0 with --evaluate-interval).")
@@ -484,6 +488,53 @@ struct RobustnessOptions: ParsableArguments {
         r.fold = try BufferFold(parsing: bufferFold)
         r.onePerBuffer = !allowSeveralUpdatesPerBuffer
         return r
+    }
+}
+
+struct PreprocessingOptions: ParsableArguments {
+    enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
+    @Option(name: .long, help: ArgumentHelp("on: before training, every agent summarises its training rows (counts, means, variances; only aggregates leave it) and every feature, and a regression target, is standardised with the federated mean and standard deviation, part of the model from then on. off: rows are used as read.", valueName: "on|off"))
+    var standardize: Switch = .on
+    @Option(name: .long, help: ArgumentHelp("Use this preprocessing instead of gathering statistics: JSON {\"features\": [{\"center\": C, \"scale\": S, \"fill\": F}, ...], \"target\": {...}, \"labels\": [...], \"featureNames\": [...]} ; or the JSON stratactl export-model writes, which holds that object as \"preprocessing\".", valueName: "FILE"))
+    var preprocessingFile: String?
+    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default: --min-clients; set it to the number of agents you start).", valueName: "N"))
+    var statisticsAgents: Int?
+    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix it with the answers at hand (at least one) this long after the first request.", valueName: "SECONDS"))
+    var statisticsTimeout: Double = 30
+
+    func check() throws {
+        if let statisticsAgents, statisticsAgents < 1 { throw ValidationError("--statistics-agents must be at least 1") }
+        guard statisticsTimeout > 0, statisticsTimeout.isFinite else { throw ValidationError("--statistics-timeout must be positive") }
+    }
+
+    /// `minClients`: the statistics phase starts once that many agents are connected, and by default waits
+    /// for the answers of as many.
+    func settings(maxWeightRatio: Double, minClients: Int) throws -> PreprocessingSettings {
+        var settings = PreprocessingSettings()
+        settings.standardize = standardize == .on
+        settings.statisticsAgents = statisticsAgents ?? minClients
+        settings.statisticsTimeout = .milliseconds(Int64(statisticsTimeout * 1000))
+        settings.standardization = FederatedStandardization(standardize: standardize == .on, maxWeightRatio: maxWeightRatio)
+        if let path = preprocessingFile {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                throw ValidationError("--preprocessing-file \(path): cannot read it (\(error.localizedDescription))")
+            }
+            let fixed: Preprocessing
+            struct Export: Decodable { var preprocessing: Preprocessing }
+            if let direct = try? JSONDecoder().decode(Preprocessing.self, from: data) {
+                fixed = direct
+            } else if let export = try? JSONDecoder().decode(Export.self, from: data) {
+                fixed = export.preprocessing
+            } else {
+                throw ValidationError("--preprocessing-file \(path): neither a preprocessing object nor an export's JSON with one (see --help)")
+            }
+            if let bad = fixed.features.firstIndex(where: { !$0.isValid }) {
+                throw ValidationError("--preprocessing-file \(path): feature \(bad) has a zero, negative or non-finite scale")
+            }
+            settings.fixed = fixed
+        }
+        return settings
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StrataAdmin
+import StrataCore
 import StrataWire
 
 @main
@@ -220,9 +221,12 @@ struct ExportModel: AdminCommand {
         discussion: """
             The archive holds one float32 array per tensor: `weight` with shape (features, outputs) and `bias` with \
             shape (outputs,). Scores are x @ weight + bias; softmax models predict argmax. In Python:
-              m = numpy.load("model.npz"); scores = x @ m["weight"] + m["bias"]
+              m = numpy.load("model.npz"); p = json.load(open("model.json"))["preprocessing"]
+              c = numpy.array([f["center"] for f in p["features"]]); s = numpy.array([f["scale"] for f in p["features"]])
+              scores = ((x - c) / s) @ m["weight"] + m["bias"]
             The metadata file (default: the --out path with .json) records version, model kind, shapes, accuracy, \
-            the target metric and this version's score on it (from its latest counted evaluation), and the best version.
+            the preprocessing, the target metric and this version's score on it (from its latest counted evaluation), \
+            and the best version.
 
             VERSION is `best` (the best version by the coordinator's target metric: kept whatever the retention, and \
             across restarts), `latest` (the newest committed version) or a number (`stratactl models` shows which \
@@ -265,7 +269,8 @@ struct ExportModel: AdminCommand {
         let meta = ExportMetadata(version: model.version, model: model.model, features: model.features, outputs: model.outputs,
                                   createdAt: model.createdAt, accuracy: model.accuracy,
                                   tensors: model.tensors.map { .init(name: $0.name, shape: $0.shape, dtype: $0.dtype) },
-                                  file: (out as NSString).lastPathComponent, requested: version, metric: model.metric, score: model.score,
+                                  file: (out as NSString).lastPathComponent, preprocessing: model.preprocessing,
+                                  requested: version, metric: model.metric, score: model.score,
                                   answered: model.answered, asked: model.asked, isBest: model.best.map { $0.version == model.version },
                                   best: model.best)
         do {
@@ -300,6 +305,9 @@ struct ExportMetadata: Codable {
     var accuracy: Double?
     var tensors: [Tensor]
     var file: String
+    /// Apply to a row before the model: ((x, or fill when missing) − center) / scale; class k is labels[k].
+    /// The object strata-coordinator --preprocessing-file reads (this whole file is accepted too).
+    var preprocessing: Preprocessing?
     /// What was asked for: best, latest or the number.
     var requested: String
     /// The target metric and this version's score on it (its latest counted evaluation), with that round's answered / asked agents.

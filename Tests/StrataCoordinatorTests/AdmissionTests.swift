@@ -21,6 +21,7 @@ import Testing
             tls: TLSConfiguration(certificateChainFile: "unused.crt", privateKeyFile: "unused.key", trustRootsFile: "unused-ca.crt"),
             statePath: directory + "/coordinator.sqlite", model: ModelSpec(kind: .softmaxRegression, featureCount: 4, outputCount: 3))
         configuration.evaluateEvery = 0
+        configuration.preprocessing.standardize = false  // hand-made hellos: no statistics phase
         let store = try CoordinatorStore(path: configuration.statePath)
         let coordinator = Coordinator(configuration: configuration, store: store, logger: Logger(label: "test"))
         try await coordinator.restore()

@@ -22,6 +22,7 @@ final class CoordinatorFixture: @unchecked Sendable {
             tls: TLSConfiguration(certificateChainFile: "unused.crt", privateKeyFile: "unused.key", trustRootsFile: "unused-ca.crt"),
             statePath: directory + "/coordinator.sqlite", model: Self.spec)
         configuration.evaluateEvery = 0
+        configuration.preprocessing.standardize = false  // hand-made hellos: no statistics phase
         configure(&configuration)
         let store = try CoordinatorStore(path: configuration.statePath)
         coordinator = Coordinator(configuration: configuration, store: store, logger: Logger(label: "test"))

@@ -59,6 +59,7 @@ import Testing
             tls: TLSConfiguration(certificateChainFile: "unused.crt", privateKeyFile: "unused.key", trustRootsFile: "unused-ca.crt"),
             statePath: fixture.directory + "/coordinator.sqlite", model: CoordinatorFixture.spec)
         configuration.evaluateEvery = 0
+        configuration.preprocessing.standardize = false  // as the fixture: hand-made hellos
         Self.fedavg(&configuration, minClients: 2)
         let restarted = Coordinator(configuration: configuration, store: try CoordinatorStore(path: configuration.statePath), logger: Logger(label: "test"))
         try await restarted.restore()

@@ -13,7 +13,8 @@ extension IntegrationSuite {
             try box.makePKI(agents: 3)
             let reference = try box.makeData(clients: 3)
             let target = (reference - 0.05).rounded(toPlaces: 4)
-            let (coordinator, port) = try box.startCoordinator(["--target-accuracy", "\(target)", "--min-evaluation-clients", "3", "--max-duration", "120", "--buffer-size", "2"])
+            let (coordinator, port) = try box.startCoordinator(["--target-accuracy", "\(target)", "--min-evaluation-clients", "3", "--max-duration", "120", "--buffer-size", "2",
+                                                                   "--standardize", "on", "--statistics-agents", "3"])
             var agents: [Process] = []
             for i in 1...3 {
                 let id = String(format: "agent-%02d", i)

@@ -127,14 +127,17 @@ final class Sandbox: @unchecked Sendable {
         return manifest["referenceAccuracy"] as! Double
     }
 
-    /// Starts the coordinator on a free port and returns it with that port.
+    /// Starts the coordinator on a free port and returns it with that port. Without a `--standardize` in
+    /// `extra` it runs with `--standardize off`: tests that speak the protocol by hand (RawClient) do not
+    /// answer the statistics phase, which tests of real agents switch on (`--standardize on`).
     func startCoordinator(_ extra: [String]) throws -> (Process, Int) {
+        let standardize = extra.contains("--standardize") ? [] : ["--standardize", "off"]
         let process = try start(Binaries.path("strata-coordinator"), [
             "--cert", file("pki/coordinator.crt"), "--key", file("pki/coordinator.key"), "--ca", file("pki/ca.crt"),
             "--state", file("coordinator.sqlite"), "--port", "0", "--ready-file", file("coordinator.addr"),
             "--features", "60", "--classes", "10", "--summary-file", file("summary.json"),
             "--admin-port", "0", "--metrics-port", "0",
-        ] + extra, log: "coordinator.log")
+        ] + standardize + extra, log: "coordinator.log")
         let address = try waitForFile("coordinator.addr", timeout: 30, while: process)
         guard let port = Int(address.split(separator: "\n").first?.split(separator: " ").last ?? "") else {
             throw HarnessError.exited("bad ready file: \(address)")

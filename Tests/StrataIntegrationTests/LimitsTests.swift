@@ -117,7 +117,7 @@ extension IntegrationSuite {
             let hello = WireCodec.encode(.hello(Hello(agentVersion: "staller", featureCount: 60, trainSampleCount: 10, evalSampleCount: 2, pendingUpdateCount: 0)))
             let payload = 4_000_000
             var header = ByteBuffer()
-            header.writeBytes([0x53, 0x54, 1, MessageType.update.rawValue])
+            header.writeBytes([0x53, 0x54, ProtocolVersion.current, MessageType.update.rawValue])
             header.writeInteger(UInt32(payload), endianness: .little)
             let quarter = ByteBuffer(repeating: 0, count: payload / 4)
             var stallers: [RawClient] = []

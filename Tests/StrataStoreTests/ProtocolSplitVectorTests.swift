@@ -41,7 +41,7 @@ import Testing
             try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, b REAL, label INTEGER, note TEXT, a INTEGER)")
             for id in 1...40 {
                 try db.execute(sql: "INSERT INTO t (id, b, label, note, a) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [id, Double(id) + 0.5, id % 2, "row \(id)", -id])
+                               arguments: [id, Double(id) + 0.5, id % 2, "row \(id)", -(id % 7)])
             }
         }
         let expectedKeys = Self.evaluationKeys(seed: 0, fraction: 0.2, keys: 1...40).map(Int.init)
@@ -49,14 +49,14 @@ import Testing
         let table = try SampleDataSource(databasePath: path, selection: .table(name: "t", featureColumns: nil), splitColumn: nil).load()
         #expect(table.featureColumns == ["b", "a"])
         #expect(table.test.count == expectedKeys.count && table.train.count == 40 - expectedKeys.count)
-        // Feature a holds −rowid: the evaluation rows are exactly the hashed rowids, in rowid order.
-        #expect(stride(from: 1, to: table.test.features.count, by: 2).map { -Int(table.test.features[$0]) } == expectedKeys)
-        #expect(stride(from: 1, to: table.train.features.count, by: 2).map { -Int(table.train.features[$0]) }
+        // Feature b holds rowid + 0.5: the evaluation rows are exactly the hashed rowids, in rowid order.
+        #expect(stride(from: 0, to: table.test.features.count, by: 2).map { Int(table.test.features[$0] - 0.5) } == expectedKeys)
+        #expect(stride(from: 0, to: table.train.features.count, by: 2).map { Int(table.train.features[$0] - 0.5) }
                 == (1...40).filter { !expectedKeys.contains($0) })
 
         // A query numbers its rows 1, 2, … in result order: here row k of the result is id 41 − k.
-        let query = try SampleDataSource(databasePath: path, selection: .query(sql: "SELECT a, label FROM t ORDER BY id DESC"), splitColumn: nil).load()
-        #expect(query.featureColumns == ["a"])
-        #expect(query.test.features.map { 41 + Int($0) } == expectedKeys)
+        let query = try SampleDataSource(databasePath: path, selection: .query(sql: "SELECT b, label FROM t ORDER BY id DESC"), splitColumn: nil).load()
+        #expect(query.featureColumns == ["b"])
+        #expect(query.test.features.map { 41 - Int($0 - 0.5) } == expectedKeys)
     }
 }

@@ -23,6 +23,38 @@ private func sampleMessages() -> [Message] {
         .heartbeat(Heartbeat(sequence: 5, timestampNanos: 123_456_789, isReply: true)),
         .error(ErrorMessage(code: .notAuthorized, message: "certificate role admin may not open an agent session")),
         .goodbye(Goodbye(reason: .shuttingDown, retryAfterMillis: 5000, message: "drain")),
+    ] + sampleMessagesWithOptions()
+}
+
+/// Protocol 2's options: every one the codec knows, with values chosen to show a wrong byte.
+private func sampleMessagesWithOptions() -> [Message] {
+    let column = WireColumnStatistics(count: 40, missing: 2, mean: 1234.5, m2: 9.75e7, min: -3, max: 1e6)
+    let preprocessing = WirePreprocessing(features: [WireColumnTransform(center: 1234.5, scale: 1561.25, fill: 1234.5),
+                                                     WireColumnTransform(center: 0.001, scale: 1, fill: 0)],
+                                          target: .identity, labels: ["approved", "declined", "é"])
+    return [
+        .hello(Hello(agentVersion: "strata-agent/2.0", featureCount: 2, trainSampleCount: 42, evalSampleCount: 8, pendingUpdateCount: 0,
+                     featureNames: ["income", "debt_ratio"], capabilities: .all)),
+        .welcome(Welcome(clientID: "agent-02", sessionID: 1, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                         model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 3),
+                         featureNames: ["income", "debt_ratio"], preprocessing: preprocessing)),
+        .task(TrainingTask(taskID: 11, baseVersion: 0, kind: .statistics,
+                           hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0), parameters: [])),
+        .task(TrainingTask(taskID: 12, baseVersion: 5, kind: .evaluate,
+                           hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),
+                           parameters: [WireTensor(name: "bias", shape: [3], values: [1, 2, 3])], preprocessing: preprocessing)),
+        .update(Update(taskID: 11, baseVersion: 0, sampleCount: 0, trainLoss: 0, evalSampleCount: 0, evalLoss: 0, evalAccuracy: 0,
+                       trainMillis: 3, delta: [], statistics: WireDataStatistics(features: [column, column], labels: .text([
+                           WireLabelCount(label: "approved", count: 30), WireLabelCount(label: "declined", count: 12)])))),
+        .update(Update(taskID: 13, baseVersion: 0, sampleCount: 0, trainLoss: 0, evalSampleCount: 0, evalLoss: 0, evalAccuracy: 0,
+                       trainMillis: 3, delta: [], statistics: WireDataStatistics(features: [column], labels: .numeric(column)))),
+        .update(Update(taskID: 12, baseVersion: 5, sampleCount: 0, trainLoss: 0, evalSampleCount: 8, evalLoss: 0.4, evalAccuracy: 0.75,
+                       trainMillis: 1, delta: [], evaluation: .classification(
+                           classes: [WireClassCounts(support: 5, predicted: 4, correct: 4), WireClassCounts(support: 3, predicted: 4, correct: 2)],
+                           positiveScores: [0, 1, 2, 0], negativeScores: [3, 1, 1, 0]))),
+        .update(Update(taskID: 14, baseVersion: 5, sampleCount: 0, trainLoss: 0, evalSampleCount: 8, evalLoss: 0.4, evalAccuracy: 0,
+                       trainMillis: 1, delta: [], evaluation: .regression(WireRegressionSums(
+                           count: 8, sumResidual: -1.5, sumAbsoluteResidual: 6, sumSquaredResidual: 7.25, sumTarget: 80, sumSquaredTarget: 900)))),
     ]
 }
 
@@ -62,22 +94,22 @@ private func sampleMessages() -> [Message] {
     @Test func workedExampleMatchesProtocolDocument() {
         // The hex below is printed in docs/PROTOCOL.md; change both together.
         let ack = WireCodec.encode(.ack(Ack(taskID: 7, status: .committed, modelVersion: 4)))
-        #expect(hex(ack) == "53 54 01 05 15 00 00 00 07 00 00 00 00 00 00 00 02 04 00 00 00 00 00 00 00 00 00 00 00")
+        #expect(hex(ack) == "53 54 02 05 17 00 00 00 07 00 00 00 00 00 00 00 02 04 00 00 00 00 00 00 00 00 00 00 00 00 00")
         let task = WireCodec.encode(.task(TrainingTask(
             taskID: 1, baseVersion: 0, kind: .train,
             hyperparameters: Hyperparameters(learningRate: 0.5, batchSize: 10, epochs: 1, seed: 7, proximalMu: 0),
             parameters: [WireTensor(name: "bias", shape: [2], values: [1.0, -2.0])])))
         #expect(hex(task) == [
-            "53 54 01 03 3e 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 3f 0a 00 00 00",
+            "53 54 02 03 40 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 3f 0a 00 00 00",
             "01 00 00 00 07 00 00 00 00 00 00 00 00 00 00 00 01 00 04 00 62 69 61 73 01 02 00 00 00 00 00 80 3f",
-            "00 00 00 c0",
+            "00 00 00 c0 00 00",
         ].joined(separator: " "))
     }
 }
 
 @Suite struct CodecRejectionTests {
     @Test func oversizedFrameIsRefusedFromItsHeaderAlone() {
-        var buffer = ByteBuffer(bytes: [0x53, 0x54, 1, MessageType.update.rawValue, 0x00, 0x00, 0x00, 0x10])  // 256 MiB declared
+        var buffer = ByteBuffer(bytes: [0x53, 0x54, ProtocolVersion.current, MessageType.update.rawValue, 0x00, 0x00, 0x00, 0x10])  // 256 MiB declared
         #expect(throws: WireError.frameTooLarge(length: 0x1000_0000, limit: 1024)) {
             try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024)
         }
@@ -85,8 +117,8 @@ private func sampleMessages() -> [Message] {
 
     @Test func unknownVersionIsTyped() {
         var buffer = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
-        buffer.setInteger(UInt8(2), at: 2)
-        #expect(throws: WireError.unsupportedVersion(2)) { try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024) }
+        buffer.setInteger(UInt8(1), at: 2)  // protocol 1 had no options section
+        #expect(throws: WireError.unsupportedVersion(1)) { try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1024) }
     }
 
     @Test func unknownTypeIsTyped() {
@@ -132,7 +164,7 @@ private func sampleMessages() -> [Message] {
     @Test func trailingBytesAreRefused() {
         var frame = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
         frame.writeInteger(UInt8(0))
-        frame.setInteger(UInt32(18), at: 4, endianness: .little)
+        frame.setInteger(UInt32(20), at: 4, endianness: .little)
         #expect(throws: WireError.trailingBytes(count: 1, messageType: MessageType.heartbeat.rawValue)) {
             try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
         }
@@ -194,4 +226,73 @@ struct SplitMix {
 
 func hex(_ buffer: ByteBuffer) -> String {
     buffer.readableBytesView.map { String(format: "%02x", $0) }.joined(separator: " ")
+}
+
+@Suite struct OptionTests {
+    /// A heartbeat (no known options) with `entries` appended as its options section.
+    private func heartbeat(options entries: [(UInt16, [UInt8])]) -> ByteBuffer {
+        var frame = WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
+        frame.moveWriterIndex(to: frame.writerIndex - 2)  // drop the empty section
+        frame.writeInteger(UInt16(entries.count), endianness: .little)
+        for (key, value) in entries {
+            frame.writeInteger(key, endianness: .little)
+            frame.writeInteger(UInt32(value.count), endianness: .little)
+            frame.writeBytes(value)
+        }
+        frame.setInteger(UInt32(frame.readableBytes - FrameHeader.size), at: 4, endianness: .little)
+        return frame
+    }
+
+    @Test func anUnknownOptionIsSkipped() throws {
+        var frame = heartbeat(options: [(7, [1, 2, 3]), (0x7fff, [])])
+        #expect(try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024) == .heartbeat(Heartbeat(sequence: 1, timestampNanos: 2, isReply: false)))
+    }
+
+    @Test func anUnknownCriticalOptionIsRefused() {
+        var frame = heartbeat(options: [(7, [1]), (0x8007, [9])])
+        #expect(throws: WireError.unsupportedOption(key: 0x8007, field: "heartbeat.options")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+        #expect(WireError.unsupportedOption(key: 0x8007, field: "x").errorCode == .unsupportedOption)
+    }
+
+    @Test func aRepeatedKeyIsRefused() {
+        var frame = heartbeat(options: [(7, [1]), (7, [2])])
+        #expect(throws: WireError.invalidValue(field: "heartbeat.options[1].key", reason: "option 7 appears twice")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func anOptionLongerThanThePayloadIsTruncation() {
+        var frame = heartbeat(options: [(7, [1, 2])])
+        frame.setInteger(UInt32(1000), at: frame.writerIndex - 6, endianness: .little)
+        #expect(throws: WireError.truncated(field: "heartbeat.options[0].value")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func aLyingCountInsideAnOptionIsRefusedBeforeAllocating() throws {
+        // hello option 1 (feature names) claiming 2^32-1 names in 4 bytes.
+        var frame = WireCodec.encode(.hello(Hello(agentVersion: "a", featureCount: 1, trainSampleCount: 1, evalSampleCount: 0, pendingUpdateCount: 0,
+                                                  featureNames: ["x"])))
+        // ... options: count 1, key 1, length 7, then u32 name count: make it huge.
+        let countAt = frame.writerIndex - 7
+        #expect(frame.getInteger(at: countAt, endianness: .little, as: UInt32.self) == 1)
+        frame.setInteger(UInt32.max, at: countAt, endianness: .little)
+        #expect(throws: WireError.truncated(field: "hello.featureNames.count")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
+
+    @Test func bytesLeftInsideAnOptionAreRefused() throws {
+        var frame = WireCodec.encode(.hello(Hello(agentVersion: "a", featureCount: 1, trainSampleCount: 1, evalSampleCount: 0, pendingUpdateCount: 0,
+                                                  capabilities: .statistics)))
+        // capabilities is a u64; declare 9 bytes and add one.
+        frame.setInteger(UInt32(9), at: frame.writerIndex - 12, endianness: .little)
+        frame.writeInteger(UInt8(0))
+        frame.setInteger(UInt32(frame.readableBytes - FrameHeader.size), at: 4, endianness: .little)
+        #expect(throws: WireError.invalidValue(field: "hello.capabilities", reason: "1 bytes left over in the option")) {
+            try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 1024)
+        }
+    }
 }

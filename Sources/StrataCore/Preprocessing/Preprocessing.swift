@@ -1,0 +1,60 @@
+/// How one raw column becomes a model input: `((value ?? fill) − center) / scale`.
+public struct ColumnTransform: Codable, Hashable, Sendable {
+    public var center: Double
+    public var scale: Double
+    /// Replaces a missing value before centring (the federated mean when the federation imputes).
+    public var fill: Double
+
+    public init(center: Double, scale: Double, fill: Double) {
+        self.center = center
+        self.scale = scale
+        self.fill = fill
+    }
+
+    public static let identity = ColumnTransform(center: 0, scale: 1, fill: 0)
+
+    /// Usable: finite everywhere, a positive scale.
+    public var isValid: Bool { center.isFinite && fill.isFinite && scale.isFinite && scale > 0 }
+}
+
+/// The federation's preprocessing: part of its model, fixed once from the agents' statistics (or given),
+/// stored with every version and exported with it, applied by every agent to every row.
+public struct Preprocessing: Codable, Hashable, Sendable {
+    /// The feature columns the model was fixed with, in order (empty when unknown).
+    public var featureNames: [String]
+    public var features: [ColumnTransform]
+    /// Regression target; identity for classification.
+    public var target: ColumnTransform
+    /// Text labels: class k is `labels[k]`; empty when labels are numbers.
+    public var labels: [String]
+
+    public init(featureNames: [String] = [], features: [ColumnTransform], target: ColumnTransform = .identity, labels: [String] = []) {
+        self.featureNames = featureNames
+        self.features = features
+        self.target = target
+        self.labels = labels
+    }
+
+    public static func identity(featureCount: Int) -> Preprocessing {
+        Preprocessing(features: Array(repeating: .identity, count: featureCount))
+    }
+
+    /// Standardises a row-major feature matrix in place (`values.count` a multiple of `features.count`).
+    /// NaN marks a missing value: it becomes `fill` first.
+    public func transformFeatures(_ values: inout [Float]) {
+        let width = features.count
+        guard width > 0 else { return }
+        precondition(values.count % width == 0, "feature matrix of \(values.count) values is not rows of \(width)")
+        let centers = features.map(\.center), scales = features.map(\.scale), fills = features.map(\.fill)
+        for start in stride(from: 0, to: values.count, by: width) {
+            for j in 0..<width {
+                let raw = values[start + j]
+                let value = raw.isNaN ? fills[j] : Double(raw)
+                values[start + j] = Float((value - centers[j]) / scales[j])
+            }
+        }
+    }
+
+    public func transformTarget(_ y: Double) -> Double { (y - target.center) / target.scale }
+    public func restoreTarget(_ y: Double) -> Double { y * target.scale + target.center }
+}

@@ -1,0 +1,100 @@
+import NIOCore
+
+/// Protocol 2 ends every message with an options section: `u16 count`, then `count` entries of
+/// `u16 key`, `u32 length`, `length` bytes. Keys are numbered per message type. A receiver skips an entry
+/// whose key it does not know, unless the key's top bit (`critical`) is set: then it refuses the message
+/// with `unsupported-option`, because acting without understanding it would be wrong. New fields arrive as
+/// new options, so later revisions need no lockstep upgrade of every peer.
+public enum WireOptionKey {
+    /// Set on keys a receiver must understand.
+    public static let critical: UInt16 = 0x8000
+
+    // hello
+    /// The agent's feature column names, in model order.
+    public static let helloFeatureNames: UInt16 = 1
+    /// `AgentCapabilities` bit mask (u64).
+    public static let helloCapabilities: UInt16 = 2
+
+    // welcome
+    /// The feature names the federation's model was fixed with (once known).
+    public static let welcomeFeatureNames: UInt16 = 1
+    /// The federation's preprocessing (once fixed): the agent applies it to every row.
+    public static let welcomePreprocessing: UInt16 = critical | 1
+
+    // task
+    /// The preprocessing the task's model expects; replaces the agent's copy for the session.
+    public static let taskPreprocessing: UInt16 = critical | 1
+
+    // update
+    /// Answer to a statistics task.
+    public static let updateStatistics: UInt16 = 1
+    /// Sufficient statistics of the base model's evaluation (metrics beyond loss and accuracy).
+    public static let updateEvaluation: UInt16 = 2
+}
+
+/// What an agent can do beyond the fixed fields of protocol 2 (hello option 2).
+public struct AgentCapabilities: OptionSet, Sendable, Hashable {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Answers statistics tasks (task kind 3).
+    public static let statistics = AgentCapabilities(rawValue: 1 << 0)
+    /// Applies the preprocessing of welcome/task options.
+    public static let preprocessing = AgentCapabilities(rawValue: 1 << 1)
+    /// Reports evaluation sufficient statistics (update option 2).
+    public static let evaluationStatistics = AgentCapabilities(rawValue: 1 << 2)
+
+    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics]
+}
+
+/// One option as it travels: the key and its raw value bytes.
+struct RawOption {
+    var key: UInt16
+    var value: ByteBuffer
+}
+
+extension ByteBuffer {
+    mutating func writeWireOptions(_ options: [(UInt16, (inout ByteBuffer) -> Void)]) {
+        writeInteger(UInt16(options.count), endianness: .little)
+        for (key, write) in options {
+            writeInteger(key, endianness: .little)
+            let lengthAt = writerIndex
+            writeInteger(UInt32(0), endianness: .little)
+            let start = writerIndex
+            write(&self)
+            setInteger(UInt32(writerIndex - start), at: lengthAt, endianness: .little)
+        }
+    }
+}
+
+extension PayloadReader {
+    /// Reads the options section; refuses a duplicated key, and a critical key not in `known`.
+    mutating func options(_ field: String, known: Set<UInt16>) throws(WireError) -> [UInt16: ByteBuffer] {
+        let count = Int(try u16(field + ".count"))
+        var options: [UInt16: ByteBuffer] = [:]
+        var seen = Set<UInt16>()
+        for index in 0..<count {
+            let key = try u16("\(field)[\(index)].key")
+            let length = Int(try u32("\(field)[\(index)].length"))
+            guard let value = buffer.readSlice(length: length) else { throw .truncated(field: "\(field)[\(index)].value") }
+            guard seen.insert(key).inserted else {
+                throw .invalidValue(field: "\(field)[\(index)].key", reason: "option \(key) appears twice")
+            }
+            if known.contains(key) {
+                options[key] = value
+            } else if key & WireOptionKey.critical != 0 {
+                throw .unsupportedOption(key: key, field: field)
+            }
+        }
+        return options
+    }
+}
+
+/// Decodes one option's value, which must be consumed exactly.
+func decodeOption<T>(_ value: ByteBuffer, _ field: String, _ body: (inout PayloadReader) throws(WireError) -> T) throws(WireError) -> T {
+    var reader = PayloadReader(buffer: value)
+    let result = try body(&reader)
+    guard reader.buffer.readableBytes == 0 else {
+        throw .invalidValue(field: field, reason: "\(reader.buffer.readableBytes) bytes left over in the option")
+    }
+    return result
+}
