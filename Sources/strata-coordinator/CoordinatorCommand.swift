@@ -143,8 +143,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         r.bufferSize = aggregation.bufferSize
         r.bufferTimeout = aggregation.bufferTimeout > 0 ? aggregation.bufferTimeout : nil
         r.staleness = try StalenessFunction(parsing: aggregation.staleness)
-        r.serverOptimizer = ServerOptimizer(learningRate: aggregation.serverLearningRate ?? r.serverOptimizer.learningRate,
-                                            momentum: aggregation.serverMomentum ?? r.serverOptimizer.momentum)
+        r.serverOptimizer = aggregation.optimizerSettings(modeDefault: r.serverOptimizer)
         r.maxStaleness = aggregation.maxStaleness
         r.mixingAlpha = aggregation.alpha
         r.tierMixing = aggregation.tierMixing
@@ -341,10 +340,21 @@ struct AggregationOptions: ParsableArguments {
     var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")
     var staleness: String = "fedbuff"
-    @Option(name: .long, help: "Server learning rate eta_g applied to each step (default: 2 for strata, 1 for the published rules).")
+    @Option(name: .long, help: ArgumentHelp(
+        "Server optimiser of every step (every mode but fedasync; per tier in the tiered modes): sgd (with momentum), adam, yogi or adagrad (FedAdam, FedYogi, FedAdagrad of Reddi et al., ICLR 2021).",
+        discussion: "Each tier keeps its own optimiser state (at most two model-sized arrays); it is not persisted: a restart starts it afresh.",
+        valueName: "sgd|adam|yogi|adagrad"))
+    var serverOptimizer: ServerOptimizerKind = .sgd
+    @Option(name: .long, help: "Server learning rate eta_g (default: sgd 2 for strata and 1 for the published rules; adam and yogi 0.01; adagrad 0.1).")
     var serverLearningRate: Float?
-    @Option(name: .long, help: "Server momentum beta in [0, 1) (default: 0.5 for strata, 0 for the published rules).")
+    @Option(name: .long, help: "sgd: server momentum beta in [0, 1) (default: 0.5 for strata, 0 for the published rules). Same as --server-beta1.")
     var serverMomentum: Float?
+    @Option(name: .long, help: "First-moment decay beta1 in [0, 1): adam, yogi, adagrad (default 0.9, as in Reddi et al.); for sgd its momentum.")
+    var serverBeta1: Float?
+    @Option(name: .long, help: "Second-moment decay beta2 in [0, 1): adam, yogi (default 0.99, as in Reddi et al.).")
+    var serverBeta2: Float?
+    @Option(name: .long, help: "tau, the adaptive optimisers' degree of adaptivity (epsilon; larger is less adaptive): adam, yogi, adagrad (default 0.001, as in Reddi et al.).")
+    var serverTau: Float?
     @Option(name: .long, help: "Refuse updates more than this many versions behind.")
     var maxStaleness: Int = 100
     @Option(name: .long, help: "Refuse deltas whose L2 norm exceeds this (0 disables).")
@@ -357,8 +367,37 @@ struct AggregationOptions: ParsableArguments {
         do { _ = try StalenessFunction(parsing: staleness) } catch { throw ValidationError("--staleness: \(error)") }
         if let lr = serverLearningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--server-learning-rate must be positive") }
         if let m = serverMomentum, !(0..<1).contains(m) { throw ValidationError("--server-momentum must be in [0, 1)") }
+        if let b = serverBeta1, !(0..<1).contains(b) { throw ValidationError("--server-beta1 must be in [0, 1)") }
+        if let b = serverBeta2, !(0..<1).contains(b) { throw ValidationError("--server-beta2 must be in [0, 1)") }
+        if let t = serverTau, !(t > 0 && t.isFinite) { throw ValidationError("--server-tau must be positive") }
+        if serverMomentum != nil, serverBeta1 != nil { throw ValidationError("--server-momentum and --server-beta1 set the same value: give one") }
+        if serverMomentum != nil, serverOptimizer != .sgd {
+            throw ValidationError("--server-momentum is sgd's; the \(serverOptimizer.rawValue) optimiser's first-moment decay is --server-beta1")
+        }
+        if serverOptimizer == .sgd, serverBeta2 != nil || serverTau != nil {
+            throw ValidationError("--server-beta2 and --server-tau belong to the adaptive optimisers (--server-optimizer adam, yogi or adagrad)")
+        }
+        if serverOptimizer == .adagrad, serverBeta2 != nil { throw ValidationError("adagrad does not decay its second moment: --server-beta2 does not apply") }
+        if mode == .fedasync, serverOptimizer != .sgd {
+            throw ValidationError("fedasync mixes each update with --alpha and takes no server optimiser step: --server-optimizer does not apply")
+        }
         guard maxStaleness >= 0 else { throw ValidationError("--max-staleness must be >= 0") }
         guard maxUpdateNorm >= 0 else { throw ValidationError("--max-update-norm must be >= 0") }
+    }
+}
+
+extension ServerOptimizerKind: ExpressibleByArgument {}
+
+extension AggregationOptions {
+    /// The optimiser and its hyperparameters: the mode's own defaults for sgd, the paper's for the adaptive
+    /// ones, and the flags over them.
+    func optimizerSettings(modeDefault: ServerOptimizerSettings) -> ServerOptimizerSettings {
+        var o = serverOptimizer == modeDefault.kind ? modeDefault : ServerOptimizerSettings.defaults(for: serverOptimizer)
+        if let lr = serverLearningRate { o.learningRate = lr }
+        if let b = serverMomentum ?? serverBeta1 { o.beta1 = b }
+        if let b = serverBeta2 { o.beta2 = b }
+        if let t = serverTau { o.tau = t }
+        return o
     }
 }
 
