@@ -41,6 +41,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup(title: "TLS") var tls: TLSOptions
     @OptionGroup(title: "Model and local training") var model: ModelOptions
     @OptionGroup(title: "Aggregation") var aggregation: AggregationOptions
+    @OptionGroup(title: "Divergence guard (docs/ALGORITHMS.md)") var divergence: DivergenceOptions
     @OptionGroup(title: "Synchronous rounds (fedavg, tifl, fedat)") var rounds: RoundOptions
     @OptionGroup(title: "Latency tiers (strata, tifl, fedat)") var tiering: TieringOptions
     @OptionGroup(title: "Stopping") var stop: StopOptions
@@ -66,6 +67,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try endpoints.check()
         try model.check()
         try aggregation.check()
+        try divergence.check()
         try rounds.check()
         try tiering.check()
         try stop.check()
@@ -100,6 +102,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.aggregation.mode = aggregation.mode
         config.aggregation.rule = try ruleSettings()
         config.aggregation.maxUpdateNorm = aggregation.maxUpdateNorm > 0 ? aggregation.maxUpdateNorm : nil
+        config.aggregation.divergence = divergence.policy()
         config.tiering = try tiering.configuration()
         config.stop = StopCondition(targetAccuracy: stop.targetAccuracy, maxVersions: stop.maxVersions,
                                     maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
@@ -181,6 +184,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             print("state: version \(version), \(committed) committed updates")
         case .versionCommitted, .healthChanged:
             break
+        case .divergenceRecovered(let d):
+            print(String(format: "divergence: %@; stepped back to version %lld (loss %@) as version %lld; server step x%.4g (learning rate %.4g)",
+                         d.detail, d.bestVersion, d.bestLoss.map { String(format: "%.4f", $0) } ?? "-", d.restoredVersion,
+                         d.stepScale, d.serverLearningRate))
         case .tiersChanged(let moves):
             let formed = moves.filter { $0.reason == .formation }
             if !formed.isEmpty {
@@ -398,6 +405,43 @@ extension AggregationOptions {
         if let b = serverBeta2 { o.beta2 = b }
         if let t = serverTau { o.tau = t }
         return o
+    }
+}
+
+struct DivergenceOptions: ParsableArguments {
+    @Flag(name: .long, help: "Turn the divergence guard off (no step back, no lowering of the server step).")
+    var noDivergenceGuard = false
+    @Option(name: .long, help: ArgumentHelp("Step back when a counted evaluation's loss exceeds F x the best counted loss (in --divergence-evaluations evaluations in a row); 0: only non-finite losses.", valueName: "F"))
+    var divergenceLossFactor: Double = 3
+    @Option(name: .long, help: ArgumentHelp("Rising evaluations in a row (of versions made after the last step back) before stepping back.", valueName: "N"))
+    var divergenceEvaluations: Int = 2
+    @Option(name: .long, help: ArgumentHelp("Step back when N updates are refused as norm-too-large or non-finite within --divergence-window seconds, from more than half of the agents sending updates; 0: off.", valueName: "N"))
+    var divergenceRefusals: Int = 10
+    @Option(name: .long, help: ArgumentHelp("The refusal rule's window, in seconds.", valueName: "SECONDS"))
+    var divergenceWindow: Double = 10
+    @Option(name: .long, help: ArgumentHelp("Each step back multiplies the server step (eta_g; fedasync's alpha) by this, in (0, 1].", valueName: "F"))
+    var divergenceStepFactor: Double = 0.5
+    @Option(name: .long, help: ArgumentHelp("The server step never goes below this fraction of the configured one, in (0, 1].", valueName: "F"))
+    var divergenceMinStepScale: Double = 1.0 / 64
+
+    func policy() -> DivergencePolicy {
+        var p = DivergencePolicy()
+        p.enabled = !noDivergenceGuard
+        p.lossFactor = divergenceLossFactor > 0 ? divergenceLossFactor : nil
+        p.risingEvaluations = divergenceEvaluations
+        p.refusals = divergenceRefusals > 0 ? divergenceRefusals : nil
+        p.refusalWindow = divergenceWindow
+        p.stepFactor = divergenceStepFactor
+        p.minimumStepScale = divergenceMinStepScale
+        return p
+    }
+
+    func check() throws {
+        guard divergenceLossFactor == 0 || (divergenceLossFactor > 1 && divergenceLossFactor.isFinite) else {
+            throw ValidationError("--divergence-loss-factor must be 0 (off) or a number > 1")
+        }
+        guard divergenceRefusals >= 0 else { throw ValidationError("--divergence-refusals must be >= 0 (0: off)") }
+        do { try policy().validate() } catch { throw ValidationError("\(error)") }
     }
 }
 
