@@ -86,6 +86,8 @@ public struct AggregationConfiguration: Sendable, Hashable {
     public var rule = RuleSettings()
     /// L2 bound on a delta; larger deltas are refused. nil disables the check.
     public var maxUpdateNorm: Float? = 1.0e4
+    /// When the coordinator steps the models back to the best version and lowers the server step.
+    public var divergence = DivergencePolicy()
     public init() {}
 }
 
