@@ -34,6 +34,7 @@ Example:
 """
 
 import argparse
+import math
 import os
 import queue
 import random
@@ -45,32 +46,53 @@ import struct
 import sys
 import threading
 import time
+from collections import namedtuple
 
 import numpy as np
 
-# ------------------------------------------------------------------------------------------ protocol v1
+# ------------------------------------------------------------------------------------------ protocol v2
 
 MAGIC = b"ST"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<2sBBI")          # magic, version, type, payload length
 DEFAULT_MAX_FRAME = 64 << 20
 
 HELLO, WELCOME, TASK, UPDATE, ACK, HEARTBEAT, ERROR, GOODBYE = range(1, 9)
 TYPE_NAMES = {1: "hello", 2: "welcome", 3: "task", 4: "update", 5: "ack", 6: "heartbeat", 7: "error", 8: "goodbye"}
+TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 
-TASK_TRAIN, TASK_EVALUATE = 1, 2
+TASK_TRAIN, TASK_EVALUATE, TASK_STATISTICS = 1, 2, 3
+TASK_KIND_NAMES = {1: "train", 2: "evaluate", 3: "statistics"}
 ACK_RECEIVED, ACK_COMMITTED, ACK_REFUSED = 1, 2, 3
 ACK_STATUS_NAMES = {1: "received", 2: "committed", 3: "refused"}
 MODEL_SOFTMAX, MODEL_LINEAR = 1, 2
+
+# Options (§2): keys are numbered per message type; bit 15 marks a key the receiver must understand.
+CRITICAL = 0x8000
+OPT_HELLO_FEATURE_NAMES = 1
+OPT_HELLO_CAPABILITIES = 2
+OPT_WELCOME_FEATURE_NAMES = 1
+OPT_WELCOME_PREPROCESSING = 0x8001
+OPT_TASK_PREPROCESSING = 0x8001
+OPT_UPDATE_STATISTICS = 1
+OPT_UPDATE_EVALUATION = 2
+# hello option 2 bits
+CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS = 1 << 0, 1 << 1, 1 << 2
+CAP_ALL = CAP_STATISTICS | CAP_PREPROCESSING | CAP_EVALUATION_STATISTICS
+LABELS_NUMBERS, LABELS_TEXT = 1, 2              # statistics: label kind
+EVAL_CLASSIFICATION, EVAL_REGRESSION = 1, 2     # evaluation statistics: kind
+MAX_LABELS = 65535
+MAX_SCORE_BINS = 1024
+SCORE_BINS = 100                                # what the reference sends for 2 classes (§7.5)
 
 CODE_NAMES = {
     0: "none",
     1: "malformed-frame", 2: "unsupported-version", 3: "frame-too-large", 4: "unknown-message-type",
     5: "unexpected-message", 6: "not-authorized", 7: "incompatible-data", 8: "heartbeat-timeout",
-    9: "out-of-range",
+    9: "out-of-range", 10: "unsupported-option",
     100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
     104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
-    200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready",
+    200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready", 204: "too-many-connections",
 }
 GOODBYE_NAMES = {0: "normal", 1: "shutting-down", 2: "target-reached", 3: "evicted", 4: "replaced"}
 # Error codes after which reconnecting cannot help.
@@ -91,12 +113,29 @@ class ProtocolError(Exception):
         self.code = code
 
 
+# Option values (§2). Plain tuples: equal when their fields are.
+Column = namedtuple("Column", "count missing mean m2 min max")          # one column's summary (48 bytes)
+Transform = namedtuple("Transform", "center scale fill")                 # one column's preprocessing
+Preprocessing = namedtuple("Preprocessing", "features target labels")    # tuple of Transform, Transform, tuple of str
+# labels: a Column (label kind 1, numbers) or a tuple of (label, count) (label kind 2, text)
+Statistics = namedtuple("Statistics", "features labels")
+# classes: tuple of (support, predicted, correct); positive / negative: the score histograms (empty unless 2 classes)
+ClassificationEvaluation = namedtuple("ClassificationEvaluation", "classes positive negative")
+RegressionEvaluation = namedtuple("RegressionEvaluation", "count sum_r sum_abs_r sum_r2 sum_y sum_y2")
+
+EMPTY_COLUMN = Column(0, 0, 0.0, 0.0, math.inf, -math.inf)
+IDENTITY = Transform(0.0, 1.0, 0.0)
+
+
 class Reader:
     """Reads primitive fields from one payload; every read is bounds-checked (malformed-frame)."""
 
     def __init__(self, data):
         self.data = bytes(data)
         self.pos = 0
+
+    def left(self):
+        return len(self.data) - self.pos
 
     def take(self, n, field):
         if n < 0 or self.pos + n > len(self.data):
@@ -110,6 +149,17 @@ class Reader:
     def u32(self, f): return struct.unpack("<I", self.take(4, f))[0]
     def u64(self, f): return struct.unpack("<Q", self.take(8, f))[0]
     def f32(self, f): return struct.unpack("<f", self.take(4, f))[0]
+    def f64(self, f): return struct.unpack("<d", self.take(8, f))[0]
+
+    def count(self, f, minimum_bytes, limit=0xFFFFFFFF):
+        """A u32 element count, refused when its elements (at least `minimum_bytes` each) cannot fit in
+        the bytes left: checked before anything is allocated for them."""
+        n = self.u32(f)
+        if n > limit:
+            raise ProtocolError(1, f"{f} {n} over the limit {limit}")
+        if n * minimum_bytes > self.left():
+            raise ProtocolError(1, f"{f} {n} runs past the end of the payload")
+        return n
 
     def string(self, f):
         raw = self.take(self.u16(f + ".length"), f)
@@ -124,8 +174,10 @@ class Reader:
         if rank > 8:
             raise ProtocolError(1, f"{f} rank {rank} > 8")
         shape = tuple(self.u32(f + ".dim") for _ in range(rank))
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if count * 4 > len(self.data) - self.pos:     # checked before allocating
+        count = 1
+        for d in shape:
+            count *= d               # Python integers: no overflow
+        if count * 4 > self.left():  # checked before allocating
             raise ProtocolError(1, f"{f} '{name}' of shape {shape} runs past the end of the payload")
         values = np.frombuffer(self.take(count * 4, f), dtype="<f4").astype(np.float32).reshape(shape)
         return name, values
@@ -135,6 +187,74 @@ class Reader:
         if count > 1024:
             raise ProtocolError(1, f"{f}: {count} tensors > 1024")
         return [self.tensor(f) for _ in range(count)]
+
+    # -- option values ---------------------------------------------------------------------------
+
+    def column(self, f):
+        return Column(self.u64(f + ".count"), self.u64(f + ".missing"), self.f64(f + ".mean"), self.f64(f + ".m2"),
+                      self.f64(f + ".min"), self.f64(f + ".max"))
+
+    def transform(self, f):
+        return Transform(self.f64(f + ".center"), self.f64(f + ".scale"), self.f64(f + ".fill"))
+
+    def names(self, f):
+        return tuple(self.string(f"{f}[{i}]") for i in range(self.count(f + ".count", 2)))
+
+    def capabilities(self, f):
+        return self.u64(f)
+
+    def preprocessing(self, f):
+        features = tuple(self.transform(f"{f}.features[{j}]") for j in range(self.count(f + ".n", 24)))
+        target = self.transform(f + ".target")
+        labels = tuple(self.string(f"{f}.labels[{k}]") for k in range(self.count(f + ".m", 2, MAX_LABELS)))
+        return Preprocessing(features, target, labels)
+
+    def statistics(self, f):
+        features = tuple(self.column(f"{f}.features[{j}]") for j in range(self.count(f + ".n", 48)))
+        kind = self.u8(f + ".labelKind")
+        if kind == LABELS_NUMBERS:
+            labels = self.column(f + ".label")
+        elif kind == LABELS_TEXT:
+            m = self.count(f + ".m", 10, MAX_LABELS)
+            labels = tuple((self.string(f"{f}.labels[{k}]"), self.u64(f"{f}.counts[{k}]")) for k in range(m))
+        else:
+            raise ProtocolError(1, f"{f}: unknown label kind {kind}")
+        return Statistics(features, labels)
+
+    def evaluation(self, f):
+        kind = self.u8(f + ".kind")
+        if kind == EVAL_CLASSIFICATION:
+            classes = tuple((self.u64(f + ".support"), self.u64(f + ".predicted"), self.u64(f + ".correct"))
+                            for _ in range(self.count(f + ".c", 24)))
+            bins = self.u16(f + ".bins")
+            if bins > MAX_SCORE_BINS:
+                raise ProtocolError(1, f"{f}: {bins} bins > {MAX_SCORE_BINS}")
+            if bins * 16 > self.left():
+                raise ProtocolError(1, f"{f}: {bins} bins run past the end of the payload")
+            positive = tuple(self.u64(f + ".positive") for _ in range(bins))
+            negative = tuple(self.u64(f + ".negative") for _ in range(bins))
+            return ClassificationEvaluation(classes, positive, negative)
+        if kind == EVAL_REGRESSION:
+            return RegressionEvaluation(self.u64(f + ".count"), *(self.f64(f + ".sum") for _ in range(5)))
+        raise ProtocolError(1, f"{f}: unknown evaluation kind {kind}")
+
+    def options(self, message):
+        """The options section (§2): {key: raw value bytes}. A key twice is malformed-frame; an unknown key is
+        skipped unless it is critical (bit 15): unsupported-option. Known keys are decoded by the caller."""
+        known = KNOWN_OPTIONS[message]
+        out, skipped = {}, []
+        for i in range(self.u16(f"{message}.options.count")):
+            key = self.u16(f"{message}.options[{i}].key")
+            value = self.take(self.u32(f"{message}.options[{i}].length"), f"{message}.options[{i}].value")
+            if key in out or key in skipped:
+                raise ProtocolError(1, f"{message} option 0x{key:04x} appears twice")
+            if key in known:
+                out[key] = value
+            elif key & CRITICAL:
+                raise ProtocolError(10, f"{message} carries critical option 0x{key:04x}, which this agent does not understand")
+            else:
+                skipped.append(key)
+        return out, skipped
 
     def done(self, what):
         if self.pos != len(self.data):
@@ -160,43 +280,140 @@ def p_tensors(tensors):
     return b"".join(out)
 
 
+def p_column(c):
+    return struct.pack("<QQdddd", c.count, c.missing, c.mean, c.m2, c.min, c.max)
+
+
+def p_transform(t):
+    return struct.pack("<ddd", t.center, t.scale, t.fill)
+
+
+def p_names(names):
+    return struct.pack("<I", len(names)) + b"".join(p_string(n) for n in names)
+
+
+def p_capabilities(bits):
+    return struct.pack("<Q", bits)
+
+
+def p_preprocessing(p):
+    return (struct.pack("<I", len(p.features)) + b"".join(p_transform(t) for t in p.features) + p_transform(p.target)
+            + struct.pack("<I", len(p.labels)) + b"".join(p_string(s) for s in p.labels))
+
+
+def p_statistics(s):
+    out = struct.pack("<I", len(s.features)) + b"".join(p_column(c) for c in s.features)
+    if isinstance(s.labels, Column):
+        return out + struct.pack("<B", LABELS_NUMBERS) + p_column(s.labels)
+    return (out + struct.pack("<BI", LABELS_TEXT, len(s.labels))
+            + b"".join(p_string(label) + struct.pack("<Q", n) for label, n in s.labels))
+
+
+def p_evaluation(e):
+    if isinstance(e, RegressionEvaluation):
+        return struct.pack("<BQddddd", EVAL_REGRESSION, *e)
+    if len(e.positive) != len(e.negative):
+        raise ValueError("score histograms of different sizes")
+    return (struct.pack("<BI", EVAL_CLASSIFICATION, len(e.classes)) + b"".join(struct.pack("<QQQ", *c) for c in e.classes)
+            + struct.pack("<H", len(e.positive)) + struct.pack(f"<{len(e.positive)}Q", *e.positive)
+            + struct.pack(f"<{len(e.negative)}Q", *e.negative))
+
+
+# Per message: the option keys this client knows, with the field name of the decoded message, the value's
+# decoder (a Reader method) and encoder.
+OPTIONS = {
+    "hello": {OPT_HELLO_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
+              OPT_HELLO_CAPABILITIES: ("capabilities", Reader.capabilities, p_capabilities)},
+    "welcome": {OPT_WELCOME_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
+                OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
+    "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
+    "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
+               OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation)},
+    "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {},
+}
+KNOWN_OPTIONS = {message: set(keys) for message, keys in OPTIONS.items()}
+
+
+def p_options(message, fields, extra=()):
+    """The options section of `message` from the known option fields present (not None) in `fields`, plus
+    `extra` raw (key, value bytes) pairs (e.g. unknown keys, for tests); ascending order of key."""
+    entries = [(key, encode(fields[name])) for key, (name, _, encode) in OPTIONS[message].items()
+               if fields.get(name) is not None]
+    entries += [(key, bytes(value)) for key, value in extra]
+    entries.sort(key=lambda e: e[0])
+    return struct.pack("<H", len(entries)) + b"".join(struct.pack("<HI", k, len(v)) + v for k, v in entries)
+
+
 def frame(msg_type, payload):
     return HEADER.pack(MAGIC, VERSION, msg_type, len(payload)) + payload
 
 
-def encode_hello(agent_version, feature_count, train_count, eval_count, pending_count):
-    return frame(HELLO, p_string(agent_version) + struct.pack("<IQQI", feature_count, train_count, eval_count, pending_count))
+def encode_hello(agent_version, feature_count, train_count, eval_count, pending_count, feature_names=None,
+                 capabilities=None, extra_options=()):
+    return frame(HELLO, p_string(agent_version) + struct.pack("<IQQI", feature_count, train_count, eval_count, pending_count)
+                 + p_options("hello", {"featureNames": feature_names, "capabilities": capabilities}, extra_options))
 
 
-def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta):
+def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta,
+                  statistics=None, evaluation=None, extra_options=()):
     head = struct.pack("<QQQfQffI", task_id, base_version, sample_count, train_loss, eval_count, eval_loss,
                        eval_accuracy, min(train_millis, 0xFFFFFFFF))
-    return frame(UPDATE, head + p_tensors(delta))
+    return frame(UPDATE, head + p_tensors(delta)
+                 + p_options("update", {"statistics": statistics, "evaluation": evaluation}, extra_options))
 
 
-def encode_heartbeat(sequence, timestamp_nanos, reply):
-    return frame(HEARTBEAT, struct.pack("<QQB", sequence, timestamp_nanos, 1 if reply else 0))
+def encode_heartbeat(sequence, timestamp_nanos, reply, extra_options=()):
+    return frame(HEARTBEAT, struct.pack("<QQB", sequence, timestamp_nanos, 1 if reply else 0) + p_options("heartbeat", {}, extra_options))
 
 
-def encode_error(code, message):
-    return frame(ERROR, struct.pack("<H", code) + p_string(message))
+def encode_error(code, message, extra_options=()):
+    return frame(ERROR, struct.pack("<H", code) + p_string(message) + p_options("error", {}, extra_options))
 
 
-def encode_goodbye(reason, retry_after_millis, message):
-    return frame(GOODBYE, struct.pack("<HI", reason, retry_after_millis) + p_string(message))
+def encode_goodbye(reason, retry_after_millis, message, extra_options=()):
+    return frame(GOODBYE, struct.pack("<HI", reason, retry_after_millis) + p_string(message) + p_options("goodbye", {}, extra_options))
 
 
 # The coordinator's messages: encoders too, for the tests (the worked examples in PROTOCOL.md).
-def encode_ack(task_id, status, model_version, code, reason):
-    return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason))
+def encode_ack(task_id, status, model_version, code, reason, extra_options=()):
+    return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason) + p_options("ack", {}, extra_options))
 
 
-def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters):
-    return frame(TASK, struct.pack("<QQBfIIQf", task_id, base_version, kind, lr, batch, epochs, seed, mu) + p_tensors(parameters))
+def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters, preprocessing=None, extra_options=()):
+    return frame(TASK, struct.pack("<QQBfIIQf", task_id, base_version, kind, lr, batch, epochs, seed, mu) + p_tensors(parameters)
+                 + p_options("task", {"preprocessing": preprocessing}, extra_options))
 
 
-def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs):
-    return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs))
+def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
+                   preprocessing=None, extra_options=()):
+    return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs)
+                 + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing}, extra_options))
+
+
+def encode_message(m):
+    """The frame of a decoded message (the dict decode_payload returns): decode and encode are inverses."""
+    t = m["type"]
+    if t == "hello":
+        return encode_hello(m["agentVersion"], m["featureCount"], m["trainSampleCount"], m["evalSampleCount"],
+                            m["pendingUpdateCount"], m.get("featureNames"), m.get("capabilities"))
+    if t == "welcome":
+        return encode_welcome(m["clientID"], m["sessionID"], m["heartbeatIntervalMillis"], m["maxFrameBytes"], m["modelKind"],
+                              m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"))
+    if t == "task":
+        return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
+                           m["proximalMu"], m["parameters"], m.get("preprocessing"))
+    if t == "update":
+        return encode_update(m["taskID"], m["baseVersion"], m["sampleCount"], m["trainLoss"], m["evalSampleCount"],
+                             m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"))
+    if t == "ack":
+        return encode_ack(m["taskID"], m["status"], m["modelVersion"], m["code"], m["reason"])
+    if t == "heartbeat":
+        return encode_heartbeat(m["sequence"], m["timestampNanos"], m["reply"])
+    if t == "error":
+        return encode_error(m["code"], m["message"])
+    if t == "goodbye":
+        return encode_goodbye(m["reason"], m["retryAfterMillis"], m["message"])
+    raise ValueError(f"unknown message type {t!r}")
 
 
 def decode_header(header, max_frame=DEFAULT_MAX_FRAME):
@@ -214,7 +431,9 @@ def decode_header(header, max_frame=DEFAULT_MAX_FRAME):
 
 
 def decode_payload(msg_type, payload):
-    """A dict with 'type' (name) and the message's fields, in PROTOCOL.md's names."""
+    """A dict with 'type' (name) and the message's fields, in PROTOCOL.md's names. Known options present
+    appear under their names (featureNames, capabilities, preprocessing, statistics, evaluation); the keys
+    of unknown, non-critical options that were skipped under 'skippedOptions' (only when there were some)."""
     r = Reader(payload)
     name = TYPE_NAMES[msg_type]
     m = {"type": name}
@@ -229,20 +448,20 @@ def decode_payload(msg_type, payload):
         if m["modelKind"] not in (MODEL_SOFTMAX, MODEL_LINEAR):
             raise ProtocolError(1, f"unknown model kind {m['modelKind']}")
     elif msg_type == TASK:
-        m.update(taskID=r.u64("task.taskID"), baseVersion=r.u64("task.baseVersion"), kind=r.u8("task.kind"),
-                 learningRate=r.f32("task.learningRate"), batchSize=r.u32("task.batchSize"), epochs=r.u32("task.epochs"),
-                 seed=r.u64("task.seed"), proximalMu=r.f32("task.proximalMu"), parameters=r.tensors("task.parameters"))
-        if m["kind"] not in (TASK_TRAIN, TASK_EVALUATE):
+        m.update(taskID=r.u64("task.taskID"), baseVersion=r.u64("task.baseVersion"), kind=r.u8("task.kind"))
+        if m["kind"] not in TASK_KIND_NAMES:
             raise ProtocolError(1, f"unknown task kind {m['kind']}")
+        m.update(learningRate=r.f32("task.learningRate"), batchSize=r.u32("task.batchSize"), epochs=r.u32("task.epochs"),
+                 seed=r.u64("task.seed"), proximalMu=r.f32("task.proximalMu"), parameters=r.tensors("task.parameters"))
     elif msg_type == UPDATE:
         m.update(taskID=r.u64("u"), baseVersion=r.u64("u"), sampleCount=r.u64("u"), trainLoss=r.f32("u"),
                  evalSampleCount=r.u64("u"), evalLoss=r.f32("u"), evalAccuracy=r.f32("u"), trainMillis=r.u32("u"),
                  delta=r.tensors("update.delta"))
     elif msg_type == ACK:
-        m.update(taskID=r.u64("ack.taskID"), status=r.u8("ack.status"), modelVersion=r.u64("ack.modelVersion"),
-                 code=r.u16("ack.code"), reason=r.string("ack.reason"))
+        m.update(taskID=r.u64("ack.taskID"), status=r.u8("ack.status"))
         if m["status"] not in ACK_STATUS_NAMES:
             raise ProtocolError(1, f"unknown ack status {m['status']}")
+        m.update(modelVersion=r.u64("ack.modelVersion"), code=r.u16("ack.code"), reason=r.string("ack.reason"))
     elif msg_type == HEARTBEAT:
         m.update(sequence=r.u64("heartbeat.sequence"), timestampNanos=r.u64("heartbeat.timestampNanos"),
                  flags=r.u8("heartbeat.flags"))
@@ -255,7 +474,15 @@ def decode_payload(msg_type, payload):
         # An unknown reason is accepted (the protocol grows reasons, e.g. 4 replaced): retryAfter decides.
         m.update(reason=r.u16("goodbye.reason"), retryAfterMillis=r.u32("goodbye.retryAfterMillis"),
                  message=r.string("goodbye.message"))
+    options, skipped = r.options(name)
     r.done(name)
+    for key, value in options.items():
+        field, decode, _ = OPTIONS[name][key]
+        v = Reader(value)
+        m[field] = decode(v, f"{name}.{field}")
+        v.done(f"{name} option 0x{key:04x} ({field})")
+    if skipped:
+        m["skippedOptions"] = skipped
     return m
 
 
@@ -277,7 +504,6 @@ class FrameBuffer:
             del self.buf[:HEADER.size + length]
             out.append(decode_payload(msg_type, payload))
         return out
-
 
 # ---------------------------------------------------------------------------------------------- data
 
