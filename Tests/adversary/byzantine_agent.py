@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """A Strata agent written from docs/PROTOCOL.md alone, that can lie (Byzantine test helper).
 
-Speaks protocol v1 over mutual TLS 1.3 with a certificate from the dev PKI (Certs/strata-pki.sh): hello /
+Speaks protocol 2 over mutual TLS 1.3 with a certificate from the dev PKI (Certs/strata-pki.sh): hello (with
+option 1, its feature names, and option 2, capabilities statistics | preprocessing | evaluation statistics) /
 welcome, answers every task, heartbeats (its own every interval, and replies to the coordinator's), handles
 ack, goodbye and error frames, resends unacknowledged updates after a reconnect (kept in memory only: this
-helper has no state file). It reads its rows from a SQLite database written by strata-datagen, the way
-strata-agent reads them by default (table `samples`, label column `label`, split column `split`, features
-= every numeric column but label, split and the primary key, in table order, rows ordered by rowid), and
-trains honestly with NumPy mini-batch SGD close to Sources/StrataCore/Trainer.swift (softmax or linear
-regression; per-epoch shuffle, mean batch gradient, optional proximal term). Not bit-exact: the shuffle
-uses NumPy's generator seeded from (task seed, epoch), not Strata's xoshiro256**.
+helper has no state file). Every message it sends ends with an options section; in every message it receives
+it skips unknown options and refuses unknown critical ones (unsupported-option). It reads its rows from a
+SQLite database written by strata-datagen, the way strata-agent reads them by default (table `samples`, label
+column `label`, split column `split`, features = every numeric column but label, split and the primary key, in
+table order, rows ordered by rowid). It answers statistics tasks (kind 3) with a summary of its training rows
+(update option 1), applies the federation's preprocessing (welcome or task option 0x8001) to its rows before
+training and evaluating, sends evaluation statistics (update option 2) with every evaluation, and trains
+honestly with NumPy mini-batch SGD close to Sources/StrataCore/Trainer.swift (softmax or linear regression;
+per-epoch shuffle, mean batch gradient, optional proximal term). Not bit-exact: the shuffle uses NumPy's
+generator seeded from (task seed, epoch), not Strata's xoshiro256**.
 
 Behaviours (--behaviour):
   honest        trains and reports honestly (for checking this client against strata-agent)
@@ -22,7 +27,11 @@ Behaviours (--behaviour):
   lying-eval    answers evaluate tasks (and the eval fields of its train updates) with accuracy 1.0,
                 loss 0.0 and evalSampleCount --eval-count (default 2^62); trains like sign-flip
                 (--lie-in-hello also puts that count into the hello's evalSampleCount)
-Every answer is sent as soon as it is computed (no artificial delay).
+  --lie-statistics [MEAN]  (with any behaviour) answers statistics tasks with mean MEAN (default 1e12) and
+                standard deviation |MEAN| for every feature, its real row counts, min/max widened to hold them
+Under scaled-count the statistics claim --count-scale times the rows too; under lying-eval the evaluation
+statistics claim a perfect model on --eval-count rows. Every answer is sent as soon as it is computed (no
+artificial delay).
 
 Exit status: 0 the coordinator ended the federation (goodbye with retryAfter 0); 1 an error retrying cannot
 fix (refused certificate or role, evicted, incompatible data, too many failed connection attempts);
@@ -529,10 +538,18 @@ def deterministic_test(row_key, seed=0, fraction=0.2):
     return (z >> 11) / float(1 << 53) < fraction
 
 
-def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2):
-    """(train_x, train_y, test_x, test_y, feature_names), as strata-agent reads a table by default."""
+def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2, null_policy="error"):
+    """(train_x, train_y, test_x, test_y, feature_names), as strata-agent reads a table by default (§8).
+
+    Features are float32 (INTEGER and REAL values); a NULL stops with an error naming the row and column, or,
+    with null_policy "impute", is kept as NaN: a missing value, counted in the statistics and replaced by the
+    preprocessing's fill (§7.0). A text or blob feature value, or a non-finite one, stops. Labels are float32
+    numbers, or, when the label column holds text, an object array of str (text labels, class k = the
+    preprocessing's label[k]); a NULL label, or numbers mixed with text, stops."""
     if not os.path.exists(path):
         raise SystemExit(f"byzantine_agent: no database at {path}")
+    if null_policy not in ("error", "impute"):
+        raise ValueError(f"null policy {null_policy!r}")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         cols = db.execute(f'PRAGMA table_info("{table}")').fetchall()   # cid, name, type, notnull, default, pk
@@ -548,14 +565,144 @@ def load_samples(path, table="samples", label="label", split="split", test_fract
     finally:
         db.close()
     off = 3 if use_split else 2
-    x = np.array([r[off:] for r in rows], dtype=np.float64).astype(np.float32).reshape(len(rows), len(features))
-    y = np.array([r[1] for r in rows], dtype=np.float32)
+    x = np.empty((len(rows), len(features)), dtype=np.float32)
+    for i, r in enumerate(rows):
+        for j, v in enumerate(r[off:]):
+            if v is None:
+                if null_policy != "impute":
+                    raise SystemExit(f"byzantine_agent: row {r[0]} column '{features[j]}' is NULL (--null-policy impute keeps it as missing)")
+                x[i, j] = np.nan
+            elif isinstance(v, (int, float)) and math.isfinite(v):
+                x[i, j] = v
+            else:
+                raise SystemExit(f"byzantine_agent: row {r[0]} column '{features[j]}' holds {v!r}, not a finite number")
+    raw_labels = [r[1] for r in rows]
+    if any(v is None for v in raw_labels):
+        raise SystemExit(f"byzantine_agent: a label ('{label}') is NULL")
+    if any(isinstance(v, str) for v in raw_labels):
+        if not all(isinstance(v, str) for v in raw_labels):
+            raise SystemExit(f"byzantine_agent: the label column '{label}' mixes text and numbers")
+        y = np.array(raw_labels, dtype=object)
+    else:
+        y = np.array(raw_labels, dtype=np.float32)
     if use_split:
         is_test = np.array([str(r[2]).lower() in ("test", "eval", "evaluation", "validation", "val") for r in rows], dtype=bool)
     else:
         is_test = np.array([deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction) for r in rows], dtype=bool)
     return x[~is_test], y[~is_test], x[is_test], y[is_test], features
 
+
+def text_labels(y):
+    return y.dtype == object
+
+
+# ----------------------------------------------------------------------- statistics and preprocessing (pure)
+
+def column_summary(values):
+    """The *column* of §2 for one column's values (NaN = missing): count, missing, mean, M2 (the sum of squared
+    deviations from the mean), min, max, in float64. Two passes (the mean, then the deviations, with the
+    rounding of the first pass corrected)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    present = v[~np.isnan(v)]
+    n, missing = int(present.size), int(v.size - present.size)
+    if n == 0:
+        return Column(0, missing, 0.0, 0.0, math.inf, -math.inf)
+    mean = float(np.mean(present))
+    d = present - mean
+    s = float(np.sum(d))
+    mean += s / n
+    m2 = max(0.0, float(np.sum(d * d)) - s * s / n)
+    return Column(n, missing, mean, m2, float(present.min()), float(present.max()))
+
+
+def data_statistics(train_x, train_y, eval_y):
+    """update option 1 (§3 statistics task): one *column* per feature over the training rows, as read (before any
+    preprocessing); the label: numbers → a *column* over the training rows; text → each distinct label of the
+    training and evaluation rows with its row count (sorted by UTF-8 bytes; the document allows any order)."""
+    features = tuple(column_summary(train_x[:, j]) for j in range(train_x.shape[1]))
+    if text_labels(train_y) or text_labels(eval_y):
+        counts = {}
+        for v in list(train_y) + list(eval_y):
+            counts[str(v)] = counts.get(str(v), 0) + 1
+        if len(counts) > MAX_LABELS:
+            raise ValueError(f"{len(counts)} distinct labels, more than {MAX_LABELS}")
+        return Statistics(features, tuple(sorted(counts.items(), key=lambda kv: kv[0].encode("utf-8"))))
+    return Statistics(features, column_summary(train_y))
+
+
+def preprocessing_problem(pre, feature_count, model_kind, outputs):
+    """Why this agent cannot apply `pre` (None when it can): the feature count must be the data's, every
+    center / fill finite and every scale finite and > 0; a vocabulary must fit the model's classes."""
+    if len(pre.features) != feature_count:
+        return f"preprocessing for {len(pre.features)} features, the data has {feature_count}"
+    for j, t in enumerate(list(pre.features) + [pre.target]):
+        what = "the target" if j == len(pre.features) else f"feature {j}"
+        if not (math.isfinite(t.center) and math.isfinite(t.fill) and math.isfinite(t.scale) and t.scale > 0):
+            return f"{what}'s transform {tuple(t)} is not usable (finite center and fill, finite scale > 0)"
+    if pre.labels and model_kind == MODEL_SOFTMAX and len(pre.labels) > outputs:
+        return f"{len(pre.labels)} labels in the vocabulary, the model has {outputs} classes"
+    if pre.labels and model_kind == MODEL_LINEAR:
+        return "a label vocabulary for a linear regression"
+    return None
+
+
+# Rows as the model sees them: x float32 (preprocessed), y float32 (class index, or the standardised target),
+# target_raw float64 (the regression target as read; None for classes), dropped (rows whose text label is not in
+# the vocabulary, or any text label without one).
+Rows = namedtuple("Rows", "x y target_raw dropped")
+
+
+def apply_preprocessing(pre, x, y, model_kind):
+    """§7.0: feature j becomes ((x_j, or fill when missing) − center) / scale; text labels become their index in
+    the vocabulary (a label not in it: the row is not used); numbers are used as read, except a regression
+    target, trained as (y − center) / scale. pre None: rows as read (a missing value becomes 0)."""
+    features = pre.features if pre is not None else [IDENTITY] * x.shape[1]
+    center = np.array([t.center for t in features], dtype=np.float64)
+    scale = np.array([t.scale for t in features], dtype=np.float64)
+    fill = np.array([t.fill for t in features], dtype=np.float64)
+    x64 = x.astype(np.float64)
+    x64 = np.where(np.isnan(x64), fill, x64)
+    xp = ((x64 - center) / scale).astype(np.float32)
+    if text_labels(y):
+        vocabulary = {label: k for k, label in enumerate(pre.labels)} if pre is not None else {}
+        index = np.array([vocabulary.get(str(v), -1) for v in y], dtype=np.int64)
+        keep = index >= 0
+        return Rows(xp[keep], index[keep].astype(np.float32), None, int(np.sum(~keep)))
+    if model_kind == MODEL_LINEAR:
+        target = pre.target if pre is not None else IDENTITY
+        raw = y.astype(np.float64)
+        return Rows(xp, ((raw - target.center) / target.scale).astype(np.float32), raw, 0)
+    return Rows(xp, y.astype(np.float32), None, 0)
+
+
+def evaluation_statistics(kind, w, b, rows, target=IDENTITY, bins=SCORE_BINS):
+    """update option 2 (§2, §7.5) for the parameters (w, b) on preprocessed rows. Classification: per class the
+    rows labelled k, predicted k (arg-max, lowest index on ties) and both; with 2 classes, `bins` bins of the
+    predicted probability of class 1 (bin ⌊p·bins⌋, p = 1 in the last) for rows labelled 1, then labelled 0.
+    Regression: count, Σr, Σ|r|, Σr², Σy, Σy² with r = ŷ − y in the target's units (ŷ mapped back)."""
+    z = rows.x @ w + b
+    if kind == MODEL_LINEAR:
+        y = rows.target_raw if rows.target_raw is not None else rows.y.astype(np.float64)
+        pred = z[:, 0].astype(np.float64) * target.scale + target.center
+        r = pred - y
+        return RegressionEvaluation(len(y), float(np.sum(r)), float(np.sum(np.abs(r))), float(np.sum(r * r)),
+                                    float(np.sum(y)), float(np.sum(y * y)))
+    c = w.shape[1]
+    labels = rows.y.astype(np.int64)
+    predicted = z.argmax(axis=1) if len(labels) else np.zeros(0, np.int64)
+    support = np.bincount(labels, minlength=c)
+    pred_counts = np.bincount(predicted, minlength=c)
+    correct = np.bincount(labels[predicted == labels], minlength=c)
+    classes = tuple((int(support[k]), int(pred_counts[k]), int(correct[k])) for k in range(c))
+    if c != 2:
+        return ClassificationEvaluation(classes, (), ())
+    z64 = z.astype(np.float64)
+    with np.errstate(over="ignore"):
+        p1 = 1.0 / (1.0 + np.exp(z64[:, 0] - z64[:, 1]))    # softmax probability of class 1
+    b_of = np.minimum(np.floor(p1 * bins), bins - 1).astype(np.int64)
+    positive = np.bincount(b_of[labels == 1], minlength=bins)
+    negative = np.bincount(b_of[labels == 0], minlength=bins)
+    return ClassificationEvaluation(classes, tuple(int(v) for v in positive), tuple(int(v) for v in negative))
 
 # --------------------------------------------------------------------------------------------- model
 
@@ -664,6 +811,52 @@ def attack_evaluation(behaviour, honest, eval_count=1 << 62):
     return honest
 
 
+def attack_statistics(behaviour, honest, count_scale=1000, lie_mean=None):
+    """The statistics (update option 1) sent for the honest ones. scaled-count claims count_scale times the rows
+    (count, missing and M2 scaled: the same variance over more rows, a heavier weight in the merge). lie_mean
+    (--lie-statistics) replaces every feature's mean by lie_mean with a standard deviation of |lie_mean|, a
+    plausible count, and min / max widened to hold them: a summary no validation of §3 can tell from an
+    honest one (mean within [min, max], m2 >= 0, even m2 <= count (max - min)^2 / 4), absurd next to the
+    other agents'. The label summary stays honest."""
+    features, labels = honest.features, honest.labels
+    if lie_mean is not None:
+        spread = abs(lie_mean)
+        features = tuple(c if c.count == 0 else
+                         Column(c.count, c.missing, float(lie_mean), c.count * spread * spread,
+                                min(c.min, lie_mean - spread), max(c.max, lie_mean + spread)) for c in features)
+    if behaviour == "scaled-count":
+        k = int(count_scale)
+
+        def scaled(c):
+            return Column(c.count * k, c.missing * k, c.mean, c.m2 * k, c.min, c.max)
+        features = tuple(scaled(c) for c in features)
+        labels = scaled(labels) if isinstance(labels, Column) else tuple((label, n * k) for label, n in labels)
+    return Statistics(features, labels)
+
+
+def attack_evaluation_statistics(behaviour, honest, eval_count=1 << 62):
+    """The evaluation statistics (update option 2) sent for the honest ones. lying-eval claims a perfect model
+    on eval_count rows, consistent with its accuracy 1.0: every row predicted right (split over the classes as
+    the honest support is), every class-1 row in the top score bin and every class-0 row in the bottom one;
+    for a regression no residual at all."""
+    if behaviour != "lying-eval" or honest is None:
+        return honest
+    if isinstance(honest, RegressionEvaluation):
+        return RegressionEvaluation(int(eval_count), 0.0, 0.0, 0.0, 0.0, float(eval_count))
+    c = len(honest.classes)
+    total = sum(s for s, _, _ in honest.classes)
+    shares = [s / total if total else 1.0 / c for s, _, _ in honest.classes]
+    support = [int(eval_count * share) for share in shares]
+    support[int(np.argmax(shares))] += int(eval_count) - sum(support)
+    classes = tuple((n, n, n) for n in support)
+    if not honest.positive:
+        return ClassificationEvaluation(classes, (), ())
+    bins = len(honest.positive)
+    positive = tuple(support[1] if i == bins - 1 else 0 for i in range(bins))
+    negative = tuple(support[0] if i == 0 else 0 for i in range(bins))
+    return ClassificationEvaluation(classes, positive, negative)
+
+
 # ------------------------------------------------------------------------------------------- session
 
 class Fatal(Exception):
@@ -682,7 +875,9 @@ class Agent:
         self.rng = np.random.default_rng(args.rng_seed if args.rng_seed is not None else None)
         self.log_debug = args.log_level == "debug"
         self.tx, self.ty, self.ex, self.ey, self.features = load_samples(
-            args.database, args.table, args.label_column, args.split_column, args.test_fraction)
+            args.database, args.table, args.label_column, args.split_column, args.test_fraction, args.null_policy)
+        self.prepared_cache = {}     # (preprocessing, model kind) -> (training Rows, evaluation Rows)
+        self.prepared_lock = threading.Lock()
         self.pending = {}            # taskID -> update frame bytes, until committed or refused
         self.pending_lock = threading.Lock()
         host, _, port = args.coordinator.rpartition(":")
@@ -695,7 +890,8 @@ class Agent:
         ctx.load_verify_locations(args.ca)
         ctx.check_hostname = True
         self.ctx = ctx
-        self.log("start", behaviour=self.behaviour, train=len(self.ty), test=len(self.ey), features=len(self.features))
+        self.log("start", behaviour=self.behaviour, train=len(self.ty), test=len(self.ey), features=len(self.features),
+                 **({"lieStatistics": args.lie_statistics} if args.lie_statistics is not None else {}))
 
     def log(self, event, level="info", **fields):
         if level == "debug" and not self.log_debug:
@@ -759,8 +955,9 @@ class Agent:
             with self.pending_lock:
                 resend = list(self.pending.items())
             train_count = attack_sample_count(self.behaviour, len(self.ty), self.args.count_scale)
-            eval_count = self.args.eval_count if (self.behaviour == "lying-eval" and self.args.lie_in_hello) else len(self.ey)
-            sock.sendall(encode_hello(self.args.agent_version, len(self.features), train_count, eval_count, len(resend)))
+            eval_count = self.hello_eval_count()
+            sock.sendall(encode_hello(self.args.agent_version, len(self.features), train_count, eval_count, len(resend),
+                                      feature_names=self.features, capabilities=self.args.capabilities))
             self.log("hello sent", trainSampleCount=train_count, evalSampleCount=eval_count, pending=len(resend), level="debug")
             fb = FrameBuffer(self.args.max_frame_bytes)
             first, early = self.read_first(sock, fb)
@@ -775,6 +972,8 @@ class Agent:
             welcome = first
             welcomed[0] = True
             self.check_compatible(welcome)
+            # The preprocessing in force for this session's tasks (§3 task, §7.0): welcome's, until a task brings one.
+            welcome["current"] = welcome.get("preprocessing")
             self.log("connected", client=welcome["clientID"], session=welcome["sessionID"],
                      heartbeatMs=welcome["heartbeatIntervalMillis"], resending=len(resend))
             for task_id, data in resend:
@@ -836,10 +1035,39 @@ class Agent:
     def check_compatible(self, welcome):
         if welcome["featureCount"] != len(self.features):
             raise Fatal(f"the federation's model has {welcome['featureCount']} features but the data has {len(self.features)}")
-        if welcome["modelKind"] == MODEL_SOFTMAX:
+        if welcome["modelKind"] == MODEL_SOFTMAX and not text_labels(self.ty):
             for y in (self.ty, self.ey):
                 if len(y) and (y.min() < 0 or y.max() >= welcome["outputCount"] or np.any(y != np.round(y))):
                     raise Fatal(f"labels outside 0..<{welcome['outputCount']}")
+        names = welcome.get("featureNames")
+        if names and list(names) != list(self.features):
+            self.log("the federation's feature names differ from this agent's", level="warning",
+                     federation=",".join(names), agent=",".join(self.features))
+        if welcome.get("preprocessing") is not None:
+            problem = self.preprocessing_problem(welcome["preprocessing"], welcome)
+            if problem:
+                raise Fatal(f"cannot apply the federation's preprocessing: {problem}")
+
+    def preprocessing_problem(self, pre, welcome):
+        if not self.args.capabilities & CAP_PREPROCESSING:
+            return "this agent did not announce capability bit 1 (preprocessing)"
+        problem = preprocessing_problem(pre, len(self.features), welcome["modelKind"], welcome["outputCount"])
+        if problem is None and pre.labels and not text_labels(self.ty):
+            problem = f"a vocabulary of {len(pre.labels)} text labels, but this agent's labels are numbers"
+        return problem
+
+    def prepared(self, pre, kind):
+        """(training Rows, evaluation Rows) under preprocessing `pre` (None: as read), computed once per preprocessing."""
+        key = (pre, kind)
+        with self.prepared_lock:
+            if key not in self.prepared_cache:
+                train_rows = apply_preprocessing(pre, self.tx, self.ty, kind)
+                eval_rows = apply_preprocessing(pre, self.ex, self.ey, kind)
+                if train_rows.dropped or eval_rows.dropped:
+                    self.log("rows not used: their label is not in the federation's vocabulary", level="warning",
+                             train=train_rows.dropped, eval=eval_rows.dropped)
+                self.prepared_cache = {key: (train_rows, eval_rows)}    # one preprocessing at a time
+            return self.prepared_cache[key]
 
     def goodbye_outcome(self, m):
         reason = GOODBYE_NAMES.get(m["reason"], f"reason-{m['reason']}")
@@ -899,10 +1127,21 @@ class Agent:
     def dispatch(self, sock, m, welcome, tasks):
         kind = m["type"]
         if kind == "task":
-            if m["kind"] == TASK_EVALUATE:
-                self.log("task", level="debug", task=m["taskID"], kind="evaluate", base=m["baseVersion"])
+            if m.get("preprocessing") is not None:
+                problem = self.preprocessing_problem(m["preprocessing"], welcome)
+                if problem:   # §3: an agent that cannot apply it must not run the task; it closes the session
+                    raise SessionLost(f"task {m['taskID']}: cannot apply its preprocessing ({problem}); task not run")
+                if m["preprocessing"] != welcome["current"]:
+                    self.log("preprocessing received", task=m["taskID"], features=len(m["preprocessing"].features),
+                             labels=len(m["preprocessing"].labels))
+                welcome["current"] = m["preprocessing"]
+            m["current"] = welcome["current"]        # in force for this task, whenever it runs
+            if m["kind"] in (TASK_EVALUATE, TASK_STATISTICS):
+                name = TASK_KIND_NAMES[m["kind"]]
+                self.log("task", level="debug", task=m["taskID"], kind=name, base=m["baseVersion"])
                 sock.sendall(self.answer(m, welcome))   # cheap: never waits behind training
-                self.log("evaluation sent", task=m["taskID"], version=m["baseVersion"])
+                self.log("evaluation sent" if m["kind"] == TASK_EVALUATE else "statistics sent", task=m["taskID"],
+                         version=m["baseVersion"])
             else:
                 self.log("task", task=m["taskID"], kind="train", base=m["baseVersion"], level="debug")
                 tasks.put(m)
@@ -954,30 +1193,52 @@ class Agent:
             except OSError:
                 pass   # session over: the update stays pending and is resent after reconnecting
 
+    def hello_eval_count(self):
+        return self.args.eval_count if (self.behaviour == "lying-eval" and self.args.lie_in_hello) else len(self.ey)
+
     def answer(self, m, welcome):
         """The update frame for task `m`, honest or not according to the behaviour."""
         started = time.monotonic()
         kind = welcome["modelKind"]
+        if m["kind"] == TASK_STATISTICS:
+            # §3: sampleCount 0, no tensors, the rows' summary as read (before any preprocessing).
+            stats = attack_statistics(self.behaviour, data_statistics(self.tx, self.ty, self.ey), self.args.count_scale,
+                                      self.args.lie_statistics)
+            self.log("statistics", task=m["taskID"], features=len(stats.features),
+                     lie=self.args.lie_statistics if self.args.lie_statistics is not None else "no")
+            return encode_update(m["taskID"], m["baseVersion"], 0, 0.0, self.hello_eval_count(), 0.0, 0.0,
+                                 int((time.monotonic() - started) * 1000), [], statistics=stats)
+        pre = m.get("current", m.get("preprocessing"))
+        if text_labels(self.ty) and (pre is None or not pre.labels):
+            raise SessionLost(f"task {m['taskID']}: text labels but no vocabulary from the federation; task not run")
+        train_rows, eval_rows = self.prepared(pre, kind)
+        target = pre.target if pre is not None else IDENTITY
         w, b = split_params(m["parameters"])
-        loss, acc = evaluate(kind, w, b, self.ex, self.ey)
-        ecount, eloss, eacc = attack_evaluation(self.behaviour, (len(self.ey), loss, acc), self.args.eval_count)
+        loss, acc = evaluate(kind, w, b, eval_rows.x, eval_rows.y)
+        ecount, eloss, eacc = attack_evaluation(self.behaviour, (len(eval_rows.y), loss, acc), self.args.eval_count)
+        evaluation = None
+        if self.args.capabilities & CAP_EVALUATION_STATISTICS:
+            with np.errstate(all="ignore"):
+                evaluation = attack_evaluation_statistics(
+                    self.behaviour, evaluation_statistics(kind, w, b, eval_rows, target), self.args.eval_count)
         if m["kind"] == TASK_EVALUATE:
             return encode_update(m["taskID"], m["baseVersion"], 0, 0.0, ecount, eloss, eacc,
-                                 int((time.monotonic() - started) * 1000), [])
+                                 int((time.monotonic() - started) * 1000), [], evaluation=evaluation)
         shapes = [(name, t.shape) for name, t in m["parameters"]]
         if self.behaviour == "large-norm":
             delta = random_direction_delta(shapes, self.args.norm, self.rng)
             train_loss = loss
         else:
-            nw, nb, train_loss = train(kind, w, b, self.tx, self.ty, m["learningRate"], m["batchSize"], m["epochs"],
-                                       m["seed"], m["proximalMu"])
+            nw, nb, train_loss = train(kind, w, b, train_rows.x, train_rows.y, m["learningRate"], m["batchSize"],
+                                       m["epochs"], m["seed"], m["proximalMu"])
             honest = {"weight": nw - w, "bias": nb - b}
             delta = attack_delta(self.behaviour, [(name, honest[name]) for name, _ in shapes], self.args.scale)
-        count = attack_sample_count(self.behaviour, len(self.ty), self.args.count_scale)
+        count = attack_sample_count(self.behaviour, len(train_rows.y), self.args.count_scale)
         ms = int((time.monotonic() - started) * 1000)
         self.log("update", task=m["taskID"], base=m["baseVersion"], samples=count, norm=f"{delta_norm(delta):.3g}",
                  loss=f"{train_loss:.4f}", ms=ms)
-        return encode_update(m["taskID"], m["baseVersion"], count, float(train_loss), ecount, eloss, eacc, ms, delta)
+        return encode_update(m["taskID"], m["baseVersion"], count, float(train_loss), ecount, eloss, eacc, ms, delta,
+                             evaluation=evaluation)
 
 
 def parse_args(argv=None):
@@ -998,6 +1259,14 @@ def parse_args(argv=None):
     p.add_argument("--count-scale", type=int, default=1000, help="scaled-count: sample counts multiplied by this (default 1000)")
     p.add_argument("--eval-count", type=int, default=1 << 62, help="lying-eval: evalSampleCount reported (default 2^62)")
     p.add_argument("--lie-in-hello", action="store_true", help="lying-eval: the hello's evalSampleCount is --eval-count too")
+    p.add_argument("--lie-statistics", type=float, nargs="?", const=1e12, default=None, metavar="MEAN",
+                   help="answer statistics tasks with every feature's mean MEAN (default 1e12) and standard deviation "
+                        "|MEAN|, real counts, min/max widened to hold them (any behaviour)")
+    p.add_argument("--capabilities", type=lambda v: int(v, 0), default=CAP_ALL,
+                   help="hello option 2 bit mask (default 7: statistics | preprocessing | evaluation statistics); "
+                        "without bit 1 a received preprocessing is refused, without bit 2 no evaluation statistics are sent")
+    p.add_argument("--null-policy", choices=("error", "impute"), default="error",
+                   help="a NULL feature value stops the agent (error), or is a missing value (impute)")
     p.add_argument("--rng-seed", type=int, help="seed of the large-norm directions (default: random)")
     p.add_argument("--agent-version", default="byzantine-agent.py/1")
     p.add_argument("--max-connect-attempts", type=int, default=30, help="consecutive failed connections before exit 1 (0: never)")
@@ -1011,6 +1280,10 @@ def parse_args(argv=None):
         p.error("--coordinator must be HOST:PORT")
     if not (0 <= args.eval_count < 1 << 64):
         p.error("--eval-count must fit in a u64")
+    if not (0 <= args.capabilities < 1 << 64):
+        p.error("--capabilities must fit in a u64")
+    if args.lie_statistics is not None and not math.isfinite(args.lie_statistics):
+        p.error("--lie-statistics must be finite")
     return args
 
 

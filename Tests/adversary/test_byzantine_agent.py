@@ -5,6 +5,7 @@ import os
 import sqlite3
 import struct
 import sys
+import threading
 import types
 
 import numpy as np
@@ -373,7 +374,9 @@ def fake_agent(behaviour, n_train=40, n_test=10, features=6, classes=3, seed=0):
     y = (x @ true_w).argmax(axis=1).astype(np.float32)
     agent = object.__new__(ba.Agent)
     agent.behaviour = behaviour
-    agent.args = types.SimpleNamespace(norm=9900.0, scale=10.0, count_scale=1000, eval_count=1 << 62)
+    agent.args = types.SimpleNamespace(norm=9900.0, scale=10.0, count_scale=1000, eval_count=1 << 62, lie_in_hello=False,
+                                       capabilities=ba.CAP_ALL, lie_statistics=None)
+    agent.prepared_cache, agent.prepared_lock = {}, threading.Lock()
     agent.rng = np.random.default_rng(7)
     agent.tx, agent.ty, agent.ex, agent.ey = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
     agent.features = [f"x{i}" for i in range(features)]
