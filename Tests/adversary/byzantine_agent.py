@@ -711,6 +711,14 @@ def split_params(tensors):
     return d["weight"].astype(np.float32), d["bias"].astype(np.float32)
 
 
+def parameters_problem(tensors, features, outputs):
+    """Why a train or evaluate task's tensors do not fit welcome's model (None when they do): exactly "weight"
+    [features, outputs] then "bias" [outputs] (§3 task)."""
+    want = [("weight", (features, outputs)), ("bias", (outputs,))]
+    got = [(name, tuple(t.shape)) for name, t in tensors]
+    return None if got == want else f"tensors {got}, the model's are {want}"
+
+
 def evaluate(kind, w, b, x, y):
     """(loss, accuracy) as Trainer.evaluate: mean cross-entropy and argmax accuracy (softmax); 0.5 * mse, 0 (linear)."""
     n = len(y)
@@ -1136,6 +1144,10 @@ class Agent:
                              labels=len(m["preprocessing"].labels))
                 welcome["current"] = m["preprocessing"]
             m["current"] = welcome["current"]        # in force for this task, whenever it runs
+            if m["kind"] != TASK_STATISTICS:
+                problem = parameters_problem(m["parameters"], welcome["featureCount"], welcome["outputCount"])
+                if problem:   # §3, §9: a task that does not match the model ends the session
+                    raise SessionLost(f"task {m['taskID']} does not match the model: {problem}")
             if m["kind"] in (TASK_EVALUATE, TASK_STATISTICS):
                 name = TASK_KIND_NAMES[m["kind"]]
                 self.log("task", level="debug", task=m["taskID"], kind=name, base=m["baseVersion"])

@@ -363,6 +363,17 @@ def test_preprocessing_that_cannot_be_applied():
         plain.dispatch(Socket(), task(1, ba.TASK_EVALUATE, ba.Preprocessing((ba.IDENTITY,) * 3, ba.IDENTITY, ())), welcome, [])
 
 
+def test_a_task_that_does_not_match_the_model_ends_the_session():
+    agent, welcome = make_agent()
+    welcome["current"] = None
+    sock = Socket()
+    for bad in (params(features=4), params(classes=3), params()[::-1], params()[:1]):
+        frame = ba.encode_task(5, 1, ba.TASK_EVALUATE, 0, 0, 0, 0, 0, bad)
+        with pytest.raises(ba.SessionLost, match="does not match"):
+            agent.dispatch(sock, ba.FrameBuffer().feed(frame)[0], welcome, Queue())
+    assert sock.sent == []
+
+
 def test_evaluation_statistics_follow_the_capability_and_the_behaviour():
     agent, welcome = make_agent(capabilities=ba.CAP_STATISTICS | ba.CAP_PREPROCESSING)
     welcome["current"] = None
