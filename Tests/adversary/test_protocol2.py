@@ -413,3 +413,24 @@ def test_null_policy_and_text_labels(tmp_path):
     s = ba.data_statistics(tx, ty, ey)
     assert s.features[1] == ba.Column(1, 1, 6.0, 0.0, 6.0, 6.0)
     assert s.labels == (("cat", 1), ("dog", 2))
+
+
+def test_deploy_byzantine_measures_through_the_stored_preprocessing(tmp_path):
+    """Deploy/byzantine.py reads the federation's preprocessing from the coordinator's state (meta
+    'preprocessing', the JSON of StrataCore.Preprocessing) to evaluate the final model on raw test rows."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("deploy_byzantine", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "Deploy", "byzantine.py"))
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    assert deploy.stored_preprocessing(db) is None                      # no meta table: protocol 1
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    assert deploy.stored_preprocessing(db) is None                      # no preprocessing fixed
+    value = {"featureNames": ["a", "b"], "features": [{"center": 1.5, "scale": 2, "fill": 1.5}, {"center": 0, "scale": 1, "fill": 0}],
+             "target": {"center": 0, "scale": 1, "fill": 0}, "labels": []}
+    db.execute("INSERT INTO meta VALUES ('preprocessing', ?)", (json.dumps(value),))
+    pre = deploy.stored_preprocessing(db)
+    assert pre == ba.Preprocessing((ba.Transform(1.5, 2.0, 1.5), ba.IDENTITY), ba.IDENTITY, ())
+    db.close()
