@@ -1280,7 +1280,7 @@ def parse_args(argv=None):
     p.add_argument("--null-policy", choices=("error", "impute"), default="error",
                    help="a NULL feature value stops the agent (error), or is a missing value (impute)")
     p.add_argument("--rng-seed", type=int, help="seed of the large-norm directions (default: random)")
-    p.add_argument("--agent-version", default="byzantine-agent.py/1")
+    p.add_argument("--agent-version", default="byzantine-agent.py/2")
     p.add_argument("--max-connect-attempts", type=int, default=30, help="consecutive failed connections before exit 1 (0: never)")
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--welcome-timeout", type=float, default=15.0)
