@@ -47,6 +47,7 @@ import math
 import os
 import queue
 import random
+import re
 import select
 import socket
 import sqlite3
@@ -538,17 +539,58 @@ def deterministic_test(row_key, seed=0, fraction=0.2):
     return (z >> 11) / float(1 << 53) < fraction
 
 
-def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2, null_policy="error"):
+NUMERAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes"}, {"false", "f", "no"}
+F32_MAX = float(np.finfo(np.float32).max)
+MISSING = object()
+
+
+def read_value(v):
+    """A stored value as §8 reads it: a float (INTEGER, REAL, a TEXT numeral), ('bool', 0 | 1) for a true/false word,
+    MISSING (NULL, empty or blank TEXT), or None when it is none of these (other text, a blob, a non-finite number
+    or one beyond float32)."""
+    if v is None:
+        return MISSING
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return MISSING
+        if NUMERAL.fullmatch(v):
+            v = float(s)
+        elif s.lower() in TRUE_WORDS or s.lower() in FALSE_WORDS:
+            return ("bool", 1.0 if s.lower() in TRUE_WORDS else 0.0)
+        else:
+            return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) and abs(v) <= F32_MAX else None
+
+
+def class_name(v):
+    """A label as a class name (§8 Labels): text stripped; a number written by its value, without a decimal point
+    when it is an integer."""
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2, null_policy="refuse"):
     """(train_x, train_y, test_x, test_y, feature_names), as strata-agent reads a table by default (§8).
 
-    Features are float32 (INTEGER and REAL values); a NULL stops with an error naming the row and column, or,
-    with null_policy "impute", is kept as NaN: a missing value, counted in the statistics and replaced by the
-    preprocessing's fill (§7.0). A text or blob feature value, or a non-finite one, stops. Labels are float32
-    numbers, or, when the label column holds text, an object array of str (text labels, class k = the
-    preprocessing's label[k]); a NULL label, or numbers mixed with text, stops."""
+    Feature columns: every column but the label, the split and primary-key columns, in declaration order, of
+    numeric affinity (their values must be numbers), or of another type when every value is a number or missing
+    and one at least is present. Values: INTEGER, REAL, TEXT numerals, true/false words (1 / 0); NULL and blank
+    TEXT are missing; anything else stops. Missing values (null_policy): refuse stops at the first (label, then
+    features, then split), skip leaves the row out, impute keeps missing features as NaN (counted in the
+    statistics, replaced by the preprocessing's fill, §7.0) and leaves out rows whose label or split is missing.
+    Labels are float32 numbers when every present label is one, else an object array of class names (text
+    labels: class k is the preprocessing's label[k]). Not done here: §8's refusal of identifier-like columns."""
     if not os.path.exists(path):
         raise SystemExit(f"byzantine_agent: no database at {path}")
-    if null_policy not in ("error", "impute"):
+    if null_policy not in ("refuse", "skip", "impute"):
         raise ValueError(f"null policy {null_policy!r}")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -559,36 +601,61 @@ def load_samples(path, table="samples", label="label", split="split", test_fract
         if label not in names:
             raise SystemExit(f"byzantine_agent: no label column '{label}' in {table} (columns {names})")
         use_split = split if split in names else None
-        features = [c[1] for c in cols if c[1] != label and c[1] != use_split and c[5] == 0 and numeric_affinity(c[2])]
-        sel = ", ".join(f'"{c}"' for c in [label] + ([use_split] if use_split else []) + features)
+        candidates = [(c[1], numeric_affinity(c[2])) for c in cols if c[1] != label and c[1] != use_split and c[5] == 0]
+        sel = ", ".join(f'"{c}"' for c in [label] + ([use_split] if use_split else []) + [n for n, _ in candidates])
         rows = db.execute(f'SELECT rowid, {sel} FROM "{table}" ORDER BY rowid').fetchall()
     finally:
         db.close()
     off = 3 if use_split else 2
-    x = np.empty((len(rows), len(features)), dtype=np.float32)
+    columns = []       # (name, values) of the feature columns
+    for j, (name, numeric) in enumerate(candidates):
+        values = [read_value(r[off + j]) for r in rows]
+        bad = next((i for i, v in enumerate(values) if v is None), None)
+        if numeric and bad is not None:
+            raise SystemExit(f"byzantine_agent: row {rows[bad][0]} column '{name}' holds {rows[bad][off + j]!r}, not a number")
+        if bad is not None or all(v is MISSING for v in values):
+            continue   # a text column that is not all numbers: not a feature
+        if any(isinstance(v, tuple) for v in values) and any(not isinstance(v, tuple) and v is not MISSING and v not in (0.0, 1.0) for v in values):
+            raise SystemExit(f"byzantine_agent: column '{name}' mixes true/false words with numbers other than 0 and 1")
+        columns.append((name, [v[1] if isinstance(v, tuple) else v for v in values]))
+    features = [name for name, _ in columns]
+    labels = [r[1] for r in rows]
+    present = [read_value(v) for v in labels]
+    numbers = all(v is MISSING or isinstance(v, float) for v in present)
+    splits = []
+    for r in rows:
+        if not use_split:
+            splits.append(deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction))
+            continue
+        s = "" if r[2] is None else str(r[2]).strip().lower()
+        if s in ("train", "training"):
+            splits.append(False)
+        elif s in ("test", "eval", "evaluation", "validation", "val"):
+            splits.append(True)
+        elif s == "":
+            splits.append(MISSING)
+        else:
+            raise SystemExit(f"byzantine_agent: row {r[0]} split value {r[2]!r} is neither train nor test")
+    keep, x, y, is_test = [], [], [], []
+    left_out = {"label": 0, "feature": 0, "split": 0}
     for i, r in enumerate(rows):
-        for j, v in enumerate(r[off:]):
-            if v is None:
-                if null_policy != "impute":
-                    raise SystemExit(f"byzantine_agent: row {r[0]} column '{features[j]}' is NULL (--null-policy impute keeps it as missing)")
-                x[i, j] = np.nan
-            elif isinstance(v, (int, float)) and math.isfinite(v):
-                x[i, j] = v
-            else:
-                raise SystemExit(f"byzantine_agent: row {r[0]} column '{features[j]}' holds {v!r}, not a finite number")
-    raw_labels = [r[1] for r in rows]
-    if any(v is None for v in raw_labels):
-        raise SystemExit(f"byzantine_agent: a label ('{label}') is NULL")
-    if any(isinstance(v, str) for v in raw_labels):
-        if not all(isinstance(v, str) for v in raw_labels):
-            raise SystemExit(f"byzantine_agent: the label column '{label}' mixes text and numbers")
-        y = np.array(raw_labels, dtype=object)
-    else:
-        y = np.array(raw_labels, dtype=np.float32)
-    if use_split:
-        is_test = np.array([str(r[2]).lower() in ("test", "eval", "evaluation", "validation", "val") for r in rows], dtype=bool)
-    else:
-        is_test = np.array([deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction) for r in rows], dtype=bool)
+        missing_label = present[i] is MISSING
+        missing_feature = next((name for name, values in columns if values[i] is MISSING), None)
+        missing_split = splits[i] is MISSING
+        if null_policy == "refuse" and (missing_label or missing_feature or missing_split):
+            column = label if missing_label else (missing_feature or use_split)
+            raise SystemExit(f"byzantine_agent: row {r[0]} column '{column}' is missing (--null-policy skip or impute)")
+        if missing_label or missing_split or (missing_feature and null_policy == "skip"):
+            left_out["label" if missing_label else "split" if missing_split else "feature"] += 1
+            continue
+        x.append([np.nan if values[i] is MISSING else values[i] for _, values in columns])
+        y.append(present[i] if numbers else class_name(labels[i]))
+        is_test.append(splits[i])
+    if any(left_out.values()):
+        sys.stderr.write(f"byzantine_agent: rows left out for a missing value: {left_out}\n")
+    x = np.array(x, dtype=np.float64).astype(np.float32).reshape(len(x), len(features))
+    y = np.array(y, dtype=np.float32) if numbers else np.array(y, dtype=object)
+    is_test = np.array(is_test, dtype=bool)
     return x[~is_test], y[~is_test], x[is_test], y[is_test], features
 
 
@@ -1277,8 +1344,9 @@ def parse_args(argv=None):
     p.add_argument("--capabilities", type=lambda v: int(v, 0), default=CAP_ALL,
                    help="hello option 2 bit mask (default 7: statistics | preprocessing | evaluation statistics); "
                         "without bit 1 a received preprocessing is refused, without bit 2 no evaluation statistics are sent")
-    p.add_argument("--null-policy", choices=("error", "impute"), default="error",
-                   help="a NULL feature value stops the agent (error), or is a missing value (impute)")
+    p.add_argument("--null-policy", choices=("refuse", "skip", "impute"), default="refuse",
+                   help="a missing value (NULL, blank text) stops the agent (refuse), leaves its row out (skip), or, "
+                        "for a feature, is replaced by the federation's fill (impute) (§8)")
     p.add_argument("--rng-seed", type=int, help="seed of the large-norm directions (default: random)")
     p.add_argument("--agent-version", default="byzantine-agent.py/2")
     p.add_argument("--max-connect-attempts", type=int, default=30, help="consecutive failed connections before exit 1 (0: never)")

@@ -402,17 +402,59 @@ def test_null_policy_and_text_labels(tmp_path):
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE samples (id INTEGER PRIMARY KEY, x0 REAL, x1 REAL, label TEXT NOT NULL, split TEXT NOT NULL)")
     db.executemany("INSERT INTO samples (x0, x1, label, split) VALUES (?, ?, ?, ?)",
-                   [(1.0, None, "dog", "train"), (None, 4.0, "cat", "test"), (5.0, 6.0, "dog", "train")])
+                   [(1.0, None, "dog", "train"), (None, 4.0, "cat", "test"), (5.0, 6.0, "dog", "train"),
+                    (7.0, 8.0, " cat ", "train")])
     db.commit()
     db.close()
-    with pytest.raises(SystemExit, match="NULL"):
+    with pytest.raises(SystemExit, match="row 1 column 'x1' is missing"):
         ba.load_samples(str(path))
     tx, ty, ex, ey, features = ba.load_samples(str(path), null_policy="impute")
-    assert features == ["x0", "x1"] and ba.text_labels(ty) and list(ty) == ["dog", "dog"] and list(ey) == ["cat"]
+    assert features == ["x0", "x1"] and ba.text_labels(ty) and list(ty) == ["dog", "dog", "cat"] and list(ey) == ["cat"]
     assert np.isnan(tx[0, 1]) and np.isnan(ex[0, 0])
     s = ba.data_statistics(tx, ty, ey)
-    assert s.features[1] == ba.Column(1, 1, 6.0, 0.0, 6.0, 6.0)
-    assert s.labels == (("cat", 1), ("dog", 2))
+    assert s.features[1] == ba.Column(2, 1, 7.0, 2.0, 6.0, 8.0)
+    assert s.labels == (("cat", 2), ("dog", 2))
+    tx, ty, ex, ey, _ = ba.load_samples(str(path), null_policy="skip")
+    assert tx.tolist() == [[5.0, 6.0], [7.0, 8.0]] and len(ex) == 0
+
+
+def test_values_as_section_8_reads_them(tmp_path):
+    """TEXT numerals and true/false words are numbers, blank text is missing, untyped columns of numbers are
+    features, other text columns are not; labels that are not all numbers are class names."""
+    path = tmp_path / "import.sqlite"
+    db = sqlite3.connect(path)
+    db.execute('CREATE TABLE samples (id INTEGER PRIMARY KEY, "age" TEXT, "smoker" TEXT, "city" TEXT, "dose", label, split)')
+    db.executemany("INSERT INTO samples (age, smoker, city, dose, label, split) VALUES (?, ?, ?, ?, ?, ?)", [
+        (" 42 ", "yes", "Lyon", "1e-1", "approved", "train"),
+        ("+3.5", "F", "Paris", 2, 3, " Train "),
+        ("", "true", "Nice", ".5", 2.0, "TEST"),
+    ])
+    db.commit()
+    db.close()
+    tx, ty, ex, ey, features = ba.load_samples(str(path), null_policy="impute")
+    assert features == ["age", "smoker", "dose"]                       # city: text, not a feature
+    assert tx.tolist() == [[42.0, 1.0, pytest.approx(0.1)], [3.5, 0.0, 2.0]]
+    assert np.isnan(ex[0, 0]) and ex[0, 1:].tolist() == [1.0, 0.5]
+    assert list(ty) == ["approved", "3"] and list(ey) == ["2"]         # class names: numbers by their value
+    for bad in ("nan", "12%", "0x10", "1,000"):
+        assert ba.read_value(bad) is None
+    assert ba.read_value("  ") is ba.MISSING and ba.read_value(None) is ba.MISSING
+    assert ba.read_value(1e39) is None and ba.read_value(float("inf")) is None and ba.read_value(b"\x00") is None
+    # numbers everywhere: labels are numbers, TEXT numerals included
+    db = sqlite3.connect(path)
+    db.execute("UPDATE samples SET label = '1' WHERE label = 'approved'")
+    db.commit()
+    db.close()
+    _, ty, _, ey, _ = ba.load_samples(str(path), null_policy="impute")
+    assert ty.dtype == np.float32 and ty.tolist() == [1.0, 3.0] and ey.tolist() == [2.0]
+    # a numeric-affinity column must hold numbers
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t2 (x REAL, label INTEGER)")
+    db.execute("INSERT INTO t2 VALUES ('oops', 1)")
+    db.commit()
+    db.close()
+    with pytest.raises(SystemExit, match="not a number"):
+        ba.load_samples(str(path), table="t2")
 
 
 def test_deploy_byzantine_measures_through_the_stored_preprocessing(tmp_path):
