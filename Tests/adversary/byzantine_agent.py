@@ -602,60 +602,74 @@ def load_samples(path, table="samples", label="label", split="split", test_fract
             raise SystemExit(f"byzantine_agent: no label column '{label}' in {table} (columns {names})")
         use_split = split if split in names else None
         candidates = [(c[1], numeric_affinity(c[2])) for c in cols if c[1] != label and c[1] != use_split and c[5] == 0]
-        sel = ", ".join(f'"{c}"' for c in [label] + ([use_split] if use_split else []) + [n for n, _ in candidates])
-        rows = db.execute(f'SELECT rowid, {sel} FROM "{table}" ORDER BY rowid').fetchall()
+        order = f' FROM "{table}" ORDER BY rowid'
+        rows = db.execute(f'SELECT rowid, "{label}"' + (f', "{use_split}"' if use_split else "") + order).fetchall()
+        # Columns holding only numbers and NULLs are converted at once; the others value by value (§8).
+        texty = db.execute("SELECT " + ", ".join(f"""SUM(typeof("{n}") IN ('text', 'blob'))""" for n, _ in candidates)
+                           + f' FROM "{table}"').fetchone() if candidates else ()
+        plain = [n for (n, _), t in zip(candidates, texty) if not t]
+        block = db.execute("SELECT " + ", ".join(f'"{n}"' for n in plain) + order).fetchall() if plain else []
+        with np.errstate(invalid="ignore"):
+            plain_values = np.array(block, dtype=np.float64).reshape(len(rows), len(plain))
+        other = {n: [r[0] for r in db.execute(f'SELECT "{n}"' + order)] for (n, _), t in zip(candidates, texty) if t}
     finally:
         db.close()
-    off = 3 if use_split else 2
-    columns = []       # (name, values) of the feature columns
-    for j, (name, numeric) in enumerate(candidates):
-        values = [read_value(r[off + j]) for r in rows]
-        bad = next((i for i, v in enumerate(values) if v is None), None)
+    columns = []       # (name, float64 values, NaN = missing) of the feature columns
+    for name, numeric in candidates:
+        if name in other:
+            raw = other[name]
+            read = [read_value(v) for v in raw]
+            bad = next((i for i, v in enumerate(read) if v is None), None)
+            words = any(isinstance(v, tuple) for v in read)
+            if bad is None and words and any(not isinstance(v, tuple) and v is not MISSING and v not in (0.0, 1.0) for v in read):
+                raise SystemExit(f"byzantine_agent: column '{name}' mixes true/false words with numbers other than 0 and 1")
+            values = np.array([np.nan if v is MISSING else v[1] if isinstance(v, tuple) else (v if v is not None else 0.0)
+                               for v in read], dtype=np.float64)
+        else:
+            values = plain_values[:, plain.index(name)]
+            bad = np.flatnonzero(np.isinf(values) | (np.abs(np.nan_to_num(values)) > F32_MAX))
+            bad = int(bad[0]) if bad.size else None
+            raw = values
         if numeric and bad is not None:
-            raise SystemExit(f"byzantine_agent: row {rows[bad][0]} column '{name}' holds {rows[bad][off + j]!r}, not a number")
-        if bad is not None or all(v is MISSING for v in values):
-            continue   # a text column that is not all numbers: not a feature
-        if any(isinstance(v, tuple) for v in values) and any(not isinstance(v, tuple) and v is not MISSING and v not in (0.0, 1.0) for v in values):
-            raise SystemExit(f"byzantine_agent: column '{name}' mixes true/false words with numbers other than 0 and 1")
-        columns.append((name, [v[1] if isinstance(v, tuple) else v for v in values]))
+            raise SystemExit(f"byzantine_agent: row {rows[bad][0]} column '{name}' holds {raw[bad]!r}, not a number")
+        if bad is not None or (len(values) and np.all(np.isnan(values))):
+            continue   # a text column that is not all numbers, or without any value: not a feature
+        columns.append((name, values))
     features = [name for name, _ in columns]
+    x = np.column_stack([values for _, values in columns]) if columns else np.zeros((len(rows), 0))
+    missing_feature = np.isnan(x).any(axis=1)
     labels = [r[1] for r in rows]
     present = [read_value(v) for v in labels]
     numbers = all(v is MISSING or isinstance(v, float) for v in present)
-    splits = []
-    for r in rows:
-        if not use_split:
-            splits.append(deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction))
-            continue
-        s = "" if r[2] is None else str(r[2]).strip().lower()
-        if s in ("train", "training"):
-            splits.append(False)
-        elif s in ("test", "eval", "evaluation", "validation", "val"):
-            splits.append(True)
-        elif s == "":
-            splits.append(MISSING)
-        else:
-            raise SystemExit(f"byzantine_agent: row {r[0]} split value {r[2]!r} is neither train nor test")
-    keep, x, y, is_test = [], [], [], []
-    left_out = {"label": 0, "feature": 0, "split": 0}
+    missing_label = np.array([v is MISSING for v in present], dtype=bool)
+    is_test = np.zeros(len(rows), dtype=bool)
+    missing_split = np.zeros(len(rows), dtype=bool)
     for i, r in enumerate(rows):
-        missing_label = present[i] is MISSING
-        missing_feature = next((name for name, values in columns if values[i] is MISSING), None)
-        missing_split = splits[i] is MISSING
-        if null_policy == "refuse" and (missing_label or missing_feature or missing_split):
-            column = label if missing_label else (missing_feature or use_split)
-            raise SystemExit(f"byzantine_agent: row {r[0]} column '{column}' is missing (--null-policy skip or impute)")
-        if missing_label or missing_split or (missing_feature and null_policy == "skip"):
-            left_out["label" if missing_label else "split" if missing_split else "feature"] += 1
+        if not use_split:
+            is_test[i] = deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction)
             continue
-        x.append([np.nan if values[i] is MISSING else values[i] for _, values in columns])
-        y.append(present[i] if numbers else class_name(labels[i]))
-        is_test.append(splits[i])
-    if any(left_out.values()):
-        sys.stderr.write(f"byzantine_agent: rows left out for a missing value: {left_out}\n")
-    x = np.array(x, dtype=np.float64).astype(np.float32).reshape(len(x), len(features))
-    y = np.array(y, dtype=np.float32) if numbers else np.array(y, dtype=object)
-    is_test = np.array(is_test, dtype=bool)
+        v = "" if r[2] is None else str(r[2]).strip().lower()
+        if v in ("test", "eval", "evaluation", "validation", "val"):
+            is_test[i] = True
+        elif v == "":
+            missing_split[i] = True
+        elif v not in ("train", "training"):
+            raise SystemExit(f"byzantine_agent: row {r[0]} split value {r[2]!r} is neither train nor test")
+    if null_policy == "refuse" and (missing_label.any() or missing_feature.any() or missing_split.any()):
+        i = int(np.flatnonzero(missing_label | missing_feature | missing_split)[0])
+        column = label if missing_label[i] else features[int(np.flatnonzero(np.isnan(x[i]))[0])] if missing_feature[i] else use_split
+        raise SystemExit(f"byzantine_agent: row {rows[i][0]} column '{column}' is missing (--null-policy skip or impute)")
+    out = missing_label | missing_split | (missing_feature if null_policy == "skip" else False)
+    if out.any():
+        sys.stderr.write(f"byzantine_agent: {int(out.sum())} rows left out for a missing value (label {int(missing_label.sum())}, "
+                         f"split {int((missing_split & ~missing_label).sum())}, features {int((out & ~missing_label & ~missing_split).sum())})\n")
+    keep = ~out
+    x = x[keep].astype(np.float32).reshape(int(keep.sum()), len(features))
+    if numbers:
+        y = np.array([v if v is not MISSING else 0.0 for v in present], dtype=np.float32)[keep]
+    else:
+        y = np.array([class_name(v) for v in labels], dtype=object)[keep]
+    is_test = is_test[keep]
     return x[~is_test], y[~is_test], x[is_test], y[is_test], features
 
 
