@@ -1064,7 +1064,9 @@ class Agent:
             # The preprocessing in force for this session's tasks (§3 task, §7.0): welcome's, until a task brings one.
             welcome["current"] = welcome.get("preprocessing")
             self.log("connected", client=welcome["clientID"], session=welcome["sessionID"],
-                     heartbeatMs=welcome["heartbeatIntervalMillis"], resending=len(resend))
+                     heartbeatMs=welcome["heartbeatIntervalMillis"], resending=len(resend),
+                     preprocessing="welcome" if welcome.get("preprocessing") is not None else "none",
+                     featureNames=len(welcome.get("featureNames") or ()))
             for task_id, data in resend:
                 sock.sendall(data)
                 self.log("update resent", task=task_id)

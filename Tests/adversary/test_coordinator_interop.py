@@ -142,8 +142,13 @@ def test_standardize_off_skips_the_statistics_phase(federation):
         db.close()
 
 
-def test_an_agent_without_the_preprocessing_capability_is_refused(federation):
+def test_a_late_agent_gets_the_preprocessing_in_welcome_and_one_without_the_capability_is_refused(federation):
     status, statuses, logs, run = run_federation(
-        federation, "nocap", ["--statistics-timeout", "2"], [[], ["--capabilities", "1"]], timeout=60, max_duration=8)
+        federation, "late", [], [[], ["--capabilities", "1"], []], timeout=60, max_duration=8, stagger=1.5)
     assert statuses[1] == 1 and "incompatible-data" in logs[1], logs[1]
-    assert statuses[0] == 0, logs[0]
+    assert statuses[0] == 0 and statuses[2] == 0, logs
+    assert "preprocessing=none" in logs[0] and "statistics sent" in logs[0]
+    # agent-03 joins after agent-01's answer fixed the preprocessing: welcome carries it (option 0x8001) and the
+    # model's feature names (option 1); no statistics task, no preprocessing in its tasks.
+    assert "preprocessing=welcome featureNames=8" in logs[2], logs[2]
+    assert "statistics" not in logs[2] and "preprocessing received" not in logs[2]
