@@ -129,7 +129,7 @@ public struct PreprocessingSettings: Sendable, Hashable {
     /// Given statistics instead of gathered ones (`--preprocessing-file`): used as is, no statistics phase.
     public var fixed: Preprocessing?
     /// Answers to wait for before fixing the preprocessing.
-    public var statisticsAgents = 1
+    public var statisticsAgents = 3
     /// Fix it with the answers at hand (at least one) this long after the first statistics task was sent.
     public var statisticsTimeout: Duration = .seconds(30)
     /// Robust merge of the agents' summaries.

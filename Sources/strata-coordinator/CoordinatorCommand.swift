@@ -519,8 +519,8 @@ struct PreprocessingOptions: ParsableArguments {
     var standardize: Switch = .on
     @Option(name: .long, help: ArgumentHelp("Use this preprocessing instead of gathering statistics: JSON {\"features\": [{\"center\": C, \"scale\": S, \"fill\": F}, ...], \"target\": {...}, \"labels\": [...], \"featureNames\": [...]} ; or the JSON stratactl export-model writes, which holds that object as \"preprocessing\".", valueName: "FILE"))
     var preprocessingFile: String?
-    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default 1; set it to the number of agents you start).", valueName: "N"))
-    var statisticsAgents: Int = 1
+    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default 3: from 3 answers on, a lying summary is outvoted; set it to the number of agents you start, and a smaller federation waits --statistics-timeout).", valueName: "N"))
+    var statisticsAgents: Int = 3
     @Option(name: .long, help: ArgumentHelp("Statistics phase: fix it with the answers at hand (at least one) this long after the first request.", valueName: "SECONDS"))
     var statisticsTimeout: Double = 30
 
