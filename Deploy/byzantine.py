@@ -23,7 +23,8 @@ no honest run reaches (default 0.999) so that "target reached" can only be a lie
 its SQLite state (read after it exited):
 
   final      accuracy and loss of the last committed global model on the pooled test rows of the honest
-             agents, computed here with NumPy from modelVersions (independent of who answered evaluations)
+             agents, computed here with NumPy from modelVersions (independent of who answered evaluations),
+             through the federation's stored preprocessing (protocol 2) when it has one
   coord      the coordinator's own last and best evaluated accuracy (sample-weighted over every agent that
              answered, liars included: what the federation believed)
   honest-best  best accuracy among evaluated versions answered by every honest agent, over their rows only
@@ -379,13 +380,16 @@ def measure(args, run_dir, scenario, run_index, members, test_rows, status, wall
     try:
         row = db.execute("SELECT version, parameters FROM modelVersions ORDER BY version DESC LIMIT 1").fetchone()
         kind, features = ba.MODEL_SOFTMAX, test_rows.x.shape[1]
+        pre = stored_preprocessing(db)
+        r["standardised"] = pre is not None and any(t != ba.IDENTITY for t in pre.features)
         if row:
             params = np.frombuffer(row[1], dtype="<f4")
             classes = len(params) // (features + 1)
             w = params[:features * classes].reshape(features, classes)
             b = params[features * classes:]
+            rows = ba.apply_preprocessing(pre, test_rows.x, test_rows.y, kind)   # the model's inputs (§7.0)
             with np.errstate(all="ignore"):
-                loss, acc = ba.evaluate(kind, w, b, test_rows.x, test_rows.y)
+                loss, acc = ba.evaluate(kind, w, b, rows.x, rows.y)
             r.update(finalVersion=row[0], finalAccuracy=acc, finalLoss=loss,
                      finalNonFinite=int(np.sum(~np.isfinite(params))), finalParamNorm=float(np.linalg.norm(params.astype(np.float64))))
         refused = db.execute("SELECT code, clientID, COUNT(*) FROM refusedUpdates GROUP BY code, clientID").fetchall()
@@ -417,6 +421,23 @@ def measure(args, run_dir, scenario, run_index, members, test_rows, status, wall
         db.close()
     r["earlyStop"] = early_stop(args, r)
     return r
+
+
+def stored_preprocessing(db):
+    """The federation's preprocessing (protocol 2) as the coordinator stored it with its model (meta key
+    'preprocessing', JSON), or None (a federation without one, or a coordinator of protocol 1)."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'preprocessing'").fetchone()
+    except sqlite3.Error:
+        return None
+    if not row:
+        return None
+    p = json.loads(row[0])
+
+    def transform(t):
+        return ba.Transform(float(t["center"]), float(t["scale"]), float(t["fill"]))
+    return ba.Preprocessing(tuple(transform(t) for t in p["features"]), transform(p.get("target", {"center": 0, "scale": 1, "fill": 0})),
+                            tuple(p.get("labels", ())))
 
 
 def early_stop(args, r):

@@ -65,7 +65,7 @@ say "starting the coordinator (target accuracy $target, central reference $refer
 "$bin/strata-coordinator" \
     --cert "$run_dir/pki/coordinator.crt" --key "$run_dir/pki/coordinator.key" --ca "$run_dir/pki/ca.crt" \
     --state "$run_dir/coordinator.sqlite" --port 0 --ready-file "$run_dir/coordinator.addr" \
-    --features 60 --classes 10 --target-accuracy "$target" --min-evaluation-clients "$clients" --max-duration "$max_seconds" \
+    --features 60 --classes 10 --target-accuracy "$target" --min-evaluation-clients "$clients" --statistics-agents "$clients" --max-duration "$max_seconds" \
     --min-clients "$clients" \
     --summary-file "$run_dir/summary.json" 2>"$run_dir/coordinator.log" &
 coordinator=$!

@@ -89,6 +89,8 @@ public struct AggregationConfiguration: Sendable, Hashable {
     public var rule = RuleSettings()
     /// L2 bound on a delta; larger deltas are refused. nil disables the check.
     public var maxUpdateNorm: Float? = 1.0e4
+    /// When the coordinator steps the models back to the best version and lowers the server step.
+    public var divergence = DivergencePolicy()
     public init() {}
 }
 
@@ -153,7 +155,7 @@ public struct PreprocessingSettings: Sendable, Hashable {
     /// Given statistics instead of gathered ones (`--preprocessing-file`): used as is, no statistics phase.
     public var fixed: Preprocessing?
     /// Answers to wait for before fixing the preprocessing.
-    public var statisticsAgents = 1
+    public var statisticsAgents = 3
     /// Fix it with the answers at hand (at least one) this long after the first statistics task was sent.
     public var statisticsTimeout: Duration = .seconds(30)
     /// Robust merge of the agents' summaries.

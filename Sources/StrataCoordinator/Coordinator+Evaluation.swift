@@ -8,13 +8,19 @@ import StrataWire
 extension Coordinator {
     func startEvaluation() async {
         let (evaluatedVersion, parameters, createdAt) = lastCommitted
+        await startEvaluation(of: evaluatedVersion, parameters: parameters, createdAt: createdAt)
+    }
+
+    /// Evaluates `evaluatedVersion` (the latest committed one, or the model a restart restored).
+    func startEvaluation(of evaluatedVersion: Int64, parameters: [Float], createdAt: Double) async {
         let targets = Array(sessions.values)
         // Version 0 is the untrained model: evaluating it as the first agents trickle in says nothing.
         guard evaluatedVersion > 0, !targets.isEmpty, evaluations[evaluatedVersion] == nil, evaluatedVersion != lastEvaluatedVersion,
               !parameters.isEmpty else { return }
-        lastEvaluatedVersion = evaluatedVersion
+        lastEvaluatedVersion = max(lastEvaluatedVersion, evaluatedVersion)
         lastEvaluationStart = .now
-        evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), invited: targets.count, versionElapsed: createdAt)
+        evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), invited: targets.count, versionElapsed: createdAt,
+                                                        parameters: parameters)
         let tensors = ModelTensors.encode(parameters, spec: configuration.model)
         // One transaction for the whole round's tasks, durable before any is sent.
         guard let records = await allocateTasks(targets.map {
@@ -44,6 +50,13 @@ extension Coordinator {
         guard update.evalAccuracy.isFinite, update.evalLoss.isFinite, (0...1).contains(update.evalAccuracy), update.evalLoss >= 0 else {
             refuseEvaluation(update, from: session, version: task.baseVersion, ErrorMessage(code: .outOfRange, message:
                 "evaluation answer out of range: accuracy \(update.evalAccuracy) (0...1), loss \(update.evalLoss) (finite, >= 0)"))
+            // A model so far gone that its loss overflows: refused as before, but it counts as an answer, and a
+            // quorum of them tells the divergence guard.
+            if !update.evalLoss.isFinite, var round = evaluations[task.baseVersion] {
+                round.nonFinite.insert(session.clientID)
+                evaluations[task.baseVersion] = round
+                finishEvaluationIfComplete(version: task.baseVersion)
+            }
             return
         }
         session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(task.baseVersion))))
@@ -66,12 +79,19 @@ extension Coordinator {
     }
 
     func finishEvaluationIfComplete(version evaluated: Int64) {
-        guard let round = evaluations[evaluated], round.expected.isSubset(of: round.results.keys) else { return }
+        guard let round = evaluations[evaluated], round.expected.isSubset(of: Set(round.results.keys).union(round.nonFinite)) else { return }
         closeEvaluation(version: evaluated)
     }
 
     func closeEvaluation(version evaluated: Int64) {
         guard let round = evaluations.removeValue(forKey: evaluated) else { return }
+        // The target (and the divergence guard) needs a quorum: answers from enough of the agents the round
+        // asked, so a few fast (or lying) agents cannot end the federation, or step it back, on their own.
+        let quorum = max(configuration.stop.minEvaluationClients,
+                         Int((configuration.stop.evaluationQuorum * Double(round.invited)).rounded(.up)))
+        if round.nonFinite.count >= quorum {
+            judge(version: evaluated, loss: .infinity, parameters: round.parameters)
+        }
         let clients = round.results.keys.sorted()
         let answers = clients.map { id in
             let r = round.results[id]!
@@ -124,6 +144,8 @@ extension Coordinator {
             return
         }
         bestAccuracy = max(bestAccuracy ?? 0, accuracy)
+        // The divergence guard judges counted rounds by their loss (its own best, the step-back target).
+        judge(version: evaluated, loss: loss, parameters: round.parameters)
         if let end = verdict.end {
             if timeToTarget == nil { timeToTarget = round.versionElapsed }
             if stopReason == nil { requestStop(StopReason(end.reason), detail: end.detail) }

@@ -44,8 +44,8 @@ extension Coordinator {
         draining = true
         logger.notice("draining", metadata: ["policy": "\(configuration.drainPolicy.rawValue)", "reason": "\(reason)"])
         if configuration.drainPolicy == .flush {
-            enqueue(rule.aggregations(now: Self.now()))
-            enqueue(rule.flush(now: Self.now()))
+            enqueueChecked(rule.aggregations(now: Self.now()))
+            enqueueChecked(rule.flush(now: Self.now()))
             await waitUntilCommitted()
             guard stopReason == nil else { return }
         }

@@ -83,6 +83,13 @@ public actor Coordinator {
     var laneRates: [Int: RateWindow] = [:]
     /// The cross-tier weights of the latest combination (provenance of the latest global version).
     var lastLaneWeights: [Double] = []
+    /// The divergence guard's decisions (pure), and the parameters of the version it counts as the best
+    /// (one model copy; the store may have pruned them).
+    var divergence: DivergenceGuard
+    var bestModel: (version: Int64, parameters: [Float])?
+    /// After a restart: the restored model, evaluated once `--min-evaluation-clients` agents are connected,
+    /// so that the divergence guard knows its loss (its record of the best lives in memory only).
+    var baselineEvaluation: (version: Int64, parameters: [Float])?
 
     var ready = false
     var stopReason: StopReason?
@@ -107,6 +114,12 @@ public actor Coordinator {
         var invited: Int
         var results: [String: (samples: Int64, accuracy: Double, loss: Double)] = [:]
         var versionElapsed: Double
+        /// The evaluated parameters (shared with the committed model, not a copy): kept as the best model's
+        /// if the round makes this version the best.
+        var parameters: [Float]
+        /// Agents whose answer had a loss that is not finite (refused, but counted as answered: a majority of
+        /// them is a divergence).
+        var nonFinite: Set<String> = []
     }
 
     public init(configuration: CoordinatorConfiguration, store: CoordinatorStore, logger: Logger,
@@ -121,6 +134,7 @@ public actor Coordinator {
         tiers = TierAssigner(policy: configuration.tiering.policy, pins: configuration.tiering.pins)
         health = FailureDetector(policy: configuration.effectiveHealthPolicy)
         progress = RunProgress(conditions: configuration.stop.endConditions, quorum: configuration.stop.quorum)
+        divergence = DivergenceGuard(policy: configuration.aggregation.divergence)
     }
 
     var elapsed: Double { (ContinuousClock.now - startedAt).seconds }
@@ -167,6 +181,10 @@ public actor Coordinator {
             if metric == .accuracy { bestAccuracy = best.accuracy }
             logger.info("best version restored", metadata: ["version": "\(best.version)", "metric": "\(metric.name)", "score": "\(best.score)",
                                                              "answered": "\(best.answered)", "asked": "\(best.asked)"])
+        }
+        if configuration.aggregation.divergence.enabled, rule.globalVersion > 0,
+           configuration.evaluateEvery > 0 || configuration.evaluationInterval != nil {
+            baselineEvaluation = (rule.globalVersion, rule.globalParameters)
         }
         trainingStarted = state.trainingStartedAt != nil
         announceEnd()
@@ -295,6 +313,10 @@ public actor Coordinator {
         }
         await manageTiers()
         await aggregateAndDispatch()
+        if let baseline = baselineEvaluation, sessions.count >= configuration.stop.minEvaluationClients {
+            baselineEvaluation = nil
+            await startEvaluation(of: baseline.version, parameters: baseline.parameters, createdAt: 0)
+        }
         if let interval = configuration.evaluationInterval, lastCommitted.version != lastEvaluatedVersion,
            lastEvaluationStart.map({ ContinuousClock.now - $0 >= interval }) ?? true {
             await startEvaluation()
@@ -451,7 +473,7 @@ public actor Coordinator {
         let stepStart = ContinuousClock.now
         let due = rule.aggregations(now: Self.now())
         if !due.isEmpty { metrics.aggregationStep.recordNanoseconds((ContinuousClock.now - stepStart).nanoseconds) }
-        enqueue(due)
+        enqueueChecked(due)
         guard await quorumAllowsTraining() else { return }
         // Nothing to hand out while every connected client holds a task (the usual state, checked every tick).
         guard sessions.keys.contains(where: { outstandingTraining[$0] == nil }) else { return }
@@ -605,7 +627,9 @@ public actor Coordinator {
             recordLatency(clientID: session.clientID, seconds: arrival - task.dispatchedAt)
         }
 
-        switch validate(update, task: task, session: session) {
+        let validated = validate(update, task: task, session: session)
+        noteUpdate(from: session.clientID, validated: validated, dispatchedAt: task.dispatchedAt)
+        switch validated {
         case .failure(let refusal):
             tasks[taskID] = nil
             await refuse(update, from: session, code: refusal.code, reason: refusal.message)

@@ -22,6 +22,8 @@ public struct CoordinatorMetrics: Sendable {
     let sessionsReplaced: CoreMetrics.Counter
     /// Updates whose delta the adaptive norm bound scaled down.
     let updatesClipped: CoreMetrics.Counter
+    /// The divergence guard's factor on the configured server step (1 until it lowers it).
+    let serverStepScale: CoreMetrics.Gauge
 
     public static var disabled: CoordinatorMetrics { CoordinatorMetrics(factory: NOOPMetricsHandler.instance, registry: nil) }
 
@@ -50,9 +52,19 @@ public struct CoordinatorMetrics: Sendable {
         sessionsOpened = CoreMetrics.Counter(label: "strata_sessions_opened_total", factory: factory)
         sessionsReplaced = CoreMetrics.Counter(label: "strata_sessions_replaced_total", factory: factory)
         updatesClipped = CoreMetrics.Counter(label: "strata_updates_clipped_total", factory: factory)
+        serverStepScale = CoreMetrics.Gauge(label: "strata_server_step_scale", factory: factory)
+        serverStepScale.record(1)
         // Series that exist before their first event, so a scrape shows 0 rather than nothing.
         updatesRefused(code: "too-stale").increment(by: 0)
         handshakeFailures(endpoint: "agents", reason: "handshake-failed").increment(by: 0)
+        for cause in ["loss-rose", "non-finite-loss", "non-finite-model", "refusals"] {
+            divergenceRecoveries(cause: cause).increment(by: 0)
+        }
+    }
+
+    /// Times the divergence guard stepped the models back, by cause.
+    func divergenceRecoveries(cause: String) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(label: "strata_divergence_recoveries_total", dimensions: [("cause", cause)], factory: factory)
     }
 
     func updatesRefused(code: String) -> CoreMetrics.Counter {

@@ -10,7 +10,27 @@ public enum CoordinatorEvent: Sendable {
     case tiersChanged([TierMove])
     case healthChanged([HealthTransition])
     case evaluated(EvaluationResult)
+    /// The divergence guard stepped every model back to the best version and lowered the server step.
+    case divergenceRecovered(DivergenceReport)
     case stopped(CoordinatorSummary)
+}
+
+public struct DivergenceReport: Sendable, Hashable, Codable {
+    /// loss-rose, non-finite-loss, non-finite-model or refusals (the metric's label).
+    public var cause: String
+    /// The cause with its numbers.
+    public var detail: String
+    /// The version whose parameters every model now has (0: the initial model, when none was evaluated).
+    public var bestVersion: Int64
+    public var bestLoss: Double?
+    /// The latest version before the step back, and the first version holding the restored model.
+    public var fromVersion: Int64
+    public var restoredVersion: Int64
+    /// The factor on the configured server step from now on, and the server learning rate it gives.
+    public var stepScale: Double
+    public var serverLearningRate: Double
+    /// Recoveries so far in this run.
+    public var recoveries: Int
 }
 
 public struct ListeningAddresses: Sendable, Hashable {

@@ -83,40 +83,22 @@ public struct WeightedAccumulator: Sendable {
         return sum.map { $0 * inv }
     }
 
-    /// One server step fused into a single pass, leaving the accumulator empty: returns x + η_g·v with
-    /// v = β·m + Δ̄ and Δ̄ = sum / totalWeight (and m ← v when β ≠ 0; with β = 0 the velocity is never read,
-    /// so it is not written). The values are those of `weightedMean()`, `AggregationStep.apply` and `reset()`
-    /// bit for bit, in one read of the model and the sum instead of five model-sized passes, and the result
-    /// is a new array, so a model that is still shared (the global model, a task's tensors) is not copied first.
-    public mutating func takeStep(on model: [Float], optimizer: ServerOptimizer, state: inout ServerOptimizerState) -> [Float] {
+    /// One server step fused into a single pass, leaving the accumulator empty: returns the model stepped by
+    /// `optimizer` with Δ̄ = sum / totalWeight (see `ServerOptimizer`). The values are those of
+    /// `weightedMean()`, `AggregationStep.apply` and `reset()` bit for bit, in one read of the model and the
+    /// sum instead of several model-sized passes, and the result is a new array, so a model that is still
+    /// shared (the global model, a task's tensors) is not copied first.
+    public mutating func takeStep(on model: [Float], optimizer: some ServerOptimizer, state: inout ServerOptimizerState) -> [Float] {
         let n = sum.count
         precondition(model.count == n, "model.count \(model.count) != parameterCount \(n)")
-        precondition(state.velocity.count == n, "state.velocity.count \(state.velocity.count) != parameterCount \(n)")
         let inv: Float = count > 0 && totalWeight > 0 ? Float(1 / totalWeight) : 0
-        let beta = optimizer.momentum, eta = optimizer.learningRate
         let stepped = [Float](unsafeUninitializedCapacity: n) { out, initialized in
             guard n > 0 else { initialized = 0; return }
-            let o = out.baseAddress!
             model.withUnsafeBufferPointer { xb in
                 sum.withUnsafeMutableBufferPointer { sb in
-                    let x = xb.baseAddress!, s = sb.baseAddress!
-                    if beta == 0 {
-                        for i in 0..<n {
-                            let d = s[i] * inv
-                            o[i] = x[i] + eta * d
-                            s[i] = 0
-                        }
-                    } else {
-                        state.velocity.withUnsafeMutableBufferPointer { mb in
-                            let m = mb.baseAddress!
-                            for i in 0..<n {
-                                let v = beta * m[i] + s[i] * inv
-                                m[i] = v
-                                o[i] = x[i] + eta * v
-                                s[i] = 0
-                            }
-                        }
-                    }
+                    optimizer.step(model: xb.baseAddress!, deltaSum: sb.baseAddress!, scale: inv, into: out.baseAddress!,
+                                   count: n, state: &state)
+                    sb.update(repeating: 0)
                 }
             }
             initialized = n
@@ -186,43 +168,21 @@ public enum UpdateValidation {
     }
 }
 
-/// FedBuff-style server step. Deltas are Δ = x_local − x_base, so the server ADDS:
-/// m ← β·m + Δ̄, x ← x + η_g·m (with β = 0 this is x ← x + η_g·Δ̄).
-public struct ServerOptimizer: Sendable, Hashable, Codable {
-    /// η_g
-    public var learningRate: Float
-    /// β (server momentum)
-    public var momentum: Float
-
-    public init(learningRate: Float = 1.0, momentum: Float = 0) {
-        self.learningRate = learningRate
-        self.momentum = momentum
-    }
-}
-
-public struct ServerOptimizerState: Sendable, Hashable, Codable {
-    public var velocity: [Float]
-    public init(parameterCount: Int) {
-        velocity = [Float](repeating: 0, count: parameterCount)
-    }
-}
-
 public enum AggregationStep {
-    /// m ← β·m + Δ̄; x ← x + η_g·m. With β = 0 the velocity is just Δ̄.
-    public static func apply(model: inout [Float], meanDelta: [Float], optimizer: ServerOptimizer, state: inout ServerOptimizerState) {
+    /// One step of `optimizer` on `model` with the mean delta `meanDelta` (what `WeightedAccumulator.takeStep`
+    /// does from a buffer's sum, unfused).
+    public static func apply(model: inout [Float], meanDelta: [Float], optimizer: some ServerOptimizer, state: inout ServerOptimizerState) {
         let n = model.count
         precondition(meanDelta.count == n, "meanDelta.count \(meanDelta.count) != model.count \(n)")
-        precondition(state.velocity.count == n, "state.velocity.count \(state.velocity.count) != model.count \(n)")
-        let beta = optimizer.momentum, eta = optimizer.learningRate
-        model.withUnsafeMutableBufferPointer { x in
-        state.velocity.withUnsafeMutableBufferPointer { m in
-        meanDelta.withUnsafeBufferPointer { d in
-            for i in 0..<n {
-                let v = beta == 0 ? d[i] : beta * m[i] + d[i]
-                m[i] = v
-                x[i] += eta * v
+        guard n > 0 else { return }
+        let before = model
+        before.withUnsafeBufferPointer { x in
+            meanDelta.withUnsafeBufferPointer { d in
+                model.withUnsafeMutableBufferPointer { out in
+                    optimizer.step(model: x.baseAddress!, deltaSum: d.baseAddress!, scale: 1, into: out.baseAddress!, count: n, state: &state)
+                }
             }
-        }}}
+        }
     }
 
     /// FedAsync mixing x ← (1 − a)·x + a·x_new with a = alpha · s(σ), clamped to [0, 1].

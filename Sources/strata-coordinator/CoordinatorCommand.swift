@@ -50,6 +50,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup(title: "TLS") var tls: TLSOptions
     @OptionGroup(title: "Model and local training") var model: ModelOptions
     @OptionGroup(title: "Aggregation") var aggregation: AggregationOptions
+    @OptionGroup(title: "Divergence guard (docs/ALGORITHMS.md)") var divergence: DivergenceOptions
     @OptionGroup(title: "Synchronous rounds (fedavg, tifl, fedat)") var rounds: RoundOptions
     @OptionGroup(title: "Latency tiers (strata, tifl, fedat)") var tiering: TieringOptions
     @OptionGroup(title: "Stopping") var stop: StopOptions
@@ -76,6 +77,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try endpoints.check()
         try model.check()
         try aggregation.check()
+        try divergence.check()
         try rounds.check()
         try tiering.check()
         try stop.check(model: model.model)
@@ -111,6 +113,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.aggregation.mode = aggregation.mode
         config.aggregation.rule = try ruleSettings()
         config.aggregation.maxUpdateNorm = aggregation.maxUpdateNorm > 0 ? aggregation.maxUpdateNorm : nil
+        config.aggregation.divergence = divergence.policy()
         config.tiering = try tiering.configuration()
         config.stop = StopCondition(maxVersions: stop.maxVersions, maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
         config.stop.targetMetric = stop.metric(for: model.model)
@@ -125,8 +128,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.stop.evaluationCombination = EvaluationCombination(trim: robustness.evaluationTrim,
                                                                   weightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil)
         config.maxAgentSamples = robustness.maxAgentSamples
-        config.preprocessing = try preprocessing.settings(maxWeightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : .infinity,
-                                                          minClients: stop.minClients)
+        config.preprocessing = try preprocessing.settings(maxWeightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : .infinity)
         config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
@@ -159,8 +161,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         r.bufferSize = aggregation.bufferSize
         r.bufferTimeout = aggregation.bufferTimeout > 0 ? aggregation.bufferTimeout : nil
         r.staleness = try StalenessFunction(parsing: aggregation.staleness)
-        r.serverOptimizer = ServerOptimizer(learningRate: aggregation.serverLearningRate ?? r.serverOptimizer.learningRate,
-                                            momentum: aggregation.serverMomentum ?? r.serverOptimizer.momentum)
+        r.serverOptimizer = aggregation.optimizerSettings(modeDefault: r.serverOptimizer)
         r.maxStaleness = aggregation.maxStaleness
         r.mixingAlpha = aggregation.alpha
         r.tierMixing = aggregation.tierMixing
@@ -198,6 +199,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             print("state: version \(version), \(committed) committed updates")
         case .versionCommitted, .healthChanged:
             break
+        case .divergenceRecovered(let d):
+            print(String(format: "divergence: %@; stepped back to version %lld (loss %@) as version %lld; server step x%.4g (learning rate %.4g)",
+                         d.detail, d.bestVersion, d.bestLoss.map { String(format: "%.4f", $0) } ?? "-", d.restoredVersion,
+                         d.stepScale, d.serverLearningRate))
         case .tiersChanged(let moves):
             let formed = moves.filter { $0.reason == .formation }
             if !formed.isEmpty {
@@ -364,10 +369,21 @@ struct AggregationOptions: ParsableArguments {
     var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")
     var staleness: String = "fedbuff"
-    @Option(name: .long, help: "Server learning rate eta_g applied to each step (default: 2 for strata, 1 for the published rules).")
+    @Option(name: .long, help: ArgumentHelp(
+        "Server optimiser of every step (every mode but fedasync; per tier in the tiered modes): sgd (with momentum), adam, yogi or adagrad (FedAdam, FedYogi, FedAdagrad of Reddi et al., ICLR 2021).",
+        discussion: "Each tier keeps its own optimiser state (at most two model-sized arrays); it is not persisted: a restart starts it afresh.",
+        valueName: "sgd|adam|yogi|adagrad"))
+    var serverOptimizer: ServerOptimizerKind = .sgd
+    @Option(name: .long, help: "Server learning rate eta_g (default: sgd 2 for strata and 1 for the published rules; adam and yogi 0.01; adagrad 0.1).")
     var serverLearningRate: Float?
-    @Option(name: .long, help: "Server momentum beta in [0, 1) (default: 0.5 for strata, 0 for the published rules).")
+    @Option(name: .long, help: "sgd: server momentum beta in [0, 1) (default: 0.5 for strata, 0 for the published rules). Same as --server-beta1.")
     var serverMomentum: Float?
+    @Option(name: .long, help: "First-moment decay beta1 in [0, 1): adam, yogi, adagrad (default 0.9, as in Reddi et al.); for sgd its momentum.")
+    var serverBeta1: Float?
+    @Option(name: .long, help: "Second-moment decay beta2 in [0, 1): adam, yogi (default 0.99, as in Reddi et al.).")
+    var serverBeta2: Float?
+    @Option(name: .long, help: "tau, the adaptive optimisers' degree of adaptivity (epsilon; larger is less adaptive): adam, yogi, adagrad (default 0.001, as in Reddi et al.).")
+    var serverTau: Float?
     @Option(name: .long, help: "Refuse updates more than this many versions behind.")
     var maxStaleness: Int = 100
     @Option(name: .long, help: "Refuse deltas whose L2 norm exceeds this (0 disables).")
@@ -380,6 +396,20 @@ struct AggregationOptions: ParsableArguments {
         do { _ = try StalenessFunction(parsing: staleness) } catch { throw ValidationError("--staleness: \(error)") }
         if let lr = serverLearningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--server-learning-rate must be positive") }
         if let m = serverMomentum, !(0..<1).contains(m) { throw ValidationError("--server-momentum must be in [0, 1)") }
+        if let b = serverBeta1, !(0..<1).contains(b) { throw ValidationError("--server-beta1 must be in [0, 1)") }
+        if let b = serverBeta2, !(0..<1).contains(b) { throw ValidationError("--server-beta2 must be in [0, 1)") }
+        if let t = serverTau, !(t > 0 && t.isFinite) { throw ValidationError("--server-tau must be positive") }
+        if serverMomentum != nil, serverBeta1 != nil { throw ValidationError("--server-momentum and --server-beta1 set the same value: give one") }
+        if serverMomentum != nil, serverOptimizer != .sgd {
+            throw ValidationError("--server-momentum is sgd's; the \(serverOptimizer.rawValue) optimiser's first-moment decay is --server-beta1")
+        }
+        if serverOptimizer == .sgd, serverBeta2 != nil || serverTau != nil {
+            throw ValidationError("--server-beta2 and --server-tau belong to the adaptive optimisers (--server-optimizer adam, yogi or adagrad)")
+        }
+        if serverOptimizer == .adagrad, serverBeta2 != nil { throw ValidationError("adagrad does not decay its second moment: --server-beta2 does not apply") }
+        if mode == .fedasync, serverOptimizer != .sgd {
+            throw ValidationError("fedasync mixes each update with --alpha and takes no server optimiser step: --server-optimizer does not apply")
+        }
         guard maxStaleness >= 0 else { throw ValidationError("--max-staleness must be >= 0") }
         guard maxUpdateNorm >= 0 else { throw ValidationError("--max-update-norm must be >= 0") }
     }
@@ -389,6 +419,58 @@ extension ModelKind {
     /// The target metric when --target-metric is not given: accuracy for classification, loss for regression
     /// (a linear model's evaluation reports accuracy 0).
     var defaultTargetMetric: TargetMetric { self == .linearRegression ? .loss : .accuracy }
+}
+
+extension ServerOptimizerKind: ExpressibleByArgument {}
+
+extension AggregationOptions {
+    /// The optimiser and its hyperparameters: the mode's own defaults for sgd, the paper's for the adaptive
+    /// ones, and the flags over them.
+    func optimizerSettings(modeDefault: ServerOptimizerSettings) -> ServerOptimizerSettings {
+        var o = serverOptimizer == modeDefault.kind ? modeDefault : ServerOptimizerSettings.defaults(for: serverOptimizer)
+        if let lr = serverLearningRate { o.learningRate = lr }
+        if let b = serverMomentum ?? serverBeta1 { o.beta1 = b }
+        if let b = serverBeta2 { o.beta2 = b }
+        if let t = serverTau { o.tau = t }
+        return o
+    }
+}
+
+struct DivergenceOptions: ParsableArguments {
+    @Flag(name: .long, help: "Turn the divergence guard off (no step back, no lowering of the server step).")
+    var noDivergenceGuard = false
+    @Option(name: .long, help: ArgumentHelp("Step back when a counted evaluation's loss exceeds F x the best counted loss (in --divergence-evaluations evaluations in a row); 0: only non-finite losses.", valueName: "F"))
+    var divergenceLossFactor: Double = 3
+    @Option(name: .long, help: ArgumentHelp("Rising evaluations in a row (of versions made after the last step back) before stepping back.", valueName: "N"))
+    var divergenceEvaluations: Int = 2
+    @Option(name: .long, help: ArgumentHelp("Step back when N updates are refused as norm-too-large or non-finite within --divergence-window seconds, from more than half of the agents sending updates; 0: off.", valueName: "N"))
+    var divergenceRefusals: Int = 10
+    @Option(name: .long, help: ArgumentHelp("The refusal rule's window, in seconds.", valueName: "SECONDS"))
+    var divergenceWindow: Double = 10
+    @Option(name: .long, help: ArgumentHelp("Each step back multiplies the server step (eta_g; fedasync's alpha) by this, in (0, 1].", valueName: "F"))
+    var divergenceStepFactor: Double = 0.5
+    @Option(name: .long, help: ArgumentHelp("The server step never goes below this fraction of the configured one, in (0, 1].", valueName: "F"))
+    var divergenceMinStepScale: Double = 1.0 / 64
+
+    func policy() -> DivergencePolicy {
+        var p = DivergencePolicy()
+        p.enabled = !noDivergenceGuard
+        p.lossFactor = divergenceLossFactor > 0 ? divergenceLossFactor : nil
+        p.risingEvaluations = divergenceEvaluations
+        p.refusals = divergenceRefusals > 0 ? divergenceRefusals : nil
+        p.refusalWindow = divergenceWindow
+        p.stepFactor = divergenceStepFactor
+        p.minimumStepScale = divergenceMinStepScale
+        return p
+    }
+
+    func check() throws {
+        guard divergenceLossFactor == 0 || (divergenceLossFactor > 1 && divergenceLossFactor.isFinite) else {
+            throw ValidationError("--divergence-loss-factor must be 0 (off) or a number > 1")
+        }
+        guard divergenceRefusals >= 0 else { throw ValidationError("--divergence-refusals must be >= 0 (0: off)") }
+        do { try policy().validate() } catch { throw ValidationError("\(error)") }
+    }
 }
 
 struct StopOptions: ParsableArguments {
@@ -409,7 +491,7 @@ struct StopOptions: ParsableArguments {
     @Option(name: .long, help: "Stop after this many seconds (counted from the coordinator's start).")
     var maxDuration: Double?
     @Option(name: .long, help: ArgumentHelp(
-        "Hand out no training task (nor a statistics task: the statistics phase starts then, and waits for as many answers unless --statistics-agents says otherwise) before N agents are connected (logged once while it waits). Once training started it goes on with whoever is connected, also after a restart: a federation that loses agents slows down, it does not stall. Set it to the number of agents you start.",
+        "Hand out no training task (nor a statistics task: the statistics phase starts then, asking all N at once) before N agents are connected (logged once while it waits). Once training started it goes on with whoever is connected, also after a restart: a federation that loses agents slows down, it does not stall. Set it to the number of agents you start.",
         valueName: "N"))
     var minClients: Int = 1
     @Option(name: .long, help: "Evaluate every N-th global version on all connected agents (0 never; default 1, or 0 with --evaluate-interval).")
@@ -497,22 +579,20 @@ struct PreprocessingOptions: ParsableArguments {
     var standardize: Switch = .on
     @Option(name: .long, help: ArgumentHelp("Use this preprocessing instead of gathering statistics: JSON {\"features\": [{\"center\": C, \"scale\": S, \"fill\": F}, ...], \"target\": {...}, \"labels\": [...], \"featureNames\": [...]} ; or the JSON stratactl export-model writes, which holds that object as \"preprocessing\".", valueName: "FILE"))
     var preprocessingFile: String?
-    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default: --min-clients; set it to the number of agents you start).", valueName: "N"))
-    var statisticsAgents: Int?
+    @Option(name: .long, help: ArgumentHelp("Statistics phase: fix the preprocessing once this many agents answered (default 3: from 3 answers on, a lying summary is outvoted; set it to the number of agents you start, and a smaller federation waits --statistics-timeout).", valueName: "N"))
+    var statisticsAgents: Int = 3
     @Option(name: .long, help: ArgumentHelp("Statistics phase: fix it with the answers at hand (at least one) this long after the first request.", valueName: "SECONDS"))
     var statisticsTimeout: Double = 30
 
     func check() throws {
-        if let statisticsAgents, statisticsAgents < 1 { throw ValidationError("--statistics-agents must be at least 1") }
+        guard statisticsAgents >= 1 else { throw ValidationError("--statistics-agents must be at least 1") }
         guard statisticsTimeout > 0, statisticsTimeout.isFinite else { throw ValidationError("--statistics-timeout must be positive") }
     }
 
-    /// `minClients`: the statistics phase starts once that many agents are connected, and by default waits
-    /// for the answers of as many.
-    func settings(maxWeightRatio: Double, minClients: Int) throws -> PreprocessingSettings {
+    func settings(maxWeightRatio: Double) throws -> PreprocessingSettings {
         var settings = PreprocessingSettings()
         settings.standardize = standardize == .on
-        settings.statisticsAgents = statisticsAgents ?? minClients
+        settings.statisticsAgents = statisticsAgents
         settings.statisticsTimeout = .milliseconds(Int64(statisticsTimeout * 1000))
         settings.standardization = FederatedStandardization(standardize: standardize == .on, maxWeightRatio: maxWeightRatio)
         if let path = preprocessingFile {

@@ -111,21 +111,23 @@ import Testing
 @Suite struct AggregationStepTests {
     @Test func fedBuffStepWithEta07() {
         var model: [Float] = [1, -1]
-        var state = ServerOptimizerState(parameterCount: 2)
-        AggregationStep.apply(model: &model, meanDelta: [0.5, 1], optimizer: ServerOptimizer(learningRate: 0.7), state: &state)
+        let opt = ServerSGD(learningRate: 0.7)
+        var state = opt.makeState(parameterCount: 2)
+        #expect(state.footprint == 0, "no velocity without momentum")
+        AggregationStep.apply(model: &model, meanDelta: [0.5, 1], optimizer: opt, state: &state)
         #expect(approxEqual(model, [1.35, -0.3], tolerance: 1e-6), "\(model)")
     }
 
     @Test func momentumTwoSteps() {
-        let opt = ServerOptimizer(learningRate: 0.5, momentum: 0.9)
+        let opt = ServerSGD(learningRate: 0.5, momentum: 0.9)
         var model: [Float] = [0, 0]
-        var state = ServerOptimizerState(parameterCount: 2)
+        var state = opt.makeState(parameterCount: 2)
         AggregationStep.apply(model: &model, meanDelta: [1, -2], optimizer: opt, state: &state)
-        #expect(approxEqual(state.velocity, [1, -2]))
+        #expect(approxEqual(state.first, [1, -2]))
         #expect(approxEqual(model, [0.5, -1]))
         AggregationStep.apply(model: &model, meanDelta: [2, 0], optimizer: opt, state: &state)
         // m = 0.9*(1,-2) + (2,0) = (2.9, -1.8); x = (0.5,-1) + 0.5*m = (1.95, -1.9)
-        #expect(approxEqual(state.velocity, [2.9, -1.8]))
+        #expect(approxEqual(state.first, [2.9, -1.8]))
         #expect(approxEqual(model, [1.95, -1.9]))
     }
 
@@ -133,11 +135,11 @@ import Testing
     @Test(arguments: [Float(0), 0.9])
     func fusedStepEqualsMeanApplyReset(momentum: Float) throws {
         let n = 1_037
-        let opt = ServerOptimizer(learningRate: 0.7, momentum: momentum)
+        let opt = ServerSGD(learningRate: 0.7, momentum: momentum)
         var g = SeededGenerator(seed: 7)
         var fusedModel = (0..<n).map { _ in Float(g.nextNormal()) }
         var referenceModel = fusedModel
-        var fusedState = ServerOptimizerState(parameterCount: n), referenceState = fusedState
+        var fusedState = opt.makeState(parameterCount: n), referenceState = fusedState
         var fused = WeightedAccumulator(parameterCount: n), reference = fused
         for step in 0..<3 {
             for k in 0..<(step + 2) {
@@ -154,13 +156,14 @@ import Testing
             #expect(shared != fusedModel)
             #expect(fused.count == 0 && fused.totalWeight == 0 && fused.sum.allSatisfy { $0.bitPattern == 0 })
             if momentum != 0 {
-                #expect(fusedState.velocity.map(\.bitPattern) == referenceState.velocity.map(\.bitPattern))
+                #expect(fusedState.first.map(\.bitPattern) == referenceState.first.map(\.bitPattern))
             }
         }
         // An empty buffer steps by the velocity alone (zero with β = 0).
         var empty = WeightedAccumulator(parameterCount: n)
-        var emptyState = ServerOptimizerState(parameterCount: n)
-        #expect(empty.takeStep(on: fusedModel, optimizer: ServerOptimizer(learningRate: 0.7), state: &emptyState) == fusedModel)
+        let plain = ServerSGD(learningRate: 0.7)
+        var emptyState = plain.makeState(parameterCount: n)
+        #expect(empty.takeStep(on: fusedModel, optimizer: plain, state: &emptyState) == fusedModel)
     }
 
     @Test func fedAsyncMix() {

@@ -90,7 +90,7 @@ private func bufferSettings() -> RuleSettings {
     s.bufferSize = 2
     s.bufferTimeout = nil
     s.staleness = .fedBuff
-    s.serverOptimizer = ServerOptimizer(learningRate: 0.5, momentum: 0)
+    s.serverOptimizer = ServerOptimizerSettings.sgd(learningRate: 0.5, momentum: 0)
     return s
 }
 

@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """A Strata agent written from docs/PROTOCOL.md alone, that can lie (Byzantine test helper).
 
-Speaks protocol v1 over mutual TLS 1.3 with a certificate from the dev PKI (Certs/strata-pki.sh): hello /
+Speaks protocol 2 over mutual TLS 1.3 with a certificate from the dev PKI (Certs/strata-pki.sh): hello (with
+option 1, its feature names, and option 2, capabilities statistics | preprocessing | evaluation statistics) /
 welcome, answers every task, heartbeats (its own every interval, and replies to the coordinator's), handles
 ack, goodbye and error frames, resends unacknowledged updates after a reconnect (kept in memory only: this
-helper has no state file). It reads its rows from a SQLite database written by strata-datagen, the way
-strata-agent reads them by default (table `samples`, label column `label`, split column `split`, features
-= every numeric column but label, split and the primary key, in table order, rows ordered by rowid), and
-trains honestly with NumPy mini-batch SGD close to Sources/StrataCore/Trainer.swift (softmax or linear
-regression; per-epoch shuffle, mean batch gradient, optional proximal term). Not bit-exact: the shuffle
-uses NumPy's generator seeded from (task seed, epoch), not Strata's xoshiro256**.
+helper has no state file). Every message it sends ends with an options section; in every message it receives
+it skips unknown options and refuses unknown critical ones (unsupported-option). It reads its rows from a
+SQLite database written by strata-datagen, the way strata-agent reads them by default (table `samples`, label
+column `label`, split column `split`, features = every numeric column but label, split and the primary key, in
+table order, rows ordered by rowid). It answers statistics tasks (kind 3) with a summary of its training rows
+(update option 1), applies the federation's preprocessing (welcome or task option 0x8001) to its rows before
+training and evaluating, sends evaluation statistics (update option 2) with every evaluation, and trains
+honestly with NumPy mini-batch SGD close to Sources/StrataCore/Trainer.swift (softmax or linear regression;
+per-epoch shuffle, mean batch gradient, optional proximal term). Not bit-exact: the shuffle uses NumPy's
+generator seeded from (task seed, epoch), not Strata's xoshiro256**.
 
 Behaviours (--behaviour):
   honest        trains and reports honestly (for checking this client against strata-agent)
@@ -22,7 +27,11 @@ Behaviours (--behaviour):
   lying-eval    answers evaluate tasks (and the eval fields of its train updates) with accuracy 1.0,
                 loss 0.0 and evalSampleCount --eval-count (default 2^62); trains like sign-flip
                 (--lie-in-hello also puts that count into the hello's evalSampleCount)
-Every answer is sent as soon as it is computed (no artificial delay).
+  --lie-statistics [MEAN]  (with any behaviour) answers statistics tasks with mean MEAN (default 1e12) and
+                standard deviation |MEAN| for every feature, its real row counts, min/max widened to hold them
+Under scaled-count the statistics claim --count-scale times the rows too; under lying-eval the evaluation
+statistics claim a perfect model on --eval-count rows. Every answer is sent as soon as it is computed (no
+artificial delay).
 
 Exit status: 0 the coordinator ended the federation (goodbye with retryAfter 0); 1 an error retrying cannot
 fix (refused certificate or role, evicted, incompatible data, too many failed connection attempts);
@@ -34,9 +43,11 @@ Example:
 """
 
 import argparse
+import math
 import os
 import queue
 import random
+import re
 import select
 import socket
 import sqlite3
@@ -45,32 +56,53 @@ import struct
 import sys
 import threading
 import time
+from collections import namedtuple
 
 import numpy as np
 
-# ------------------------------------------------------------------------------------------ protocol v1
+# ------------------------------------------------------------------------------------------ protocol v2
 
 MAGIC = b"ST"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<2sBBI")          # magic, version, type, payload length
 DEFAULT_MAX_FRAME = 64 << 20
 
 HELLO, WELCOME, TASK, UPDATE, ACK, HEARTBEAT, ERROR, GOODBYE = range(1, 9)
 TYPE_NAMES = {1: "hello", 2: "welcome", 3: "task", 4: "update", 5: "ack", 6: "heartbeat", 7: "error", 8: "goodbye"}
+TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 
-TASK_TRAIN, TASK_EVALUATE = 1, 2
+TASK_TRAIN, TASK_EVALUATE, TASK_STATISTICS = 1, 2, 3
+TASK_KIND_NAMES = {1: "train", 2: "evaluate", 3: "statistics"}
 ACK_RECEIVED, ACK_COMMITTED, ACK_REFUSED = 1, 2, 3
 ACK_STATUS_NAMES = {1: "received", 2: "committed", 3: "refused"}
 MODEL_SOFTMAX, MODEL_LINEAR = 1, 2
+
+# Options (§2): keys are numbered per message type; bit 15 marks a key the receiver must understand.
+CRITICAL = 0x8000
+OPT_HELLO_FEATURE_NAMES = 1
+OPT_HELLO_CAPABILITIES = 2
+OPT_WELCOME_FEATURE_NAMES = 1
+OPT_WELCOME_PREPROCESSING = 0x8001
+OPT_TASK_PREPROCESSING = 0x8001
+OPT_UPDATE_STATISTICS = 1
+OPT_UPDATE_EVALUATION = 2
+# hello option 2 bits
+CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS = 1 << 0, 1 << 1, 1 << 2
+CAP_ALL = CAP_STATISTICS | CAP_PREPROCESSING | CAP_EVALUATION_STATISTICS
+LABELS_NUMBERS, LABELS_TEXT = 1, 2              # statistics: label kind
+EVAL_CLASSIFICATION, EVAL_REGRESSION = 1, 2     # evaluation statistics: kind
+MAX_LABELS = 65535
+MAX_SCORE_BINS = 1024
+SCORE_BINS = 100                                # what the reference sends for 2 classes (§7.5)
 
 CODE_NAMES = {
     0: "none",
     1: "malformed-frame", 2: "unsupported-version", 3: "frame-too-large", 4: "unknown-message-type",
     5: "unexpected-message", 6: "not-authorized", 7: "incompatible-data", 8: "heartbeat-timeout",
-    9: "out-of-range",
+    9: "out-of-range", 10: "unsupported-option",
     100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
     104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
-    200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready",
+    200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready", 204: "too-many-connections",
 }
 GOODBYE_NAMES = {0: "normal", 1: "shutting-down", 2: "target-reached", 3: "evicted", 4: "replaced"}
 # Error codes after which reconnecting cannot help.
@@ -91,12 +123,29 @@ class ProtocolError(Exception):
         self.code = code
 
 
+# Option values (§2). Plain tuples: equal when their fields are.
+Column = namedtuple("Column", "count missing mean m2 min max")          # one column's summary (48 bytes)
+Transform = namedtuple("Transform", "center scale fill")                 # one column's preprocessing
+Preprocessing = namedtuple("Preprocessing", "features target labels")    # tuple of Transform, Transform, tuple of str
+# labels: a Column (label kind 1, numbers) or a tuple of (label, count) (label kind 2, text)
+Statistics = namedtuple("Statistics", "features labels")
+# classes: tuple of (support, predicted, correct); positive / negative: the score histograms (empty unless 2 classes)
+ClassificationEvaluation = namedtuple("ClassificationEvaluation", "classes positive negative")
+RegressionEvaluation = namedtuple("RegressionEvaluation", "count sum_r sum_abs_r sum_r2 sum_y sum_y2")
+
+EMPTY_COLUMN = Column(0, 0, 0.0, 0.0, math.inf, -math.inf)
+IDENTITY = Transform(0.0, 1.0, 0.0)
+
+
 class Reader:
     """Reads primitive fields from one payload; every read is bounds-checked (malformed-frame)."""
 
     def __init__(self, data):
         self.data = bytes(data)
         self.pos = 0
+
+    def left(self):
+        return len(self.data) - self.pos
 
     def take(self, n, field):
         if n < 0 or self.pos + n > len(self.data):
@@ -110,6 +159,17 @@ class Reader:
     def u32(self, f): return struct.unpack("<I", self.take(4, f))[0]
     def u64(self, f): return struct.unpack("<Q", self.take(8, f))[0]
     def f32(self, f): return struct.unpack("<f", self.take(4, f))[0]
+    def f64(self, f): return struct.unpack("<d", self.take(8, f))[0]
+
+    def count(self, f, minimum_bytes, limit=0xFFFFFFFF):
+        """A u32 element count, refused when its elements (at least `minimum_bytes` each) cannot fit in
+        the bytes left: checked before anything is allocated for them."""
+        n = self.u32(f)
+        if n > limit:
+            raise ProtocolError(1, f"{f} {n} over the limit {limit}")
+        if n * minimum_bytes > self.left():
+            raise ProtocolError(1, f"{f} {n} runs past the end of the payload")
+        return n
 
     def string(self, f):
         raw = self.take(self.u16(f + ".length"), f)
@@ -124,8 +184,10 @@ class Reader:
         if rank > 8:
             raise ProtocolError(1, f"{f} rank {rank} > 8")
         shape = tuple(self.u32(f + ".dim") for _ in range(rank))
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if count * 4 > len(self.data) - self.pos:     # checked before allocating
+        count = 1
+        for d in shape:
+            count *= d               # Python integers: no overflow
+        if count * 4 > self.left():  # checked before allocating
             raise ProtocolError(1, f"{f} '{name}' of shape {shape} runs past the end of the payload")
         values = np.frombuffer(self.take(count * 4, f), dtype="<f4").astype(np.float32).reshape(shape)
         return name, values
@@ -135,6 +197,74 @@ class Reader:
         if count > 1024:
             raise ProtocolError(1, f"{f}: {count} tensors > 1024")
         return [self.tensor(f) for _ in range(count)]
+
+    # -- option values ---------------------------------------------------------------------------
+
+    def column(self, f):
+        return Column(self.u64(f + ".count"), self.u64(f + ".missing"), self.f64(f + ".mean"), self.f64(f + ".m2"),
+                      self.f64(f + ".min"), self.f64(f + ".max"))
+
+    def transform(self, f):
+        return Transform(self.f64(f + ".center"), self.f64(f + ".scale"), self.f64(f + ".fill"))
+
+    def names(self, f):
+        return tuple(self.string(f"{f}[{i}]") for i in range(self.count(f + ".count", 2)))
+
+    def capabilities(self, f):
+        return self.u64(f)
+
+    def preprocessing(self, f):
+        features = tuple(self.transform(f"{f}.features[{j}]") for j in range(self.count(f + ".n", 24)))
+        target = self.transform(f + ".target")
+        labels = tuple(self.string(f"{f}.labels[{k}]") for k in range(self.count(f + ".m", 2, MAX_LABELS)))
+        return Preprocessing(features, target, labels)
+
+    def statistics(self, f):
+        features = tuple(self.column(f"{f}.features[{j}]") for j in range(self.count(f + ".n", 48)))
+        kind = self.u8(f + ".labelKind")
+        if kind == LABELS_NUMBERS:
+            labels = self.column(f + ".label")
+        elif kind == LABELS_TEXT:
+            m = self.count(f + ".m", 10, MAX_LABELS)
+            labels = tuple((self.string(f"{f}.labels[{k}]"), self.u64(f"{f}.counts[{k}]")) for k in range(m))
+        else:
+            raise ProtocolError(1, f"{f}: unknown label kind {kind}")
+        return Statistics(features, labels)
+
+    def evaluation(self, f):
+        kind = self.u8(f + ".kind")
+        if kind == EVAL_CLASSIFICATION:
+            classes = tuple((self.u64(f + ".support"), self.u64(f + ".predicted"), self.u64(f + ".correct"))
+                            for _ in range(self.count(f + ".c", 24)))
+            bins = self.u16(f + ".bins")
+            if bins > MAX_SCORE_BINS:
+                raise ProtocolError(1, f"{f}: {bins} bins > {MAX_SCORE_BINS}")
+            if bins * 16 > self.left():
+                raise ProtocolError(1, f"{f}: {bins} bins run past the end of the payload")
+            positive = tuple(self.u64(f + ".positive") for _ in range(bins))
+            negative = tuple(self.u64(f + ".negative") for _ in range(bins))
+            return ClassificationEvaluation(classes, positive, negative)
+        if kind == EVAL_REGRESSION:
+            return RegressionEvaluation(self.u64(f + ".count"), *(self.f64(f + ".sum") for _ in range(5)))
+        raise ProtocolError(1, f"{f}: unknown evaluation kind {kind}")
+
+    def options(self, message):
+        """The options section (§2): {key: raw value bytes}. A key twice is malformed-frame; an unknown key is
+        skipped unless it is critical (bit 15): unsupported-option. Known keys are decoded by the caller."""
+        known = KNOWN_OPTIONS[message]
+        out, skipped = {}, []
+        for i in range(self.u16(f"{message}.options.count")):
+            key = self.u16(f"{message}.options[{i}].key")
+            value = self.take(self.u32(f"{message}.options[{i}].length"), f"{message}.options[{i}].value")
+            if key in out or key in skipped:
+                raise ProtocolError(1, f"{message} option 0x{key:04x} appears twice")
+            if key in known:
+                out[key] = value
+            elif key & CRITICAL:
+                raise ProtocolError(10, f"{message} carries critical option 0x{key:04x}, which this agent does not understand")
+            else:
+                skipped.append(key)
+        return out, skipped
 
     def done(self, what):
         if self.pos != len(self.data):
@@ -160,43 +290,140 @@ def p_tensors(tensors):
     return b"".join(out)
 
 
+def p_column(c):
+    return struct.pack("<QQdddd", c.count, c.missing, c.mean, c.m2, c.min, c.max)
+
+
+def p_transform(t):
+    return struct.pack("<ddd", t.center, t.scale, t.fill)
+
+
+def p_names(names):
+    return struct.pack("<I", len(names)) + b"".join(p_string(n) for n in names)
+
+
+def p_capabilities(bits):
+    return struct.pack("<Q", bits)
+
+
+def p_preprocessing(p):
+    return (struct.pack("<I", len(p.features)) + b"".join(p_transform(t) for t in p.features) + p_transform(p.target)
+            + struct.pack("<I", len(p.labels)) + b"".join(p_string(s) for s in p.labels))
+
+
+def p_statistics(s):
+    out = struct.pack("<I", len(s.features)) + b"".join(p_column(c) for c in s.features)
+    if isinstance(s.labels, Column):
+        return out + struct.pack("<B", LABELS_NUMBERS) + p_column(s.labels)
+    return (out + struct.pack("<BI", LABELS_TEXT, len(s.labels))
+            + b"".join(p_string(label) + struct.pack("<Q", n) for label, n in s.labels))
+
+
+def p_evaluation(e):
+    if isinstance(e, RegressionEvaluation):
+        return struct.pack("<BQddddd", EVAL_REGRESSION, *e)
+    if len(e.positive) != len(e.negative):
+        raise ValueError("score histograms of different sizes")
+    return (struct.pack("<BI", EVAL_CLASSIFICATION, len(e.classes)) + b"".join(struct.pack("<QQQ", *c) for c in e.classes)
+            + struct.pack("<H", len(e.positive)) + struct.pack(f"<{len(e.positive)}Q", *e.positive)
+            + struct.pack(f"<{len(e.negative)}Q", *e.negative))
+
+
+# Per message: the option keys this client knows, with the field name of the decoded message, the value's
+# decoder (a Reader method) and encoder.
+OPTIONS = {
+    "hello": {OPT_HELLO_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
+              OPT_HELLO_CAPABILITIES: ("capabilities", Reader.capabilities, p_capabilities)},
+    "welcome": {OPT_WELCOME_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
+                OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
+    "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
+    "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
+               OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation)},
+    "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {},
+}
+KNOWN_OPTIONS = {message: set(keys) for message, keys in OPTIONS.items()}
+
+
+def p_options(message, fields, extra=()):
+    """The options section of `message` from the known option fields present (not None) in `fields`, plus
+    `extra` raw (key, value bytes) pairs (e.g. unknown keys, for tests); ascending order of key."""
+    entries = [(key, encode(fields[name])) for key, (name, _, encode) in OPTIONS[message].items()
+               if fields.get(name) is not None]
+    entries += [(key, bytes(value)) for key, value in extra]
+    entries.sort(key=lambda e: e[0])
+    return struct.pack("<H", len(entries)) + b"".join(struct.pack("<HI", k, len(v)) + v for k, v in entries)
+
+
 def frame(msg_type, payload):
     return HEADER.pack(MAGIC, VERSION, msg_type, len(payload)) + payload
 
 
-def encode_hello(agent_version, feature_count, train_count, eval_count, pending_count):
-    return frame(HELLO, p_string(agent_version) + struct.pack("<IQQI", feature_count, train_count, eval_count, pending_count))
+def encode_hello(agent_version, feature_count, train_count, eval_count, pending_count, feature_names=None,
+                 capabilities=None, extra_options=()):
+    return frame(HELLO, p_string(agent_version) + struct.pack("<IQQI", feature_count, train_count, eval_count, pending_count)
+                 + p_options("hello", {"featureNames": feature_names, "capabilities": capabilities}, extra_options))
 
 
-def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta):
+def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta,
+                  statistics=None, evaluation=None, extra_options=()):
     head = struct.pack("<QQQfQffI", task_id, base_version, sample_count, train_loss, eval_count, eval_loss,
                        eval_accuracy, min(train_millis, 0xFFFFFFFF))
-    return frame(UPDATE, head + p_tensors(delta))
+    return frame(UPDATE, head + p_tensors(delta)
+                 + p_options("update", {"statistics": statistics, "evaluation": evaluation}, extra_options))
 
 
-def encode_heartbeat(sequence, timestamp_nanos, reply):
-    return frame(HEARTBEAT, struct.pack("<QQB", sequence, timestamp_nanos, 1 if reply else 0))
+def encode_heartbeat(sequence, timestamp_nanos, reply, extra_options=()):
+    return frame(HEARTBEAT, struct.pack("<QQB", sequence, timestamp_nanos, 1 if reply else 0) + p_options("heartbeat", {}, extra_options))
 
 
-def encode_error(code, message):
-    return frame(ERROR, struct.pack("<H", code) + p_string(message))
+def encode_error(code, message, extra_options=()):
+    return frame(ERROR, struct.pack("<H", code) + p_string(message) + p_options("error", {}, extra_options))
 
 
-def encode_goodbye(reason, retry_after_millis, message):
-    return frame(GOODBYE, struct.pack("<HI", reason, retry_after_millis) + p_string(message))
+def encode_goodbye(reason, retry_after_millis, message, extra_options=()):
+    return frame(GOODBYE, struct.pack("<HI", reason, retry_after_millis) + p_string(message) + p_options("goodbye", {}, extra_options))
 
 
 # The coordinator's messages: encoders too, for the tests (the worked examples in PROTOCOL.md).
-def encode_ack(task_id, status, model_version, code, reason):
-    return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason))
+def encode_ack(task_id, status, model_version, code, reason, extra_options=()):
+    return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason) + p_options("ack", {}, extra_options))
 
 
-def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters):
-    return frame(TASK, struct.pack("<QQBfIIQf", task_id, base_version, kind, lr, batch, epochs, seed, mu) + p_tensors(parameters))
+def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters, preprocessing=None, extra_options=()):
+    return frame(TASK, struct.pack("<QQBfIIQf", task_id, base_version, kind, lr, batch, epochs, seed, mu) + p_tensors(parameters)
+                 + p_options("task", {"preprocessing": preprocessing}, extra_options))
 
 
-def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs):
-    return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs))
+def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
+                   preprocessing=None, extra_options=()):
+    return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs)
+                 + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing}, extra_options))
+
+
+def encode_message(m):
+    """The frame of a decoded message (the dict decode_payload returns): decode and encode are inverses."""
+    t = m["type"]
+    if t == "hello":
+        return encode_hello(m["agentVersion"], m["featureCount"], m["trainSampleCount"], m["evalSampleCount"],
+                            m["pendingUpdateCount"], m.get("featureNames"), m.get("capabilities"))
+    if t == "welcome":
+        return encode_welcome(m["clientID"], m["sessionID"], m["heartbeatIntervalMillis"], m["maxFrameBytes"], m["modelKind"],
+                              m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"))
+    if t == "task":
+        return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
+                           m["proximalMu"], m["parameters"], m.get("preprocessing"))
+    if t == "update":
+        return encode_update(m["taskID"], m["baseVersion"], m["sampleCount"], m["trainLoss"], m["evalSampleCount"],
+                             m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"))
+    if t == "ack":
+        return encode_ack(m["taskID"], m["status"], m["modelVersion"], m["code"], m["reason"])
+    if t == "heartbeat":
+        return encode_heartbeat(m["sequence"], m["timestampNanos"], m["reply"])
+    if t == "error":
+        return encode_error(m["code"], m["message"])
+    if t == "goodbye":
+        return encode_goodbye(m["reason"], m["retryAfterMillis"], m["message"])
+    raise ValueError(f"unknown message type {t!r}")
 
 
 def decode_header(header, max_frame=DEFAULT_MAX_FRAME):
@@ -214,7 +441,9 @@ def decode_header(header, max_frame=DEFAULT_MAX_FRAME):
 
 
 def decode_payload(msg_type, payload):
-    """A dict with 'type' (name) and the message's fields, in PROTOCOL.md's names."""
+    """A dict with 'type' (name) and the message's fields, in PROTOCOL.md's names. Known options present
+    appear under their names (featureNames, capabilities, preprocessing, statistics, evaluation); the keys
+    of unknown, non-critical options that were skipped under 'skippedOptions' (only when there were some)."""
     r = Reader(payload)
     name = TYPE_NAMES[msg_type]
     m = {"type": name}
@@ -229,20 +458,20 @@ def decode_payload(msg_type, payload):
         if m["modelKind"] not in (MODEL_SOFTMAX, MODEL_LINEAR):
             raise ProtocolError(1, f"unknown model kind {m['modelKind']}")
     elif msg_type == TASK:
-        m.update(taskID=r.u64("task.taskID"), baseVersion=r.u64("task.baseVersion"), kind=r.u8("task.kind"),
-                 learningRate=r.f32("task.learningRate"), batchSize=r.u32("task.batchSize"), epochs=r.u32("task.epochs"),
-                 seed=r.u64("task.seed"), proximalMu=r.f32("task.proximalMu"), parameters=r.tensors("task.parameters"))
-        if m["kind"] not in (TASK_TRAIN, TASK_EVALUATE):
+        m.update(taskID=r.u64("task.taskID"), baseVersion=r.u64("task.baseVersion"), kind=r.u8("task.kind"))
+        if m["kind"] not in TASK_KIND_NAMES:
             raise ProtocolError(1, f"unknown task kind {m['kind']}")
+        m.update(learningRate=r.f32("task.learningRate"), batchSize=r.u32("task.batchSize"), epochs=r.u32("task.epochs"),
+                 seed=r.u64("task.seed"), proximalMu=r.f32("task.proximalMu"), parameters=r.tensors("task.parameters"))
     elif msg_type == UPDATE:
         m.update(taskID=r.u64("u"), baseVersion=r.u64("u"), sampleCount=r.u64("u"), trainLoss=r.f32("u"),
                  evalSampleCount=r.u64("u"), evalLoss=r.f32("u"), evalAccuracy=r.f32("u"), trainMillis=r.u32("u"),
                  delta=r.tensors("update.delta"))
     elif msg_type == ACK:
-        m.update(taskID=r.u64("ack.taskID"), status=r.u8("ack.status"), modelVersion=r.u64("ack.modelVersion"),
-                 code=r.u16("ack.code"), reason=r.string("ack.reason"))
+        m.update(taskID=r.u64("ack.taskID"), status=r.u8("ack.status"))
         if m["status"] not in ACK_STATUS_NAMES:
             raise ProtocolError(1, f"unknown ack status {m['status']}")
+        m.update(modelVersion=r.u64("ack.modelVersion"), code=r.u16("ack.code"), reason=r.string("ack.reason"))
     elif msg_type == HEARTBEAT:
         m.update(sequence=r.u64("heartbeat.sequence"), timestampNanos=r.u64("heartbeat.timestampNanos"),
                  flags=r.u8("heartbeat.flags"))
@@ -255,7 +484,15 @@ def decode_payload(msg_type, payload):
         # An unknown reason is accepted (the protocol grows reasons, e.g. 4 replaced): retryAfter decides.
         m.update(reason=r.u16("goodbye.reason"), retryAfterMillis=r.u32("goodbye.retryAfterMillis"),
                  message=r.string("goodbye.message"))
+    options, skipped = r.options(name)
     r.done(name)
+    for key, value in options.items():
+        field, decode, _ = OPTIONS[name][key]
+        v = Reader(value)
+        m[field] = decode(v, f"{name}.{field}")
+        v.done(f"{name} option 0x{key:04x} ({field})")
+    if skipped:
+        m["skippedOptions"] = skipped
     return m
 
 
@@ -277,7 +514,6 @@ class FrameBuffer:
             del self.buf[:HEADER.size + length]
             out.append(decode_payload(msg_type, payload))
         return out
-
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -303,10 +539,59 @@ def deterministic_test(row_key, seed=0, fraction=0.2):
     return (z >> 11) / float(1 << 53) < fraction
 
 
-def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2):
-    """(train_x, train_y, test_x, test_y, feature_names), as strata-agent reads a table by default."""
+NUMERAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes"}, {"false", "f", "no"}
+F32_MAX = float(np.finfo(np.float32).max)
+MISSING = object()
+
+
+def read_value(v):
+    """A stored value as §8 reads it: a float (INTEGER, REAL, a TEXT numeral), ('bool', 0 | 1) for a true/false word,
+    MISSING (NULL, empty or blank TEXT), or None when it is none of these (other text, a blob, a non-finite number
+    or one beyond float32)."""
+    if v is None:
+        return MISSING
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return MISSING
+        if NUMERAL.fullmatch(v):
+            v = float(s)
+        elif s.lower() in TRUE_WORDS or s.lower() in FALSE_WORDS:
+            return ("bool", 1.0 if s.lower() in TRUE_WORDS else 0.0)
+        else:
+            return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) and abs(v) <= F32_MAX else None
+
+
+def class_name(v):
+    """A label as a class name (§8 Labels): text stripped; a number written by its value, without a decimal point
+    when it is an integer."""
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def load_samples(path, table="samples", label="label", split="split", test_fraction=0.2, null_policy="refuse"):
+    """(train_x, train_y, test_x, test_y, feature_names), as strata-agent reads a table by default (§8).
+
+    Feature columns: every column but the label, the split and primary-key columns, in declaration order, of
+    numeric affinity (their values must be numbers), or of another type when every value is a number or missing
+    and one at least is present. Values: INTEGER, REAL, TEXT numerals, true/false words (1 / 0); NULL and blank
+    TEXT are missing; anything else stops. Missing values (null_policy): refuse stops at the first (label, then
+    features, then split), skip leaves the row out, impute keeps missing features as NaN (counted in the
+    statistics, replaced by the preprocessing's fill, §7.0) and leaves out rows whose label or split is missing.
+    Labels are float32 numbers when every present label is one, else an object array of class names (text
+    labels: class k is the preprocessing's label[k]). Not done here: §8's refusal of identifier-like columns."""
     if not os.path.exists(path):
         raise SystemExit(f"byzantine_agent: no database at {path}")
+    if null_policy not in ("refuse", "skip", "impute"):
+        raise ValueError(f"null policy {null_policy!r}")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         cols = db.execute(f'PRAGMA table_info("{table}")').fetchall()   # cid, name, type, notnull, default, pk
@@ -316,26 +601,203 @@ def load_samples(path, table="samples", label="label", split="split", test_fract
         if label not in names:
             raise SystemExit(f"byzantine_agent: no label column '{label}' in {table} (columns {names})")
         use_split = split if split in names else None
-        features = [c[1] for c in cols if c[1] != label and c[1] != use_split and c[5] == 0 and numeric_affinity(c[2])]
-        sel = ", ".join(f'"{c}"' for c in [label] + ([use_split] if use_split else []) + features)
-        rows = db.execute(f'SELECT rowid, {sel} FROM "{table}" ORDER BY rowid').fetchall()
+        candidates = [(c[1], numeric_affinity(c[2])) for c in cols if c[1] != label and c[1] != use_split and c[5] == 0]
+        order = f' FROM "{table}" ORDER BY rowid'
+        rows = db.execute(f'SELECT rowid, "{label}"' + (f', "{use_split}"' if use_split else "") + order).fetchall()
+        # Columns holding only numbers and NULLs are converted at once; the others value by value (§8).
+        texty = db.execute("SELECT " + ", ".join(f"""SUM(typeof("{n}") IN ('text', 'blob'))""" for n, _ in candidates)
+                           + f' FROM "{table}"').fetchone() if candidates else ()
+        plain = [n for (n, _), t in zip(candidates, texty) if not t]
+        block = db.execute("SELECT " + ", ".join(f'"{n}"' for n in plain) + order).fetchall() if plain else []
+        with np.errstate(invalid="ignore"):
+            plain_values = np.array(block, dtype=np.float64).reshape(len(rows), len(plain))
+        other = {n: [r[0] for r in db.execute(f'SELECT "{n}"' + order)] for (n, _), t in zip(candidates, texty) if t}
     finally:
         db.close()
-    off = 3 if use_split else 2
-    x = np.array([r[off:] for r in rows], dtype=np.float64).astype(np.float32).reshape(len(rows), len(features))
-    y = np.array([r[1] for r in rows], dtype=np.float32)
-    if use_split:
-        is_test = np.array([str(r[2]).lower() in ("test", "eval", "evaluation", "validation", "val") for r in rows], dtype=bool)
+    columns = []       # (name, float64 values, NaN = missing) of the feature columns
+    for name, numeric in candidates:
+        if name in other:
+            raw = other[name]
+            read = [read_value(v) for v in raw]
+            bad = next((i for i, v in enumerate(read) if v is None), None)
+            words = any(isinstance(v, tuple) for v in read)
+            if bad is None and words and any(not isinstance(v, tuple) and v is not MISSING and v not in (0.0, 1.0) for v in read):
+                raise SystemExit(f"byzantine_agent: column '{name}' mixes true/false words with numbers other than 0 and 1")
+            values = np.array([np.nan if v is MISSING else v[1] if isinstance(v, tuple) else (v if v is not None else 0.0)
+                               for v in read], dtype=np.float64)
+        else:
+            values = plain_values[:, plain.index(name)]
+            bad = np.flatnonzero(np.isinf(values) | (np.abs(np.nan_to_num(values)) > F32_MAX))
+            bad = int(bad[0]) if bad.size else None
+            raw = values
+        if numeric and bad is not None:
+            raise SystemExit(f"byzantine_agent: row {rows[bad][0]} column '{name}' holds {raw[bad]!r}, not a number")
+        if bad is not None or (len(values) and np.all(np.isnan(values))):
+            continue   # a text column that is not all numbers, or without any value: not a feature
+        columns.append((name, values))
+    features = [name for name, _ in columns]
+    x = np.column_stack([values for _, values in columns]) if columns else np.zeros((len(rows), 0))
+    missing_feature = np.isnan(x).any(axis=1)
+    labels = [r[1] for r in rows]
+    present = [read_value(v) for v in labels]
+    numbers = all(v is MISSING or isinstance(v, float) for v in present)
+    missing_label = np.array([v is MISSING for v in present], dtype=bool)
+    is_test = np.zeros(len(rows), dtype=bool)
+    missing_split = np.zeros(len(rows), dtype=bool)
+    for i, r in enumerate(rows):
+        if not use_split:
+            is_test[i] = deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction)
+            continue
+        v = "" if r[2] is None else str(r[2]).strip().lower()
+        if v in ("test", "eval", "evaluation", "validation", "val"):
+            is_test[i] = True
+        elif v == "":
+            missing_split[i] = True
+        elif v not in ("train", "training"):
+            raise SystemExit(f"byzantine_agent: row {r[0]} split value {r[2]!r} is neither train nor test")
+    if null_policy == "refuse" and (missing_label.any() or missing_feature.any() or missing_split.any()):
+        i = int(np.flatnonzero(missing_label | missing_feature | missing_split)[0])
+        column = label if missing_label[i] else features[int(np.flatnonzero(np.isnan(x[i]))[0])] if missing_feature[i] else use_split
+        raise SystemExit(f"byzantine_agent: row {rows[i][0]} column '{column}' is missing (--null-policy skip or impute)")
+    out = missing_label | missing_split | (missing_feature if null_policy == "skip" else False)
+    if out.any():
+        sys.stderr.write(f"byzantine_agent: {int(out.sum())} rows left out for a missing value (label {int(missing_label.sum())}, "
+                         f"split {int((missing_split & ~missing_label).sum())}, features {int((out & ~missing_label & ~missing_split).sum())})\n")
+    keep = ~out
+    x = x[keep].astype(np.float32).reshape(int(keep.sum()), len(features))
+    if numbers:
+        y = np.array([v if v is not MISSING else 0.0 for v in present], dtype=np.float32)[keep]
     else:
-        is_test = np.array([deterministic_test(r[0] & ((1 << 64) - 1), 0, test_fraction) for r in rows], dtype=bool)
+        y = np.array([class_name(v) for v in labels], dtype=object)[keep]
+    is_test = is_test[keep]
     return x[~is_test], y[~is_test], x[is_test], y[is_test], features
 
+
+def text_labels(y):
+    return y.dtype == object
+
+
+# ----------------------------------------------------------------------- statistics and preprocessing (pure)
+
+def column_summary(values):
+    """The *column* of §2 for one column's values (NaN = missing): count, missing, mean, M2 (the sum of squared
+    deviations from the mean), min, max, in float64. Two passes (the mean, then the deviations, with the
+    rounding of the first pass corrected)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    present = v[~np.isnan(v)]
+    n, missing = int(present.size), int(v.size - present.size)
+    if n == 0:
+        return Column(0, missing, 0.0, 0.0, math.inf, -math.inf)
+    mean = float(np.mean(present))
+    d = present - mean
+    s = float(np.sum(d))
+    mean += s / n
+    m2 = max(0.0, float(np.sum(d * d)) - s * s / n)
+    return Column(n, missing, mean, m2, float(present.min()), float(present.max()))
+
+
+def data_statistics(train_x, train_y, eval_y):
+    """update option 1 (§3 statistics task): one *column* per feature over the training rows, as read (before any
+    preprocessing); the label: numbers → a *column* over the training rows; text → each distinct label of the
+    training and evaluation rows with its row count (sorted by UTF-8 bytes; the document allows any order)."""
+    features = tuple(column_summary(train_x[:, j]) for j in range(train_x.shape[1]))
+    if text_labels(train_y) or text_labels(eval_y):
+        counts = {}
+        for v in list(train_y) + list(eval_y):
+            counts[str(v)] = counts.get(str(v), 0) + 1
+        if len(counts) > MAX_LABELS:
+            raise ValueError(f"{len(counts)} distinct labels, more than {MAX_LABELS}")
+        return Statistics(features, tuple(sorted(counts.items(), key=lambda kv: kv[0].encode("utf-8"))))
+    return Statistics(features, column_summary(train_y))
+
+
+def preprocessing_problem(pre, feature_count, model_kind, outputs):
+    """Why this agent cannot apply `pre` (None when it can): the feature count must be the data's, every
+    center / fill finite and every scale finite and > 0; a vocabulary must fit the model's classes."""
+    if len(pre.features) != feature_count:
+        return f"preprocessing for {len(pre.features)} features, the data has {feature_count}"
+    for j, t in enumerate(list(pre.features) + [pre.target]):
+        what = "the target" if j == len(pre.features) else f"feature {j}"
+        if not (math.isfinite(t.center) and math.isfinite(t.fill) and math.isfinite(t.scale) and t.scale > 0):
+            return f"{what}'s transform {tuple(t)} is not usable (finite center and fill, finite scale > 0)"
+    if pre.labels and model_kind == MODEL_SOFTMAX and len(pre.labels) > outputs:
+        return f"{len(pre.labels)} labels in the vocabulary, the model has {outputs} classes"
+    if pre.labels and model_kind == MODEL_LINEAR:
+        return "a label vocabulary for a linear regression"
+    return None
+
+
+# Rows as the model sees them: x float32 (preprocessed), y float32 (class index, or the standardised target),
+# target_raw float64 (the regression target as read; None for classes), dropped (rows whose text label is not in
+# the vocabulary, or any text label without one).
+Rows = namedtuple("Rows", "x y target_raw dropped")
+
+
+def apply_preprocessing(pre, x, y, model_kind):
+    """§7.0: feature j becomes ((x_j, or fill when missing) − center) / scale; text labels become their index in
+    the vocabulary (a label not in it: the row is not used); numbers are used as read, except a regression
+    target, trained as (y − center) / scale. pre None: rows as read (a missing value becomes 0)."""
+    features = pre.features if pre is not None else [IDENTITY] * x.shape[1]
+    center = np.array([t.center for t in features], dtype=np.float64)
+    scale = np.array([t.scale for t in features], dtype=np.float64)
+    fill = np.array([t.fill for t in features], dtype=np.float64)
+    x64 = x.astype(np.float64)
+    x64 = np.where(np.isnan(x64), fill, x64)
+    xp = ((x64 - center) / scale).astype(np.float32)
+    if text_labels(y):
+        vocabulary = {label: k for k, label in enumerate(pre.labels)} if pre is not None else {}
+        index = np.array([vocabulary.get(str(v), -1) for v in y], dtype=np.int64)
+        keep = index >= 0
+        return Rows(xp[keep], index[keep].astype(np.float32), None, int(np.sum(~keep)))
+    if model_kind == MODEL_LINEAR:
+        target = pre.target if pre is not None else IDENTITY
+        raw = y.astype(np.float64)
+        return Rows(xp, ((raw - target.center) / target.scale).astype(np.float32), raw, 0)
+    return Rows(xp, y.astype(np.float32), None, 0)
+
+
+def evaluation_statistics(kind, w, b, rows, target=IDENTITY, bins=SCORE_BINS):
+    """update option 2 (§2, §7.5) for the parameters (w, b) on preprocessed rows. Classification: per class the
+    rows labelled k, predicted k (arg-max, lowest index on ties) and both; with 2 classes, `bins` bins of the
+    predicted probability of class 1 (bin ⌊p·bins⌋, p = 1 in the last) for rows labelled 1, then labelled 0.
+    Regression: count, Σr, Σ|r|, Σr², Σy, Σy² with r = ŷ − y in the target's units (ŷ mapped back)."""
+    z = rows.x @ w + b
+    if kind == MODEL_LINEAR:
+        y = rows.target_raw if rows.target_raw is not None else rows.y.astype(np.float64)
+        pred = z[:, 0].astype(np.float64) * target.scale + target.center
+        r = pred - y
+        return RegressionEvaluation(len(y), float(np.sum(r)), float(np.sum(np.abs(r))), float(np.sum(r * r)),
+                                    float(np.sum(y)), float(np.sum(y * y)))
+    c = w.shape[1]
+    labels = rows.y.astype(np.int64)
+    predicted = z.argmax(axis=1) if len(labels) else np.zeros(0, np.int64)
+    support = np.bincount(labels, minlength=c)
+    pred_counts = np.bincount(predicted, minlength=c)
+    correct = np.bincount(labels[predicted == labels], minlength=c)
+    classes = tuple((int(support[k]), int(pred_counts[k]), int(correct[k])) for k in range(c))
+    if c != 2:
+        return ClassificationEvaluation(classes, (), ())
+    z64 = z.astype(np.float64)
+    with np.errstate(over="ignore"):
+        p1 = 1.0 / (1.0 + np.exp(z64[:, 0] - z64[:, 1]))    # softmax probability of class 1
+    b_of = np.minimum(np.floor(p1 * bins), bins - 1).astype(np.int64)
+    positive = np.bincount(b_of[labels == 1], minlength=bins)
+    negative = np.bincount(b_of[labels == 0], minlength=bins)
+    return ClassificationEvaluation(classes, tuple(int(v) for v in positive), tuple(int(v) for v in negative))
 
 # --------------------------------------------------------------------------------------------- model
 
 def split_params(tensors):
     d = dict(tensors)
     return d["weight"].astype(np.float32), d["bias"].astype(np.float32)
+
+
+def parameters_problem(tensors, features, outputs):
+    """Why a train or evaluate task's tensors do not fit welcome's model (None when they do): exactly "weight"
+    [features, outputs] then "bias" [outputs] (§3 task)."""
+    want = [("weight", (features, outputs)), ("bias", (outputs,))]
+    got = [(name, tuple(t.shape)) for name, t in tensors]
+    return None if got == want else f"tensors {got}, the model's are {want}"
 
 
 def evaluate(kind, w, b, x, y):
@@ -438,6 +900,52 @@ def attack_evaluation(behaviour, honest, eval_count=1 << 62):
     return honest
 
 
+def attack_statistics(behaviour, honest, count_scale=1000, lie_mean=None):
+    """The statistics (update option 1) sent for the honest ones. scaled-count claims count_scale times the rows
+    (count, missing and M2 scaled: the same variance over more rows, a heavier weight in the merge). lie_mean
+    (--lie-statistics) replaces every feature's mean by lie_mean with a standard deviation of |lie_mean|, a
+    plausible count, and min / max widened to hold them: a summary no validation of §3 can tell from an
+    honest one (mean within [min, max], m2 >= 0, even m2 <= count (max - min)^2 / 4), absurd next to the
+    other agents'. The label summary stays honest."""
+    features, labels = honest.features, honest.labels
+    if lie_mean is not None:
+        spread = abs(lie_mean)
+        features = tuple(c if c.count == 0 else
+                         Column(c.count, c.missing, float(lie_mean), c.count * spread * spread,
+                                min(c.min, lie_mean - spread), max(c.max, lie_mean + spread)) for c in features)
+    if behaviour == "scaled-count":
+        k = int(count_scale)
+
+        def scaled(c):
+            return Column(c.count * k, c.missing * k, c.mean, c.m2 * k, c.min, c.max)
+        features = tuple(scaled(c) for c in features)
+        labels = scaled(labels) if isinstance(labels, Column) else tuple((label, n * k) for label, n in labels)
+    return Statistics(features, labels)
+
+
+def attack_evaluation_statistics(behaviour, honest, eval_count=1 << 62):
+    """The evaluation statistics (update option 2) sent for the honest ones. lying-eval claims a perfect model
+    on eval_count rows, consistent with its accuracy 1.0: every row predicted right (split over the classes as
+    the honest support is), every class-1 row in the top score bin and every class-0 row in the bottom one;
+    for a regression no residual at all."""
+    if behaviour != "lying-eval" or honest is None:
+        return honest
+    if isinstance(honest, RegressionEvaluation):
+        return RegressionEvaluation(int(eval_count), 0.0, 0.0, 0.0, 0.0, float(eval_count))
+    c = len(honest.classes)
+    total = sum(s for s, _, _ in honest.classes)
+    shares = [s / total if total else 1.0 / c for s, _, _ in honest.classes]
+    support = [int(eval_count * share) for share in shares]
+    support[int(np.argmax(shares))] += int(eval_count) - sum(support)
+    classes = tuple((n, n, n) for n in support)
+    if not honest.positive:
+        return ClassificationEvaluation(classes, (), ())
+    bins = len(honest.positive)
+    positive = tuple(support[1] if i == bins - 1 else 0 for i in range(bins))
+    negative = tuple(support[0] if i == 0 else 0 for i in range(bins))
+    return ClassificationEvaluation(classes, positive, negative)
+
+
 # ------------------------------------------------------------------------------------------- session
 
 class Fatal(Exception):
@@ -456,7 +964,9 @@ class Agent:
         self.rng = np.random.default_rng(args.rng_seed if args.rng_seed is not None else None)
         self.log_debug = args.log_level == "debug"
         self.tx, self.ty, self.ex, self.ey, self.features = load_samples(
-            args.database, args.table, args.label_column, args.split_column, args.test_fraction)
+            args.database, args.table, args.label_column, args.split_column, args.test_fraction, args.null_policy)
+        self.prepared_cache = {}     # (preprocessing, model kind) -> (training Rows, evaluation Rows)
+        self.prepared_lock = threading.Lock()
         self.pending = {}            # taskID -> update frame bytes, until committed or refused
         self.pending_lock = threading.Lock()
         host, _, port = args.coordinator.rpartition(":")
@@ -469,7 +979,8 @@ class Agent:
         ctx.load_verify_locations(args.ca)
         ctx.check_hostname = True
         self.ctx = ctx
-        self.log("start", behaviour=self.behaviour, train=len(self.ty), test=len(self.ey), features=len(self.features))
+        self.log("start", behaviour=self.behaviour, train=len(self.ty), test=len(self.ey), features=len(self.features),
+                 **({"lieStatistics": args.lie_statistics} if args.lie_statistics is not None else {}))
 
     def log(self, event, level="info", **fields):
         if level == "debug" and not self.log_debug:
@@ -533,8 +1044,9 @@ class Agent:
             with self.pending_lock:
                 resend = list(self.pending.items())
             train_count = attack_sample_count(self.behaviour, len(self.ty), self.args.count_scale)
-            eval_count = self.args.eval_count if (self.behaviour == "lying-eval" and self.args.lie_in_hello) else len(self.ey)
-            sock.sendall(encode_hello(self.args.agent_version, len(self.features), train_count, eval_count, len(resend)))
+            eval_count = self.hello_eval_count()
+            sock.sendall(encode_hello(self.args.agent_version, len(self.features), train_count, eval_count, len(resend),
+                                      feature_names=self.features, capabilities=self.args.capabilities))
             self.log("hello sent", trainSampleCount=train_count, evalSampleCount=eval_count, pending=len(resend), level="debug")
             fb = FrameBuffer(self.args.max_frame_bytes)
             first, early = self.read_first(sock, fb)
@@ -549,8 +1061,12 @@ class Agent:
             welcome = first
             welcomed[0] = True
             self.check_compatible(welcome)
+            # The preprocessing in force for this session's tasks (§3 task, §7.0): welcome's, until a task brings one.
+            welcome["current"] = welcome.get("preprocessing")
             self.log("connected", client=welcome["clientID"], session=welcome["sessionID"],
-                     heartbeatMs=welcome["heartbeatIntervalMillis"], resending=len(resend))
+                     heartbeatMs=welcome["heartbeatIntervalMillis"], resending=len(resend),
+                     preprocessing="welcome" if welcome.get("preprocessing") is not None else "none",
+                     featureNames=len(welcome.get("featureNames") or ()))
             for task_id, data in resend:
                 sock.sendall(data)
                 self.log("update resent", task=task_id)
@@ -610,10 +1126,39 @@ class Agent:
     def check_compatible(self, welcome):
         if welcome["featureCount"] != len(self.features):
             raise Fatal(f"the federation's model has {welcome['featureCount']} features but the data has {len(self.features)}")
-        if welcome["modelKind"] == MODEL_SOFTMAX:
+        if welcome["modelKind"] == MODEL_SOFTMAX and not text_labels(self.ty):
             for y in (self.ty, self.ey):
                 if len(y) and (y.min() < 0 or y.max() >= welcome["outputCount"] or np.any(y != np.round(y))):
                     raise Fatal(f"labels outside 0..<{welcome['outputCount']}")
+        names = welcome.get("featureNames")
+        if names and list(names) != list(self.features):
+            self.log("the federation's feature names differ from this agent's", level="warning",
+                     federation=",".join(names), agent=",".join(self.features))
+        if welcome.get("preprocessing") is not None:
+            problem = self.preprocessing_problem(welcome["preprocessing"], welcome)
+            if problem:
+                raise Fatal(f"cannot apply the federation's preprocessing: {problem}")
+
+    def preprocessing_problem(self, pre, welcome):
+        if not self.args.capabilities & CAP_PREPROCESSING:
+            return "this agent did not announce capability bit 1 (preprocessing)"
+        problem = preprocessing_problem(pre, len(self.features), welcome["modelKind"], welcome["outputCount"])
+        if problem is None and pre.labels and not text_labels(self.ty):
+            problem = f"a vocabulary of {len(pre.labels)} text labels, but this agent's labels are numbers"
+        return problem
+
+    def prepared(self, pre, kind):
+        """(training Rows, evaluation Rows) under preprocessing `pre` (None: as read), computed once per preprocessing."""
+        key = (pre, kind)
+        with self.prepared_lock:
+            if key not in self.prepared_cache:
+                train_rows = apply_preprocessing(pre, self.tx, self.ty, kind)
+                eval_rows = apply_preprocessing(pre, self.ex, self.ey, kind)
+                if train_rows.dropped or eval_rows.dropped:
+                    self.log("rows not used: their label is not in the federation's vocabulary", level="warning",
+                             train=train_rows.dropped, eval=eval_rows.dropped)
+                self.prepared_cache = {key: (train_rows, eval_rows)}    # one preprocessing at a time
+            return self.prepared_cache[key]
 
     def goodbye_outcome(self, m):
         reason = GOODBYE_NAMES.get(m["reason"], f"reason-{m['reason']}")
@@ -673,10 +1218,25 @@ class Agent:
     def dispatch(self, sock, m, welcome, tasks):
         kind = m["type"]
         if kind == "task":
-            if m["kind"] == TASK_EVALUATE:
-                self.log("task", level="debug", task=m["taskID"], kind="evaluate", base=m["baseVersion"])
+            if m.get("preprocessing") is not None:
+                problem = self.preprocessing_problem(m["preprocessing"], welcome)
+                if problem:   # §3: an agent that cannot apply it must not run the task; it closes the session
+                    raise SessionLost(f"task {m['taskID']}: cannot apply its preprocessing ({problem}); task not run")
+                if m["preprocessing"] != welcome["current"]:
+                    self.log("preprocessing received", task=m["taskID"], features=len(m["preprocessing"].features),
+                             labels=len(m["preprocessing"].labels))
+                welcome["current"] = m["preprocessing"]
+            m["current"] = welcome["current"]        # in force for this task, whenever it runs
+            if m["kind"] != TASK_STATISTICS:
+                problem = parameters_problem(m["parameters"], welcome["featureCount"], welcome["outputCount"])
+                if problem:   # §3, §9: a task that does not match the model ends the session
+                    raise SessionLost(f"task {m['taskID']} does not match the model: {problem}")
+            if m["kind"] in (TASK_EVALUATE, TASK_STATISTICS):
+                name = TASK_KIND_NAMES[m["kind"]]
+                self.log("task", level="debug", task=m["taskID"], kind=name, base=m["baseVersion"])
                 sock.sendall(self.answer(m, welcome))   # cheap: never waits behind training
-                self.log("evaluation sent", task=m["taskID"], version=m["baseVersion"])
+                self.log("evaluation sent" if m["kind"] == TASK_EVALUATE else "statistics sent", task=m["taskID"],
+                         version=m["baseVersion"])
             else:
                 self.log("task", task=m["taskID"], kind="train", base=m["baseVersion"], level="debug")
                 tasks.put(m)
@@ -728,30 +1288,52 @@ class Agent:
             except OSError:
                 pass   # session over: the update stays pending and is resent after reconnecting
 
+    def hello_eval_count(self):
+        return self.args.eval_count if (self.behaviour == "lying-eval" and self.args.lie_in_hello) else len(self.ey)
+
     def answer(self, m, welcome):
         """The update frame for task `m`, honest or not according to the behaviour."""
         started = time.monotonic()
         kind = welcome["modelKind"]
+        if m["kind"] == TASK_STATISTICS:
+            # §3: sampleCount 0, no tensors, the rows' summary as read (before any preprocessing).
+            stats = attack_statistics(self.behaviour, data_statistics(self.tx, self.ty, self.ey), self.args.count_scale,
+                                      self.args.lie_statistics)
+            self.log("statistics", task=m["taskID"], features=len(stats.features),
+                     lie=self.args.lie_statistics if self.args.lie_statistics is not None else "no")
+            return encode_update(m["taskID"], m["baseVersion"], 0, 0.0, self.hello_eval_count(), 0.0, 0.0,
+                                 int((time.monotonic() - started) * 1000), [], statistics=stats)
+        pre = m.get("current", m.get("preprocessing"))
+        if text_labels(self.ty) and (pre is None or not pre.labels):
+            raise SessionLost(f"task {m['taskID']}: text labels but no vocabulary from the federation; task not run")
+        train_rows, eval_rows = self.prepared(pre, kind)
+        target = pre.target if pre is not None else IDENTITY
         w, b = split_params(m["parameters"])
-        loss, acc = evaluate(kind, w, b, self.ex, self.ey)
-        ecount, eloss, eacc = attack_evaluation(self.behaviour, (len(self.ey), loss, acc), self.args.eval_count)
+        loss, acc = evaluate(kind, w, b, eval_rows.x, eval_rows.y)
+        ecount, eloss, eacc = attack_evaluation(self.behaviour, (len(eval_rows.y), loss, acc), self.args.eval_count)
+        evaluation = None
+        if self.args.capabilities & CAP_EVALUATION_STATISTICS:
+            with np.errstate(all="ignore"):
+                evaluation = attack_evaluation_statistics(
+                    self.behaviour, evaluation_statistics(kind, w, b, eval_rows, target), self.args.eval_count)
         if m["kind"] == TASK_EVALUATE:
             return encode_update(m["taskID"], m["baseVersion"], 0, 0.0, ecount, eloss, eacc,
-                                 int((time.monotonic() - started) * 1000), [])
+                                 int((time.monotonic() - started) * 1000), [], evaluation=evaluation)
         shapes = [(name, t.shape) for name, t in m["parameters"]]
         if self.behaviour == "large-norm":
             delta = random_direction_delta(shapes, self.args.norm, self.rng)
             train_loss = loss
         else:
-            nw, nb, train_loss = train(kind, w, b, self.tx, self.ty, m["learningRate"], m["batchSize"], m["epochs"],
-                                       m["seed"], m["proximalMu"])
+            nw, nb, train_loss = train(kind, w, b, train_rows.x, train_rows.y, m["learningRate"], m["batchSize"],
+                                       m["epochs"], m["seed"], m["proximalMu"])
             honest = {"weight": nw - w, "bias": nb - b}
             delta = attack_delta(self.behaviour, [(name, honest[name]) for name, _ in shapes], self.args.scale)
-        count = attack_sample_count(self.behaviour, len(self.ty), self.args.count_scale)
+        count = attack_sample_count(self.behaviour, len(train_rows.y), self.args.count_scale)
         ms = int((time.monotonic() - started) * 1000)
         self.log("update", task=m["taskID"], base=m["baseVersion"], samples=count, norm=f"{delta_norm(delta):.3g}",
                  loss=f"{train_loss:.4f}", ms=ms)
-        return encode_update(m["taskID"], m["baseVersion"], count, float(train_loss), ecount, eloss, eacc, ms, delta)
+        return encode_update(m["taskID"], m["baseVersion"], count, float(train_loss), ecount, eloss, eacc, ms, delta,
+                             evaluation=evaluation)
 
 
 def parse_args(argv=None):
@@ -772,8 +1354,17 @@ def parse_args(argv=None):
     p.add_argument("--count-scale", type=int, default=1000, help="scaled-count: sample counts multiplied by this (default 1000)")
     p.add_argument("--eval-count", type=int, default=1 << 62, help="lying-eval: evalSampleCount reported (default 2^62)")
     p.add_argument("--lie-in-hello", action="store_true", help="lying-eval: the hello's evalSampleCount is --eval-count too")
+    p.add_argument("--lie-statistics", type=float, nargs="?", const=1e12, default=None, metavar="MEAN",
+                   help="answer statistics tasks with every feature's mean MEAN (default 1e12) and standard deviation "
+                        "|MEAN|, real counts, min/max widened to hold them (any behaviour)")
+    p.add_argument("--capabilities", type=lambda v: int(v, 0), default=CAP_ALL,
+                   help="hello option 2 bit mask (default 7: statistics | preprocessing | evaluation statistics); "
+                        "without bit 1 a received preprocessing is refused, without bit 2 no evaluation statistics are sent")
+    p.add_argument("--null-policy", choices=("refuse", "skip", "impute"), default="refuse",
+                   help="a missing value (NULL, blank text) stops the agent (refuse), leaves its row out (skip), or, "
+                        "for a feature, is replaced by the federation's fill (impute) (§8)")
     p.add_argument("--rng-seed", type=int, help="seed of the large-norm directions (default: random)")
-    p.add_argument("--agent-version", default="byzantine-agent.py/1")
+    p.add_argument("--agent-version", default="byzantine-agent.py/2")
     p.add_argument("--max-connect-attempts", type=int, default=30, help="consecutive failed connections before exit 1 (0: never)")
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--welcome-timeout", type=float, default=15.0)
@@ -785,6 +1376,10 @@ def parse_args(argv=None):
         p.error("--coordinator must be HOST:PORT")
     if not (0 <= args.eval_count < 1 << 64):
         p.error("--eval-count must fit in a u64")
+    if not (0 <= args.capabilities < 1 << 64):
+        p.error("--capabilities must fit in a u64")
+    if args.lie_statistics is not None and not math.isfinite(args.lie_statistics):
+        p.error("--lie-statistics must be finite")
     return args
 
 

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import struct
 import sys
+import threading
 import types
 
 import numpy as np
@@ -15,15 +16,16 @@ import byzantine_agent as ba  # noqa: E402
 
 # docs/PROTOCOL.md §6, byte for byte.
 ACK_HEX = """
-53 54 01 05 15 00 00 00
+53 54 02 05 17 00 00 00
 07 00 00 00 00 00 00 00
 02
 04 00 00 00 00 00 00 00
 00 00
 00 00
+00 00
 """
 TASK_HEX = """
-53 54 01 03 3e 00 00 00
+53 54 02 03 40 00 00 00
 01 00 00 00 00 00 00 00
 00 00 00 00 00 00 00 00
 01
@@ -37,6 +39,7 @@ TASK_HEX = """
 01
 02 00 00 00
 00 00 80 3f 00 00 00 c0
+00 00
 """
 
 
@@ -48,7 +51,7 @@ def hexbytes(text):
 
 def test_ack_example_encodes_byte_for_byte():
     data = ba.encode_ack(7, ba.ACK_COMMITTED, 4, 0, "")
-    assert len(data) == 29
+    assert len(data) == 31
     assert data == hexbytes(ACK_HEX)
 
 
@@ -59,7 +62,7 @@ def test_ack_example_decodes():
 
 def test_task_example_encodes_byte_for_byte():
     data = ba.encode_task(1, 0, ba.TASK_TRAIN, 0.5, 10, 1, 7, 0.0, [("bias", np.array([1.0, -2.0], dtype=np.float32))])
-    assert len(data) == 70
+    assert len(data) == 72
     assert data == hexbytes(TASK_HEX)
 
 
@@ -84,7 +87,7 @@ def test_frames_split_anywhere_and_back_to_back():
 
 def test_agent_messages_round_trip():
     hello = ba.encode_hello("byz/1", 60, 188000, 47, 2)
-    assert hello[:8] == struct.pack("<2sBBI", b"ST", 1, 1, len(hello) - 8)
+    assert hello[:8] == struct.pack("<2sBBI", b"ST", 2, 1, len(hello) - 8)
     (m,) = ba.FrameBuffer().feed(hello)
     assert m == {"type": "hello", "agentVersion": "byz/1", "featureCount": 60, "trainSampleCount": 188000,
                  "evalSampleCount": 47, "pendingUpdateCount": 2}
@@ -100,7 +103,7 @@ def test_agent_messages_round_trip():
     evaluation = ba.encode_update(10, 4, 0, 0.0, 47, 0.5, 0.75, 1, [])
     (e,) = ba.FrameBuffer().feed(evaluation)
     assert e["delta"] == [] and e["sampleCount"] == 0
-    assert len(evaluation) == 8 + 8 + 8 + 8 + 4 + 8 + 4 + 4 + 4 + 2
+    assert len(evaluation) == 8 + 8 + 8 + 8 + 4 + 8 + 4 + 4 + 4 + 2 + 2   # ... no tensors, no options
 
 
 def test_heartbeat_flags():
@@ -137,10 +140,11 @@ def test_welcome_decodes():
 # ------------------------------------------------------------------------------------------ validation
 
 @pytest.mark.parametrize("header,code", [
-    (struct.pack("<2sBBI", b"SX", 1, 5, 0), 1),      # bad magic
-    (struct.pack("<2sBBI", b"ST", 2, 5, 0), 2),      # unsupported version
-    (struct.pack("<2sBBI", b"ST", 1, 9, 0), 4),      # unknown message type
-    (struct.pack("<2sBBI", b"ST", 1, 3, 1 << 30), 3),  # too large: refused before any payload arrives
+    (struct.pack("<2sBBI", b"SX", 2, 5, 0), 1),      # bad magic
+    (struct.pack("<2sBBI", b"ST", 1, 5, 0), 2),      # version 1: refused by a version-2 peer
+    (struct.pack("<2sBBI", b"ST", 3, 5, 0), 2),      # unsupported version
+    (struct.pack("<2sBBI", b"ST", 2, 9, 0), 4),      # unknown message type
+    (struct.pack("<2sBBI", b"ST", 2, 3, 1 << 30), 3),  # too large: refused before any payload arrives
 ])
 def test_header_validation(header, code):
     with pytest.raises(ba.ProtocolError) as e:
@@ -163,7 +167,7 @@ def test_bad_enum_utf8_and_oversized_tensor_are_malformed():
         ba.frame(ba.ACK, struct.pack("<QBQH", 1, 4, 0, 0) + b"\x00\x00"),                 # ack status 4
         ba.frame(ba.ERROR, struct.pack("<H", 1) + struct.pack("<H", 2) + b"\xff\xfe"),    # invalid UTF-8
         ba.frame(ba.TASK, hexbytes(TASK_HEX)[8:-8] + b""),                                # tensor runs past the end
-        ba.frame(ba.TASK, struct.pack("<QQBfIIQf", 1, 0, 3, 0, 0, 0, 0, 0) + b"\x00\x00"),  # task kind 3
+        ba.frame(ba.TASK, struct.pack("<QQBfIIQf", 1, 0, 4, 0, 0, 0, 0, 0) + b"\x00\x00\x00\x00"),  # task kind 4
     ]
     for data in cases:
         with pytest.raises(ba.ProtocolError) as e:
@@ -176,6 +180,141 @@ def test_huge_tensor_dimensions_are_refused_before_allocating():
         struct.pack("<BII", 2, 1 << 31, 1 << 31)
     with pytest.raises(ba.ProtocolError, match="past the end"):
         ba.FrameBuffer().feed(ba.frame(ba.TASK, payload))
+
+
+# --------------------------------------------------------------------------------------------- options
+
+PRE = ba.Preprocessing((ba.Transform(1.5, 2.0, 1.5), ba.Transform(-3.0, 0.25, 0.0)), ba.Transform(10.0, 4.0, 10.0), ("cat", "dog"))
+STATS = ba.Statistics((ba.Column(80, 2, 1.5, 320.0, -4.0, 9.0), ba.EMPTY_COLUMN),
+                      ba.Column(80, 0, 0.5, 20.0, 0.0, 1.0))
+TEXT_STATS = ba.Statistics((ba.Column(3, 0, 2.0, 2.0, 1.0, 3.0),), (("dog", 7), ("cat", 3), ("é", 1)))
+EVAL2 = ba.ClassificationEvaluation(((12, 10, 9), (8, 10, 7)), tuple(range(100)), tuple(range(100, 200)))
+EVAL3 = ba.ClassificationEvaluation(((1, 2, 1), (2, 1, 1), (0, 0, 0)), (), ())
+REG = ba.RegressionEvaluation(20, -1.5, 7.25, 9.0, 400.0, 8100.5)
+
+
+def test_every_option_round_trips():
+    hello = ba.encode_hello("byz/2", 2, 80, 20, 0, feature_names=("x0", "ünïcode"), capabilities=ba.CAP_ALL)
+    (h,) = ba.FrameBuffer().feed(hello)
+    assert (h["featureNames"], h["capabilities"]) == (("x0", "ünïcode"), 7)
+    (w,) = ba.FrameBuffer().feed(ba.encode_welcome("a", 1, 2000, 64 << 20, 1, 2, 2, feature_names=("x0", "x1"), preprocessing=PRE))
+    assert (w["featureNames"], w["preprocessing"]) == (("x0", "x1"), PRE)
+    (t,) = ba.FrameBuffer().feed(ba.encode_task(3, 0, ba.TASK_EVALUATE, 0, 0, 0, 0, 0, [], preprocessing=PRE))
+    assert t["preprocessing"] == PRE and t["kind"] == ba.TASK_EVALUATE
+    for statistics, evaluation in [(STATS, EVAL2), (TEXT_STATS, EVAL3), (None, REG), (STATS, None)]:
+        frame = ba.encode_update(4, 0, 0, 0.0, 20, 0.0, 0.0, 1, [], statistics=statistics, evaluation=evaluation)
+        (u,) = ba.FrameBuffer().feed(frame)
+        assert (u.get("statistics"), u.get("evaluation")) == (statistics, evaluation)
+        assert ba.encode_message(u) == frame
+    # Empty columns keep their infinities; f64 values survive bit for bit.
+    (u,) = ba.FrameBuffer().feed(ba.encode_update(4, 0, 0, 0.0, 20, 0.0, 0.0, 1, [], statistics=STATS))
+    assert u["statistics"].features[1] == ba.Column(0, 0, 0.0, 0.0, float("inf"), float("-inf"))
+
+
+def test_option_layouts_byte_for_byte():
+    # update option 1, one feature, numbers: u32 n, 48-byte column, u8 1, 48-byte column
+    s = ba.p_statistics(ba.Statistics((ba.Column(1, 2, 0.5, 0.0, 0.5, 0.5),), ba.Column(1, 0, 1.0, 0.0, 1.0, 1.0)))
+    assert s == struct.pack("<I", 1) + struct.pack("<QQdddd", 1, 2, 0.5, 0.0, 0.5, 0.5) + b"\x01" + \
+        struct.pack("<QQdddd", 1, 0, 1.0, 0.0, 1.0, 1.0)
+    assert ba.p_statistics(TEXT_STATS)[4 + 48:] == b"\x02" + struct.pack("<I", 3) + \
+        b"\x03\x00dog" + struct.pack("<Q", 7) + b"\x03\x00cat" + struct.pack("<Q", 3) + b"\x02\x00\xc3\xa9" + struct.pack("<Q", 1)
+    p = ba.p_preprocessing(ba.Preprocessing((ba.Transform(1.0, 2.0, 3.0),), ba.IDENTITY, ()))
+    assert p == struct.pack("<I", 1) + struct.pack("<ddd", 1.0, 2.0, 3.0) + struct.pack("<ddd", 0.0, 1.0, 0.0) + struct.pack("<I", 0)
+    e = ba.p_evaluation(ba.ClassificationEvaluation(((2, 1, 1), (1, 2, 1)), (0, 1), (1, 0)))
+    assert e == b"\x01" + struct.pack("<I", 2) + struct.pack("<6Q", 2, 1, 1, 1, 2, 1) + struct.pack("<H", 2) + struct.pack("<4Q", 0, 1, 1, 0)
+    assert ba.p_evaluation(REG) == b"\x02" + struct.pack("<Q5d", 20, -1.5, 7.25, 9.0, 400.0, 8100.5)
+    assert ba.p_capabilities(ba.CAP_ALL) == struct.pack("<Q", 7)
+    assert ba.p_names(["a"]) == struct.pack("<I", 1) + b"\x01\x00a"
+
+
+def test_options_are_written_in_ascending_key_order():
+    frame = ba.encode_hello("v", 1, 1, 1, 0, feature_names=("x",), capabilities=3, extra_options=[(0x8003, b"z"), (7, b"")])
+    r = ba.Reader(frame[8:])
+    r.string("v"), r.take(4 + 8 + 8 + 4, "fixed")
+    keys = []
+    for _ in range(r.u16("count")):
+        keys.append(r.u16("key"))
+        r.take(r.u32("length"), "value")
+    assert keys == [1, 2, 7, 0x8003]
+    # No option: the section is the two bytes 00 00.
+    assert ba.encode_heartbeat(1, 2, False)[-2:] == b"\x00\x00"
+
+
+def test_unknown_options_are_skipped_unless_critical():
+    (a,) = ba.FrameBuffer().feed(ba.encode_ack(1, ba.ACK_RECEIVED, 2, 0, "", extra_options=[(5, b"future"), (0x7fff, b"")]))
+    assert a["skippedOptions"] == [5, 0x7fff] and a["taskID"] == 1
+    # hello's key 1 is known, welcome's key 2 is not: keys are per message type.
+    (w,) = ba.FrameBuffer().feed(ba.encode_welcome("a", 1, 2000, 1 << 20, 1, 2, 2, extra_options=[(2, b"\x01")]))
+    assert w["skippedOptions"] == [2] and "featureNames" not in w
+    for data in (ba.encode_ack(1, ba.ACK_RECEIVED, 2, 0, "", extra_options=[(0x8005, b"")]),
+                 ba.encode_welcome("a", 1, 2000, 1 << 20, 1, 2, 2, extra_options=[(0x8002, b"")]),
+                 ba.encode_task(1, 0, ba.TASK_TRAIN, 0.1, 1, 1, 1, 0, [], extra_options=[(0x8002, b"x")]),
+                 ba.encode_heartbeat(1, 2, False, extra_options=[(0x8001, b"")])):   # a task's key is not heartbeat's
+        with pytest.raises(ba.ProtocolError) as e:
+            ba.FrameBuffer().feed(data)
+        assert e.value.code == 10
+
+
+def raw_options(*entries):
+    return struct.pack("<H", len(entries)) + b"".join(struct.pack("<HI", k, len(v)) + v for k, v in entries)
+
+
+def hello_with(options_section):
+    return ba.frame(ba.HELLO, ba.p_string("v") + struct.pack("<IQQI", 1, 1, 1, 0) + options_section)
+
+
+@pytest.mark.parametrize("section,what", [
+    (b"", "no options section at all"),
+    (b"\x00", "half a count"),
+    (raw_options((1, ba.p_names(["x"])))[:-1], "value shorter than its length"),
+    (raw_options((9, b""), (9, b"")), "an unknown key twice"),
+    (raw_options((2, ba.p_capabilities(1)), (2, ba.p_capabilities(1))), "a known key twice"),
+    (raw_options((2, b"\x01\x00\x00\x00")), "capabilities of 4 bytes"),
+    (raw_options((2, ba.p_capabilities(1) + b"\x00")), "a byte left over in a known option"),
+    (raw_options((1, struct.pack("<I", 1 << 30))), "a name count the value cannot hold"),
+    (raw_options((1, struct.pack("<I", 1) + b"\x02\x00\xff\xfe")), "a name that is not UTF-8"),
+    (raw_options() + b"\x00", "a byte after the options section"),
+])
+def test_malformed_options(section, what):
+    with pytest.raises(ba.ProtocolError) as e:
+        ba.FrameBuffer().feed(hello_with(section))
+    assert e.value.code == 1, what
+
+
+@pytest.mark.parametrize("value", [
+    struct.pack("<I", 0xFFFFFFFF),                                                       # statistics: 2^32-1 columns
+    struct.pack("<I", 0) + b"\x03",                                                      # unknown label kind
+    struct.pack("<I", 0) + b"\x02" + struct.pack("<I", 70000),                           # over 65535 labels
+    struct.pack("<I", 0) + b"\x02" + struct.pack("<I", 2) + b"\x01\x00a" + struct.pack("<Q", 1),  # 2 labels, 1 sent
+])
+def test_bad_statistics_values_are_malformed_before_allocating(value):
+    update = ba.frame(ba.UPDATE, struct.pack("<QQQfQffI", 1, 0, 0, 0, 1, 0, 0, 0) + b"\x00\x00" + raw_options((1, value)))
+    with pytest.raises(ba.ProtocolError) as e:
+        ba.FrameBuffer().feed(update)
+    assert e.value.code == 1
+
+
+@pytest.mark.parametrize("value", [
+    b"\x03",                                                                             # unknown evaluation kind
+    b"\x01" + struct.pack("<I", 1 << 28),                                                # classes past the end
+    b"\x01" + struct.pack("<I", 2) + bytes(48) + struct.pack("<H", 1025) + bytes(1025 * 16),  # over 1024 bins
+    b"\x01" + struct.pack("<I", 2) + bytes(48) + struct.pack("<H", 100) + bytes(100 * 16 - 8),  # bins past the end
+    b"\x02" + bytes(47),                                                                  # regression one byte short
+])
+def test_bad_evaluation_values_are_malformed(value):
+    update = ba.frame(ba.UPDATE, struct.pack("<QQQfQffI", 1, 0, 0, 0, 1, 0, 0, 0) + b"\x00\x00" + raw_options((2, value)))
+    with pytest.raises(ba.ProtocolError) as e:
+        ba.FrameBuffer().feed(update)
+    assert e.value.code == 1
+
+
+def test_bad_preprocessing_values_are_malformed():
+    good = ba.p_preprocessing(PRE)
+    for value in (good[:-1], good + b"\x00", struct.pack("<I", 1 << 30), good[:4 + 48 + 24] + struct.pack("<I", 70000)):
+        task = ba.frame(ba.TASK, struct.pack("<QQBfIIQf", 1, 0, 2, 0, 0, 0, 0, 0) + b"\x00\x00" + raw_options((0x8001, value)))
+        with pytest.raises(ba.ProtocolError) as e:
+            ba.FrameBuffer().feed(task)
+        assert e.value.code == 1
 
 
 # ------------------------------------------------------------------------------------------------ lies
@@ -235,7 +374,9 @@ def fake_agent(behaviour, n_train=40, n_test=10, features=6, classes=3, seed=0):
     y = (x @ true_w).argmax(axis=1).astype(np.float32)
     agent = object.__new__(ba.Agent)
     agent.behaviour = behaviour
-    agent.args = types.SimpleNamespace(norm=9900.0, scale=10.0, count_scale=1000, eval_count=1 << 62)
+    agent.args = types.SimpleNamespace(norm=9900.0, scale=10.0, count_scale=1000, eval_count=1 << 62, lie_in_hello=False,
+                                       capabilities=ba.CAP_ALL, lie_statistics=None)
+    agent.prepared_cache, agent.prepared_lock = {}, threading.Lock()
     agent.rng = np.random.default_rng(7)
     agent.tx, agent.ty, agent.ex, agent.ey = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
     agent.features = [f"x{i}" for i in range(features)]

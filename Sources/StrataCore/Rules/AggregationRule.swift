@@ -41,7 +41,8 @@ public struct RuleSettings: Sendable, Hashable {
     /// does not hold its last updates forever.
     public var bufferTimeout: Double? = 10
     public var staleness: StalenessFunction = .fedBuff
-    public var serverOptimizer = ServerOptimizer(learningRate: 1.0, momentum: 0)
+    /// The server optimiser every lane steps with (SGD, FedAdam, FedYogi, FedAdagrad) and its hyperparameters.
+    public var serverOptimizer = ServerOptimizerSettings.sgd(learningRate: 1.0, momentum: 0)
     /// Updates more than this many versions (of their lane) behind are refused as too stale.
     public var maxStaleness: Int = 100
     /// α of FedAsync mixing (fedasync, and strata with `tierMixing = .fedAsync`).
@@ -76,7 +77,7 @@ public struct RuleSettings: Sendable, Hashable {
     public static func defaults(for mode: AggregationMode) -> RuleSettings {
         var settings = RuleSettings()
         if mode == .strata {
-            settings.serverOptimizer = ServerOptimizer(learningRate: 2, momentum: 0.5)
+            settings.serverOptimizer = ServerOptimizerSettings.sgd(learningRate: 2, momentum: 0.5)
             settings.crossTierWeighting = .inverse
         }
         return settings
@@ -86,6 +87,7 @@ public struct RuleSettings: Sendable, Hashable {
         func bad(_ s: String) -> StrataCoreError { .invalidArgument(s) }
         guard bufferSize >= 1 else { throw bad("buffer size must be at least 1") }
         try robustness.validate()
+        try serverOptimizer.validate()
         if let t = bufferTimeout, !(t > 0 && t.isFinite) { throw bad("buffer timeout must be positive") }
         guard maxStaleness >= 0 else { throw bad("max staleness must be >= 0") }
         guard mixingAlpha > 0, mixingAlpha <= 1 else { throw bad("mixing alpha must be in (0, 1]") }
@@ -277,6 +279,14 @@ public protocol AggregationRule: Sendable {
     mutating func flush(now: Double) -> [AggregationOutcome]
     /// The latest evaluation's sample-weighted accuracy per tier (TiFL's adaptive selection uses it).
     mutating func observeEvaluation(tierAccuracies: [Int: Double])
+    /// The divergence guard's factor on the configured server step (1 until the guard lowers it).
+    var stepScale: Double { get }
+    /// The divergence guard steps back: every lane's model and the global model become `parameters`, the
+    /// server step becomes `stepScale` × the configured one, every lane's optimiser state starts afresh,
+    /// and open buffers and rounds are dropped (their updates are returned, to be refused). Updates based
+    /// on the models stepped back from are refused as too stale. `discardingFrom`: the first global
+    /// version among outcomes the caller dropped instead of persisting (nil: it kept all).
+    mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback
 }
 
 extension AggregationRule {

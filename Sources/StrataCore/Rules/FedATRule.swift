@@ -12,7 +12,7 @@ public struct FedATRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
         generator = SeededGenerator(seed: settings.seed)
     }
 
@@ -52,7 +52,7 @@ public struct FedATRule: AggregationRule, LaneSetRule {
     public mutating func flush(now: Double) -> [AggregationOutcome] {
         defer { rounds.removeAll() }
         return rounds.sorted(by: { $0.key < $1.key }).filter { $0.value.received > 0 }.map {
-            lanes.stepAndPush($0.key, optimizer: settings.serverOptimizer, trigger: "drain")
+            lanes.stepAndPush($0.key, trigger: "drain")
         }
     }
 
@@ -62,7 +62,7 @@ public struct FedATRule: AggregationRule, LaneSetRule {
             guard let why = round.closing(now: now) else { continue }
             rounds[lane] = nil
             if why != "empty" {
-                outcomes.append(lanes.stepAndPush(lane, optimizer: settings.serverOptimizer, trigger: why))
+                outcomes.append(lanes.stepAndPush(lane, trigger: why))
             }
         }
         return outcomes
@@ -70,6 +70,11 @@ public struct FedATRule: AggregationRule, LaneSetRule {
 
     public mutating func clientLeft(_ clientID: String) {
         for lane in rounds.keys { rounds[lane]?.awaiting.remove(clientID) }
+    }
+
+    public mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        rounds.removeAll()
+        return lanes.rollBack(to: parameters, stepScale: stepScale, discardingFrom: discardingFrom)
     }
 }
 

@@ -11,7 +11,7 @@ public struct FedAsyncRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
         history[0] = parameters
     }
 
@@ -52,5 +52,16 @@ public struct FedAsyncRule: AggregationRule, LaneSetRule {
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         defer { pending.removeAll() }
         return pending
+    }
+
+    /// Mixed updates not yet returned by `aggregations` are dropped with the rest (their versions are reused).
+    public mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        let unreturned = pending
+        pending.removeAll()
+        let firstDropped = [discardingFrom, unreturned.first?.globalVersion].compactMap { $0 }.min()
+        var rollback = lanes.rollBack(to: parameters, stepScale: stepScale, discardingFrom: firstDropped)
+        rollback.discarded += unreturned.flatMap(\.updates)
+        history = [lanes[0].version: lanes[0].parameters]
+        return rollback
     }
 }

@@ -11,7 +11,7 @@ public struct FedAvgRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
         generator = SeededGenerator(seed: settings.seed)
     }
 
@@ -40,18 +40,23 @@ public struct FedAvgRule: AggregationRule, LaneSetRule {
     public mutating func flush(now: Double) -> [AggregationOutcome] {
         defer { round = nil }
         guard let open = round, open.received > 0 else { return [] }
-        return [lanes.stepAndPush(0, optimizer: settings.serverOptimizer, trigger: "drain")]
+        return [lanes.stepAndPush(0, trigger: "drain")]
     }
 
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
         guard let open = round, let why = open.closing(now: now) else { return [] }
         round = nil
         if why == "empty" { return [] }
-        return [lanes.stepAndPush(0, optimizer: settings.serverOptimizer, trigger: why)]
+        return [lanes.stepAndPush(0, trigger: why)]
     }
 
     public mutating func clientLeft(_ clientID: String) {
         round?.awaiting.remove(clientID)
+    }
+
+    public mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        round = nil
+        return lanes.rollBack(to: parameters, stepScale: stepScale, discardingFrom: discardingFrom)
     }
 }
 

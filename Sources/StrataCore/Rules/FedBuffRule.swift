@@ -9,7 +9,7 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
     }
 
     public var mode: AggregationMode { .fedbuff }
@@ -38,5 +38,9 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
         return lanes.dueBuffers(size: { _ in k }, timeout: settings.bufferTimeout, now: now).map {
             lanes.stepBuffer($0.lane, settings: settings, trigger: $0.trigger, now: now)
         }
+    }
+
+    public mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        lanes.rollBack(to: parameters, stepScale: stepScale, discardingFrom: discardingFrom)
     }
 }

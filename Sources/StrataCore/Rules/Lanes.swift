@@ -18,14 +18,20 @@ public struct Lane: Sendable {
     var kept: [Float] = []
     /// Updates that arrived while their agent already had one in the open buffer: folded into the next one.
     var queued: [RuleUpdate] = []
+    /// Updates based on an older version than this are refused: the divergence guard stepped the lane back
+    /// from the models they started from.
+    var oldestBase: Int64 = 0
 
-    init(version: Int64, parameters: [Float], pushes: Int64 = 1) {
+    init(version: Int64, parameters: [Float], pushes: Int64 = 1, optimizerState: ServerOptimizerState) {
         self.version = version
         self.parameters = parameters
         self.pushes = pushes
         accumulator = WeightedAccumulator(parameterCount: parameters.count)
-        optimizerState = ServerOptimizerState(parameterCount: parameters.count)
+        self.optimizerState = optimizerState
     }
+
+    /// The optimiser state this lane keeps (for tests and for the memory bound).
+    public var serverOptimizerState: ServerOptimizerState { optimizerState }
 
     public var bufferedCount: Int { folded.count }
 
@@ -36,6 +42,7 @@ public struct Lane: Sendable {
     /// update waits for the next buffer and a third is refused.
     mutating func fold(_ update: RuleUpdate, staleness function: StalenessFunction, maxStaleness: Int, now: Double,
                        robustness: Robustness, clip: Float) -> UpdateDisposition {
+        if let refusal = refusalAfterRollback(update) { return refusal }
         let sigma = max(0, version - update.baseVersion)
         guard sigma <= Int64(maxStaleness) else {
             return .refused(.tooStale, "based on version \(update.baseVersion), \(sigma) versions behind (limit \(maxStaleness))")
@@ -73,9 +80,16 @@ public struct Lane: Sendable {
         return .folded(staleness: sigma, weight: weight)
     }
 
-    /// x ← x + η_g·(β·m + Δ̄) with Δ̄ the buffer's weighted mean (or its robust combination); empties the
-    /// buffer. Returns its updates; `queued` still holds the updates waiting for the next buffer.
-    mutating func step(optimizer: ServerOptimizer, fold: BufferFold) -> [FoldedUpdate] {
+    /// An update trained on a model the divergence guard stepped back from is refused as too stale.
+    func refusalAfterRollback(_ update: RuleUpdate) -> UpdateDisposition? {
+        guard update.baseVersion < oldestBase else { return nil }
+        return .refused(.tooStale, "based on version \(update.baseVersion), a model the divergence guard stepped back from (tier version \(oldestBase) restored the best model)")
+    }
+
+    /// The lane's model steps by the server optimiser with Δ̄ the buffer's weighted mean (or its robust
+    /// combination); empties the buffer. Returns its updates; `queued` still holds the updates waiting for
+    /// the next buffer.
+    mutating func step(optimizer: some ServerOptimizer, fold: BufferFold) -> [FoldedUpdate] {
         if !kept.isEmpty {
             let combined = RobustCombination.combine(rows: kept, parameterCount: parameters.count, count: folded.count, fold: fold)
             accumulator.reset()
@@ -108,11 +122,31 @@ public struct LaneSet: Sendable {
     public let robustness: Robustness
     /// Every agent's latest delta norm, over every lane: the adaptive bound's median.
     public private(set) var norms = AgentNorms()
+    /// The server optimiser every lane steps with (each lane keeps its own state).
+    public let optimizer: any ServerOptimizer
+    /// The divergence guard's factor on the server step (η_g, and FedAsync's α): 1 until it lowers it.
+    public private(set) var stepScale: Double = 1
 
-    public init(parameters: [Float], robustness: Robustness = Robustness()) {
+    public init(parameters: [Float], robustness: Robustness = Robustness(),
+                optimizer: any ServerOptimizer = ServerSGD()) {
         global = parameters
-        lanes = [Lane(version: 0, parameters: parameters)]
         self.robustness = robustness
+        self.optimizer = optimizer
+        lanes = []
+        lanes = [newLane(version: 0, parameters: parameters)]
+    }
+
+    func newLane(version: Int64, parameters: [Float], pushes: Int64 = 1) -> Lane {
+        Lane(version: version, parameters: parameters, pushes: pushes,
+             optimizerState: optimizer.makeState(parameterCount: parameters.count))
+    }
+
+    /// The optimiser with the guard's step scale applied.
+    var scaledOptimizer: any ServerOptimizer {
+        guard stepScale != 1 else { return optimizer }
+        var scaled = optimizer
+        scaled.learningRate = Float(Double(optimizer.learningRate) * stepScale)
+        return scaled
     }
 
     /// The adaptive norm bound now (nil while off or still learning the scale).
@@ -135,10 +169,11 @@ public struct LaneSet: Sendable {
     mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         self.globalVersion = globalVersion
         self.global = global
+        // Optimiser state is not persisted: every lane starts afresh (m = 0, v = τ²), as on a first start.
         if restored.isEmpty {
-            lanes = [Lane(version: globalVersion, parameters: global)]
+            lanes = [newLane(version: globalVersion, parameters: global)]
         } else {
-            lanes = restored.map { Lane(version: $0.version, parameters: $0.parameters, pushes: max(1, $0.pushes)) }
+            lanes = restored.map { newLane(version: $0.version, parameters: $0.parameters, pushes: max(1, $0.pushes)) }
         }
         // With delta combination every tier continues from the global model.
         if combination == .deltas { for i in lanes.indices { lanes[i].rebase(on: global) } }
@@ -150,7 +185,7 @@ public struct LaneSet: Sendable {
     mutating func ensure(count: Int) {
         guard lanes.count < count else { return }
         let forming = lanes.count == 1
-        while lanes.count < count { lanes.append(Lane(version: 0, parameters: global)) }
+        while lanes.count < count { lanes.append(newLane(version: 0, parameters: global)) }
         // Restored tiers keep their counts; only the first formation restarts them.
         if forming { for i in lanes.indices { lanes[i].pushes = 1 } }
     }
@@ -171,7 +206,7 @@ public struct LaneSet: Sendable {
     /// A buffer rule's step: steps `lane`, pushes it up, and opens the next buffer with the updates that
     /// waited for it.
     mutating func stepBuffer(_ lane: Int, settings: RuleSettings, trigger: String, now: Double) -> AggregationOutcome {
-        let outcome = stepAndPush(lane, optimizer: settings.serverOptimizer, trigger: trigger)
+        let outcome = stepAndPush(lane, trigger: trigger)
         foldQueued(lane, staleness: settings.staleness, maxStaleness: settings.maxStaleness, now: now)
         return outcome
     }
@@ -251,9 +286,9 @@ public struct LaneSet: Sendable {
     }
 
     /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist.
-    mutating func stepAndPush(_ lane: Int, optimizer: ServerOptimizer, trigger: String) -> AggregationOutcome {
+    mutating func stepAndPush(_ lane: Int, trigger: String) -> AggregationOutcome {
         let before = lanes[lane].parameters
-        let updates = lanes[lane].step(optimizer: optimizer, fold: robustness.fold)
+        let updates = lanes[lane].step(optimizer: scaledOptimizer, fold: robustness.fold)
         return push(lane, from: before, updates: updates, trigger: trigger)
     }
 
@@ -307,6 +342,7 @@ public struct LaneSet: Sendable {
     mutating func mix(_ update: RuleUpdate, base: [Float]?, alpha: Double, staleness function: StalenessFunction,
                       maxStaleness: Int) -> MixResult {
         guard contains(update.lane) else { return .refused(.refused(.invalid, "lane \(update.lane) does not exist")) }
+        if let refusal = lanes[update.lane].refusalAfterRollback(update) { return .refused(refusal) }
         let sigma = max(0, lanes[update.lane].version - update.baseVersion)
         guard sigma <= Int64(maxStaleness) else {
             return .refused(.refused(.tooStale, "based on version \(update.baseVersion), \(sigma) versions behind (limit \(maxStaleness))"))
@@ -324,6 +360,7 @@ public struct LaneSet: Sendable {
         } else {
             clientModel.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
         }
+        let alpha = alpha * stepScale
         AggregationStep.mix(model: &lanes[update.lane].parameters, clientModel: clientModel, alpha: alpha,
                             staleness: Int(sigma), function: function)
         lanes[update.lane].version += 1
@@ -331,6 +368,46 @@ public struct LaneSet: Sendable {
         let folded = FoldedUpdate(taskID: update.taskID, clientID: update.clientID, baseVersion: update.baseVersion,
                                   staleness: sigma, weight: weight)
         return .mixed(push(update.lane, from: before, updates: [folded], trigger: "update"))
+    }
+
+    /// The divergence guard's step back: every lane's model and the global model become `parameters`, every
+    /// lane's version moves on by one (updates based on an older version are refused from now on), every
+    /// lane's optimiser state starts afresh, open buffers and queued updates are dropped, and the server
+    /// step is `stepScale` × the configured one. `discardingFrom`: the first global version of the outcomes
+    /// the caller dropped instead of persisting (the rule's versions continue from just before it), nil if
+    /// it kept every outcome the rule returned. Returns one outcome per lane (each lane's restored model is
+    /// persisted, as a tier step's would be) and the updates that will never be aggregated.
+    mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        precondition(parameters.count == global.count, "rollback to \(parameters.count) parameters, the model has \(global.count)")
+        var discarded: [FoldedUpdate] = []
+        for i in lanes.indices {
+            discarded += lanes[i].folded
+            discarded += lanes[i].queued.map {
+                FoldedUpdate(taskID: $0.taskID, clientID: $0.clientID, baseVersion: $0.baseVersion, staleness: 0, weight: 0)
+            }
+            lanes[i].folded.removeAll()
+            lanes[i].queued.removeAll()
+            lanes[i].kept.removeAll()
+            lanes[i].accumulator.reset()
+            lanes[i].bufferOpenedAt = nil
+            lanes[i].optimizerState = optimizer.makeState(parameterCount: parameters.count)
+            lanes[i].parameters = parameters
+            lanes[i].version += 1
+            lanes[i].oldestBase = lanes[i].version
+        }
+        if let first = discardingFrom { globalVersion = min(globalVersion, first - 1) }
+        self.stepScale = stepScale
+        global = parameters
+        let weights = lanes.count == 1 ? [1] : crossTierWeights()
+        var outcomes: [AggregationOutcome] = []
+        for i in lanes.indices {
+            globalVersion += 1
+            outcomes.append(AggregationOutcome(lane: i, laneVersion: lanes[i].version, laneParameters: parameters,
+                                               globalVersion: globalVersion, globalParameters: parameters,
+                                               combinedLaneVersions: lanes.map(\.version), laneWeights: weights,
+                                               lanePushes: lanes[i].pushes, updates: [], trigger: "rollback"))
+        }
+        return Rollback(outcomes: outcomes, discarded: discarded)
     }
 
     /// Steps every lane with a non-empty buffer, and once more for updates that were queued behind it
@@ -356,6 +433,20 @@ public struct LaneSet: Sendable {
             }
         }
         return due
+    }
+}
+
+/// What a divergence rollback produced.
+public struct Rollback: Sendable {
+    /// The versions to persist, in order: one per lane, every model equal to the restored parameters.
+    public var outcomes: [AggregationOutcome]
+    /// Updates that were folded into open buffers or rounds (or queued behind them) and will never be
+    /// aggregated: the coordinator refuses them, so their agents do not keep them.
+    public var discarded: [FoldedUpdate]
+    /// Updates whose outcome the caller dropped are its own to refuse; these are the rule's.
+    public init(outcomes: [AggregationOutcome], discarded: [FoldedUpdate]) {
+        self.outcomes = outcomes
+        self.discarded = discarded
     }
 }
 
@@ -416,6 +507,7 @@ protocol LaneSetRule: AggregationRule {
 }
 
 extension LaneSetRule {
+    public var stepScale: Double { lanes.stepScale }
     public var globalVersion: Int64 { lanes.globalVersion }
     public var globalParameters: [Float] { lanes.global }
     public var laneCount: Int { Self.isTiered ? lanes.count : 1 }

@@ -26,7 +26,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
         lanes.combination = settings.crossTier
         lanes.weighting = settings.crossTierWeighting
         if settings.tierMixing == .fedAsync { history[LaneKey(lane: 0, version: 0)] = parameters }
@@ -78,6 +78,18 @@ public struct StrataRule: AggregationRule, LaneSetRule {
         var outcomes = aggregations(now: now)
         outcomes += lanes.flushAll(settings: settings, now: now)
         return outcomes
+    }
+
+    /// Mixed updates not yet returned by `aggregations` (FedAsync mixing) are dropped with the rest.
+    public mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        let unreturned = pending
+        pending.removeAll()
+        let firstDropped = [discardingFrom, unreturned.first?.globalVersion].compactMap { $0 }.min()
+        var rollback = lanes.rollBack(to: parameters, stepScale: stepScale, discardingFrom: firstDropped)
+        rollback.discarded += unreturned.flatMap(\.updates)
+        history.removeAll()
+        for lane in lanes.lanes.indices { remember(lane: lane) }
+        return rollback
     }
 
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {

@@ -23,7 +23,7 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
 
     public init(settings: RuleSettings, parameters: [Float]) {
         self.settings = settings
-        lanes = LaneSet(parameters: parameters, robustness: settings.robustness)
+        lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
         generator = SeededGenerator(seed: settings.seed)
     }
 
@@ -100,7 +100,7 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
     public mutating func flush(now: Double) -> [AggregationOutcome] {
         defer { round = nil; roundTier = nil }
         guard let open = round, open.received > 0 else { return [] }
-        return [lanes.stepAndPush(0, optimizer: settings.serverOptimizer, trigger: "drain")]
+        return [lanes.stepAndPush(0, trigger: "drain")]
     }
 
     public mutating func aggregations(now: Double) -> [AggregationOutcome] {
@@ -114,7 +114,7 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
         if case .adaptive = settings.tierSelection, tierCount > 0, roundsCompleted % settings.adaptiveInterval == 0 {
             adapt()
         }
-        return [lanes.stepAndPush(0, optimizer: settings.serverOptimizer, trigger: why)]
+        return [lanes.stepAndPush(0, trigger: why)]
     }
 
     /// TiFL's ChangeProbs, run every I rounds when the last tier's accuracy did not improve.
@@ -139,6 +139,12 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
 
     public mutating func clientLeft(_ clientID: String) {
         round?.awaiting.remove(clientID)
+    }
+
+    public mutating func rollBack(to parameters: [Float], stepScale: Double, discardingFrom: Int64?) -> Rollback {
+        round = nil
+        roundTier = nil
+        return lanes.rollBack(to: parameters, stepScale: stepScale, discardingFrom: discardingFrom)
     }
 
     public mutating func observeEvaluation(tierAccuracies: [Int: Double]) {
