@@ -21,6 +21,9 @@ extension IntegrationSuite {
                 "python3", Binaries.repoRoot + "/Deploy/byzantine.py", "--bin", Binaries.directory,
                 "--scenarios", "clean,large-norm,mix", "--mix", "sign-flip,lying-eval",
                 "--duration", "45", "--run-dir", box.file("runs"), "--json", json,
+                // Robust aggregation alone: with the statistics phase every agent starts at once and the instant
+                // attackers fill the first buffers before the median norm is known (issue 17, still open).
+                "--coordinator-arg=--standardize", "--coordinator-arg=off",
             ], timeout: 420)
             #expect(result.status == 0, "Deploy/byzantine.py:\n\(result.output.suffix(3000))")
             let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: json)))

@@ -29,8 +29,9 @@ extension IntegrationSuite {
             let (coordinator, port) = try box.startCoordinator(["--evaluate-every", "0"])
             let cert = box.file("pki/agents/agent-01.crt"), key = box.file("pki/agents/agent-01.key"), ca = box.file("pki/ca.crt")
 
-            // The frame: a hello with trainSampleCount = 2^64 - 1 killed the coordinator (SIGILL).
-            let crafted = Self.bytes(hex: "535401011b0000000100783c000000ffffffffffffffff640000000000000000000000")
+            // The frame (protocol 1 then; here as protocol 2: version 2, two more payload bytes for an empty
+            // options section): a hello with trainSampleCount = 2^64 - 1 killed the coordinator (SIGILL).
+            let crafted = Self.bytes(hex: "535402011d0000000100783c000000ffffffffffffffff6400000000000000000000000000")
             let client = try await RawClient.connect(port: port, cert: cert, key: key, ca: ca)
             let refused = try await client.exchange(send: [crafted]) { !Self.errors($0).isEmpty }
             await client.shutdown()
