@@ -144,7 +144,7 @@ def test_standardize_off_skips_the_statistics_phase(federation):
 
 def test_a_late_agent_gets_the_preprocessing_in_welcome_and_one_without_the_capability_is_refused(federation):
     status, statuses, logs, run = run_federation(
-        federation, "late", [], [[], ["--capabilities", "1"], []], timeout=60, max_duration=8, stagger=1.5)
+        federation, "late", ["--statistics-agents", "1"], [[], ["--capabilities", "1"], []], timeout=60, max_duration=8, stagger=1.5)
     assert statuses[1] == 1 and "incompatible-data" in logs[1], logs[1]
     assert statuses[0] == 0 and statuses[2] == 0, logs
     assert "preprocessing=none" in logs[0] and "statistics sent" in logs[0]
