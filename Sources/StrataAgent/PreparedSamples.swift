@@ -42,13 +42,11 @@ struct PreparedSamples: Sendable {
             }
             next = try next.mappingLabels(through: try LabelVocabulary(labels: incoming.labels))
         }
-        for keyPath in [\LoadedSamples.train, \LoadedSamples.test] {
-            var dataset = next[keyPath: keyPath]
-            incoming.transformFeatures(&dataset.features)
-            if spec.kind == .linearRegression {
-                dataset.labels = dataset.labels.map { Float(incoming.transformTarget(Double($0))) }
+        next = next.standardized(by: incoming.standardization)
+        if spec.kind == .linearRegression {
+            for keyPath in [\LoadedSamples.train, \LoadedSamples.test] {
+                next[keyPath: keyPath].labels = next[keyPath: keyPath].labels.map { Float(incoming.transformTarget(Double($0))) }
             }
-            next[keyPath: keyPath] = dataset
         }
         current = next
         preprocessing = incoming

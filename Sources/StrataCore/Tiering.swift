@@ -104,11 +104,7 @@ public enum TierPlanner {
     static func logLatency(_ l: Double) -> Double { log(clampedLatency(l)) }
 
     /// Median of log-latencies; nil if empty.
-    static func median(_ values: [Double]) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let v = values.sorted(), mid = v.count / 2
-        return v.count % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2
-    }
+    static func median(_ values: [Double]) -> Double? { values.median }
 
     /// Splits clients into tiers by latency, fastest first; each tier lists its clients fastest first.
     /// Sorted ascending, ties by client id, so the result is deterministic. Cuts go at the largest gaps in

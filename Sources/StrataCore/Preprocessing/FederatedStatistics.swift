@@ -94,16 +94,12 @@ public struct FederatedStandardization: Sendable, Hashable {
     static func plausible(_ columns: [FeatureStatistics], outlierSpread: Double = 10) -> [FeatureStatistics] {
         let present = columns.filter { $0.count > 0 }
         guard present.count >= 3 else { return columns }
-        func median(_ values: [Double]) -> Double {
-            let v = values.sorted()
-            return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
-        }
-        let means = present.map(\.mean), stds = present.map { $0.variance.squareRoot() }
-        let centre = median(means), typicalStd = median(stds)
-        let mad = median(means.map { abs($0 - centre) })
+        let means = present.map(\.mean), stds = present.map(\.standardDeviation)
+        let centre = means.median!, typicalStd = stds.median!
+        let mad = means.map { abs($0 - centre) }.median!
         let spread = max(typicalStd, mad, abs(centre) * 1e-6, 1e-12)
         return present.filter { c in
-            abs(c.mean - centre) <= outlierSpread * spread && c.variance.squareRoot() <= outlierSpread * max(typicalStd, spread)
+            abs(c.mean - centre) <= outlierSpread * spread && c.standardDeviation <= outlierSpread * max(typicalStd, spread)
         }
     }
 

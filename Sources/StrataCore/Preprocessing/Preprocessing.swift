@@ -39,20 +39,20 @@ public struct Preprocessing: Codable, Hashable, Sendable {
         Preprocessing(features: Array(repeating: .identity, count: featureCount))
     }
 
+    /// The features' centring and scaling (fill aside). Only for valid transforms (`ColumnTransform.isValid`).
+    public var standardization: Standardization {
+        Standardization(checkedMeans: features.map(\.center), scales: features.map(\.scale))
+    }
+
     /// Standardises a row-major feature matrix in place (`values.count` a multiple of `features.count`).
     /// NaN marks a missing value: it becomes `fill` first.
     public func transformFeatures(_ values: inout [Float]) {
         let width = features.count
         guard width > 0 else { return }
         precondition(values.count % width == 0, "feature matrix of \(values.count) values is not rows of \(width)")
-        let centers = features.map(\.center), scales = features.map(\.scale), fills = features.map(\.fill)
-        for start in stride(from: 0, to: values.count, by: width) {
-            for j in 0..<width {
-                let raw = values[start + j]
-                let value = raw.isNaN ? fills[j] : Double(raw)
-                values[start + j] = Float((value - centers[j]) / scales[j])
-            }
-        }
+        standardization.apply(to: &values, featureCount: width)  // NaN stays NaN
+        let filled = features.map { Float(($0.fill - $0.center) / $0.scale) }
+        for i in values.indices where values[i].isNaN { values[i] = filled[i % width] }
     }
 
     public func transformTarget(_ y: Double) -> Double { (y - target.center) / target.scale }

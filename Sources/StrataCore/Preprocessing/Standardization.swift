@@ -49,6 +49,12 @@ public struct Standardization: Sendable, Hashable, Codable {
         self.scales = scales
     }
 
+    /// Values already checked (a `Preprocessing` whose transforms are valid).
+    init(checkedMeans means: [Double], scales: [Double]) {
+        self.means = means
+        self.scales = scales
+    }
+
     /// Leaves every value as it is (standardisation turned off).
     public static func identity(featureCount: Int) -> Standardization {
         try! Standardization(means: Array(repeating: 0, count: featureCount), scales: Array(repeating: 1, count: featureCount))
