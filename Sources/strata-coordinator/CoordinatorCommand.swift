@@ -544,7 +544,7 @@ struct RobustnessOptions: ParsableArguments {
     var maxAgentSamples: Int64 = 1_000_000_000
     @Option(name: .long, help: ArgumentHelp("An update's weight (and an evaluation answer's) counts at most R x the median agent's rows; 0 disables the cap.", valueName: "R"))
     var maxWeightRatio: Double = 4
-    @Option(name: .long, help: ArgumentHelp("Adaptive norm bound: scale a delta down to C x the median of the agents' latest delta norms (one per agent); 0 disables it (--max-update-norm still refuses).", valueName: "C"))
+    @Option(name: .long, help: ArgumentHelp("Adaptive norm bound: scale a delta down to C x the median of the agents' latest delta norms (one per agent; a lower quantile until most agents have reported, so the fastest few cannot set it); 0 disables it (--max-update-norm still refuses).", valueName: "C"))
     var clipMultiple: Double = 1
     @Option(name: .long, help: ArgumentHelp("How a full buffer's updates combine: mean (weighted, folded as they arrive), trimmed-mean[:BETA] (coordinate-wise and unweighted, drops the BETA fraction at each end, default 0.2) or median (coordinate-wise, unweighted). The robust folds keep a copy of every delta of the open buffer.", valueName: "FOLD"))
     var bufferFold: String = "mean"

@@ -24,6 +24,10 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
         #expect(window.bound(multiple: 3, minimum: 3) == nil)
         window.record(3, client: "c")
         #expect(window.bound(multiple: 3, minimum: 3) == 6)
+        // Three known of ten connected: up to four could lie, so the smallest.
+        #expect(window.bound(multiple: 3, minimum: 3, connected: 10) == 3)
+        #expect(!window.includesAnHonestNorm(connected: 10, minimum: 3))
+        #expect(window.includesAnHonestNorm(connected: 5, minimum: 3))
         for _ in 0..<50 { window.record(1000, client: "fast") }
         #expect(window.count == 4)
         #expect(window.median == 2.5)
@@ -58,6 +62,35 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
         #expect(outcome.count == 1)
         // mean of six (1, 0) and one clipped (0, 2), each weight 1: (6/7, 2/7).
         #expect(approxEqual(outcome[0].globalParameters, [6.0 / 7, 2.0 / 7]))
+    }
+
+    /// Attackers answer first: the median of the first norms known is theirs. The first buffer's deltas wait
+    /// for the step (the known norms could all be liars') and are clipped by the bound known then.
+    @Test func theFastestAnswersDoNotSetTheBoundOfTheFirstBuffer() {
+        for fold in [BufferFold.mean, .trimmedMean(0.1)] {
+            var rule = fedbuff(k: 10) { $0.fold = fold }
+            _ = rule.accept(update(0, "liar0", [0, 9900]), now: 0)
+            _ = rule.accept(update(1, "liar1", [0, 9900]), now: 0)
+            _ = rule.accept(update(2, "c2", [1, 0]), now: 0)
+            // Three of ten known, two of them liars: the bound is the smallest of the three, not their median.
+            #expect(rule.clipBound == 1)
+            for i in 3..<10 { _ = rule.accept(update(Int64(i), "c\(i)", [1, 0]), now: 0) }
+            let outcome = rule.aggregations(now: 0)
+            #expect(outcome.count == 1)
+            let step = outcome[0].globalParameters
+            // Both liars clipped to norm 1: the step stays within the honest agents' scale.
+            #expect(step[1] <= 2.0 / 10 + 1e-6 && step[0] > 0.5, "\(fold): \(step)")
+            #expect(rule.clipBound == 1)
+        }
+    }
+
+    /// Without the deferral (the bound off), the same first buffer moves by hundreds.
+    @Test func theFirstBufferWithoutABoundIsTheAttackersStep() {
+        var rule = fedbuff(k: 10) { $0.clipMultiple = nil }
+        _ = rule.accept(update(0, "liar0", [0, 9900]), now: 0)
+        _ = rule.accept(update(1, "liar1", [0, 9900]), now: 0)
+        for i in 2..<10 { _ = rule.accept(update(Int64(i), "c\(i)", [1, 0]), now: 0) }
+        #expect(rule.aggregations(now: 0)[0].globalParameters[1] > 1000)
     }
 
     @Test func withoutTheBoundTheSameDeltaDominates() {

@@ -85,8 +85,16 @@ private func runBufferScenario<R: AggregationRule>(_ rule: inout R) {
     #expect(rule.aggregations(now: 100).isEmpty, "the buffer was emptied")
 }
 
+/// The rules' arithmetic without the adaptive norm bound (RobustnessTests checks that): with a handful of
+/// agents it would clip half of these hand-computed deltas.
+private func unclipped(_ settings: RuleSettings = RuleSettings()) -> RuleSettings {
+    var s = settings
+    s.robustness.clipMultiple = nil
+    return s
+}
+
 private func bufferSettings() -> RuleSettings {
-    var s = RuleSettings()
+    var s = unclipped()
     s.bufferSize = 2
     s.bufferTimeout = nil
     s.staleness = .fedBuff
@@ -209,7 +217,7 @@ private func bufferSettings() -> RuleSettings {
     }
 
     @Test func sampleWeightedAverageOfClientModels() {
-        var rule = FedAvgRule(settings: RuleSettings(), parameters: [1, 1])
+        var rule = FedAvgRule(settings: unclipped(), parameters: [1, 1])
         let all = views("a", "b", "c")
         _ = rule.schedule(idle: all, connected: all, now: 0)
         // x_a = [2,1] (n=10), x_b = [1,3] (n=30), x_c = [0,0] (n=60):
@@ -313,7 +321,7 @@ private func bufferSettings() -> RuleSettings {
 
 @Suite struct FedATRuleTests {
     @Test func tiersRunIndependentRoundsAndCombineWithFedATWeights() {
-        var rule = FedATRule(settings: RuleSettings(), parameters: [0, 0])
+        var rule = FedATRule(settings: unclipped(), parameters: [0, 0])
         rule.tiersFormed(count: 2)
         #expect(rule.laneCount == 2)
         let all = [client("a", tier: 0), client("b", tier: 0), client("c", tier: 1), client("d", tier: 1)]
@@ -398,7 +406,7 @@ private func bufferSettings() -> RuleSettings {
 // MARK: - Strata
 
 private func strataSettings(k: Int) -> RuleSettings {
-    var s = RuleSettings()
+    var s = unclipped()
     s.bufferSize = k
     s.bufferTimeout = nil
     s.staleness = .constant

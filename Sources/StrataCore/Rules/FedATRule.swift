@@ -29,6 +29,7 @@ public struct FedATRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        lanes.setConnected(connected.count)
         let laneOf = laneFunction(tierCount: tierCount)
         let connectedByLane = Dictionary(grouping: connected, by: laneOf)
         lanes.setActive(Set(connectedByLane.keys))

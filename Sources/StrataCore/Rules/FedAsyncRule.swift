@@ -23,7 +23,8 @@ public struct FedAsyncRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
-        idle.map { Assignment(clientID: $0.id, lane: 0) }
+        lanes.setConnected(connected.count)
+        return idle.map { Assignment(clientID: $0.id, lane: 0) }
     }
 
     var pending: [AggregationOutcome] = []

@@ -23,6 +23,7 @@ public struct FedAvgRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        lanes.setConnected(connected.count)
         guard round == nil,
               let opened = SyncRound.open(lane: 0, baseVersion: lanes[0].version, idle: idle.map(\.id),
                                           connected: connected.count, settings: settings, now: now, generator: &generator)

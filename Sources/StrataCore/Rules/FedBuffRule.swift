@@ -19,6 +19,7 @@ public struct FedBuffRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        lanes.setConnected(connected.count)
         connectedCount = connected.count
         return idle.filter { !lanes.isWaiting($0.id) }.map { Assignment(clientID: $0.id, lane: 0) }
     }

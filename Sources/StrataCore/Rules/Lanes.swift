@@ -18,6 +18,9 @@ public struct Lane: Sendable {
     var kept: [Float] = []
     /// Updates that arrived while their agent already had one in the open buffer: folded into the next one.
     var queued: [RuleUpdate] = []
+    /// Deltas folded before the adaptive bound could be trusted: held whole, and clipped when the buffer
+    /// steps by the bound known then (their own norms included), so the fastest few agents cannot set it.
+    var deferred: [DeferredDelta] = []
     /// Updates based on an older version than this are refused: the divergence guard stepped the lane back
     /// from the models they started from.
     var oldestBase: Int64 = 0
@@ -38,10 +41,11 @@ public struct Lane: Sendable {
     var state: LaneState { LaneState(version: version, parameters: parameters, pushes: pushes) }
 
     /// Folds `delta` with weight `samples · s(σ)`, σ counted in this lane's versions, scaled by `clip` (the
-    /// adaptive norm bound's factor, 1 when within it). With `robustness.onePerBuffer`, an agent's second
-    /// update waits for the next buffer and a third is refused.
+    /// adaptive norm bound's factor, 1 when within it; nil: not known yet, the delta waits in `deferred` for
+    /// the step). With `robustness.onePerBuffer`, an agent's second update waits for the next buffer and a
+    /// third is refused.
     mutating func fold(_ update: RuleUpdate, staleness function: StalenessFunction, maxStaleness: Int, now: Double,
-                       robustness: Robustness, clip: Float) -> UpdateDisposition {
+                       robustness: Robustness, clip: Float?) -> UpdateDisposition {
         if let refusal = refusalAfterRollback(update) { return refusal }
         let sigma = max(0, version - update.baseVersion)
         guard sigma <= Int64(maxStaleness) else {
@@ -56,7 +60,13 @@ public struct Lane: Sendable {
             return .folded(staleness: sigma + 1, weight: weight)
         }
         do {
-            if robustness.fold.keepsDeltas {
+            if clip == nil {
+                guard update.delta.count == accumulator.parameterCount else {
+                    throw StrataCoreError.shapeMismatch(expected: accumulator.parameterCount, actual: update.delta.count)
+                }
+                guard weight.isFinite, weight > 0 else { throw StrataCoreError.invalidArgument("weight \(weight) must be finite and > 0") }
+                deferred.append(DeferredDelta(delta: update.delta, norm: update.norm, weight: weight))
+            } else if robustness.fold.keepsDeltas {
                 guard update.delta.count == accumulator.parameterCount else {
                     throw StrataCoreError.shapeMismatch(expected: accumulator.parameterCount, actual: update.delta.count)
                 }
@@ -66,10 +76,10 @@ public struct Lane: Sendable {
                 kept.withUnsafeMutableBufferPointer { all in
                     let row = UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)])
                     update.delta.add(into: row)
-                    if clip < 1 { for i in row.indices { row[i] *= clip } }
+                    if let clip, clip < 1 { for i in row.indices { row[i] *= clip } }
                 }
             } else {
-                try accumulator.add(update.delta, weight: Float(weight), scale: clip)
+                try accumulator.add(update.delta, weight: Float(weight), scale: clip ?? 1)
             }
         } catch {
             return .refused(.invalid, "cannot aggregate: \(error)")
@@ -84,6 +94,26 @@ public struct Lane: Sendable {
     func refusalAfterRollback(_ update: RuleUpdate) -> UpdateDisposition? {
         guard update.baseVersion < oldestBase else { return nil }
         return .refused(.tooStale, "based on version \(update.baseVersion), a model the divergence guard stepped back from (tier version \(oldestBase) restored the best model)")
+    }
+
+    /// Folds the deferred deltas, each clipped to `bound` (nil: as they are).
+    mutating func settle(bound: Double?, fold: BufferFold) {
+        for held in deferred {
+            let clip = AgentNorms.scale(norm: held.norm, bound: bound)
+            if fold.keepsDeltas {
+                let n = accumulator.parameterCount, start = kept.count
+                kept.append(contentsOf: repeatElement(0, count: n))
+                kept.withUnsafeMutableBufferPointer { all in
+                    let row = UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)])
+                    held.delta.add(into: row)
+                    if clip < 1 { for i in row.indices { row[i] *= clip } }
+                }
+            } else {
+                // Checked when it was deferred: same length, finite weight > 0, clip in (0, 1].
+                try! accumulator.add(held.delta, weight: Float(held.weight), scale: clip)
+            }
+        }
+        deferred.removeAll()
     }
 
     /// The lane's model steps by the server optimiser with Δ̄ the buffer's weighted mean (or its robust
@@ -149,15 +179,29 @@ public struct LaneSet: Sendable {
         return scaled
     }
 
-    /// The adaptive norm bound now (nil while off or still learning the scale).
-    public var clipBound: Double? { norms.bound(multiple: robustness.clipMultiple, minimum: robustness.minimumAgents) }
+    /// Agents connected when the rule last scheduled: the bound assumes fewer than half of them lie.
+    public private(set) var connected = 0
 
-    /// The factor that brings `update` within the adaptive bound, recording its norm for later bounds (after
-    /// the bound is taken: an update never loosens its own).
-    mutating func clipScale(for update: RuleUpdate) -> Float {
-        let scale = AgentNorms.scale(norm: update.norm, bound: clipBound)
+    mutating func setConnected(_ count: Int) { connected = max(0, count) }
+
+    /// The adaptive norm bound now (nil while off or before `minimumAgents` agents sent a delta).
+    public var clipBound: Double? {
+        norms.bound(multiple: robustness.clipMultiple, minimum: robustness.minimumAgents, connected: connected)
+    }
+
+    /// The factor that brings `update` within the adaptive bound, or nil while the known norms could all be
+    /// liars' (the update then waits for its buffer's step, when the buffer's own norms count). Records its
+    /// norm for later bounds, after the bound is taken: an update never loosens its own.
+    mutating func clipScale(for update: RuleUpdate) -> Float? {
+        let scale = clipScaleNow(for: update)
         norms.record(update.norm, client: update.clientID)
         return scale
+    }
+
+    private func clipScaleNow(for update: RuleUpdate) -> Float? {
+        guard robustness.clipMultiple != nil else { return 1 }
+        guard norms.includesAnHonestNorm(connected: connected, minimum: robustness.minimumAgents) else { return nil }
+        return AgentNorms.scale(norm: update.norm, bound: clipBound)
     }
 
     public var count: Int { lanes.count }
@@ -217,9 +261,8 @@ public struct LaneSet: Sendable {
         let waiting = lanes[lane].queued
         lanes[lane].queued.removeAll()
         for update in waiting {
-            let scale = AgentNorms.scale(norm: update.norm, bound: clipBound)
             _ = lanes[lane].fold(update, staleness: staleness, maxStaleness: maxStaleness, now: now,
-                                 robustness: robustness, clip: scale)
+                                 robustness: robustness, clip: clipScaleNow(for: update))
         }
     }
 
@@ -288,6 +331,7 @@ public struct LaneSet: Sendable {
     /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist.
     mutating func stepAndPush(_ lane: Int, trigger: String) -> AggregationOutcome {
         let before = lanes[lane].parameters
+        if !lanes[lane].deferred.isEmpty { lanes[lane].settle(bound: clipBound, fold: robustness.fold) }
         let updates = lanes[lane].step(optimizer: scaledOptimizer, fold: robustness.fold)
         return push(lane, from: before, updates: updates, trigger: trigger)
     }
@@ -352,7 +396,9 @@ public struct LaneSet: Sendable {
         }
         let before = lanes[update.lane].parameters
         var clientModel = base ?? before
-        let clip = clipScale(for: update)
+        // Mixed at once, it cannot wait for its buffer: the bound of the others' norms, whatever they are.
+        let others = clipBound
+        let clip = clipScale(for: update) ?? AgentNorms.scale(norm: update.norm, bound: others)
         if clip < 1 {
             var delta = [Float](repeating: 0, count: global.count)
             delta.withUnsafeMutableBufferPointer { update.delta.add(into: $0) }
@@ -388,6 +434,7 @@ public struct LaneSet: Sendable {
             lanes[i].folded.removeAll()
             lanes[i].queued.removeAll()
             lanes[i].kept.removeAll()
+            lanes[i].deferred.removeAll()
             lanes[i].accumulator.reset()
             lanes[i].bufferOpenedAt = nil
             lanes[i].optimizerState = optimizer.makeState(parameterCount: parameters.count)
@@ -448,6 +495,13 @@ public struct Rollback: Sendable {
         self.outcomes = outcomes
         self.discarded = discarded
     }
+}
+
+/// A delta held until its buffer steps (see `Lane.deferred`).
+struct DeferredDelta: Sendable {
+    var delta: any Float32Segments
+    var norm: Double
+    var weight: Double
 }
 
 enum MixResult {

@@ -3,10 +3,12 @@
 
 /// The robustness settings every rule applies to the updates it folds.
 public struct Robustness: Sendable, Hashable {
-    /// Adaptive norm bound: a delta whose L2 norm is above `clipMultiple` × the median of the agents'
-    /// latest delta norms is scaled down to that bound (its direction kept). Nil: off.
+    /// Adaptive norm bound: a delta whose L2 norm is above `clipMultiple` × the agents' robust norm (the
+    /// median of their latest delta norms once every agent reported; see `AgentNorms`) is scaled down to that
+    /// bound (its direction kept). Nil: off.
     public var clipMultiple: Double? = 1
-    /// No clipping until this many agents sent a delta (the first updates set the scale).
+    /// No clipping until this many agents sent a delta. Until then, and until the known norms must include an
+    /// honest agent's, a buffer's deltas wait for its step and are clipped by the bound known then.
     public var minimumAgents: Int = 3
     /// At most one update per agent in a lane's open buffer, one more queued for the next buffer, a third
     /// refused (`over-share`): a fast agent cannot fill buffers with its own updates.
@@ -83,36 +85,55 @@ public enum BufferFold: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Each agent's latest delta norm, and the adaptive bound their median gives. The median is over agents,
-/// not over updates: an agent that sends ten times as many updates still has one vote, so the bound holds
-/// while fewer than half of the agents lie.
+/// Each agent's latest delta norm, and the adaptive bound they give. Order statistics are over agents, not
+/// over updates: an agent that sends ten times as many updates still has one vote.
+///
+/// The bound assumes fewer than half of the N connected agents lie (f ≤ ⌊(N−1)/2⌋). Of the n norms known, the
+/// (n − f)-th smallest is then at most some honest agent's norm whatever the liars sent: once every agent
+/// has reported that is the (upper) median, and while only the fastest few have — an attacker that answers
+/// at once is among them — it is a lower quantile, down to the smallest norm.
 public struct AgentNorms: Sendable {
     private var latest: [String: Double] = [:]
-    /// The median of `latest`, refreshed by `record`.
-    public private(set) var median: Double?
-    private var changesSinceMedian = 0
+    /// `latest`'s values in ascending order, refreshed by `record`.
+    private var sorted: [Double] = []
+    private var changesSinceSort = 0
 
     public init() {}
 
     public var count: Int { latest.count }
 
+    /// The median of the agents' latest norms (as of the last refresh).
+    public var median: Double? { sorted.isEmpty ? nil : sorted.median }
+
     public mutating func record(_ norm: Double, client: String) {
         guard norm.isFinite, norm >= 0 else { return }
         latest[client] = norm
-        changesSinceMedian += 1
+        changesSinceSort += 1
         // Sorting every agent's norm on every update would cost O(n log n) per update with thousands of
-        // agents; the median moves slowly, so it is refreshed every 32 changes once there are many agents.
-        guard latest.count <= 64 || changesSinceMedian >= 32 || median == nil else { return }
-        let sorted = latest.values.sorted()
-        let mid = sorted.count / 2
-        median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-        changesSinceMedian = 0
+        // agents; the order statistics move slowly, so they are refreshed every 32 changes once there are many.
+        guard latest.count <= 64 || changesSinceSort >= 32 || sorted.isEmpty else { return }
+        sorted = latest.values.sorted()
+        changesSinceSort = 0
     }
 
-    /// multiple × the median, once at least `minimum` agents sent a delta.
-    public func bound(multiple: Double?, minimum: Int) -> Double? {
-        guard let multiple, latest.count >= minimum, let median, median > 0 else { return nil }
-        return multiple * median
+    /// The norm no more than ⌊(N−1)/2⌋ liars can raise, N = max(`connected`, known): the (n − f)-th smallest.
+    public func robustNorm(connected: Int) -> Double? {
+        let n = sorted.count
+        guard n > 0 else { return nil }
+        let liars = (max(connected, n) - 1) / 2
+        return sorted[max(0, n - 1 - liars)]
+    }
+
+    /// Whether the known norms include at least one honest agent's, as `robustNorm` assumes: more than
+    /// ⌊(N−1)/2⌋ of them, and at least `minimum`.
+    public func includesAnHonestNorm(connected: Int, minimum: Int) -> Bool {
+        count >= minimum && count > (max(connected, count) - 1) / 2
+    }
+
+    /// multiple × `robustNorm`, once at least `minimum` agents sent a delta.
+    public func bound(multiple: Double?, minimum: Int, connected: Int = 0) -> Double? {
+        guard let multiple, count >= minimum, let norm = robustNorm(connected: connected), norm > 0 else { return nil }
+        return multiple * norm
     }
 
     /// The factor that brings a delta of `norm` within `bound` (1 when it already is).

@@ -45,6 +45,7 @@ public struct StrataRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        lanes.setConnected(connected.count)
         let laneOf = laneFunction(tierCount: tierCount)
         liveMembers = connected.reduce(into: [:]) { $0[laneOf($1), default: 0] += 1 }
         let wasActive = lanes.lanes.map(\.isActive)

@@ -50,6 +50,7 @@ public struct TiFLRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func schedule(idle: [ClientView], connected: [ClientView], now: Double) -> [Assignment] {
+        lanes.setConnected(connected.count)
         guard round == nil else { return [] }
         let laneOf = laneFunction(tierCount: tierCount)
         let idleByTier = Dictionary(grouping: idle, by: laneOf)
