@@ -1,9 +1,10 @@
 /// The metric a run is judged by: which evaluated model version is the best one (kept for ever, exported by
 /// `stratactl export-model best`), when the target is reached, and what counts as an improvement for
 /// `--patience`. It names the metric, says which direction is better and how much better an improvement must
-/// be; everything that compares scores goes through it, so a new metric (RMSE, macro-F1, ...) is one more
-/// `static let` here, added to `all`, and one more entry in the scores an evaluation reports
-/// (`EvaluationResult.scores` on the coordinator) — no comparison logic changes.
+/// be; everything that compares scores goes through it. Accuracy and loss come from every answer; RMSE, MAE,
+/// R², macro-F1 and AUC are pooled from the agents' evaluation statistics (`EvaluationMetrics.swift`); a new
+/// metric is one more `static let` here, added to `all`, and one more entry in the scores an evaluation
+/// reports (`EvaluationResult.scores` on the coordinator) — no comparison logic changes.
 public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible {
     public enum Direction: String, Sendable, Hashable, Codable {
         case higherIsBetter = "higher-is-better"

@@ -154,7 +154,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         case .failure: throw ExitCode(1)
         case .signal: return
         default:
-            if summary.targetAccuracy != nil, !summary.targetReached { throw ExitCode(3) }
+            if summary.target != nil, !summary.targetReached { throw ExitCode(3) }   // a target on any metric
         }
     }
 
@@ -228,6 +228,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             line += Self.metricsText(r.metrics)
             line += String(format: "loss %.4f  clients %d/%d  elapsed %.1fs", r.loss, r.clients, r.askedClients, r.versionElapsedSeconds)
             if !r.counted { line += "  not counted (quorum \(r.requiredClients))" } else if r.newBest { line += "  best" }
+            // Older agents send no statistics: the pooled metrics then stand for some of the answers only.
+            if !r.metrics.isEmpty, r.statisticsClients < r.clients { line += "  metrics from \(r.statisticsClients)/\(r.clients) answers" }
             print(line)
         case .stopped(let s):
             let last: String
