@@ -1,5 +1,8 @@
 import Foundation
+import Logging
 import StrataCore
+import StrataStore
+import StrataTransport
 import StrataWire
 import Testing
 @testable import StrataCoordinator
@@ -71,6 +74,17 @@ import Testing
         let curve = try await coordinator.evaluationsReport(limit: 10)
         #expect(curve.entries.first?.metrics?["macro-f1"] == best.score && curve.entries.first?.statisticsAnswered == 2)
         #expect(curve.entries.last?.statisticsAnswered == 1 && curve.entries.last?.counted == false)
+
+        // A restarted coordinator has the best version with its pooled metrics (stored as JSON).
+        await coordinator.flushEvaluationWrites()
+        var configuration = CoordinatorConfiguration(
+            tls: TLSConfiguration(certificateChainFile: "unused.crt", privateKeyFile: "unused.key", trustRootsFile: "unused-ca.crt"),
+            statePath: fixture.directory + "/coordinator.sqlite", model: CoordinatorFixture.spec)
+        configuration.preprocessing.standardize = false
+        configuration.stop.targetMetric = .macroF1
+        let restarted = Coordinator(configuration: configuration, store: try CoordinatorStore(path: configuration.statePath), logger: Logger(label: "test"))
+        try await restarted.restore()
+        #expect(await restarted.bestRecord == best)
     }
 
     @Test func aTargetMetricThatDoesNotFitTheModelStopsTheCoordinatorBeforeItStarts() async throws {
