@@ -215,7 +215,9 @@ class TestRows:
 
 # -------------------------------------------------------------------------------------------------- run
 
-LINE = re.compile(r"^version\s+(\d+)\s+accuracy\s+([0-9.naif-]+)\s+loss\s+([0-9.naif-]+)\s+clients\s+(\d+)/(\d+)")
+# "version N  accuracy A  [macro-f1 F  auc U  ]loss L  clients a/b ...": the pooled metrics are skipped.
+LINE = re.compile(r"^version\s+(\d+)\s+accuracy\s+([0-9.naif-]+)\s+(?:(?:macro-f1|auc)\s+[0-9.naif-]+\s+)*loss\s+([0-9.naif-]+)"
+                  r"\s+clients\s+(\d+)/(\d+)")
 
 
 def read_ready(path):

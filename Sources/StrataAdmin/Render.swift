@@ -3,16 +3,31 @@ import StrataWire
 
 /// The human views of the admin API's answers (what `stratactl` prints without --json).
 public enum Render {
+    /// The metrics pooled from evaluation statistics, in a fixed order, as "rmse 1.2346, mae 0.9800, r2 0.9512".
+    public static let metricOrder = ["rmse", "mae", "r2", "macro-f1", "auc"]
+
+    static func metricList(_ metrics: [String: Double]) -> String {
+        metricOrder.compactMap { name in metrics[name].map { "\(name) \(Display.metric($0))" } }.joined(separator: ", ")
+    }
+
     public static func status(_ s: StatusReport, now: Double = Date().timeIntervalSince1970) -> String {
         var accuracy = Display.number(s.latestAccuracy)
         if let v = s.latestEvaluatedVersion { accuracy += " (version \(v))" }
         if let best = s.bestAccuracy { accuracy += ", best \(Display.number(best))" }
         if let target = s.targetAccuracy { accuracy += ", target \(Display.number(target))" }
+        // A linear model has no accuracy: its line is the metrics line (RMSE, MAE, R² in the target's units).
+        let linear = s.model == "linear"
+        var accuracyLine = linear ? "" : "accuracy        \(accuracy)\n"
+        if let metrics = s.latestMetrics, !metrics.isEmpty {
+            accuracyLine += "metrics         \(metricList(metrics))\(s.latestEvaluatedVersion.map { " (version \($0))" } ?? "")\n"
+        } else if linear {
+            accuracyLine += "metrics         \(s.latestEvaluatedVersion == nil ? "not evaluated yet" : "none reported (agents without evaluation statistics)")\n"
+        }
         var best = "none yet (no evaluation counted)"
         if let b = s.best {
-            best = "version \(b.version): \(b.metric) \(Display.number(b.score)) (\(b.answered)/\(b.asked) agents answered)"
+            best = "version \(b.version): \(b.metric) \(Display.metric(b.score)) (\(b.answered)/\(b.asked) agents answered)"
         }
-        if let metric = s.targetMetric, let target = s.target, metric != "accuracy" { best += ", target \(metric) \(Display.number(target))" }
+        if let metric = s.targetMetric, let target = s.target, metric != "accuracy" { best += ", target \(metric) \(Display.metric(target))" }
         // A coordinator from before best versions were kept reports neither.
         let bestLine = s.best == nil && s.targetMetric == nil ? "" : "best            \(best)\n"
         var training = ""
@@ -25,8 +40,7 @@ public enum Render {
         var text = """
             mode            \(s.mode)
             global version  \(s.globalVersion)
-            accuracy        \(accuracy)
-            \(bestLine)\(training)state           \(s.ready ? "ready" : "not ready")\(s.draining ? ", draining" : ""), up \(Display.duration(s.uptimeSeconds))
+            \(accuracyLine)\(bestLine)\(training)state           \(s.ready ? "ready" : "not ready")\(s.draining ? ", draining" : ""), up \(Display.duration(s.uptimeSeconds))
             updates         \(s.updatesAccepted) accepted, \(s.updatesRefused) refused
             clients         \(s.connectedClients) connected; \(states.isEmpty ? "none known" : states.joined(separator: ", "))
 
@@ -142,10 +156,15 @@ public enum Render {
     /// The evaluation curve, newest first: answered of asked agents, and whether each round counted.
     public static func evaluations(_ report: EvaluationsReport, now: Double = Date().timeIntervalSince1970) -> String {
         guard !report.entries.isEmpty else { return "no evaluation round has closed yet\n" }
-        var table = Table(["VERSION", "ACCURACY", "LOSS", "ANSWERED", "COUNTED", "BEST", "CLOSED"])
+        // A linear model's accuracy is always 0: its columns are RMSE, MAE, R² (when the agents sent statistics).
+        let withAccuracy = report.model != "linear"
+        let pooled = metricOrder.filter { name in report.entries.contains { $0.metrics?[name] != nil } }
+        var table = Table(["VERSION"] + (withAccuracy ? ["ACCURACY"] : []) + pooled.map { $0.uppercased() }
+                          + ["LOSS", "ANSWERED", "COUNTED", "BEST", "CLOSED"])
         for e in report.entries {
-            table.add([String(e.version), Display.number(e.accuracy), Display.number(e.loss), "\(e.answered)/\(e.asked)",
-                       e.counted ? "yes" : "no (needs \(e.required))", e.best ? "best \(e.metric)" : "", Display.age(e.at, now: now)])
+            table.add([String(e.version)] + (withAccuracy ? [Display.number(e.accuracy)] : []) + pooled.map { Display.metric(e.metrics?[$0]) }
+                      + [Display.metric(e.loss), "\(e.answered)/\(e.asked)",
+                         e.counted ? "yes" : "no (needs \(e.required))", e.best ? "best \(e.metric)" : "", Display.age(e.at, now: now)])
         }
         return table.render()
     }

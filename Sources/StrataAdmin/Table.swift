@@ -1,3 +1,5 @@
+import Foundation
+
 /// A plain-text table: left-aligned columns separated by two spaces, a header row, no borders (like kubectl).
 public struct Table: Sendable, Hashable {
     public var headers: [String]
@@ -34,12 +36,22 @@ public struct Table: Sendable, Hashable {
 public enum Display {
     public static func number(_ value: Double?, digits: Int = 4) -> String {
         guard let value, value.isFinite else { return "-" }
+        // Beyond what fixed digits can hold in an Int64 (a diverged loss, an RMSE in large units): %g.
+        guard abs(value * pow10(digits)) < 1e18 else { return String(format: "%.\(max(1, digits))g", value) }
         var text = String(Int64((value * pow10(digits)).rounded()))
         let negative = text.hasPrefix("-")
         if negative { text.removeFirst() }
         while text.count <= digits { text = "0" + text }
         let split = text.index(text.endIndex, offsetBy: -digits)
         return (negative ? "-" : "") + text[..<split] + (digits > 0 ? "." + text[split...] : "")
+    }
+
+    /// An evaluation metric: 4 decimals, or 5 significant digits when its magnitude makes decimals useless
+    /// (an RMSE of 0.00012 or of 123456 in the target's units).
+    public static func metric(_ value: Double?) -> String {
+        guard let value, value.isFinite else { return "-" }
+        if value != 0, abs(value) < 0.01 || abs(value) >= 1e5 { return String(format: "%.5g", value) }
+        return number(value)
     }
 
     /// Seconds as "850ms", "2.35s", "4m10s", "3h05m".

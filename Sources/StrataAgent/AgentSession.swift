@@ -70,7 +70,7 @@ struct AgentSession: Sendable {
                     agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
                     pendingUpdateCount: UInt32(pending.count),
-                    featureNames: samples.featureColumns, capabilities: [.statistics, .preprocessing])))
+                    featureNames: samples.featureColumns, capabilities: [.statistics, .preprocessing, .evaluationStatistics])))
             } catch {
                 // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
                 // refused our certificate, says why better than the failed write.
@@ -289,11 +289,17 @@ struct AgentSession: Sendable {
                           statistics: WireDataStatistics(summary))
         }
         let samples = try data.ready()
+        // Regression statistics are summed in the target's own units: predictions and targets mapped back.
+        let target = data.preprocessing?.target ?? .identity
         let state = self.state
         let update: Update = try await trainingPool.runIfActive {
             let started = ContinuousClock.now
             let base = try ModelTensors.decode(task.parameters, spec: spec)
             let before = Trainer.evaluate(spec: spec, parameters: base, data: samples.test)
+            // Option 2 (capability bit 2): the same evaluation as additive statistics, for RMSE, MAE, R², macro-F1, AUC.
+            let statistics = samples.test.count > 0
+                ? WireEvaluationStatistics(Trainer.evaluationStatistics(spec: spec, parameters: base, data: samples.test, target: target))
+                : nil
             var delta: [WireTensor] = []
             var trainLoss: Float = 0
             var sampleCount: UInt64 = 0
@@ -311,7 +317,7 @@ struct AgentSession: Sendable {
             let update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
                                 evalSampleCount: UInt64(samples.test.count), evalLoss: before.loss, evalAccuracy: before.accuracy,
                                 trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds),
-                                delta: delta)
+                                delta: delta, evaluation: statistics)
             if task.kind == .train {
                 // Written before it is sent; deleted only on a committed (or refused) ack.
                 let frame = WireCodec.encode(.update(update))

@@ -34,12 +34,14 @@ extension Coordinator {
         let clients = try await store.clients()
         return StatusReport(
             mode: configuration.aggregation.mode.rawValue, globalVersion: rule.globalVersion,
-            latestAccuracy: lastEvaluation?.accuracy, latestEvaluatedVersion: lastEvaluation?.version, bestAccuracy: bestAccuracy,
+            latestAccuracy: reportsAccuracy ? lastEvaluation?.accuracy : nil, latestEvaluatedVersion: lastEvaluation?.version,
+            bestAccuracy: reportsAccuracy ? bestAccuracy : nil,
             targetAccuracy: configuration.stop.targetAccuracy, uptimeSeconds: elapsed, ready: isReady, draining: draining,
             connectedClients: sessions.count, clientsByHealth: healthCounts(known: clients.map(\.id)),
             tiers: tierReports(), updatesAccepted: totals.committedUpdates, updatesRefused: totals.refusedUpdates,
             best: bestRecord.map(Self.report), targetMetric: configuration.stop.targetMetric.name, target: configuration.stop.target,
-            minClients: configuration.minClients, waitingForClients: !trainingStarted)
+            minClients: configuration.minClients, waitingForClients: !trainingStarted,
+            model: configuration.model.kind.rawValue, latestMetrics: lastEvaluation.flatMap { $0.metrics.isEmpty ? nil : $0.metrics })
     }
 
     /// The evaluation curve: the newest `limit` closed rounds, with answered / asked agents and whether each counted.
@@ -49,8 +51,8 @@ extension Coordinator {
         return EvaluationsReport(targetMetric: configuration.stop.targetMetric.name, entries: rounds.map {
             EvaluationEntry(version: $0.version, accuracy: $0.accuracy, loss: $0.loss, answered: $0.answered, asked: $0.asked,
                             required: $0.required, counted: $0.counted, metric: $0.metric, score: $0.score, best: $0.best,
-                            versionCreatedAt: $0.versionCreatedAt, at: $0.at)
-        })
+                            versionCreatedAt: $0.versionCreatedAt, at: $0.at, metrics: $0.metrics, statisticsAnswered: $0.statisticsAnswered)
+        }, model: configuration.model.kind.rawValue)
     }
 
     /// Which version `best`, `latest` or a number names, for `export-model`.
@@ -254,12 +256,16 @@ extension Coordinator {
 
     public func gaugeSnapshot() async -> GaugeSnapshot {
         let known = (try? await store.clients().map(\.id)) ?? Array(sessions.keys)
-        return GaugeSnapshot(globalVersion: rule.globalVersion, latestAccuracy: lastEvaluation?.accuracy, ready: isReady,
+        return GaugeSnapshot(globalVersion: rule.globalVersion, latestAccuracy: reportsAccuracy ? lastEvaluation?.accuracy : nil,
+                             latestMetrics: lastEvaluation?.metrics ?? [:], ready: isReady,
                              connectedClients: sessions.count, clientsByHealth: healthCounts(known: known),
                              tiers: tierReports().map { ($0.tier, $0.version, $0.members.count, $0.updateRate, $0.weight) })
     }
 
     // MARK: Helpers
+
+    /// A linear model's evaluation reports accuracy 0: status and metrics leave it out (RMSE, MAE, R² instead).
+    var reportsAccuracy: Bool { configuration.model.kind == .softmaxRegression }
 
     func tierReports() -> [TierReport] {
         let now = elapsed

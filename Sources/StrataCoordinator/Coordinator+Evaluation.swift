@@ -4,7 +4,8 @@ import StrataStore
 import StrataWire
 
 /// Evaluation rounds: the latest durable global model goes to every connected agent, which reports its
-/// accuracy on its own evaluation rows; the round's sample-weighted accuracy decides the target.
+/// accuracy and loss on its own evaluation rows, and (agents with capability bit 2) additive statistics from
+/// which RMSE, MAE, R², macro-F1 and AUC are pooled; the round's value of the target metric decides the target.
 extension Coordinator {
     func startEvaluation() async {
         let (evaluatedVersion, parameters, createdAt) = lastCommitted
@@ -59,6 +60,21 @@ extension Coordinator {
             }
             return
         }
+        // Option 2: checked against the model and the answer itself before anything of it is used; an honest
+        // agent never sends statistics that fail, so the whole answer is refused.
+        var statistics: EvaluationStatistics?
+        if let wire = update.evaluation {
+            let candidate = EvaluationStatistics(wire)
+            do {
+                try candidate.validate(model: configuration.model, rows: samples, reportedAccuracy: Double(update.evalAccuracy),
+                                       reportedLoss: Double(update.evalLoss), targetScale: preprocessing?.target.scale ?? 1)
+                statistics = candidate
+            } catch {
+                let code: ErrorCode = if case .notFinite = error { .nonFiniteValue } else { .invalidUpdate }
+                refuseEvaluation(update, from: session, version: task.baseVersion, ErrorMessage(code: code, message: "evaluation statistics refused: \(error)"))
+                return
+            }
+        }
         session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(task.baseVersion))))
         let record = EvaluationRecord(taskID: task.id, clientID: session.clientID, modelVersion: task.baseVersion,
                                       sampleCount: samples, loss: Double(update.evalLoss),
@@ -67,6 +83,7 @@ extension Coordinator {
         Task { try? await store.recordEvaluation(record) }
         guard var round = evaluations[task.baseVersion] else { return }
         round.results[session.clientID] = (samples, Double(update.evalAccuracy), Double(update.evalLoss))
+        round.statistics[session.clientID] = statistics
         evaluations[task.baseVersion] = round
         finishEvaluationIfComplete(version: task.baseVersion)
     }
@@ -103,6 +120,8 @@ extension Coordinator {
             return
         }
         let (accuracy, loss, samples) = (combined.accuracy, combined.loss, combined.samples)
+        // RMSE, MAE, R², macro-F1, AUC: pooled from the statistics of the answers that carried them (same weight cap).
+        let pooled = combination.pool(answers, statistics: clients.map { round.statistics[$0] })
         // Per tier (capped weights, not trimmed: a tier may have one member), for TiFL's adaptive selection and for operators.
         var perTier: [Int: (samples: Double, correct: Double)] = [:]
         for (clientID, weight) in zip(clients, combination.weights(answers)) {
@@ -115,9 +134,17 @@ extension Coordinator {
         // The quorum counts the agents the round asked, not those still connected: answers from enough of
         // them, so a few fast (or lying) agents cannot end the federation, or make a version the best, alone.
         let metric = configuration.stop.targetMetric
-        let score = metric.value(in: EvaluationResult.scores(accuracy: accuracy, loss: loss))
-        let verdict = progress.evaluated(version: evaluated, score: score, answered: round.results.count, asked: round.invited, at: elapsed)
-        let result = EvaluationResult(version: evaluated, accuracy: accuracy, loss: loss, samples: samples,
+        let score = metric.value(in: EvaluationResult.scores(accuracy: accuracy, loss: loss, metrics: pooled.metrics))
+        // A pooled metric counts by the answers whose statistics it pooled: older agents' answers do not make a
+        // round of a few agents' statistics the federation's.
+        let answered = metric.isPooled ? pooled.answers[metric.name] ?? 0 : round.results.count
+        let verdict = progress.evaluated(version: evaluated, score: score, answered: answered, asked: round.invited, at: elapsed)
+        if metric.isPooled, answered < round.results.count, !round.results.isEmpty {
+            logger.info("answers without evaluation statistics do not count for the target metric", metadata: [
+                "version": "\(evaluated)", "metric": "\(metric.name)", "withStatistics": "\(answered)", "answers": "\(round.results.count)"])
+        }
+        let result = EvaluationResult(version: evaluated, accuracy: accuracy, loss: loss, metrics: pooled.metrics,
+                                      statisticsClients: round.statistics.count, samples: samples,
                                       clients: round.results.count, expectedClients: max(round.expected.count, round.results.count),
                                       askedClients: round.invited, requiredClients: verdict.required, counted: verdict.counted,
                                       metric: metric.name, score: score, newBest: verdict.newBest,
@@ -129,18 +156,20 @@ extension Coordinator {
         var best: BestVersionRecord?
         if verdict.newBest, let score {
             best = BestVersionRecord(metric: metric.name, version: evaluated, score: score, direction: metric.direction.rawValue,
-                                     accuracy: accuracy, loss: loss, answered: round.results.count, asked: round.invited, at: now)
+                                     accuracy: accuracy, loss: loss, answered: answered, asked: round.invited, at: now,
+                                     metrics: pooled.metrics.isEmpty ? nil : pooled.metrics)
             bestRecord = best
             logger.info("new best version", metadata: ["version": "\(evaluated)", "metric": "\(metric.name)", "score": "\(score)",
-                                                        "answered": "\(round.results.count)", "asked": "\(round.invited)"])
+                                                        "answered": "\(answered)", "asked": "\(round.invited)"])
         }
         persistEvaluation(EvaluationRoundRecord(
             version: evaluated, accuracy: accuracy, loss: loss, samples: samples, answered: round.results.count, asked: round.invited,
             required: verdict.required, counted: verdict.counted, metric: metric.name, score: score, best: verdict.newBest,
-            versionCreatedAt: wallStart + round.versionElapsed, at: now), best: best)
+            versionCreatedAt: wallStart + round.versionElapsed, at: now, metrics: pooled.metrics.isEmpty ? nil : pooled.metrics,
+            statisticsAnswered: round.statistics.count), best: best)
         guard verdict.counted else {
             logger.info("evaluation below quorum: not counted towards the target, the best version or patience", metadata: [
-                "version": "\(evaluated)", "answers": "\(round.results.count)", "asked": "\(round.invited)", "quorum": "\(verdict.required)"])
+                "version": "\(evaluated)", "answers": "\(answered)", "asked": "\(round.invited)", "quorum": "\(verdict.required)"])
             return
         }
         bestAccuracy = max(bestAccuracy ?? 0, accuracy)
@@ -170,6 +199,7 @@ extension Coordinator {
 
     static func report(_ best: BestVersionRecord) -> BestModelReport {
         BestModelReport(metric: best.metric, direction: best.direction, version: best.version, score: best.score,
-                        accuracy: best.accuracy, loss: best.loss, answered: best.answered, asked: best.asked, at: best.at)
+                        accuracy: best.accuracy, loss: best.loss, answered: best.answered, asked: best.asked, at: best.at,
+                        metrics: best.metrics)
     }
 }

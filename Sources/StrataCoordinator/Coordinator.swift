@@ -113,6 +113,8 @@ public actor Coordinator {
         /// How many agents the round asked (the quorum's base; `expected` shrinks as agents leave).
         var invited: Int
         var results: [String: (samples: Int64, accuracy: Double, loss: Double)] = [:]
+        /// The evaluation statistics (update option 2) of the answers that carried them, validated.
+        var statistics: [String: EvaluationStatistics] = [:]
         var versionElapsed: Double
         /// The evaluated parameters (shared with the committed model, not a copy): kept as the best model's
         /// if the round makes this version the best.
@@ -145,6 +147,9 @@ public actor Coordinator {
     /// is admitted before this returns.
     public func restore() async throws {
         let spec = configuration.model
+        if let problem = configuration.stop.targetMetric.problem(for: spec) {
+            throw StrataCoreError.invalidArgument("the target metric does not fit the model: \(problem)")
+        }
         let mode = configuration.aggregation.mode
         let state = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), mode: mode.rawValue, now: Self.now())
         rule.restore(globalVersion: state.version, global: state.parameters,

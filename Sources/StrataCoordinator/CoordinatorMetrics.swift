@@ -80,6 +80,11 @@ public struct CoordinatorMetrics: Sendable {
         CoreMetrics.Gauge(label: label, dimensions: dimensions, factory: factory)
     }
 
+    /// The gauge of a pooled evaluation metric: strata_evaluation_ and its name with '-' as '_'.
+    static func evaluationGauge(_ metric: String) -> String {
+        "strata_evaluation_" + metric.replacingOccurrences(of: "-", with: "_")
+    }
+
     /// Renders the registry in the Prometheus text exposition format (version 0.0.4).
     public func render() -> [UInt8] {
         guard let registry else { return [] }
@@ -93,6 +98,8 @@ public struct CoordinatorMetrics: Sendable {
 public struct GaugeSnapshot: Sendable {
     public var globalVersion: Int64
     public var latestAccuracy: Double?
+    /// The latest evaluation's pooled metrics by name (rmse, mae, r2, macro-f1, auc).
+    public var latestMetrics: [String: Double] = [:]
     public var ready: Bool
     public var connectedClients: Int
     public var clientsByHealth: [String: Int]
@@ -104,6 +111,11 @@ extension CoordinatorMetrics {
     func apply(_ snapshot: GaugeSnapshot) {
         gauge("strata_global_version").record(snapshot.globalVersion)
         if let accuracy = snapshot.latestAccuracy { gauge("strata_global_accuracy").record(accuracy) }
+        // strata_evaluation_rmse, _mae, _r2, _macro_f1, _auc: set once an evaluation reports them (a scrape
+        // before that, or of a model they do not apply to, has no such series).
+        for (name, value) in snapshot.latestMetrics where value.isFinite {
+            gauge(Self.evaluationGauge(name)).record(value)
+        }
         gauge("strata_ready").record(snapshot.ready ? 1 : 0)
         gauge("strata_connected_clients").record(snapshot.connectedClients)
         for state in ["healthy", "suspect", "lost", "evicted", "unknown"] {

@@ -43,6 +43,11 @@ public struct EvaluationResult: Sendable, Hashable, Codable {
     public var version: Int64
     public var accuracy: Double
     public var loss: Double
+    /// Metrics pooled from the agents' evaluation statistics (update option 2), by name: rmse, mae, r2 for a
+    /// linear model, macro-f1 and (two classes) auc for a softmax one. Empty when no answer carried statistics.
+    public var metrics: [String: Double]
+    /// Answers that carried evaluation statistics.
+    public var statisticsClients: Int
     public var samples: Int64
     /// Agents that answered.
     public var clients: Int
@@ -65,9 +70,12 @@ public struct EvaluationResult: Sendable, Hashable, Codable {
     public var tierAccuracies: [Int: Double]
 
     /// Every metric the round reports, by name (what `TargetMetric.value(in:)` reads): a new metric is one more entry.
-    public static func scores(accuracy: Double, loss: Double) -> [String: Double] {
-        ["accuracy": accuracy, "loss": loss]
+    public static func scores(accuracy: Double, loss: Double, metrics: [String: Double] = [:]) -> [String: Double] {
+        metrics.merging(["accuracy": accuracy, "loss": loss]) { _, fixed in fixed }
     }
+
+    /// This round's value of a metric by name (accuracy, loss, or a pooled one), nil when it was not reported.
+    public func value(_ name: String) -> Double? { Self.scores(accuracy: accuracy, loss: loss, metrics: metrics)[name] }
 }
 
 public enum StopReason: String, Sendable, Codable {

@@ -1,9 +1,10 @@
 /// The metric a run is judged by: which evaluated model version is the best one (kept for ever, exported by
 /// `stratactl export-model best`), when the target is reached, and what counts as an improvement for
 /// `--patience`. It names the metric, says which direction is better and how much better an improvement must
-/// be; everything that compares scores goes through it, so a new metric (RMSE, macro-F1, ...) is one more
-/// `static let` here, added to `all`, and one more entry in the scores an evaluation reports
-/// (`EvaluationResult.scores` on the coordinator) — no comparison logic changes.
+/// be; everything that compares scores goes through it. Accuracy and loss come from every answer; RMSE, MAE,
+/// R², macro-F1 and AUC are pooled from the agents' evaluation statistics (`EvaluationMetrics.swift`); a new
+/// metric is one more `static let` here, added to `all`, and one more entry in the scores an evaluation
+/// reports (`EvaluationResult.scores` on the coordinator) — no comparison logic changes.
 public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible {
     public enum Direction: String, Sendable, Hashable, Codable {
         case higherIsBetter = "higher-is-better"
@@ -42,8 +43,43 @@ public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible
     /// at least 0.1 % of the reference loss.
     public static let loss = TargetMetric(name: "loss", direction: .lowerIsBetter, margin: .relative(0.001))
 
+    /// Root mean squared error of a linear model, in the target's units (pooled from the agents' evaluation
+    /// statistics). An improvement is at least 0.1 % of the reference.
+    public static let rmse = TargetMetric(name: "rmse", direction: .lowerIsBetter, margin: .relative(0.001))
+    /// Mean absolute error of a linear model, in the target's units. An improvement is at least 0.1 %.
+    public static let mae = TargetMetric(name: "mae", direction: .lowerIsBetter, margin: .relative(0.001))
+    /// Coefficient of determination of a linear model (1 is perfect). An improvement is at least 0.001.
+    public static let r2 = TargetMetric(name: "r2", direction: .higherIsBetter, margin: .absolute(0.001))
+    /// Unweighted mean of the per-class F1 scores (softmax models). An improvement is at least 0.001.
+    public static let macroF1 = TargetMetric(name: "macro-f1", direction: .higherIsBetter, margin: .absolute(0.001))
+    /// Area under the ROC curve (softmax models with two classes). An improvement is at least 0.001.
+    public static let auc = TargetMetric(name: "auc", direction: .higherIsBetter, margin: .absolute(0.001))
+
     /// Every metric a run can target, for flags and their help.
-    public static let all: [TargetMetric] = [.accuracy, .loss]
+    public static let all: [TargetMetric] = [.accuracy, .loss, .rmse, .mae, .r2, .macroF1, .auc]
+
+    /// The metrics pooled from the agents' evaluation statistics (update option 2) rather than combined from
+    /// every answer's accuracy and loss: a round counts for them by the answers that carried statistics.
+    public var isPooled: Bool { self != .accuracy && self != .loss }
+
+    /// Why this metric does not fit `model` (nil when it does): accuracy, macro-F1 and AUC are for softmax
+    /// models (AUC for two classes), RMSE, MAE and R² for linear ones; loss fits every model.
+    public func problem(for model: ModelSpec) -> String? {
+        switch name {
+        case "accuracy", "macro-f1":
+            return model.kind == .softmaxRegression ? nil
+                : "\(name) is a classification metric, the model is linear regression: use rmse, mae, r2 or loss"
+        case "auc":
+            if model.kind != .softmaxRegression { return "auc is a classification metric, the model is linear regression: use rmse, mae, r2 or loss" }
+            return model.outputCount == 2 ? nil
+                : "auc needs two classes, the model has \(model.outputCount): use macro-f1, accuracy or loss"
+        case "rmse", "mae", "r2":
+            return model.kind == .linearRegression ? nil
+                : "\(name) is a regression metric, the model is softmax classification: use accuracy, macro-f1\(model.outputCount == 2 ? ", auc" : "") or loss"
+        default:
+            return nil
+        }
+    }
 
     public static func named(_ name: String) -> TargetMetric? { all.first { $0.name == name } }
 

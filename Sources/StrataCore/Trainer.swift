@@ -243,7 +243,7 @@ public enum Trainer {
     }
 
     @inline(__always)
-    private static func classIndex(_ label: Float, outputCount: Int) -> Int {
+    static func classIndex(_ label: Float, outputCount: Int) -> Int {
         precondition(label >= 0 && label < Float(outputCount) && label == label.rounded(.towardZero),
                      "softmax label \(label) is not a class index in 0..<\(outputCount)")
         return Int(label)
@@ -329,7 +329,7 @@ public enum Trainer {
     /// z[k] = b[k] + Σ_j x_j · W[j, k], with W stored class-major (row k of W^T is contiguous). Two classes
     /// per pass over the row, so the row is loaded once for both.
     @inline(__always)
-    private static func logits(row: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+    static func logits(row: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                                featureCount f: Int, outputCount o: Int, into z: UnsafeMutablePointer<Float>) {
         let bias = w + f * o
         var k = 0

@@ -19,7 +19,12 @@ public struct BestVersionRecord: Codable, Sendable, Hashable, FetchableRecord, P
     public var asked: Int
     /// When the round closed (seconds since 1970).
     public var at: Double
-    public init(metric: String, version: Int64, score: Double, direction: String, accuracy: Double, loss: Double, answered: Int, asked: Int, at: Double) {
+    /// The round's metrics pooled from evaluation statistics (rmse, mae, r2, macro-f1, auc), stored as JSON; nil
+    /// when none were reported (or the record predates them).
+    public var metrics: [String: Double]?
+    public init(metric: String, version: Int64, score: Double, direction: String, accuracy: Double, loss: Double, answered: Int, asked: Int, at: Double,
+                metrics: [String: Double]? = nil) {
+        self.metrics = metrics
         self.metric = metric
         self.version = version
         self.score = score
@@ -55,8 +60,14 @@ public struct EvaluationRoundRecord: Codable, Sendable, Hashable, FetchableRecor
     /// When the version was committed and when the round closed (seconds since 1970).
     public var versionCreatedAt: Double
     public var at: Double
+    /// Metrics pooled from the answers' evaluation statistics (JSON), and how many answers carried statistics.
+    public var metrics: [String: Double]?
+    public var statisticsAnswered: Int?
     public init(version: Int64, accuracy: Double, loss: Double, samples: Int64, answered: Int, asked: Int, required: Int, counted: Bool,
-                metric: String, score: Double?, best: Bool, versionCreatedAt: Double, at: Double) {
+                metric: String, score: Double?, best: Bool, versionCreatedAt: Double, at: Double,
+                metrics: [String: Double]? = nil, statisticsAnswered: Int? = nil) {
+        self.metrics = metrics
+        self.statisticsAnswered = statisticsAnswered
         self.version = version
         self.accuracy = accuracy
         self.loss = loss

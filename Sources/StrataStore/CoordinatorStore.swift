@@ -239,6 +239,17 @@ public final class CoordinatorStore: Sendable {
                 t.column("at", .double).notNull()
             }
         }
+        // The metrics pooled from the agents' evaluation statistics (RMSE, MAE, R², macro-F1, AUC), as a JSON
+        // object per round and per best version: a new metric needs no new column.
+        migrator.registerMigration("v6-metrics") { db in
+            try db.alter(table: "evaluationRounds") { t in
+                t.add(column: "metrics", .text)
+                t.add(column: "statisticsAnswered", .integer)
+            }
+            try db.alter(table: "bestVersions") { t in
+                t.add(column: "metrics", .text)
+            }
+        }
         return migrator
     }
 }

@@ -35,11 +35,18 @@ public struct StatusReport: Codable, Sendable, Hashable {
     /// --min-clients, and whether training still waits for that many agents to connect.
     public var minClients: Int?
     public var waitingForClients: Bool?
+    /// The model kind (softmax, linear), and the latest evaluated version's metrics pooled from the agents'
+    /// evaluation statistics (rmse, mae, r2 for linear; macro-f1, auc for softmax). Absent from older coordinators.
+    public var model: String?
+    public var latestMetrics: [String: Double]?
 
     public init(mode: String, globalVersion: Int64, latestAccuracy: Double?, latestEvaluatedVersion: Int64?, bestAccuracy: Double?,
                 targetAccuracy: Double?, uptimeSeconds: Double, ready: Bool, draining: Bool, connectedClients: Int,
                 clientsByHealth: [String: Int], tiers: [TierReport], updatesAccepted: Int64, updatesRefused: Int64,
-                best: BestModelReport? = nil, targetMetric: String? = nil, target: Double? = nil, minClients: Int? = nil, waitingForClients: Bool? = nil) {
+                best: BestModelReport? = nil, targetMetric: String? = nil, target: Double? = nil, minClients: Int? = nil, waitingForClients: Bool? = nil,
+                model: String? = nil, latestMetrics: [String: Double]? = nil) {
+        self.model = model
+        self.latestMetrics = latestMetrics
         self.best = best
         self.targetMetric = targetMetric
         self.target = target
@@ -77,7 +84,11 @@ public struct BestModelReport: Codable, Sendable, Hashable {
     public var asked: Int
     /// When the round closed.
     public var at: Double
-    public init(metric: String, direction: String, version: Int64, score: Double, accuracy: Double, loss: Double, answered: Int, asked: Int, at: Double) {
+    /// That round's metrics pooled from evaluation statistics (rmse, mae, r2, macro-f1, auc), when reported.
+    public var metrics: [String: Double]?
+    public init(metric: String, direction: String, version: Int64, score: Double, accuracy: Double, loss: Double, answered: Int, asked: Int, at: Double,
+                metrics: [String: Double]? = nil) {
+        self.metrics = metrics
         self.metric = metric
         self.direction = direction
         self.version = version
@@ -109,8 +120,14 @@ public struct EvaluationEntry: Codable, Sendable, Hashable {
     /// When the version was committed and when the round closed.
     public var versionCreatedAt: Double
     public var at: Double
+    /// Metrics pooled from the answers' evaluation statistics (rmse, mae, r2, macro-f1, auc), and how many
+    /// answers carried statistics; absent when none did (older agents) or from older coordinators.
+    public var metrics: [String: Double]?
+    public var statisticsAnswered: Int?
     public init(version: Int64, accuracy: Double, loss: Double, answered: Int, asked: Int, required: Int, counted: Bool, metric: String,
-                score: Double?, best: Bool, versionCreatedAt: Double, at: Double) {
+                score: Double?, best: Bool, versionCreatedAt: Double, at: Double, metrics: [String: Double]? = nil, statisticsAnswered: Int? = nil) {
+        self.metrics = metrics
+        self.statisticsAnswered = statisticsAnswered
         self.version = version
         self.accuracy = accuracy
         self.loss = loss
@@ -130,9 +147,12 @@ public struct EvaluationsReport: Codable, Sendable, Hashable {
     public var targetMetric: String
     /// Newest first.
     public var entries: [EvaluationEntry]
-    public init(targetMetric: String, entries: [EvaluationEntry]) {
+    /// The model kind (softmax, linear); absent from older coordinators.
+    public var model: String?
+    public init(targetMetric: String, entries: [EvaluationEntry], model: String? = nil) {
         self.targetMetric = targetMetric
         self.entries = entries
+        self.model = model
     }
 }
 

@@ -70,3 +70,36 @@ extension WireDataStatistics {
         self.init(features: s.features.map(WireColumnStatistics.init), labels: labels)
     }
 }
+
+extension EvaluationStatistics {
+    /// The wire's counts as numbers (u64 → Double: exact up to 2^53, and a count anywhere near that fails
+    /// `validate`'s row check anyway).
+    public init(_ w: WireEvaluationStatistics) {
+        switch w {
+        case .classification(let classes, let positive, let negative):
+            self = .classification(ClassCounts(support: classes.map { Double($0.support) }, predicted: classes.map { Double($0.predicted) },
+                                               correct: classes.map { Double($0.correct) },
+                                               positiveScores: positive.map { Double($0) }, negativeScores: negative.map { Double($0) }))
+        case .regression(let r):
+            self = .regression(RegressionSums(count: Double(r.count), sumResidual: r.sumResidual, sumAbsoluteResidual: r.sumAbsoluteResidual,
+                                              sumSquaredResidual: r.sumSquaredResidual, sumTarget: r.sumTarget, sumSquaredTarget: r.sumSquaredTarget))
+        }
+    }
+}
+
+extension WireEvaluationStatistics {
+    /// An agent's statistics (whole, non-negative counts) as they travel.
+    public init(_ s: EvaluationStatistics) {
+        func count(_ v: Double) -> UInt64 { v.isFinite && v > 0 ? UInt64(min(v.rounded(), 1.8e19)) : 0 }
+        switch s {
+        case .classification(let c):
+            let classes = c.support.indices.map { k in
+                WireClassCounts(support: count(c.support[k]), predicted: count(c.predicted[k]), correct: count(c.correct[k]))
+            }
+            self = .classification(classes: classes, positiveScores: c.positiveScores.map(count), negativeScores: c.negativeScores.map(count))
+        case .regression(let r):
+            self = .regression(WireRegressionSums(count: count(r.count), sumResidual: r.sumResidual, sumAbsoluteResidual: r.sumAbsoluteResidual,
+                                                  sumSquaredResidual: r.sumSquaredResidual, sumTarget: r.sumTarget, sumSquaredTarget: r.sumSquaredTarget))
+        }
+    }
+}

@@ -26,7 +26,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             --admin-port, default --port + 1); Prometheus scrapes /metrics, and orchestrators probe /healthz and /readyz, \
             on --metrics-port (plain HTTP on localhost; default --port + 2). docs/OPERATIONS.md describes both.
 
-            The best version by the target metric (--target-metric: accuracy, or loss for linear models) is kept with \
+            The best version by the target metric (--target-metric: accuracy, macro-f1, auc or loss for softmax models; \
+            rmse, mae, r2 or loss for linear ones; default accuracy, or loss for linear models) is kept with \
             its score whatever --keep-models says, also across restarts: `stratactl export-model best` writes it. \
             Only evaluation rounds that enough of the asked agents answered count (--evaluation-quorum, \
             --min-evaluation-clients). --min-clients holds training until that many agents are connected.
@@ -80,7 +81,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try divergence.check()
         try rounds.check()
         try tiering.check()
-        try stop.check(model: model.model)
+        try stop.check(model: model.model, classes: model.classes)
         try robustness.check()
         try preprocessing.check()
         do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
@@ -132,11 +133,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
+        let modelKind = model.model
         let curve = try output.curveCSV.map { try CurveWriter(path: $0, mode: aggregation.mode.rawValue) }
         let summary: CoordinatorSummary
         do {
             summary = try await CoordinatorService.run(configuration: config, logger: logger) { event in
-                Self.report(event, readyFile: readyFile)
+                Self.report(event, readyFile: readyFile, model: modelKind)
                 if case .evaluated(let result) = event { curve?.append(result) }
             }
         } catch {
@@ -152,8 +154,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
         case .failure: throw ExitCode(1)
         case .signal: return
         default:
-            if summary.targetAccuracy != nil, !summary.targetReached { throw ExitCode(3) }
+            if summary.target != nil, !summary.targetReached { throw ExitCode(3) }   // a target on any metric
         }
+    }
+
+    /// "rmse 1.2346  mae 0.98  r2 0.9512  " / "macro-f1 0.7712  auc 0.8843  ": the pooled metrics a round reported,
+    /// in a fixed order (errors in the target's units with 5 significant digits, scores with 4 decimals).
+    static func metricsText(_ metrics: [String: Double]) -> String {
+        var text = ""
+        for name in ["rmse", "mae"] { if let v = metrics[name] { text += String(format: "%@ %.5g  ", name, v) } }
+        for name in ["r2", "macro-f1", "auc"] { if let v = metrics[name] { text += String(format: "%@ %.4f  ", name, v) } }
+        return text
     }
 
     func ruleSettings() throws -> RuleSettings {
@@ -178,7 +189,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         return r
     }
 
-    static func report(_ event: CoordinatorEvent, readyFile: String?) {
+    static func report(_ event: CoordinatorEvent, readyFile: String?, model: ModelKind) {
         switch event {
         case .listening(let addresses):
             let agents = addresses.agents
@@ -210,22 +221,32 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 print("tiers formed: \(sizes.joined(separator: ", "))")
             }
         case .evaluated(let r):
-            // "clients ANSWERED/ASKED"; a round below the quorum is marked, and never counts.
-            var line = String(format: "version %5lld  accuracy %.4f  loss %.4f  clients %d/%d  elapsed %.1fs",
-                              r.version, r.accuracy, r.loss, r.clients, r.askedClients, r.versionElapsedSeconds)
+            // "clients ANSWERED/ASKED"; a round below the quorum is marked, and never counts. A linear model's
+            // accuracy is always 0: its line shows RMSE, MAE and R² (in the target's units) instead.
+            var line = String(format: "version %5lld  ", r.version)
+            if model == .softmaxRegression { line += String(format: "accuracy %.4f  ", r.accuracy) }
+            line += Self.metricsText(r.metrics)
+            line += String(format: "loss %.4f  clients %d/%d  elapsed %.1fs", r.loss, r.clients, r.askedClients, r.versionElapsedSeconds)
             if !r.counted { line += "  not counted (quorum \(r.requiredClients))" } else if r.newBest { line += "  best" }
+            // Older agents send no statistics: the pooled metrics then stand for some of the answers only.
+            if !r.metrics.isEmpty, r.statisticsClients < r.clients { line += "  metrics from \(r.statisticsClients)/\(r.clients) answers" }
             print(line)
         case .stopped(let s):
-            let accuracy = s.lastEvaluation.map { String(format: "%.4f (version %lld)", $0.accuracy, $0.version) } ?? "not evaluated"
+            let last: String
+            if model == .softmaxRegression {
+                last = s.lastEvaluation.map { String(format: "accuracy %.4f  %@(version %lld)", $0.accuracy, metricsText($0.metrics), $0.version) } ?? "not evaluated"
+            } else {
+                last = s.lastEvaluation.map { String(format: "%@loss %.4f  (version %lld)", metricsText($0.metrics), $0.loss, $0.version) } ?? "not evaluated"
+            }
             let best = s.best.map { b in
                 String(format: "version %lld, %@ %.4f (%d/%d agents answered)", b.version, b.metric, b.score, b.answered, b.asked)
             } ?? "none (no evaluation counted)"
+            let bestAccuracy = model == .softmaxRegression ? "\n  best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")" : ""
             print("""
                 stopped: \(s.reason.rawValue)\(s.detail.map { " — \($0)" } ?? "")
                   mode              \(s.mode)\(s.tierCount > 0 ? " (\(s.tierCount) tiers)" : "")
                   final version     \(s.finalVersion)
-                  last accuracy     \(accuracy)
-                  best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")
+                  last evaluation   \(last)\(bestAccuracy)
                   best version      \(best)
                   target            \(s.target.map { String(format: "%@ %.4f (%@)", s.targetMetric, $0, s.targetReached ? "reached" : "not reached") } ?? "none")\(s.timeToTargetSeconds.map { String(format: " after %.1f s", $0) } ?? "")
                   updates accepted  \(s.updatesAccepted)
@@ -475,10 +496,10 @@ struct DivergenceOptions: ParsableArguments {
 
 struct StopOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "The metric that picks the best version (kept for `stratactl export-model best`), that --target and --patience are about: \(TargetMetric.all.map(\.name).joined(separator: " or ")) (default: accuracy; loss for --model linear). Accuracy: higher is better, an improvement is more than 0.001; loss: lower is better, an improvement is more than 0.1 %.",
+        "The metric that picks the best version (kept for `stratactl export-model best`), that --target and --patience are about (default: accuracy; loss for --model linear). Classification (softmax): accuracy, macro-f1 (mean of the per-class F1 scores), auc (ROC AUC, two classes only); regression (linear): rmse, mae (both in the target's own units), r2; both: loss (the training objective). Higher is better for accuracy, macro-f1, auc and r2 (an improvement is more than 0.001), lower for loss, rmse and mae (more than 0.1 %). All but accuracy and loss are pooled from the statistics agents send with each evaluation (agents of this version; older agents report accuracy and loss only, and a round counts for these metrics by the answers that carried statistics).",
         valueName: "METRIC"))
     var targetMetric: String?
-    @Option(name: .long, help: "Stop when a counted evaluation reaches this value of --target-metric (at least it for accuracy, at most it for loss).")
+    @Option(name: .long, help: "Stop when a counted evaluation reaches this value of --target-metric (at least it for accuracy, macro-f1, auc and r2; at most it for loss, rmse and mae).")
     var target: Double?
     @Option(name: .long, help: "Stop when a model version's sample-weighted evaluation accuracy reaches this (0-1); the same as --target-metric accuracy --target A.")
     var targetAccuracy: Double?
@@ -510,10 +531,12 @@ struct StopOptions: ParsableArguments {
         targetMetric.flatMap(TargetMetric.named) ?? model.defaultTargetMetric
     }
 
-    func check(model: ModelKind) throws {
+    func check(model: ModelKind, classes: Int) throws {
         if let name = targetMetric, TargetMetric.named(name) == nil {
-            throw ValidationError("--target-metric must be \(TargetMetric.all.map(\.name).joined(separator: " or ")), got \(name)")
+            throw ValidationError("--target-metric must be one of \(TargetMetric.all.map(\.name).joined(separator: ", ")), got \(name)")
         }
+        let spec = ModelSpec(kind: model, featureCount: 1, outputCount: model == .linearRegression ? 1 : max(1, classes))
+        if let problem = metric(for: model).problem(for: spec) { throw ValidationError("--target-metric: \(problem)") }
         if let t = targetAccuracy {
             guard (0...1).contains(t) else { throw ValidationError("--target-accuracy must be between 0 and 1") }
             guard target == nil else { throw ValidationError("--target-accuracy and --target exclude each other (--target-accuracy A is --target-metric accuracy --target A)") }
@@ -523,7 +546,12 @@ struct StopOptions: ParsableArguments {
         }
         if let t = target {
             guard t.isFinite else { throw ValidationError("--target must be a number") }
-            if metric(for: model) == .accuracy, !(0...1).contains(t) { throw ValidationError("--target for accuracy must be between 0 and 1") }
+            let metric = metric(for: model)
+            if [TargetMetric.accuracy, .macroF1, .auc].contains(metric), !(0...1).contains(t) {
+                throw ValidationError("--target for \(metric.name) must be between 0 and 1")
+            }
+            if [TargetMetric.loss, .rmse, .mae].contains(metric), t < 0 { throw ValidationError("--target for \(metric.name) must be >= 0") }
+            if metric == .r2, t > 1 { throw ValidationError("--target for r2 must be at most 1") }
         }
         if let p = patience, !(p > 0 && p.isFinite) { throw ValidationError("--patience must be a positive number of seconds") }
         if let v = maxVersions, v < 1 { throw ValidationError("--max-versions must be at least 1") }
@@ -621,9 +649,9 @@ struct PreprocessingOptions: ParsableArguments {
 struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: "Write 'HOST PORT' (agents), then 'admin HOST PORT' and 'metrics HOST PORT' lines, to this file once every endpoint listens (for scripts; use with --port 0).")
     var readyFile: String?
-    @Option(name: .long, help: "Write the final summary as JSON to this file (reason: why the run ended, detail: in a sentence; best: the best version and its score).")
+    @Option(name: .long, help: "Write the final summary as JSON to this file (reason: why the run ended, detail: in a sentence; best: the best version and its score; lastEvaluation and best carry metrics: rmse, mae, r2 or macro-f1, auc).")
     var summaryFile: String?
-    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted) to this file: elapsed_seconds is when the version was created; clients answered, of asked_clients asked (expected_clients: those still connected at the close); counted is 1 when the round had its quorum.")
+    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted,rmse,mae,r2,macro_f1,auc) to this file: elapsed_seconds is when the version was created; clients answered, of asked_clients asked (expected_clients: those still connected at the close); counted is 1 when the round had its quorum; rmse, mae (in the target's units), r2, macro_f1 and auc are pooled from the agents' evaluation statistics, empty when the round did not report them (a file begun without these columns keeps its header and gets none).")
     var curveCSV: String?
 }
 

@@ -5,7 +5,16 @@ import StrataCoordinator
 final class CurveWriter: @unchecked Sendable {
     private let handle: FileHandle
     private let mode: String
+    /// A file begun by an older coordinator keeps its header's columns: its rows get no metric columns.
+    private let withMetrics: Bool
     private let lock = NSLock()
+
+    static let baseHeader = "mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted"
+    /// Metrics pooled from the agents' evaluation statistics: empty when a round did not report them (a linear
+    /// model has no macro-F1, older agents send no statistics).
+    static let metricColumns: [(column: String, metric: String)] = [("rmse", "rmse"), ("mae", "mae"), ("r2", "r2"),
+                                                                      ("macro_f1", "macro-f1"), ("auc", "auc")]
+    static var header: String { baseHeader + "," + metricColumns.map(\.column).joined(separator: ",") }
 
     init(path: String, mode: String) throws {
         let exists = FileManager.default.fileExists(atPath: path)
@@ -15,13 +24,19 @@ final class CurveWriter: @unchecked Sendable {
         }
         self.handle = handle
         self.mode = mode
+        let firstLine = exists ? (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n", maxSplits: 1).first.map(String.init) : nil
+        withMetrics = firstLine.map { $0 == Self.header } ?? true
         handle.seekToEndOfFile()
-        if !exists { write("mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted\n") }
+        if !exists || firstLine == nil { write(Self.header + "\n") }
     }
 
     func append(_ r: EvaluationResult) {
-        write(mode + String(format: ",%.3f,%lld,%.6f,%.6f,%d,%d,%d,%d\n", r.versionElapsedSeconds, r.version, r.accuracy, r.loss, r.clients,
-                                   r.expectedClients, r.askedClients, r.counted ? 1 : 0))
+        var line = mode + String(format: ",%.3f,%lld,%.6f,%.6f,%d,%d,%d,%d", r.versionElapsedSeconds, r.version, r.accuracy, r.loss, r.clients,
+                                 r.expectedClients, r.askedClients, r.counted ? 1 : 0)
+        if withMetrics {
+            for (_, metric) in Self.metricColumns { line += "," + (r.metrics[metric].map { String(format: "%.8g", $0) } ?? "") }
+        }
+        write(line + "\n")
     }
 
     private func write(_ line: String) {

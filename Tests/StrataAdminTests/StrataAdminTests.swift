@@ -160,4 +160,31 @@ import StrataWire
         #expect(text.contains("healthy 2, suspect 1"))
         #expect(text.contains("100ms-200ms"))
     }
+
+    /// A linear model: no accuracy line (it is always 0), RMSE, MAE and R² instead; huge values stay printable.
+    @Test func aRegressionShowsItsErrorsInsteadOfAccuracy() {
+        var status = StatusReport(mode: "fedavg", globalVersion: 9, latestAccuracy: nil, latestEvaluatedVersion: 8, bestAccuracy: nil,
+                                  targetAccuracy: nil, uptimeSeconds: 5, ready: true, draining: false, connectedClients: 3,
+                                  clientsByHealth: [:], tiers: [], updatesAccepted: 9, updatesRefused: 0,
+                                  best: BestModelReport(metric: "rmse", direction: "lower-is-better", version: 7, score: 12.3456, accuracy: 0, loss: 0.02,
+                                                        answered: 3, asked: 3, at: 0, metrics: ["rmse": 12.3456, "mae": 9.5, "r2": 0.93]),
+                                  targetMetric: "rmse", target: 12, model: "linear", latestMetrics: ["rmse": 123456.7, "mae": 9.5, "r2": 0.9312345])
+        var text = Render.status(status)
+        #expect(!text.contains("accuracy"), "\(text)")
+        #expect(text.contains("metrics         rmse 1.2346e+05, mae 9.5000, r2 0.9312 (version 8)"), "\(text)")
+        #expect(text.contains("best            version 7: rmse 12.3456 (3/3 agents answered), target rmse 12.0000"), "\(text)")
+        status.latestMetrics = nil
+        #expect(Render.status(status).contains("metrics         none reported"))
+        #expect(Display.number(1e300) == "1e+300")
+
+        let entry = EvaluationEntry(version: 8, accuracy: 0, loss: 0.5, answered: 3, asked: 3, required: 2, counted: true, metric: "rmse",
+                                    score: 2.5, best: true, versionCreatedAt: 0, at: 0, metrics: ["rmse": 2.5, "mae": 2, "r2": 0.75], statisticsAnswered: 3)
+        text = Render.evaluations(EvaluationsReport(targetMetric: "rmse", entries: [entry], model: "linear"), now: 0)
+        #expect(text.hasPrefix("VERSION  RMSE    MAE     R2      LOSS"), "\(text)")
+        #expect(text.contains("8        2.5000  2.0000  0.7500  0.5000"), "\(text)")
+        let classification = EvaluationEntry(version: 3, accuracy: 0.8, loss: 0.5, answered: 3, asked: 3, required: 2, counted: true,
+                                             metric: "accuracy", score: 0.8, best: false, versionCreatedAt: 0, at: 0, metrics: ["macro-f1": 0.75])
+        text = Render.evaluations(EvaluationsReport(targetMetric: "accuracy", entries: [classification]), now: 0)
+        #expect(text.hasPrefix("VERSION  ACCURACY  MACRO-F1  LOSS"), "\(text)")
+    }
 }
