@@ -297,7 +297,9 @@ struct AgentSession: Sendable {
             let base = try ModelTensors.decode(task.parameters, spec: spec)
             let before = Trainer.evaluate(spec: spec, parameters: base, data: samples.test)
             // Option 2 (capability bit 2): the same evaluation as additive statistics, for RMSE, MAE, R², macro-F1, AUC.
-            let statistics = samples.test.count > 0
+            // Only evaluate answers carry it: the coordinator pools evaluation rounds, and a train update's copy
+            // would be ~1.6 KB of every two-class update that nothing reads.
+            let statistics = task.kind == .evaluate && samples.test.count > 0
                 ? WireEvaluationStatistics(Trainer.evaluationStatistics(spec: spec, parameters: base, data: samples.test, target: target))
                 : nil
             var delta: [WireTensor] = []
