@@ -118,7 +118,7 @@ extension Coordinator {
             ModelEntry(version: v.version, createdAt: v.createdAt, trigger: v.trigger, tier: v.lane,
                        tierVersions: Self.parseJSONNumbers(v.laneVersions).map { Int64($0) }, tierWeights: Self.parseJSONNumbers(v.laneWeights),
                        updateCount: v.updateCount, meanStaleness: v.meanStaleness,
-                       accuracy: accuracies[v.version]?.accuracy, evaluatedBy: accuracies[v.version]?.clients ?? 0,
+                       accuracy: reportsAccuracy ? accuracies[v.version]?.accuracy : nil, evaluatedBy: accuracies[v.version]?.clients ?? 0,
                        parametersKept: v.parameterBytes > 0)
         }
         let lanes = try await store.latestLaneVersions(limit: limit).map {
@@ -149,7 +149,7 @@ extension Coordinator {
             tensors.append(ModelParameters.Tensor(name: name, shape: shape, dtype: "float32", data: bytes.base64EncodedString()))
             offset += count
         }
-        let accuracy = try await store.accuracies(versions: [version])[version]?.accuracy
+        let accuracy = reportsAccuracy ? try await store.accuracies(versions: [version])[version]?.accuracy : nil
         let metric = configuration.stop.targetMetric
         await flushEvaluationWrites()
         // This version's score: the best's as recorded, else its latest counted round's.

@@ -286,7 +286,7 @@ struct ExportModel: AdminCommand {
             }
             let best = meta.isBest == true ? " (the best version)" : model.best.map { " (the best is version \($0.version))" } ?? ""
             return "wrote \(out) (" + model.tensors.map { "\($0.name) \($0.shape.map(String.init).joined(separator: "x"))" }.joined(separator: ", ")
-                + ") and \(metadataPath): version \(model.version)\(best), accuracy \(Display.number(model.accuracy))\(score)\n"
+                + ") and \(metadataPath): version \(model.version)\(best)" + (model.accuracy.map { ", accuracy \(Display.number($0))" } ?? "") + "\(score)\n"
         }
     }
 }

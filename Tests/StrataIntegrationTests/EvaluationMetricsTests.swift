@@ -109,6 +109,10 @@ extension IntegrationSuite {
             #expect(!entries.isEmpty && entries.allSatisfy { ($0["metrics"] as? [String: Double])?["r2"] != nil && $0["statisticsAnswered"] as? Int == 3 },
                     "\(entries)")
             #expect(try AdminTests.ctl(box, adminPort: admin, ["evaluations"]).output.hasPrefix("VERSION  RMSE"))
+            // stratactl models: no accuracy for a regression's versions (it used to print 0).
+            let models = try AdminTests.json(box, adminPort: admin, ["models", "--limit", "50"])
+            let listed = models["global"] as? [[String: Any]] ?? []
+            #expect(!listed.isEmpty && listed.allSatisfy { $0["accuracy"] == nil }, "\(models)")
             // Prometheus: the gauges of the latest evaluation; no classification gauge for a regression.
             let scrape = try PrometheusText.parse(try httpGet(port: metricsPort, path: "/metrics").body)
             #expect(scrape.value("strata_evaluation_rmse") != nil && scrape.value("strata_evaluation_mae") != nil && scrape.value("strata_evaluation_r2") != nil)
