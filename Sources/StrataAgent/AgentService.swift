@@ -18,6 +18,7 @@ public enum AgentError: Error, CustomStringConvertible {
     case refused(ErrorMessage)
     case wrongServerRole(String)
     case incompatibleModel(String)
+    case helloTooLarge(bytes: Int, columns: Int)
     case gaveUp(attempts: Int, lastError: String)
     /// The coordinator refused this agent's certificate during or right after the TLS handshake.
     case certificateRefused(TLSError)
@@ -27,6 +28,8 @@ public enum AgentError: Error, CustomStringConvertible {
         case .refused(let e): "the coordinator refused this agent: \(e.message) [\(e.code)]"
         case .wrongServerRole(let role): "the server's certificate has role \(role), not coordinator: check --coordinator and the CA"
         case .incompatibleModel(let s): s
+        case .helloTooLarge(let bytes, let columns):
+            "the names of the \(columns) feature columns make a hello of \(bytes) bytes, over the protocol's \(Hello.maxPayloadBytes): shorten them (alias the columns in --query) or use fewer columns (--feature-columns, --exclude-columns)"
         case .gaveUp(let attempts, let last): "gave up after \(attempts) connection attempts; last error: \(last). Check that the coordinator runs and the address is right"
         case .certificateRefused(let error):
             "the coordinator refused this agent's certificate: \(error.detail ?? "the TLS handshake was refused"). Retrying with the same "
@@ -117,8 +120,14 @@ public struct AgentService: Sendable {
             logger.info("missing feature values are filled with the federated means once the coordinator sends them (its own training means until then)",
                         metadata: ["values": "\(loaded.rows.missingValuesKept)"])
         }
-        let samples = loaded
-        return samples
+        // The hello carries the feature names; a coordinator refuses one over the first-frame limit (256 bytes
+        // kept for the agent's version string).
+        let hello = Hello(agentVersion: "", featureCount: UInt32(clamping: loaded.columns.count), trainSampleCount: 0, evalSampleCount: 0,
+                          pendingUpdateCount: 0, featureNames: loaded.featureColumns, capabilities: .all)
+        guard hello.payloadBytes + 256 <= Hello.maxPayloadBytes else {
+            throw AgentError.helloTooLarge(bytes: hello.payloadBytes, columns: loaded.columns.count)
+        }
+        return loaded
     }
 
     private func connectLoop(samples: LoadedSamples, state: AgentStateStore, tlsContext: TLSContext,

@@ -21,9 +21,9 @@ public struct ConnectionLimitSettings: Sendable, Hashable {
         frameMemoryBudget ?? 4 * (maxFrameBytes + 8)
     }
 
-    /// The largest `hello` payload: agentVersion (u16 length + at most 65,535 bytes), u32, u64, u64, u32.
-    /// The first frame on the agent port must be a hello, so no frame before it may be larger.
-    public static let maxHelloPayloadBytes = 2 + 65_535 + 4 + 8 + 8 + 4
+    /// The largest `hello` payload (its fields and its options: the feature names). The first frame on the
+    /// agent port must be a hello, so no frame before it may be larger.
+    public static let maxHelloPayloadBytes = Hello.maxPayloadBytes
 }
 
 /// The counting behind the limits: pure, testable alone.

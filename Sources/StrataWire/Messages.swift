@@ -93,6 +93,14 @@ public struct WireModelSpec: Sendable, Hashable {
 
 /// Agent to coordinator, first message after the TLS handshake.
 public struct Hello: Sendable, Hashable {
+    /// The largest hello payload a coordinator reads. The first frame of a connection must be a hello, and
+    /// this keeps it below the frame budget's reservation threshold, so no reservation is possible before a
+    /// peer says who it is; it holds the names of ~10,000 feature columns.
+    public static let maxPayloadBytes = FrameBudget.defaultThreshold - 1
+
+    /// The payload bytes this hello takes on the wire.
+    public var payloadBytes: Int { WireCodec.encode(.hello(self)).readableBytes - 8 }   // less the 8-byte frame header
+
     public var agentVersion: String
     public var featureCount: UInt32
     public var trainSampleCount: UInt64
