@@ -158,6 +158,12 @@ extension Coordinator {
             logger.info("preprocessing fixed", metadata: [
                 "agents": "\(clients.count)", "timedOut": "\(!enough)",
                 "columns": "\(Self.describe(stored))", "labels": "\(stored.labels.joined(separator: ","))"])
+            if !stored.labels.isEmpty, stored.labels.count < configuration.model.outputCount {
+                // Unused outputs train to never win; they cost parameters, and AUC needs exactly two classes.
+                logger.warning("fewer labels than classes", metadata: [
+                    "labels": "\(stored.labels.count)", "classes": "\(configuration.model.outputCount)",
+                    "fix": "restart with --classes \(stored.labels.count) on a new --state"])
+            }
         } catch let failure as FederatedStandardization.Failure {
             logger.error("cannot fix the preprocessing", metadata: ["reason": "\(failure)"])
             requestStop(.failure, detail: "statistics phase: \(failure)")

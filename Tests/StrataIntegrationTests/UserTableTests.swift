@@ -100,7 +100,13 @@ extension IntegrationSuite {
             try box.waitForExit(coordinator, timeout: 150)
             let summary = try JSONSerialization.jsonObject(with: Data(box.read("summary.json").utf8)) as! [String: Any]
             #expect(summary["targetReached"] as? Bool == true, "coordinator log:\n\(box.read("coordinator.log").suffix(3000))\nagent:\n\(box.read("agent-01.log").suffix(2000))")
-            #expect(box.read("coordinator.log").contains("labels=class-"))  // the sorted union of the agents' labels
+            let log = box.read("coordinator.log")
+            #expect(log.contains("labels=class-"))  // the sorted union of the agents' labels
+            // With fewer distinct labels than --classes (10) the operator is told to set --classes.
+            let fixed = try #require(log.split(separator: "\n").first { $0.contains("preprocessing fixed") })
+            let labels = try #require(fixed.split(separator: " ").first { $0.hasPrefix("labels=") })
+            let count = labels.dropFirst("labels=".count).split(separator: ",").count
+            #expect(log.contains("fewer labels than classes") == (count < 10), "\(count) labels")
         }
     }
 }
