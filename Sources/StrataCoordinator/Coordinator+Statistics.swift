@@ -158,6 +158,14 @@ extension Coordinator {
             logger.info("preprocessing fixed", metadata: [
                 "agents": "\(clients.count)", "timedOut": "\(!enough)",
                 "columns": "\(Self.describe(stored))", "labels": "\(stored.labels.joined(separator: ","))"])
+            let regression = configuration.model.kind == .linearRegression
+            for (index, feature) in FederatedStandardization.leftOut(of: clients.map { statistics.answers[$0]! }, regression: regression) {
+                let column = feature.map { names.indices.contains($0) ? names[$0] : "feature \($0)" } ?? "the target"
+                logger.warning("statistics left out", metadata: [
+                    "client": "\(clients[index])", "column": "\(column)",
+                    "why": "more than \(Int(FederatedStandardization.outlierSpread)) spreads from the median agent's",
+                    "fix": "if this agent is honest, give the statistics with --preprocessing-file"])
+            }
             if !stored.labels.isEmpty, stored.labels.count < configuration.model.outputCount {
                 // Unused outputs train to never win; they cost parameters, and AUC needs exactly two classes.
                 logger.warning("fewer labels than classes", metadata: [

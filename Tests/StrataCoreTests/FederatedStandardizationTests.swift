@@ -62,6 +62,28 @@ import Testing
         #expect(p.features[0].center < 20)
     }
 
+    /// Deploy/tables.py's houses: a rural agent's lot sizes (mean 17,148, sd 17,688) sit 15 spreads from the
+    /// suburbs' (1,139, sd 1,075). Left out at 10 spreads, its values standardised to ~+20 (up to 212) and
+    /// every one of its updates overflowed. Honest differences of an order of magnitude are kept; a lie of
+    /// 10^12 is still left out, and named.
+    @Test func anHonestAgentAnOrderOfMagnitudeAwayIsKeptALieIsNamed() throws {
+        func lots(_ mean: Double, _ sd: Double) -> FeatureStatistics {
+            FeatureStatistics(count: 400, missingCount: 0, mean: mean, m2: sd * sd * 400, min: 0, max: mean + 10 * sd)
+        }
+        let city = lots(211, 150), suburbs = lots(1_139, 1_075), rural = lots(17_148, 17_688)
+        let summaries = [city, suburbs, rural].map { DataSummary(features: [$0], labels: .numeric(.empty)) }
+        let p = try FederatedStandardization().preprocessing(from: summaries, featureNames: ["lot"], regression: false, classes: 2)
+        let pooled = [city, suburbs, rural].reduce(FeatureStatistics.empty) { $0.merged(with: $1) }
+        #expect(abs(p.features[0].center - pooled.mean) < 1e-6, "the rural agent was left out")
+        #expect(FederatedStandardization.leftOut(of: summaries, regression: false).isEmpty)
+        // Its largest value standardises to a few units, not hundreds.
+        #expect((rural.max - p.features[0].center) / p.features[0].scale < 15)
+
+        let liar = DataSummary(features: [FeatureStatistics(count: 400, missingCount: 0, mean: 1e12, m2: 1e30, min: 1e12, max: 1e12)], labels: .numeric(.empty))
+        let left = FederatedStandardization.leftOut(of: summaries + [liar], regression: false)
+        #expect(left.count == 1 && left[0].summary == 3 && left[0].feature == 0)
+    }
+
     @Test func aHugeCountIsCappedAtTheRatioOfTheMedian() throws {
         let small = (0..<3).map { _ in DataSummary(features: [FeatureStatistics(count: 100, missingCount: 0, mean: 0, m2: 100, min: -1, max: 1)], labels: .numeric(.empty)) }
         let big = DataSummary(features: [FeatureStatistics(count: 1_000_000, missingCount: 0, mean: 1, m2: 1_000_000, min: 0, max: 2)], labels: .numeric(.empty))

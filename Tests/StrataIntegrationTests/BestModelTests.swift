@@ -62,7 +62,7 @@ extension IntegrationSuite {
             let best = try #require(summary["best"] as? [String: Any], "\(summary)")
             let bestVersion = try #require(best["version"] as? Int)
             let bestScore = try #require(best["score"] as? Double)
-            #expect(best["metric"] as? String == "accuracy")
+            #expect(best["metric"] as? String == "loss")  // the default
             let stoppedAt = try #require(summary["finalVersion"] as? Int)
 
             // Restarted without evaluations: the best cannot change, and versions keep passing it.
@@ -75,7 +75,7 @@ extension IntegrationSuite {
 
             let exported = try AdminTests.json(box, adminPort: admin, ["export-model", "best", "--out", box.file("best.npz")])
             #expect(exported["version"] as? Int == bestVersion, "\(exported)")
-            #expect(exported["score"] as? Double == bestScore && exported["metric"] as? String == "accuracy" && exported["isBest"] as? Bool == true)
+            #expect(exported["score"] as? Double == bestScore && exported["metric"] as? String == "loss" && exported["isBest"] as? Bool == true)
             #expect(exported["requested"] as? String == "best")
             #expect(FileManager.default.fileExists(atPath: box.file("best.npz")) && FileManager.default.fileExists(atPath: box.file("best.json")))
             // The export holds exactly the stored parameters of that version.
@@ -98,7 +98,7 @@ extension IntegrationSuite {
             let latest = try AdminTests.json(box, adminPort: admin, ["export-model", "latest", "--out", box.file("latest.npz")])
             #expect((latest["version"] as? Int ?? 0) >= beyond && latest["isBest"] as? Bool == false)
             let human = try AdminTests.ctl(box, adminPort: admin, ["status"]).output
-            #expect(human.contains("best            version \(bestVersion): accuracy"), "\(human)")
+            #expect(human.contains("best            version \(bestVersion): loss"), "\(human)")
         }
 
         /// The issue: fedavg started round 1 with whoever was connected; one agent meant a version per update.

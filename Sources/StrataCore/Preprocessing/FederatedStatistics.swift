@@ -86,21 +86,50 @@ public struct FederatedStandardization: Sendable, Hashable {
         return ColumnTransform(center: s.mean, scale: Standardization.scale(of: s), fill: s.mean)
     }
 
+    /// How far (in spreads) a summary may lie from the median agent's before it is left out. Honest non-IID
+    /// agents differ by an order of magnitude (a rural agent's lot sizes sit 15 spreads from the suburbs');
+    /// a summary at d spreads that is kept squashes the honest agents' standardised values by about d/2, so
+    /// 100 bounds what a lie can do at ~50× while an order of magnitude of honest difference is kept.
+    public static let outlierSpread: Double = 100
+
     /// With 3 or more agents, drops the summaries that cannot be an honest agent's next to the others': a
     /// mean further than `outlierSpread` spreads from the median agent's mean (spread = the larger of the
     /// median agent's standard deviation and the median absolute deviation of the agents' means), or a
-    /// standard deviation above `outlierSpread` times the median agent's. Non-IID agents differ; they do not
-    /// differ by orders of magnitude on the same column.
-    static func plausible(_ columns: [FeatureStatistics], outlierSpread: Double = 10) -> [FeatureStatistics] {
-        let present = columns.filter { $0.count > 0 }
-        guard present.count >= 3 else { return columns }
-        let means = present.map(\.mean), stds = present.map(\.standardDeviation)
+    /// standard deviation above `outlierSpread` times the median agent's.
+    static func plausible(_ columns: [FeatureStatistics], outlierSpread: Double = outlierSpread) -> [FeatureStatistics] {
+        let kept = plausibleIndices(columns, outlierSpread: outlierSpread)
+        return columns.indices.filter { kept.contains($0) }.map { columns[$0] }
+    }
+
+    /// The indices of `columns` that `plausible` keeps.
+    static func plausibleIndices(_ columns: [FeatureStatistics], outlierSpread: Double = outlierSpread) -> Set<Int> {
+        let present = columns.indices.filter { columns[$0].count > 0 }
+        guard present.count >= 3 else { return Set(columns.indices) }
+        let means = present.map { columns[$0].mean }, stds = present.map { columns[$0].standardDeviation }
         let centre = means.median!, typicalStd = stds.median!
         let mad = means.map { abs($0 - centre) }.median!
         let spread = max(typicalStd, mad, abs(centre) * 1e-6, 1e-12)
-        return present.filter { c in
-            abs(c.mean - centre) <= outlierSpread * spread && c.standardDeviation <= outlierSpread * max(typicalStd, spread)
+        return Set(present.filter { i in
+            let c = columns[i]
+            return abs(c.mean - centre) <= outlierSpread * spread && c.standardDeviation <= outlierSpread * max(typicalStd, spread)
+        })
+    }
+
+    /// The summaries `preprocessing(from:)` leaves out, as (summary index, feature index; nil for the target):
+    /// the coordinator names them in its log, since a left-out honest agent trains on values far from 0.
+    public static func leftOut(of summaries: [DataSummary], regression: Bool) -> [(summary: Int, feature: Int?)] {
+        guard let width = summaries.first?.features.count, summaries.allSatisfy({ $0.features.count == width }) else { return [] }
+        var out: [(Int, Int?)] = []
+        for j in 0..<width {
+            let kept = plausibleIndices(summaries.map { $0.features[j] })
+            for i in summaries.indices where !kept.contains(i) && summaries[i].features[j].count > 0 { out.append((i, j)) }
         }
+        if regression {
+            let targets = summaries.map { s -> FeatureStatistics in if case .numeric(let c) = s.labels { c } else { .empty } }
+            let kept = plausibleIndices(targets)
+            for i in summaries.indices where !kept.contains(i) && targets[i].count > 0 { out.append((i, nil)) }
+        }
+        return out
     }
 
     func weightCap(_ counts: [Int]) -> Int {
