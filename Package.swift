@@ -36,6 +36,10 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
 
+        // An agent's rows: the rules every data source shares (columns, kinds, labels, splits, NULLs, typed
+        // errors) and the `DataSource` seam. Pure: the sources below do the reading.
+        .target(name: "StrataData", dependencies: ["StrataCore"]),
+
         // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite.
         .target(name: "StrataTransport", dependencies: [
             "COpenSSL", "CStrataOpenSSLShim",
@@ -45,7 +49,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .target(name: "StrataStore", dependencies: [
-            "StrataCore",
+            "StrataCore", "StrataData",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
 
@@ -73,7 +77,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "StrataAgent", dependencies: [
-            "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
+            "StrataCore", "StrataData", "StrataWire", "StrataTransport", "StrataStore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -89,7 +93,7 @@ let package = Package(
         ]),
         .executableTarget(name: "strata-agent", dependencies: [
             "StrataLog",
-            "StrataAgent",
+            "StrataAgent", "StrataData", "StrataStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -134,7 +138,7 @@ let package = Package(
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         .testTarget(name: "StrataAgentTests", dependencies: [
-            "StrataAgent", "StrataStore", "StrataCore", .product(name: "Logging", package: "swift-log"),
+            "StrataAgent", "StrataData", "StrataStore", "StrataCore", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "StrataAdminTests", dependencies: ["StrataAdmin", "StrataWire"]),
         .testTarget(name: "StrataCoordinatorTests", dependencies: [
@@ -144,7 +148,7 @@ let package = Package(
         .testTarget(name: "StrataFuzzTests", dependencies: [
             "StrataFuzzTargets", "StrataCore", "StrataWire", .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataData", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
             "StrataCore", "StrataWire", "StrataTransport",
             .product(name: "NIOCore", package: "swift-nio"),

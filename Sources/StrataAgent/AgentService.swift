@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataCore
+import StrataData
 import StrataStore
 import StrataTransport
 import StrataWire
@@ -72,7 +73,8 @@ public struct AgentService: Sendable {
 
     /// Loads the data, then connects, trains and reconnects until the coordinator ends the federation.
     public func run() async throws -> AgentExit {
-        let samples = try Self.prepare(try configuration.data.load(), database: configuration.data.databasePath, logger: logger)
+        logger.info("reading the data", metadata: ["source": "\(configuration.data)"])
+        let samples = try Self.prepare(try await DataSourceLoader.load(configuration.data), source: "\(configuration.data)", logger: logger)
         let emulation = configuration.emulation
         if emulation.isActive {
             logger.notice("emulating a slow client: training updates are delayed", metadata: [
@@ -104,9 +106,9 @@ public struct AgentService: Sendable {
     /// values kept by `--null-policy impute` are filled with this agent's own training means, with a warning.
     /// When the coordinator sends the federation's vocabulary and means, use `mappingLabels(through:)` and
     /// `imputing(means:)` instead.
-    static func prepare(_ loaded: LoadedSamples, database: String, logger: Logger) throws -> LoadedSamples {
+    static func prepare(_ loaded: LoadedSamples, source: String, logger: Logger) throws -> LoadedSamples {
         logger.info("data loaded", metadata: ["train": "\(loaded.train.count)", "test": "\(loaded.test.count)",
-                                              "features": "\(loaded.columns.count)", "database": "\(database)"])
+                                              "features": "\(loaded.columns.count)", "source": "\(source)"])
         for line in loaded.summaryLines { logger.info("\(line)") }
         if loaded.rows.skipped > 0 {
             logger.warning("rows left out for missing values", metadata: ["skipped": "\(loaded.rows.skipped)", "read": "\(loaded.rows.read)",

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataCore
+import StrataData
 import StrataStore
 import StrataTransport
 import StrataWire

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import StrataAgent
+import StrataData
 import StrataLog
 import StrataStore
 import StrataTransport

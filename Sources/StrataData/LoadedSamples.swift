@@ -129,6 +129,9 @@ public struct LoadedSamples: Sendable {
     public var testLabelNames: [String]?
     public var rows: RowCounts
     public var nullPolicy: NullPolicy
+    /// What the source says about itself for the start-up log (a server database: the server, the driver and
+    /// how the session was made read-only).
+    public var sourceNotes: [String] = []
 
     public init(train: Dataset, test: Dataset, columns: [FeatureColumn], skippedColumns: [ColumnNote] = [],
                 labelColumn: String = "label", labelKind: LabelKind = .numeric(.real), trainLabelNames: [String]? = nil,
@@ -216,8 +219,9 @@ public struct LoadedSamples: Sendable {
     /// Lines for the agent's start-up log: the columns used in order with their kind, the label, what was
     /// left out and how the rows were used.
     public var summaryLines: [String] {
-        var lines = ["features (\(columns.count), in model order): "
-                     + columns.enumerated().map { "\($0.offset + 1). \($0.element)" }.joined(separator: "; ")]
+        var lines = sourceNotes
+        lines.append("features (\(columns.count), in model order): "
+                     + columns.enumerated().map { "\($0.offset + 1). \($0.element)" }.joined(separator: "; "))
         lines.append("label: \(labelColumn), \(labelKind)")
         if !skippedColumns.isEmpty {
             lines.append("columns not used: " + skippedColumns.map(\.description).joined(separator: "; "))
