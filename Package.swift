@@ -27,6 +27,12 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         .target(name: "CStrataOpenSSLShim", dependencies: ["COpenSSL"]),
+        // The system unixODBC driver manager: the agent's path to PostgreSQL, MariaDB/MySQL, SQL Server, Db2, Oracle.
+        .systemLibrary(
+            name: "CODBC",
+            pkgConfig: "odbc",
+            providers: [.apt(["unixodbc-dev"])]
+        ),
 
         // Pure logic: no I/O.
         .target(name: "StrataCore"),
@@ -40,7 +46,8 @@ let package = Package(
         // errors) and the `DataSource` seam. Pure: the sources below do the reading.
         .target(name: "StrataData", dependencies: ["StrataCore"]),
 
-        // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite.
+        // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite, only StrataODBC
+        // touches ODBC.
         .target(name: "StrataTransport", dependencies: [
             "COpenSSL", "CStrataOpenSSLShim",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -52,6 +59,7 @@ let package = Package(
             "StrataCore", "StrataData",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .target(name: "StrataODBC", dependencies: ["CODBC", "StrataData"]),
 
         .target(name: "StrataLog", dependencies: [
             .product(name: "Logging", package: "swift-log"),
@@ -93,7 +101,7 @@ let package = Package(
         ]),
         .executableTarget(name: "strata-agent", dependencies: [
             "StrataLog",
-            "StrataAgent", "StrataData", "StrataStore",
+            "StrataAgent", "StrataData", "StrataStore", "StrataODBC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -149,8 +157,14 @@ let package = Package(
             "StrataFuzzTargets", "StrataCore", "StrataWire", .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataData", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Real PostgreSQL and MariaDB servers for the tests (Tests/StrataTestServers/README in its header).
+        .target(name: "StrataTestServers", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], path: "Tests/StrataTestServers"),
+        .testTarget(name: "StrataODBCTests", dependencies: [
+            "StrataODBC", "StrataData", "StrataStore", "StrataCore", "StrataTestServers", "CODBC",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
-            "StrataCore", "StrataWire", "StrataTransport",
+            "StrataCore", "StrataWire", "StrataTransport", "StrataTestServers",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

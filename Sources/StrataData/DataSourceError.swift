@@ -42,6 +42,9 @@ public enum DataSourceError: Error, Hashable, Sendable, CustomStringConvertible 
     case databaseNotFound(connection: String, detail: String)
     /// The agent's database user may not read the table (SQLSTATE 42501, MariaDB 1142).
     case permissionDenied(source: String, detail: String)
+    /// The server refused to read a table it does not list to this user (MariaDB/MySQL hide a table the user has
+    /// no privilege on): missing, or not granted.
+    case tableNotFoundOrDenied(table: String, available: [String], detail: String)
     /// The password file given could not be read, or is empty.
     case passwordFileUnreadable(path: String, detail: String)
     /// Any other ODBC failure: what was being done, the SQLSTATE and the driver's message.
@@ -107,6 +110,9 @@ public enum DataSourceError: Error, Hashable, Sendable, CustomStringConvertible 
             return "the database server refused the credentials of --odbc \"\(connection)\" (\(detail)): check the user name (UID=) and the password in --odbc-password-file or STRATA_ODBC_PASSWORD (the password is not shown), and that the server lets this user log in from this host (PostgreSQL: pg_hba.conf; MariaDB: 'user'@'host')"
         case .databaseNotFound(let connection, let detail):
             return "the database named in --odbc \"\(connection)\" does not exist on the server (\(detail)): check DATABASE="
+        case .tableNotFoundOrDenied(let table, let available, let detail):
+            let listed = available.prefix(30).joined(separator: ", ") + (available.count > 30 ? ", … (\(available.count) in all)" : "")
+            return "table '\(table)' not found, or the database user may not read it (\(detail)); tables it may read: \(available.isEmpty ? "none" : listed). Check --table (or use --query), and that the user has SELECT on the table (MariaDB/MySQL: GRANT SELECT ON db.table TO 'user'@'host')"
         case .permissionDenied(let source, let detail):
             return "the database user may not read \(source) (\(detail)): the agent needs SELECT on the table and nothing else (PostgreSQL: GRANT SELECT ON table TO user; MariaDB: GRANT SELECT ON db.table TO 'user'@'host')"
         case .passwordFileUnreadable(let path, let detail):

@@ -54,6 +54,8 @@ public struct SamplePlan: Sendable {
     let isTable: Bool
     /// Columns left out for their type before any row was read.
     let typeNotes: [ColumnNote]
+    /// The source's column names in its order: columns left out are listed in it.
+    let sourceOrder: [String]
 
     /// Chooses the columns of a table (`isTable`) or of a query's result. Throws the errors that name a
     /// missing label, split, excluded or listed column, a listed column whose type is unusable, or a source
@@ -100,6 +102,7 @@ public struct SamplePlan: Sendable {
         self.splitColumn = useSplit
         self.explicit = explicitColumns != nil
         self.typeNotes = notes
+        self.sourceOrder = names
         self.columns = [options.labelColumn] + (useSplit.map { [$0] } ?? []) + candidates.map(\.name)
     }
 
@@ -226,6 +229,10 @@ public struct SampleAssembler {
             else { kind = .integer }
             columns.append(FeatureColumn(name: name, kind: kind, declaredType: scan.candidate.declaredType, missingCount: scan.missing))
             kept.append(f)
+        }
+        if !plan.typeNotes.isEmpty {
+            let position = Dictionary(plan.sourceOrder.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+            skippedColumns.sort { (position[$0.name] ?? 0) < (position[$1.name] ?? 0) }
         }
         guard !kept.isEmpty else { throw DataSourceError.noFeatureColumns(source: plan.sourceName, skipped: skippedColumns) }
         if !plan.explicit {
