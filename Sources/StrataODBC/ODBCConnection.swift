@@ -200,8 +200,10 @@ final class ODBCConnection {
         var length: SQLSMALLINT = 0
         var record: SQLSMALLINT = 1
         while record <= 8, succeeded(SQLGetDiagRecW(handleType, handle, record, &state, &native, &message, SQLSMALLINT(message.count), &length)) {
-            records.append(ODBCDiagnostic(state: Wide.decode(state, units: 5), native: native,
-                                          message: scrub(Wide.decode(message, units: min(Int(length), message.count - 1)))))
+            // One line: servers end their messages with newlines (PostgreSQL's "FATAL:  …\n").
+            let text = Wide.decode(message, units: min(Int(length), message.count - 1))
+                .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+            records.append(ODBCDiagnostic(state: Wide.decode(state, units: 5), native: native, message: scrub(text)))
             record += 1
         }
         return records
