@@ -31,9 +31,14 @@ public struct SampleOptions: Sendable, Hashable {
     /// Columns never taken as features when the features are chosen automatically (`featureColumns == nil`).
     public var excludedColumns: [String]
     public var nullPolicy: NullPolicy
+    /// Read at most this many rows, the first in row order (a table's key order, a query's result order);
+    /// nil: every row. Bounds the agent's memory on a large table.
+    public var maxRows: Int?
 
     public init(selection: SampleSelection, labelColumn: String = "label", splitColumn: String? = "split",
-                testFraction: Double = 0.2, splitSeed: UInt64 = 0, excludedColumns: [String] = [], nullPolicy: NullPolicy = .refuse) {
+                testFraction: Double = 0.2, splitSeed: UInt64 = 0, excludedColumns: [String] = [], nullPolicy: NullPolicy = .refuse,
+                maxRows: Int? = nil) {
+        self.maxRows = maxRows
         self.selection = selection
         self.labelColumn = labelColumn
         self.splitColumn = splitColumn

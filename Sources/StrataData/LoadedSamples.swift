@@ -73,6 +73,8 @@ public struct RowCounts: Sendable, Hashable, CustomStringConvertible {
     public var skippedForMissingSplit = 0
     /// Missing feature values kept as NaN for imputation (`impute`), in training and evaluation rows.
     public var missingValuesKept = 0
+    /// The source had more rows; reading stopped at this many (`--max-rows`).
+    public var stoppedAt: Int?
 
     public init() {}
 
@@ -80,7 +82,7 @@ public struct RowCounts: Sendable, Hashable, CustomStringConvertible {
     public var used: Int { read - skipped }
 
     public var description: String {
-        var parts = ["\(read) read"]
+        var parts = [stoppedAt.map { "\(read) read (stopped at --max-rows \($0); the source has more)" } ?? "\(read) read"]
         if skipped > 0 {
             var why: [String] = []
             if skippedForMissingFeature > 0 { why.append("\(skippedForMissingFeature) for a missing feature value") }

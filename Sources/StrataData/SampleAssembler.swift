@@ -174,6 +174,13 @@ public struct SampleAssembler {
 
     /// Rows added so far.
     public var rowCount: Int { rowIDs.count }
+    private var stoppedAtLimit = false
+
+    /// `options.maxRows` rows were added: the source must stop reading (calling `stop()` if rows remain).
+    public var isFull: Bool { options.maxRows.map { rowIDs.count >= $0 } ?? false }
+
+    /// The source had more rows than `options.maxRows`: the log says the read stopped there.
+    public mutating func stop() { stoppedAtLimit = true }
 
     /// Adds one row. `rowID`: the row's key (SQLite's rowid, a table's integer primary key), used in error
     /// messages and for the deterministic split; nil: its position in the result (1, 2, …). `cell(i)`: the value
@@ -262,6 +269,7 @@ public struct SampleAssembler {
         // The rows, by the null policy.
         var counts = RowCounts()
         counts.read = rowIDs.count
+        counts.stoppedAt = stoppedAtLimit ? options.maxRows : nil
         let featureCount = kept.count
         var trainFeatures: [Float] = [], trainLabels: [Float] = [], trainNames: [String] = []
         var testFeatures: [Float] = [], testLabels: [Float] = [], testNames: [String] = []

@@ -95,8 +95,8 @@ final class BlockReader {
         }
     }
 
-    /// Calls `body` with the index of every row of every block, in order.
-    func forEachRow(_ body: (Int) throws -> Void) throws {
+    /// Calls `body` with the index of every row of every block, in order, until it returns false.
+    func forEachRow(_ body: (Int) throws -> Bool) throws {
         while true {
             fetched.pointee = 0
             let rc = SQLFetch(statement.handle)
@@ -108,7 +108,7 @@ final class BlockReader {
                 case SQL_ROW_NOROW: continue
                 case SQL_ROW_ERROR:
                     throw ODBCCallError(operation: "reading a row", diagnostics: [ODBCDiagnostic(state: "HY000", native: 0, message: "the driver could not convert a value of this row")])
-                default: try body(row)
+                default: if try !body(row) { return }
                 }
             }
         }

@@ -272,6 +272,7 @@ public struct ODBCDataSource: DataSource {
             var sql = "SELECT \(selected.joined(separator: ", ")) FROM \(Self.qualified(schema: schema, table: table, quote: session.quote))"
             if let rowKey { sql += " ORDER BY \(Self.quoted(rowKey, quote: session.quote))" }
             let statement = try connection.statement()
+            limitRows(statement)
             let reader = BlockReader(statement: statement, maxRows: rowsPerFetch, maxTextLength: maxTextLength)
             do {
                 try statement.execute(sql, operation: "reading \(sourceName)")
@@ -283,6 +284,7 @@ public struct ODBCDataSource: DataSource {
             return try assemble(plan: plan, reader: reader, described: described, positions: Array(described.indices), hasRowKey: rowKey != nil)
         case .query(let query, _):
             let statement = try connection.statement()
+            limitRows(statement)
             let reader = BlockReader(statement: statement, maxRows: rowsPerFetch, maxTextLength: maxTextLength)
             do {
                 try statement.execute(query, operation: "running the query")
@@ -305,11 +307,20 @@ public struct ODBCDataSource: DataSource {
         let first = hasRowKey ? 1 : 0
         try odbc {
             try reader.forEachRow { row in
+                if assembler.isFull { assembler.stop(); return false }
                 let key: Int64? = hasRowKey ? reader.cell(column: 0, row: row).integerValue : nil
                 try assembler.add(rowID: key) { i in reader.cell(column: first + i, row: row) }
+                return true
             }
         }
         return try assembler.finish()
+    }
+
+    /// With `--max-rows N`, asks the driver for N + 1 rows at most (SQL_ATTR_MAX_ROWS; one more, to know
+    /// that the source has more): the server may then stop early. The reading loop stops at N either way.
+    private func limitRows(_ statement: ODBCStatement) {
+        guard let limit = options.maxRows, limit < Int.max else { return }
+        _ = statement.setAttribute(SQL_ATTR_MAX_ROWS, UInt(limit + 1))
     }
 
     /// Maps the ODBC layer's errors (outside connecting and the statements that name a table) to

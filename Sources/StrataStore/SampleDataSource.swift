@@ -99,6 +99,7 @@ extension SampleDataSource {
             throw DataSourceError.queryFailed(sql: sql, message: error.message ?? "\(error.resultCode)")
         }
         while let row = try cursor.next() {
+            if assembler.isFull { assembler.stop(); break }
             try assembler.add(rowID: row[0]) { i in Self.cell(row[i + 1] as DatabaseValue) }
         }
         return try assembler.finish()

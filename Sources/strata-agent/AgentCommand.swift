@@ -122,6 +122,10 @@ struct AgentCommand: AsyncParsableCommand {
     var nullPolicy: NullPolicy = .refuse
     @Option(name: .long, help: "Fraction of rows used for evaluation when there is no split column.")
     var testFraction: Double = 0.2
+    @Option(name: .long, help: ArgumentHelp(
+        "Read at most N rows, the first in row order (a table's key order, a query's ORDER BY): bounds the agent's memory on a large table; the log says when the source had more. Default: every row.",
+        valueName: "n"))
+    var maxRows: Int?
 
     @Option(name: .long, help: "The agent's own state database (pending updates); keep it across restarts.")
     var state: String
@@ -163,6 +167,7 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--odbc-password-file is the password of an --odbc connection; a SQLite --database needs none")
         }
         guard endpoint != nil else { throw ValidationError("--coordinator must be HOST:PORT, e.g. 127.0.0.1:7300 or [::1]:7300") }
+        if let maxRows, maxRows < 2 { throw ValidationError("--max-rows must be at least 2 (a training and an evaluation row)") }
         guard (0.01...0.9).contains(testFraction) else { throw ValidationError("--test-fraction must be between 0.01 and 0.9") }
         if let m = maxConnectAttempts, m < 1 { throw ValidationError("--max-connect-attempts must be at least 1") }
         if !features.isEmpty, !excluded.isEmpty {
@@ -181,7 +186,7 @@ struct AgentCommand: AsyncParsableCommand {
         let listed = features.isEmpty ? nil : features
         let selection: SampleSelection = query.map { .query(sql: $0, featureColumns: listed) } ?? .table(name: table, featureColumns: listed)
         let options = SampleOptions(selection: selection, labelColumn: labelColumn, splitColumn: splitColumn, testFraction: testFraction,
-                                    excludedColumns: excluded, nullPolicy: nullPolicy)
+                                    excludedColumns: excluded, nullPolicy: nullPolicy, maxRows: maxRows)
         let data: any DataSource
         if let odbc {
             let password: ODBCPassword?

@@ -78,6 +78,18 @@ final class TempDir {
                                         connection: server.connectionString() + ";UseDeclareFetch=1;Fetch=100").load()
                 #expect(cursor.train.features == reference.train.features && cursor.test.labels == reference.test.labels)
             }
+            // --max-rows: the first rows in key order, like SQLite's, and the source is said to have more.
+            let half = reference.rows.read / 2
+            var limitedOptions = SampleOptions(selection: .table(name: "samples", featureColumns: nil), splitColumn: nil, maxRows: half)
+            let limited = try ODBCDataSource(connectionString: server.connectionString(), password: ODBCPassword(server.readerPassword),
+                                             options: limitedOptions).load()
+            let sqliteLimited = try SampleDataSource(databasePath: path, options: limitedOptions).load()
+            #expect(limited.rows.read == half && limited.rows.stoppedAt == half, "\(limited.rows)")
+            #expect(limited.train.features == sqliteLimited.train.features && limited.test.labels == sqliteLimited.test.labels, "\(server.kind)")
+            limitedOptions.selection = .query(sql: "SELECT x0, label FROM samples ORDER BY id")
+            let limitedQuery = try ODBCDataSource(connectionString: server.connectionString(), password: ODBCPassword(server.readerPassword),
+                                                  options: limitedOptions).load()
+            #expect(limitedQuery.rows.read == half && limitedQuery.rows.stoppedAt == half, "\(limitedQuery.rows)")
             // Without a split column both sources split by the same key: the integer primary key is SQLite's rowid.
             let keyed = try source(server, .table(name: "samples", featureColumns: ["x0", "x1"]), split: nil).load()
             let sqliteKeyed = try SampleDataSource(databasePath: path, selection: .table(name: "samples", featureColumns: ["x0", "x1"]), splitColumn: nil).load()
