@@ -86,12 +86,20 @@ public struct AgentService: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let trainingPool = NIOThreadPool(numberOfThreads: 2)  // training, evaluation
         trainingPool.start()
+        let current = NIOLockedValueBox(samples)
+        let control = SessionControl()
+        let refresher = configuration.refreshInterval.map { interval in
+            logger.info("the data is read again periodically", metadata: ["every": "\(interval)"])
+            return Task { await refreshLoop(every: interval, current: current, control: control) }
+        }
         do {
-            let exit = try await connectLoop(samples: samples, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)
+            let exit = try await connectLoop(samples: current, control: control, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)
+            refresher?.cancel()
             try? await trainingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             return exit
         } catch {
+            refresher?.cancel()
             try? await trainingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
@@ -132,16 +140,18 @@ public struct AgentService: Sendable {
         return loaded
     }
 
-    private func connectLoop(samples: LoadedSamples, state: AgentStateStore, tlsContext: TLSContext,
+    /// `samples`: the agent's rows, replaced by a refresh; each session starts with the newest.
+    private func connectLoop(samples: NIOLockedValueBox<LoadedSamples>, control: SessionControl, state: AgentStateStore, tlsContext: TLSContext,
                              group: any EventLoopGroup, trainingPool: NIOThreadPool) async throws -> AgentExit {
-        let session = AgentSession(configuration: configuration, samples: samples, state: state, tlsContext: tlsContext,
-                                   group: group, trainingPool: trainingPool, logger: logger,
-                                   emulationRandom: NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed)))
+        let emulationRandom = NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed))
         var streak = ReconnectStreak()
         var generator = SystemRandomNumberGenerator()
         while true {
             let outcome: AgentSession.Outcome
             let welcomed = NIOLockedValueBox(false)
+            control.beginSession()
+            let session = AgentSession(configuration: configuration, samples: samples.withLockedValue { $0 }, state: state, tlsContext: tlsContext,
+                                       group: group, trainingPool: trainingPool, logger: logger, emulationRandom: emulationRandom, control: control)
             do {
                 outcome = try await session.run(onWelcome: { welcomed.withLockedValue { $0 = true } })
                 streak.ended()
@@ -151,6 +161,10 @@ public struct AgentService: Sendable {
                 throw AgentError.certificateRefused(error)
             } catch let error as DataSourceError {
                 throw error
+            } catch let error where control.endSession() {
+                // Closed for a refresh: a planned reconnect, at once and not counted as a failure.
+                logger.info("reconnecting with the refreshed rows", metadata: ["closed": "\(error)"])
+                continue
             } catch {
                 let failures = streak.failed(afterWelcome: welcomed.withLockedValue { $0 })
                 if let limit = configuration.maxConnectAttempts, failures >= limit {

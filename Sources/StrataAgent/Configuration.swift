@@ -22,6 +22,9 @@ public struct AgentConfiguration: Sendable {
     public var welcomeTimeout: Duration = .seconds(15)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     public var agentVersion = "strata-agent/0.1.0"
+    /// Re-read the data this often (nil: once, at start). When the rows changed, the agent ends its session and
+    /// reconnects at once, so that the coordinator sees the new row counts.
+    public var refreshInterval: Duration?
     /// Experiments and tests: delays training updates to emulate a slower client. Inactive by default.
     public var emulation = SlowdownEmulation()
 

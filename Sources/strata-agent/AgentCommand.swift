@@ -126,6 +126,10 @@ struct AgentCommand: AsyncParsableCommand {
         "Read at most N rows, the first in row order (a table's key order, a query's ORDER BY): bounds the agent's memory on a large table; the log says when the source had more. Default: every row.",
         valueName: "n"))
     var maxRows: Int?
+    @Option(name: .long, help: ArgumentHelp(
+        "Read the data again every SECONDS (at least 1): when the rows changed, the agent logs the new counts and reconnects at once, so that the coordinator (stratactl client) sees them. One read at a time, off the session; a failed read keeps the rows read before. Default: read once, at start.",
+        valueName: "seconds"))
+    var refresh: Double?
 
     @Option(name: .long, help: "The agent's own state database (pending updates); keep it across restarts.")
     var state: String
@@ -167,6 +171,9 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--odbc-password-file is the password of an --odbc connection; a SQLite --database needs none")
         }
         guard endpoint != nil else { throw ValidationError("--coordinator must be HOST:PORT, e.g. 127.0.0.1:7300 or [::1]:7300") }
+        if let refresh, !(refresh.isFinite && (1...86_400).contains(refresh)) {
+            throw ValidationError("--refresh must be a number of seconds between 1 and 86400 (got \(refresh))")
+        }
         if let maxRows, maxRows < 2 { throw ValidationError("--max-rows must be at least 2 (a training and an evaluation row)") }
         guard (0.01...0.9).contains(testFraction) else { throw ValidationError("--test-fraction must be between 0.01 and 0.9") }
         if let m = maxConnectAttempts, m < 1 { throw ValidationError("--max-connect-attempts must be at least 1") }
@@ -211,6 +218,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.serverName = serverName
         config.maxConnectAttempts = maxConnectAttempts
         config.maxFrameBytes = maxFrameBytes
+        config.refreshInterval = refresh.map { .milliseconds(Int64($0 * 1000)) }
         config.emulation = emulation.configuration(certificatePath: cert)
         do {
             let exit = try await AgentService(configuration: config, logger: logger).run()

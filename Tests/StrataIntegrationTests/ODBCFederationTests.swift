@@ -105,6 +105,43 @@ extension IntegrationSuite {
             print("ODBC federation: target \(target), reached \(summary["bestAccuracy"] ?? summary["finalAccuracy"] ?? "?"); per agent: \(line)")
         }
 
+        /// --refresh: rows inserted into the PostgreSQL table while the federation runs reach the agent, its log
+        /// and the coordinator's client view (stratactl client) within seconds.
+        @Test(.timeLimit(.minutes(3)))
+        func rowsInsertedDuringARunArePickedUp() throws {
+            let servers = try DatabaseServers.required()
+            let box = Sandbox("odbc-refresh")
+            try box.makePKI(agents: 1)
+            _ = try box.makeData(clients: 1)
+            let pg = servers.postgres
+            try pg.copyTable(fromSQLite: box.file("data/client-01.sqlite"), as: "live")
+            let sqlite = try DatabaseQueue(path: box.file("data/client-01.sqlite"))
+            let (train, added) = try sqlite.read { db in
+                (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM samples WHERE split = 'train'") ?? 0,
+                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM samples WHERE split = 'train' AND id % 2 = 0") ?? 0)
+            }
+            let (coordinator, port) = try box.startCoordinator(["--max-duration", "90", "--standardize", "on", "--statistics-agents", "1"])
+            let agent = try box.start(Binaries.path("strata-agent"),
+                                      arguments(box, port: port, id: "agent-01", data: ["--odbc", pg.connectionString(), "--table", "live", "--refresh", "1"]),
+                                      log: "agent-01.log", environment: ["STRATA_ODBC_PASSWORD": pg.readerPassword])
+            defer {
+                if agent.isRunning { agent.terminate() }
+                if coordinator.isRunning { coordinator.terminate() }
+            }
+            let adminPort = try box.endpointPort("admin")
+            func client() throws -> String { try IntegrationSuite.AdminTests.ctl(box, adminPort: adminPort, ["client", "agent-01"]).output }
+            try eventually("stratactl client shows the agent with \(train) training rows", timeout: 60) { try client().contains("\(train) training rows") }
+
+            let columns = (0..<60).map { "x\($0)" }.joined(separator: ", ")
+            try pg.execute("INSERT INTO live (id, \(columns), label, split) SELECT id + 1000000, \(columns), label, split FROM live WHERE split = 'train' AND id % 2 = 0;")
+            try eventually("stratactl client shows \(train + added) training rows", timeout: 30) { try client().contains("\(train + added) training rows") }
+            let log = box.read("agent-01.log")
+            #expect(log.contains("data refreshed: reconnecting so that the coordinator sees the new rows"), "\(log.suffix(3000))")
+            #expect(log.contains("\(train + added) training"), "\(log.suffix(3000))")
+            #expect(agent.isRunning, "\(log.suffix(3000))")
+            #expect(!log.contains("connection lost"), "a refresh is a planned reconnect: \(log.suffix(3000))")
+        }
+
         /// What a data owner sees when the connection is wrong: the agent stops before connecting to the
         /// coordinator, says what to fix, and never prints the password.
         @Test(.timeLimit(.minutes(2)))
