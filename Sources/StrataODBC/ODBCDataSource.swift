@@ -200,7 +200,7 @@ public struct ODBCDataSource: DataSource {
 
     // MARK: Reading
 
-    /// `"visits"`, `"sales"."visits"`: a table name as typed, each dot-separated part quoted.
+    /// `"visits"`: one identifier quoted with the driver's quote character (embedded quotes doubled).
     static func quoted(_ name: String, quote: String) -> String {
         guard !quote.isEmpty else { return name }
         return quote + name.replacingOccurrences(of: quote, with: quote + quote) + quote
