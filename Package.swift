@@ -27,6 +27,12 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         .target(name: "CStrataOpenSSLShim", dependencies: ["COpenSSL"]),
+        // The system unixODBC driver manager: the agent's path to PostgreSQL, MariaDB/MySQL, SQL Server, Db2, Oracle.
+        .systemLibrary(
+            name: "CODBC",
+            pkgConfig: "odbc",
+            providers: [.apt(["unixodbc-dev"])]
+        ),
 
         // Pure logic: no I/O.
         .target(name: "StrataCore"),
@@ -36,7 +42,12 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
 
-        // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite.
+        // An agent's rows: the rules every data source shares (columns, kinds, labels, splits, NULLs, typed
+        // errors) and the `DataSource` seam. Pure: the sources below do the reading.
+        .target(name: "StrataData", dependencies: ["StrataCore"]),
+
+        // I/O edges: only StrataTransport touches OpenSSL, only StrataStore touches SQLite, only StrataODBC
+        // touches ODBC.
         .target(name: "StrataTransport", dependencies: [
             "COpenSSL", "CStrataOpenSSLShim",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -45,9 +56,10 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .target(name: "StrataStore", dependencies: [
-            "StrataCore",
+            "StrataCore", "StrataData",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .target(name: "StrataODBC", dependencies: ["CODBC", "StrataData"]),
 
         .target(name: "StrataLog", dependencies: [
             .product(name: "Logging", package: "swift-log"),
@@ -73,7 +85,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "StrataAgent", dependencies: [
-            "StrataCore", "StrataWire", "StrataTransport", "StrataStore",
+            "StrataCore", "StrataData", "StrataWire", "StrataTransport", "StrataStore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -89,7 +101,7 @@ let package = Package(
         ]),
         .executableTarget(name: "strata-agent", dependencies: [
             "StrataLog",
-            "StrataAgent",
+            "StrataAgent", "StrataData", "StrataStore", "StrataODBC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -134,7 +146,7 @@ let package = Package(
             .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         .testTarget(name: "StrataAgentTests", dependencies: [
-            "StrataAgent", "StrataStore", "StrataCore", .product(name: "Logging", package: "swift-log"),
+            "StrataAgent", "StrataData", "StrataStore", "StrataCore", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "StrataAdminTests", dependencies: ["StrataAdmin", "StrataWire"]),
         .testTarget(name: "StrataCoordinatorTests", dependencies: [
@@ -144,9 +156,15 @@ let package = Package(
         .testTarget(name: "StrataFuzzTests", dependencies: [
             "StrataFuzzTargets", "StrataCore", "StrataWire", .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataData", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Real PostgreSQL and MariaDB servers for the tests (Tests/StrataTestServers/README in its header).
+        .target(name: "StrataTestServers", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], path: "Tests/StrataTestServers"),
+        .testTarget(name: "StrataODBCTests", dependencies: [
+            "StrataODBC", "StrataData", "StrataStore", "StrataCore", "StrataTestServers", "CODBC",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .testTarget(name: "StrataIntegrationTests", dependencies: [
-            "StrataCore", "StrataWire", "StrataTransport",
+            "StrataCore", "StrataWire", "StrataTransport", "StrataTestServers",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -126,7 +126,7 @@ case "$run_abs" in /|"$HOME") die "refusing STRATA_RUN_DIR='$run_dir' (it is del
 
 # ---- 1. System libraries, and matplotlib for the plot (checked now so a long run never fails at its end)
 missing=()
-for pkg in libssl-dev libsqlite3-dev openssl; do
+for pkg in libssl-dev libsqlite3-dev unixodbc-dev openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)

@@ -22,9 +22,9 @@ config=${STRATA_CONFIG:-release}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-# 1. System libraries (the coordinator and agents link the system's libssl and libsqlite3).
+# 1. System libraries (the coordinator and agents link the system's libssl and libsqlite3; the agent also libodbc).
 missing=()
-for pkg in libssl-dev libsqlite3-dev openssl; do
+for pkg in libssl-dev libsqlite3-dev unixodbc-dev openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

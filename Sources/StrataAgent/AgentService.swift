@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataCore
+import StrataData
 import StrataStore
 import StrataTransport
 import StrataWire
@@ -72,7 +73,8 @@ public struct AgentService: Sendable {
 
     /// Loads the data, then connects, trains and reconnects until the coordinator ends the federation.
     public func run() async throws -> AgentExit {
-        let samples = try Self.prepare(try configuration.data.load(), database: configuration.data.databasePath, logger: logger)
+        logger.info("reading the data", metadata: ["source": "\(configuration.data)"])
+        let samples = try Self.prepare(try await DataSourceLoader.load(configuration.data), source: "\(configuration.data)", logger: logger)
         let emulation = configuration.emulation
         if emulation.isActive {
             logger.notice("emulating a slow client: training updates are delayed", metadata: [
@@ -84,12 +86,20 @@ public struct AgentService: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let trainingPool = NIOThreadPool(numberOfThreads: 2)  // training, evaluation
         trainingPool.start()
+        let current = NIOLockedValueBox(samples)
+        let control = SessionControl()
+        let refresher = configuration.refreshInterval.map { interval in
+            logger.info("the data is read again periodically", metadata: ["every": "\(interval)"])
+            return Task { await refreshLoop(every: interval, current: current, control: control) }
+        }
         do {
-            let exit = try await connectLoop(samples: samples, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)
+            let exit = try await connectLoop(samples: current, control: control, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)
+            refresher?.cancel()
             try? await trainingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             return exit
         } catch {
+            refresher?.cancel()
             try? await trainingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
@@ -104,9 +114,9 @@ public struct AgentService: Sendable {
     /// values kept by `--null-policy impute` are filled with this agent's own training means, with a warning.
     /// When the coordinator sends the federation's vocabulary and means, use `mappingLabels(through:)` and
     /// `imputing(means:)` instead.
-    static func prepare(_ loaded: LoadedSamples, database: String, logger: Logger) throws -> LoadedSamples {
+    static func prepare(_ loaded: LoadedSamples, source: String, logger: Logger) throws -> LoadedSamples {
         logger.info("data loaded", metadata: ["train": "\(loaded.train.count)", "test": "\(loaded.test.count)",
-                                              "features": "\(loaded.columns.count)", "database": "\(database)"])
+                                              "features": "\(loaded.columns.count)", "source": "\(source)"])
         for line in loaded.summaryLines { logger.info("\(line)") }
         if loaded.rows.skipped > 0 {
             logger.warning("rows left out for missing values", metadata: ["skipped": "\(loaded.rows.skipped)", "read": "\(loaded.rows.read)",
@@ -130,16 +140,18 @@ public struct AgentService: Sendable {
         return loaded
     }
 
-    private func connectLoop(samples: LoadedSamples, state: AgentStateStore, tlsContext: TLSContext,
+    /// `samples`: the agent's rows, replaced by a refresh; each session starts with the newest.
+    private func connectLoop(samples: NIOLockedValueBox<LoadedSamples>, control: SessionControl, state: AgentStateStore, tlsContext: TLSContext,
                              group: any EventLoopGroup, trainingPool: NIOThreadPool) async throws -> AgentExit {
-        let session = AgentSession(configuration: configuration, samples: samples, state: state, tlsContext: tlsContext,
-                                   group: group, trainingPool: trainingPool, logger: logger,
-                                   emulationRandom: NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed)))
+        let emulationRandom = NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed))
         var streak = ReconnectStreak()
         var generator = SystemRandomNumberGenerator()
         while true {
             let outcome: AgentSession.Outcome
             let welcomed = NIOLockedValueBox(false)
+            control.beginSession()
+            let session = AgentSession(configuration: configuration, samples: samples.withLockedValue { $0 }, state: state, tlsContext: tlsContext,
+                                       group: group, trainingPool: trainingPool, logger: logger, emulationRandom: emulationRandom, control: control)
             do {
                 outcome = try await session.run(onWelcome: { welcomed.withLockedValue { $0 = true } })
                 streak.ended()
@@ -149,6 +161,10 @@ public struct AgentService: Sendable {
                 throw AgentError.certificateRefused(error)
             } catch let error as DataSourceError {
                 throw error
+            } catch let error where control.endSession() {
+                // Closed for a refresh: a planned reconnect, at once and not counted as a failure.
+                logger.info("reconnecting with the refreshed rows", metadata: ["closed": "\(error)"])
+                continue
             } catch {
                 let failures = streak.failed(afterWelcome: welcomed.withLockedValue { $0 })
                 if let limit = configuration.maxConnectAttempts, failures >= limit {

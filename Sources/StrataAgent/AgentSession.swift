@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import StrataCore
+import StrataData
 import StrataStore
 import StrataTransport
 import StrataWire
@@ -21,6 +22,8 @@ struct AgentSession: Sendable {
     /// Jitter stream of `configuration.emulation`, seeded from its seed; shared by the connections of one agent
     /// so that a reconnection does not replay the same delays.
     let emulationRandom: NIOLockedValueBox<SeededGenerator>
+    /// Closes the session when a data refresh brings new rows (nil: never).
+    var control: SessionControl? = nil
 
     enum Outcome: Sendable {
         case finished(String)
@@ -60,6 +63,7 @@ struct AgentSession: Sendable {
                     return (try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel), identity)
                 }
             }
+        control?.attach(connection.channel.channel)
         return try await connection.channel.executeThenClose { inbound, outbound in
             let identity = try await connection.identity.get()
             guard identity.role == .coordinator else { throw AgentError.wrongServerRole(identity.role.rawValue) }

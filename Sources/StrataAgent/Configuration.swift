@@ -1,5 +1,6 @@
 import NIOCore
 import StrataCore
+import StrataData
 import StrataStore
 import StrataTransport
 
@@ -9,7 +10,8 @@ public struct AgentConfiguration: Sendable {
     /// Name checked against the coordinator certificate's SAN; defaults to the host.
     public var serverName: String?
     public var tls: TLSConfiguration
-    public var data: SampleDataSource
+    /// Where the rows come from: a SQLite file (`SampleDataSource`) or a server database (`ODBCDataSource`).
+    public var data: any DataSource
     /// The agent's own SQLite state (pending updates). Keep it across restarts.
     public var statePath: String
     public var reconnect = Backoff()
@@ -20,10 +22,13 @@ public struct AgentConfiguration: Sendable {
     public var welcomeTimeout: Duration = .seconds(15)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     public var agentVersion = "strata-agent/0.1.0"
+    /// Re-read the data this often (nil: once, at start). When the rows changed, the agent ends its session and
+    /// reconnects at once, so that the coordinator sees the new row counts.
+    public var refreshInterval: Duration?
     /// Experiments and tests: delays training updates to emulate a slower client. Inactive by default.
     public var emulation = SlowdownEmulation()
 
-    public init(coordinatorHost: String, coordinatorPort: Int, tls: TLSConfiguration, data: SampleDataSource, statePath: String) {
+    public init(coordinatorHost: String, coordinatorPort: Int, tls: TLSConfiguration, data: any DataSource, statePath: String) {
         self.coordinatorHost = coordinatorHost
         self.coordinatorPort = coordinatorPort
         self.tls = tls

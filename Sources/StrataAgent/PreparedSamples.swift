@@ -1,4 +1,5 @@
 import StrataCore
+import StrataData
 import StrataStore
 import StrataWire
 

@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import StrataAgent
+import StrataData
 import StrataLog
+import StrataODBC
 import StrataStore
 import StrataTransport
 
@@ -12,11 +14,29 @@ extension NullPolicy: ExpressibleByArgument {}
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "strata-agent",
-        abstract: "Train on a local SQLite database and send model updates to a Strata coordinator over mutual TLS.",
+        abstract: "Train on a local SQLite database, or a server database through ODBC, and send model updates to a Strata coordinator over mutual TLS.",
         discussion: """
-            The agent reads its rows once from --database: a table (--table) or any SQL query (--query). Rows are \
-            split into train and test by --split-column ('train'/'test'), or deterministically by --test-fraction when \
-            there is no such column. Only model updates leave the machine.
+            The agent reads its rows once, at start, from --database (a SQLite file) or --odbc (PostgreSQL, MariaDB/MySQL, \
+            SQL Server, Db2, Oracle: any driver registered with unixODBC): a table (--table) or any SQL query (--query). \
+            Rows are split into train and test by --split-column ('train'/'test'), or deterministically by --test-fraction \
+            when there is no such column. Only model updates leave the machine.
+
+            Server databases (ODBC): --odbc takes a data source name defined in /etc/odbc.ini or ~/.odbc.ini \
+            ("DSN=sales;UID=strata_agent") or a full connection string ("DRIVER={PostgreSQL Unicode};SERVER=db.example.org;\
+            PORT=5432;DATABASE=sales;UID=strata_agent"; MariaDB: DRIVER={MariaDB Unicode}), never the password: the agent \
+            refuses PWD= and PASSWORD= there, since every user of the machine can read a command line. The password comes \
+            from --odbc-password-file (a file only the agent's user can read), else from the environment variable \
+            STRATA_ODBC_PASSWORD; it is never logged, and scrubbed from the driver's messages. The session is made read-only \
+            where the driver allows it (SQL_ATTR_ACCESS_MODE; PostgreSQL and MariaDB/MySQL also by a session setting), and \
+            the database user needs SELECT on the table and nothing else. Numbers are read as text and parsed: integer, \
+            real, numeric/decimal, boolean and numerals in text columns, like SQLite's; a date, time or binary column is \
+            left out of an automatic choice (and the log says so) and refused when named: convert it in a --query. \
+            --table takes a schema-qualified name (sales.visits); a table with a single integer primary key is read in its \
+            order and that key numbers the rows in messages and in the split, otherwise rows are numbered in the server's \
+            order. The query runs on a thread of its own. Errors name the fix: an unknown driver or DSN (with the drivers \
+            and DSNs installed), an unreachable server, refused credentials, a missing database, table or column, a \
+            missing SELECT privilege, a column type that cannot be used. docs/OPERATIONS.md, "Reading from PostgreSQL, \
+            MariaDB, SQL Server, Db2 (ODBC)", has odbc.ini examples and read-only roles.
 
             Features: --feature-columns in the order given (age,income,debt_ratio); otherwise, for a table, every \
             column except the label, the split column, the primary key and --exclude-columns that holds numbers: \
@@ -45,10 +65,12 @@ struct AgentCommand: AsyncParsableCommand {
             Exit status: 0 when the coordinator ends the federation; 1 on an error that retrying cannot fix (bad \
             data, refused certificate, incompatible model), with a message saying what to change.
 
-            Example:
+            Examples:
               strata-agent --coordinator 127.0.0.1:7300 --cert Certs/out/agents/agent-01.crt \\
                 --key Certs/out/agents/agent-01.key --ca Certs/out/ca.crt \\
                 --database run/data/client-01.sqlite --state run/agent-01.state.sqlite
+              strata-agent ... --odbc "DRIVER={PostgreSQL Unicode};SERVER=db;PORT=5432;DATABASE=clinic;UID=strata_agent" \\
+                --odbc-password-file /etc/strata/db-password --table visits --label-column outcome --state agent.sqlite
 
             Heterogeneity emulation (--task-delay, --slowdown, --task-jitter) is for experiments and tests: it lets \
             fast and slow clients run on one machine. It delays training updates only, after they are saved; \
@@ -68,9 +90,17 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The federation CA certificate (PEM).")
     var ca: String
 
-    @Option(name: .long, help: "The local SQLite database holding the training rows.")
-    var database: String
-    @Option(name: .long, help: "Table to read (ignored with --query).")
+    @Option(name: .long, help: "The local SQLite database holding the training rows (or give --odbc).")
+    var database: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "A server database through unixODBC: a DSN (\"DSN=sales;UID=strata_agent\") or a connection string (\"DRIVER={PostgreSQL Unicode};SERVER=db;PORT=5432;DATABASE=sales;UID=strata_agent\"), without the password (or give --database).",
+        valueName: "connection"))
+    var odbc: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "File holding the --odbc password (one line), readable only by the agent's user. Default: the environment variable STRATA_ODBC_PASSWORD, if set. Never logged.",
+        valueName: "file"))
+    var odbcPasswordFile: String?
+    @Option(name: .long, help: "Table to read (ignored with --query); with --odbc it may be schema-qualified (sales.visits).")
     var table: String = "samples"
     @Option(name: .long, help: "SQL query returning the label, optional split, and feature columns.")
     var query: String?
@@ -92,6 +122,14 @@ struct AgentCommand: AsyncParsableCommand {
     var nullPolicy: NullPolicy = .refuse
     @Option(name: .long, help: "Fraction of rows used for evaluation when there is no split column.")
     var testFraction: Double = 0.2
+    @Option(name: .long, help: ArgumentHelp(
+        "Read at most N rows, the first in row order (a table's key order, a query's ORDER BY): bounds the agent's memory on a large table; the log says when the source had more. Default: every row.",
+        valueName: "n"))
+    var maxRows: Int?
+    @Option(name: .long, help: ArgumentHelp(
+        "Read the data again every SECONDS (at least 1): when the rows changed, the agent logs the new counts and reconnects at once, so that the coordinator (stratactl client) sees them. One read at a time, off the session; a failed read keeps the rows read before. Default: read once, at start.",
+        valueName: "seconds"))
+    var refresh: Double?
 
     @Option(name: .long, help: "The agent's own state database (pending updates); keep it across restarts.")
     var state: String
@@ -112,11 +150,31 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     /// --feature-columns as typed: `age,income` or repeated, one list.
-    var features: [String] { SampleDataSource.columnList(featureColumns) }
-    var excluded: [String] { SampleDataSource.columnList(excludeColumns) }
+    var features: [String] { SampleOptions.columnList(featureColumns) }
+    var excluded: [String] { SampleOptions.columnList(excludeColumns) }
 
     func validate() throws {
+        switch (database, odbc) {
+        case (nil, nil): throw ValidationError("give the data: --database FILE (a SQLite database) or --odbc CONNECTION (a server database through ODBC)")
+        case (.some, .some): throw ValidationError("--database and --odbc both name the data: give one of them")
+        default: break
+        }
+        if let odbc {
+            guard !odbc.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw ValidationError("--odbc needs a data source name or a connection string, e.g. \"DSN=sales;UID=strata_agent\"")
+            }
+            let secrets = ODBCDataSource.secretKeys(in: odbc)
+            guard secrets.isEmpty else {
+                throw ValidationError("--odbc holds a password (\(secrets.joined(separator: ", "))=…), which every user of this machine can read on the command line: remove it, and put the password in a file given with --odbc-password-file (readable only by the agent's user) or in the environment variable STRATA_ODBC_PASSWORD")
+            }
+        } else if odbcPasswordFile != nil {
+            throw ValidationError("--odbc-password-file is the password of an --odbc connection; a SQLite --database needs none")
+        }
         guard endpoint != nil else { throw ValidationError("--coordinator must be HOST:PORT, e.g. 127.0.0.1:7300 or [::1]:7300") }
+        if let refresh, !(refresh.isFinite && (1...86_400).contains(refresh)) {
+            throw ValidationError("--refresh must be a number of seconds between 1 and 86400 (got \(refresh))")
+        }
+        if let maxRows, maxRows < 2 { throw ValidationError("--max-rows must be at least 2 (a training and an evaluation row)") }
         guard (0.01...0.9).contains(testFraction) else { throw ValidationError("--test-fraction must be between 0.01 and 0.9") }
         if let m = maxConnectAttempts, m < 1 { throw ValidationError("--max-connect-attempts must be at least 1") }
         if !features.isEmpty, !excluded.isEmpty {
@@ -133,17 +191,34 @@ struct AgentCommand: AsyncParsableCommand {
         let logger = Logger(label: "strata.agent")
         let (host, port) = endpoint!
         let listed = features.isEmpty ? nil : features
-        let selection: SampleDataSource.Selection = query.map { .query(sql: $0, featureColumns: listed) } ?? .table(name: table, featureColumns: listed)
+        let selection: SampleSelection = query.map { .query(sql: $0, featureColumns: listed) } ?? .table(name: table, featureColumns: listed)
+        let options = SampleOptions(selection: selection, labelColumn: labelColumn, splitColumn: splitColumn, testFraction: testFraction,
+                                    excludedColumns: excluded, nullPolicy: nullPolicy, maxRows: maxRows)
+        let data: any DataSource
+        if let odbc {
+            let password: ODBCPassword?
+            do {
+                password = try ODBCPassword.resolve(file: odbcPasswordFile)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+            if let file = odbcPasswordFile, let mode = (try? FileManager.default.attributesOfItem(atPath: file))?[.posixPermissions] as? Int,
+               mode & 0o077 != 0 {
+                logger.warning("the password file can be read by other users: chmod 600 it", metadata: ["file": "\(file)", "mode": "\(String(mode, radix: 8))"])
+            }
+            data = ODBCDataSource(connectionString: odbc, password: password, options: options)
+        } else {
+            data = SampleDataSource(databasePath: database!, options: options)
+        }
         var config = AgentConfiguration(
             coordinatorHost: host, coordinatorPort: port,
             tls: TLSConfiguration(certificateChainFile: cert, privateKeyFile: key, trustRootsFile: ca),
-            data: SampleDataSource(databasePath: database, selection: selection, labelColumn: labelColumn,
-                                   splitColumn: splitColumn, testFraction: testFraction,
-                                   excludedColumns: excluded, nullPolicy: nullPolicy),
-            statePath: state)
+            data: data, statePath: state)
         config.serverName = serverName
         config.maxConnectAttempts = maxConnectAttempts
         config.maxFrameBytes = maxFrameBytes
+        config.refreshInterval = refresh.map { .milliseconds(Int64($0 * 1000)) }
         config.emulation = emulation.configuration(certificatePath: cert)
         do {
             let exit = try await AgentService(configuration: config, logger: logger).run()

@@ -1,5 +1,6 @@
 import Logging
 import StrataCore
+import StrataData
 import StrataStore
 import StrataWire
 import Testing
@@ -17,13 +18,13 @@ import Testing
 
     @Test func aTableWhoseColumnNamesFitIsTaken() throws {
         // 2,000 columns (SQLite's default maximum) of 100-character names: ~208 KB, under the limit.
-        let loaded = try AgentService.prepare(samples(columns: 2_000, nameLength: 100), database: "t.sqlite", logger: Logger(label: "test"))
+        let loaded = try AgentService.prepare(samples(columns: 2_000, nameLength: 100), source: "SQLite database t.sqlite", logger: Logger(label: "test"))
         #expect(loaded.columns.count == 2_000)
     }
 
     @Test func namesOverTheFirstFrameLimitAreRefusedAtStartWithTheFix() throws {
         do {
-            _ = try AgentService.prepare(samples(columns: 2_000, nameLength: 200), database: "t.sqlite", logger: Logger(label: "test"))
+            _ = try AgentService.prepare(samples(columns: 2_000, nameLength: 200), source: "SQLite database t.sqlite", logger: Logger(label: "test"))
             Issue.record("a hello of ~400 KB was accepted")
         } catch let error as AgentError {
             guard case .helloTooLarge(let bytes, let columns) = error else { Issue.record("\(error)"); return }

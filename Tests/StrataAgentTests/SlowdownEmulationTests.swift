@@ -1,3 +1,4 @@
+import StrataStore
 import Testing
 @testable import StrataAgent
 
@@ -7,7 +8,7 @@ import Testing
         #expect(!none.isActive)
         #expect(none.extraDelay(computeTime: .seconds(3), uniform: 0.9) == .zero)
         #expect(AgentConfiguration(coordinatorHost: "h", coordinatorPort: 1, tls: .init(certificateChainFile: "c", privateKeyFile: "k", trustRootsFile: "a"),
-                                   data: .init(databasePath: "d", selection: .table(name: "t", featureColumns: nil), labelColumn: "label",
+                                   data: SampleDataSource(databasePath: "d", selection: .table(name: "t", featureColumns: nil), labelColumn: "label",
                                                splitColumn: "split", testFraction: 0.2),
                                    statePath: "s").emulation == none)
     }

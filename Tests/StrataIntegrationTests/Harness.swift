@@ -50,11 +50,15 @@ final class Sandbox: @unchecked Sendable {
 
     func file(_ name: String) -> String { path + "/" + name }
 
+    /// `environment`: variables added to (or replacing) the test process's own.
     @discardableResult
-    func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
+    func start(_ executable: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, given in given }
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: path)
         _ = FileManager.default.createFile(atPath: file(log), contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file(log)))
@@ -66,9 +70,9 @@ final class Sandbox: @unchecked Sendable {
     }
 
     /// Runs to completion (bounded by `timeout`), returning exit status and combined output.
-    func run(_ executable: String, _ arguments: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
+    func run(_ executable: String, _ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let log = "run-\(UUID().uuidString.prefix(6)).log"
-        let process = try start(executable, arguments, log: log)
+        let process = try start(executable, arguments, log: log, environment: environment)
         try waitForExit(process, timeout: timeout)
         return (process.terminationStatus, (try? String(contentsOfFile: file(log), encoding: .utf8)) ?? "")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StrataData
 import Testing
 @testable import StrataStore
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StrataData
 import StrataCore
 import Testing
 @testable import StrataStore

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StrataData
 import StrataCore
 import Testing
 @testable import StrataStore
@@ -110,6 +111,21 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
             guard case .notADatabase = error else { Issue.record("unexpected \(error)"); return }
             #expect(error.description.contains("not a readable SQLite database"))
         }
+    }
+
+    /// --max-rows: the first N rows in rowid order, and the log says the table had more.
+    @Test func maxRowsReadsTheFirstRowsAndSaysSo() throws {
+        let dir = TempDir()
+        let train = Dataset(featureCount: 1, features: (0..<8).map { Float($0) + 0.5 }, labels: [Float](repeating: 0, count: 8))
+        let test = Dataset(featureCount: 1, features: [100.5, 101.5], labels: [1, 1])
+        try SampleDatabaseWriter.write(path: dir.file("m.sqlite"), train: train, test: test, integerLabels: true)
+        let options = { (limit: Int?) in SampleOptions(selection: .table(name: "samples", featureColumns: nil), splitColumn: nil, testFraction: 0.3, maxRows: limit) }
+        let limited = try SampleDataSource(databasePath: dir.file("m.sqlite"), options: options(6)).load()
+        #expect(limited.rows.read == 6 && limited.rows.stoppedAt == 6)
+        #expect((limited.train.features + limited.test.features).sorted() == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5])
+        #expect(limited.summaryLines.contains { $0.hasPrefix("rows: 6 read (stopped at --max-rows 6; the source has more)") }, "\(limited.summaryLines)")
+        let exact = try SampleDataSource(databasePath: dir.file("m.sqlite"), options: options(10)).load()
+        #expect(exact.rows.read == 10 && exact.rows.stoppedAt == nil)
     }
 }
 

@@ -1,7 +1,19 @@
 import Foundation
-import GRDB
 
-/// One SQLite value read as a number, the way docs/PROTOCOL.md §8 describes.
+/// One value of a database row as a source hands it over: SQLite's storage classes, which every source maps
+/// its column types to (an ODBC source: integer types → `integer`, floating and decimal types → `real`, character
+/// types → `text`, binary → `blob`).
+public enum DatabaseCell: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    /// May be NaN or infinite (a PostgreSQL `'NaN'::float8`): refused as a value, never trapped on.
+    case real(Double)
+    case text(String)
+    /// Only its size is kept, for the error message.
+    case blob(bytes: Int)
+}
+
+/// One value read as a number, the way docs/PROTOCOL.md §8 describes.
 enum NumericCell: Equatable {
     /// NULL, or text that is empty or only whitespace (what `sqlite3 .import` stores for an empty CSV field).
     case missing
@@ -17,22 +29,23 @@ enum NumberForm: Equatable {
     case integer, real, text, boolean
 }
 
-enum ColumnValues {
+/// How values are read as numbers, shared by every data source.
+public enum ColumnValues {
     /// Reads a feature value: INTEGER and REAL as they are; TEXT holding a decimal numeral (optional sign,
     /// digits with an optional decimal point, optional exponent; surrounding whitespace ignored) as that
     /// number; TEXT true/false, yes/no, t/f (any case) as 1/0; empty text as missing.
-    static func feature(_ value: DatabaseValue) -> NumericCell {
-        switch value.storage {
+    static func feature(_ value: DatabaseCell) -> NumericCell {
+        switch value {
         case .null: return .missing
-        case .int64(let v): return .number(Double(v), .integer)
-        case .double(let v): return checked(v, form: .real, shown: { "\(v)" })
-        case .string(let s):
+        case .integer(let v): return .number(Double(v), .integer)
+        case .real(let v): return checked(v, form: .real, shown: { "\(v)" })
+        case .text(let s):
             let text = trimmed(s)
             if text.isEmpty { return .missing }
             if let v = numeral(text) { return checked(v, form: .text, shown: { shown(text) }) }
             if let b = booleanWord(text) { return .number(b ? 1 : 0, .boolean) }
             return .notNumber(shown(text))
-        case .blob(let b): return .notNumber("<blob of \(b.count) bytes>")
+        case .blob(let count): return .notNumber("<blob of \(count) bytes>")
         }
     }
 
@@ -42,17 +55,17 @@ enum ColumnValues {
         return .number(v, form)
     }
 
-    static func trimmed(_ s: String) -> String {
+    public static func trimmed(_ s: String) -> String {
         s.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    static func shown(_ s: String) -> String {
+    public static func shown(_ s: String) -> String {
         s.count > 40 ? String(s.prefix(40)) + "…" : s
     }
 
     /// The value of a decimal numeral (`12`, `-0.2`, `+4`, `.5`, `3.`, `1e3`, `2.5E-4`), nil for anything else
     /// (hexadecimal, `nan`, `inf`, thousands separators, units, …). May be infinite when the exponent is huge.
-    static func numeral(_ text: String) -> Double? {
+    public static func numeral(_ text: String) -> Double? {
         var digits = 0
         var i = text.utf8.startIndex
         let bytes = text.utf8
@@ -76,7 +89,7 @@ enum ColumnValues {
     }
 
     /// true/t/yes → true, false/f/no → false (any case); nil for anything else.
-    static func booleanWord(_ text: String) -> Bool? {
+    public static func booleanWord(_ text: String) -> Bool? {
         guard text.utf8.count <= 5 else { return nil }
         switch text.lowercased() {
         case "true", "t", "yes": return true
@@ -91,7 +104,7 @@ enum ColumnValues {
     /// integers that are consecutive (k, k+1, …, in any order), or — when `rowOrderIsInsertionOrder` (a
     /// table read in rowid order, not a query's own order) — distinct integers that increase with every row
     /// (an agent's share of a numbering, a sequence number).
-    static func identifierReason(name: String, values: [Double], rowOrderIsInsertionOrder: Bool, minimumRows: Int = 10) -> String? {
+    public static func identifierReason(name: String, values: [Double], rowOrderIsInsertionOrder: Bool, minimumRows: Int = 10) -> String? {
         let lower = name.lowercased()
         if lower == "id" || lower == "index" || lower == "rowid" || lower == "row_id" || lower == "oid" || lower == "_rowid_"
             || lower.hasSuffix("_id") || lower.hasSuffix(" id") || lower.hasSuffix("-id") || lower.hasPrefix("unnamed:") {

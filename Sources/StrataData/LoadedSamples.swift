@@ -73,6 +73,8 @@ public struct RowCounts: Sendable, Hashable, CustomStringConvertible {
     public var skippedForMissingSplit = 0
     /// Missing feature values kept as NaN for imputation (`impute`), in training and evaluation rows.
     public var missingValuesKept = 0
+    /// The source had more rows; reading stopped at this many (`--max-rows`).
+    public var stoppedAt: Int?
 
     public init() {}
 
@@ -80,7 +82,7 @@ public struct RowCounts: Sendable, Hashable, CustomStringConvertible {
     public var used: Int { read - skipped }
 
     public var description: String {
-        var parts = ["\(read) read"]
+        var parts = [stoppedAt.map { "\(read) read (stopped at --max-rows \($0); the source has more)" } ?? "\(read) read"]
         if skipped > 0 {
             var why: [String] = []
             if skippedForMissingFeature > 0 { why.append("\(skippedForMissingFeature) for a missing feature value") }
@@ -129,6 +131,9 @@ public struct LoadedSamples: Sendable {
     public var testLabelNames: [String]?
     public var rows: RowCounts
     public var nullPolicy: NullPolicy
+    /// What the source says about itself for the start-up log (a server database: the server, the driver and
+    /// how the session was made read-only).
+    public var sourceNotes: [String] = []
 
     public init(train: Dataset, test: Dataset, columns: [FeatureColumn], skippedColumns: [ColumnNote] = [],
                 labelColumn: String = "label", labelKind: LabelKind = .numeric(.real), trainLabelNames: [String]? = nil,
@@ -216,8 +221,9 @@ public struct LoadedSamples: Sendable {
     /// Lines for the agent's start-up log: the columns used in order with their kind, the label, what was
     /// left out and how the rows were used.
     public var summaryLines: [String] {
-        var lines = ["features (\(columns.count), in model order): "
-                     + columns.enumerated().map { "\($0.offset + 1). \($0.element)" }.joined(separator: "; ")]
+        var lines = sourceNotes
+        lines.append("features (\(columns.count), in model order): "
+                     + columns.enumerated().map { "\($0.offset + 1). \($0.element)" }.joined(separator: "; "))
         lines.append("label: \(labelColumn), \(labelKind)")
         if !skippedColumns.isEmpty {
             lines.append("columns not used: " + skippedColumns.map(\.description).joined(separator: "; "))
