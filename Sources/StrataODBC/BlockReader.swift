@@ -76,11 +76,11 @@ final class BlockReader {
         var taken: SQLULEN = 1
         var length: SQLINTEGER = 0
         if succeeded(SQLGetStmtAttrW(statement.handle, SQLINTEGER(SQL_ATTR_ROW_ARRAY_SIZE), &taken, SQLINTEGER(MemoryLayout<SQLULEN>.size), &length)) {
-            rowsPerFetch = max(1, min(Int(taken), rows))
+            rowsPerFetch = max(1, min(Int(clamping: taken), rows))   // a driver's answer: clamped, never trapped
         } else {
             rowsPerFetch = 1
         }
-        if Int(taken) != rowsPerFetch { _ = statement.setAttribute(SQL_ATTR_ROW_ARRAY_SIZE, UInt(rowsPerFetch)) }
+        if Int(clamping: taken) != rowsPerFetch { _ = statement.setAttribute(SQL_ATTR_ROW_ARRAY_SIZE, UInt(rowsPerFetch)) }
         try statement.check(SQLSetStmtAttrW(statement.handle, SQLINTEGER(SQL_ATTR_ROWS_FETCHED_PTR), UnsafeMutableRawPointer(fetched), 0),
                             "setting up the fetch")
         _ = SQLSetStmtAttrW(statement.handle, SQLINTEGER(SQL_ATTR_ROW_STATUS_PTR), UnsafeMutableRawPointer(status), 0)
@@ -102,7 +102,7 @@ final class BlockReader {
             let rc = SQLFetch(statement.handle)
             if rc == SQLRETURN(SQL_NO_DATA) { return }
             try statement.check(rc, "reading rows")
-            let count = min(fetched.pointee == 0 ? 1 : Int(fetched.pointee), rowsPerFetch)
+            let count = min(fetched.pointee == 0 ? 1 : Int(clamping: fetched.pointee), rowsPerFetch)
             for row in 0..<count {
                 switch Int32(status[row]) {
                 case SQL_ROW_NOROW: continue
