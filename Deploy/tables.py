@@ -63,13 +63,10 @@ exportable model); 130/143 interrupted.
 """
 
 import argparse
-import atexit
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -78,83 +75,17 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runkit import REPO, procs, say  # noqa: E402  (progress lines; every process started is stopped on exit)
+
 AGENTS = 3
 HOLDOUT = 0.25          # of each agent's rows, kept out of its database: the test rows
 AGENT_TEST_FRACTION = 0.2   # strata-agent's --test-fraction default: its evaluation rows
 ACCURACY_BAR = 0.02     # points (as a fraction) below the central fit
 RMSE_BAR = 0.05         # relative
 
-STARTED = time.monotonic()
-
-
-def say(message):
-    print(f"[{time.strftime('%H:%M:%S')} +{time.monotonic() - STARTED:7.1f}s] {message}", flush=True)
-
-
 class SetupError(Exception):
     pass
-
-
-# ------------------------------------------------------------------------------------------ processes
-
-def _parent_death_signal():
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-class Processes:
-    def __init__(self):
-        self.live = []
-
-    def start(self, argv, log_path, stdout_path=None, env=None):
-        err = open(log_path, "ab")
-        out = open(stdout_path, "ab") if stdout_path else err
-        try:
-            p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO, env=env,
-                                 preexec_fn=_parent_death_signal if sys.platform.startswith("linux") else None)
-        finally:
-            err.close()
-            if stdout_path:
-                out.close()
-        self.live.append(p)
-        return p
-
-    def stop(self, processes, grace=10.0):
-        for p in processes:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + grace
-        for p in processes:
-            try:
-                p.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p in self.live:
-                self.live.remove(p)
-
-    def stop_all(self):
-        self.stop(list(self.live), grace=5.0)
-
-
-procs = Processes()
-atexit.register(procs.stop_all)
-
-
-def _on_signal(signum, _frame):
-    say(f"signal {signum}: stopping every process started")
-    procs.stop_all()
-    sys.exit(128 + signum)
-
-
-for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(_sig, _on_signal)
 
 
 # ------------------------------------------------------------------------------------------------ tables
