@@ -60,13 +60,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runkit import REPO, procs, say  # noqa: E402  (progress lines; every process started is stopped on exit)
+from runkit import REPO, procs, require_programs, run_root, say  # noqa: E402  (progress lines; every process started is stopped on exit)
 
 ADVERSARY = os.path.join(REPO, "Tests", "adversary", "byzantine_agent.py")
 sys.path.insert(0, os.path.dirname(ADVERSARY))
@@ -466,20 +465,13 @@ def parse_args():
         p.error("--byzantine must be at least 1 and below --agents")
     if args.runs < 1 or args.duration <= 0:
         p.error("--runs and --duration must be positive")
-    args.bin = os.path.abspath(args.bin)
-    for prog in ("strata-coordinator", "strata-agent", "strata-datagen"):
-        if not os.access(os.path.join(args.bin, prog), os.X_OK):
-            p.error(f"{prog} not found in {args.bin} (build it, or pass --bin DIR)")
+    args.bin = require_programs(p, args.bin, ("strata-coordinator", "strata-agent", "strata-datagen"))
     return args
 
 
 def main():
     args = parse_args()
-    root = os.path.abspath(args.run_dir) if args.run_dir else tempfile.mkdtemp(prefix="strata-byzantine-")
-    if args.run_dir:
-        if os.path.exists(root):
-            shutil.rmtree(root)
-        os.makedirs(root)
+    root = run_root(args.run_dir, "strata-byzantine-")
     manifest = setup(args, root)
     say(f"{args.agents} clients: {args.agents - args.byzantine} honest Swift agents, {args.byzantine} Byzantine slots; "
         f"scenarios {', '.join(args.scenarios)}; {args.runs} run(s) of {args.duration:g} s; binaries {args.bin}")

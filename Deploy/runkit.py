@@ -6,9 +6,11 @@ behind. Importing it installs the handlers; `procs` starts and stops the process
 import atexit
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,3 +74,23 @@ def _on_signal(signum, _frame):
     say(f"signal {signum}: stopping every process started")
     procs.stop_all()
     sys.exit(128 + signum)
+
+
+def require_programs(parser, directory, programs):
+    """--bin DIR as an absolute path, or the parser's error naming the first program missing from it."""
+    directory = os.path.abspath(directory)
+    for prog in programs:
+        if not os.access(os.path.join(directory, prog), os.X_OK):
+            parser.error(f"{prog} not found in {directory} (build it, or pass --bin DIR)")
+    return directory
+
+
+def run_root(run_dir, prefix):
+    """The run's folder: --run-dir emptied and made anew, or a fresh temporary one."""
+    if not run_dir:
+        return tempfile.mkdtemp(prefix=prefix)
+    root = os.path.abspath(run_dir)
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    os.makedirs(root)
+    return root

@@ -70,13 +70,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runkit import REPO, procs, say  # noqa: E402  (progress lines; every process started is stopped on exit)
+from runkit import REPO, procs, require_programs, run_root, say  # noqa: E402  (progress lines; every process started is stopped on exit)
 
 AGENTS = 3
 HOLDOUT = 0.25          # of each agent's rows, kept out of its database: the test rows
@@ -853,20 +852,13 @@ def parse_args():
             p.error(f"unknown table '{s}' (choose from {', '.join(TABLES)})")
     if args.duration <= 0:
         p.error("--duration must be positive")
-    args.bin = os.path.abspath(args.bin)
-    for prog in ("strata-coordinator", "strata-agent", "stratactl"):
-        if not os.access(os.path.join(args.bin, prog), os.X_OK):
-            p.error(f"{prog} not found in {args.bin} (build it, or pass --bin DIR)")
+    args.bin = require_programs(p, args.bin, ("strata-coordinator", "strata-agent", "stratactl"))
     return args
 
 
 def main():
     args = parse_args()
-    root = os.path.abspath(args.run_dir) if args.run_dir else tempfile.mkdtemp(prefix="strata-tables-")
-    if args.run_dir:
-        if os.path.exists(root):
-            shutil.rmtree(root)
-        os.makedirs(root)
+    root = run_root(args.run_dir, "strata-tables-")
     results = []
     status = 0
 

@@ -103,7 +103,11 @@ public struct AgentNorms: Sendable {
     public var count: Int { latest.count }
 
     /// The median of the agents' latest norms (as of the last refresh).
-    public var median: Double? { sorted.isEmpty ? nil : sorted.median }
+    public var median: Double? {
+        guard !sorted.isEmpty else { return nil }
+        let mid = sorted.count / 2   // already in order: no second sort
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
 
     public mutating func record(_ norm: Double, client: String) {
         guard norm.isFinite, norm >= 0 else { return }
