@@ -77,7 +77,10 @@ extension IntegrationSuite {
                 #expect(log.contains("features (60, in model order): 1. x0 real"), "\(log.prefix(3000))")
                 #expect(!log.contains(servers.postgres.readerPassword) && !log.contains("r3ad"), "a password in a log")
             }
-            for (i, agent) in agents.enumerated() { #expect(agent.terminationStatus == 0, "agent-0\(i + 1):\n\(logs[i].suffix(2000))") }
+            // Reading terminationStatus of a running process traps: an agent still running is a failure, not a crash.
+            for (i, agent) in agents.enumerated() {
+                #expect(!agent.isRunning && agent.terminationStatus == 0, "agent-0\(i + 1) (running: \(agent.isRunning)):\n\(logs[i].suffix(2000))")
+            }
 
             let db = try DatabaseQueue(path: box.file("coordinator.sqlite"))
             let contributors = try db.read { try String.fetchAll($0, sql: "SELECT DISTINCT clientID FROM committedUpdates ORDER BY clientID") }
