@@ -34,11 +34,15 @@ public struct SampleOptions: Sendable, Hashable {
     /// Read at most this many rows, the first in row order (a table's key order, a query's result order);
     /// nil: every row. Bounds the agent's memory on a large table.
     public var maxRows: Int?
+    /// Columns holding dates or timestamps (text, or a DATE/TIMESTAMP type), read as days since 1970-01-01
+    /// UTC (`DateValues`). Each is a feature: taken automatically, or listed in `featureColumns` as well.
+    public var dateColumns: [String]
 
     public init(selection: SampleSelection, labelColumn: String = "label", splitColumn: String? = "split",
                 testFraction: Double = 0.2, splitSeed: UInt64 = 0, excludedColumns: [String] = [], nullPolicy: NullPolicy = .refuse,
-                maxRows: Int? = nil) {
+                maxRows: Int? = nil, dateColumns: [String] = []) {
         self.maxRows = maxRows
+        self.dateColumns = dateColumns
         self.selection = selection
         self.labelColumn = labelColumn
         self.splitColumn = splitColumn

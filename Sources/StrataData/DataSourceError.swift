@@ -29,6 +29,10 @@ public enum DataSourceError: Error, Hashable, Sendable, CustomStringConvertible 
     /// A column whose type cannot be read as a number (a date, a binary or a spatial column), named or chosen
     /// from a query. (Chosen automatically from a table, such a column is left out and listed instead.)
     case unusableColumnType(column: String, type: String, source: String)
+    /// A value of a `--date-columns` column that is not a date.
+    case notADate(column: String, row: Int64, value: String)
+    /// A `--date-columns` column that cannot be a feature.
+    case dateColumnNotAFeature(column: String, reason: String)
 
     // Server databases (ODBC). `connection`: the connection string as given, which never holds the password.
 
@@ -64,6 +68,8 @@ public enum DataSourceError: Error, Hashable, Sendable, CustomStringConvertible 
         case .noFeatureColumns(let source, let skipped):
             let why = skipped.isEmpty ? "" : " (left out: \(skipped.map(\.description).joined(separator: "; ")))"
             return "\(source) has no numeric feature columns besides the label and split\(why): list them with --feature-columns"
+        case .nonNumericValue(let column, let row, let value) where DateValues.days(sinceEpoch: value) != nil:
+            return "row \(row), column '\(column)' holds '\(value)', a date, not a number: read the column as days since 1970-01-01 with --date-columns \(column), or leave it out with --exclude-columns or --feature-columns"
         case .nonNumericValue(let column, let row, let value):
             return "row \(row), column '\(column)' holds '\(value)', which is not a number (accepted: integers, reals, decimal numerals such as '12', ' 3.5 ', '1e3', '-0.2' stored as text, and true/false, yes/no, t/f): clean the column, convert it in a --query (e.g. CAST(REPLACE(\(column), ',', '') AS REAL)), or leave it out with --exclude-columns or --feature-columns"
         case .valueOutOfRange(let column, let row, let value):
@@ -99,7 +105,11 @@ public enum DataSourceError: Error, Hashable, Sendable, CustomStringConvertible 
             let shown = vocabulary.prefix(10).map { "'\($0)'" }.joined(separator: ", ") + (vocabulary.count > 10 ? ", …" : "")
             return "label column '\(column)': '\(label)' (\(rows) row\(rows == 1 ? "" : "s")) is not in the federation's label vocabulary [\(shown)]: correct the label, or filter those rows out in a --query"
         case .unusableColumnType(let column, let type, let source):
-            return "column '\(column)' of \(source) has type \(type), which the agent cannot read as a number: leave it out (--exclude-columns \(column), or a --feature-columns list without it), or convert it in a --query (a date to a number: EXTRACT(EPOCH FROM \(column)) in PostgreSQL, UNIX_TIMESTAMP(\(column)) in MariaDB/MySQL)"
+            return "column '\(column)' of \(source) has type \(type), which the agent cannot read as a number: leave it out (--exclude-columns \(column), or a --feature-columns list without it), read a date or timestamp column as days since 1970-01-01 with --date-columns \(column), or convert it in a --query"
+        case .notADate(let column, let row, let value):
+            return "column '\(column)', row \(row): '\(value)' is not a date; --date-columns reads text dates and timestamps such as 2024-03-01, 2024-03-01 12:34:56 or 2024-03-01T12:34:56.5+02:00 (a DATE or TIMESTAMP column reads as these). A column that already holds numbers (Unix time, a Julian day) needs no --date-columns: remove it from the list; otherwise correct the value, or convert it in a --query"
+        case .dateColumnNotAFeature(let column, let reason):
+            return "--date-columns names '\(column)', but \(reason): a date column is a feature; remove it from --date-columns, or make it a feature"
         case .odbcDriverNotFound(let connection, let detail, let drivers, let dataSources):
             let installed = drivers.isEmpty ? "none" : drivers.map { "{\($0)}" }.joined(separator: ", ")
             let names = dataSources.isEmpty ? "none" : dataSources.joined(separator: ", ")

@@ -23,6 +23,8 @@ public struct FeatureColumn: Sendable, Hashable, CustomStringConvertible {
         case textNumerals = "text numerals"
         /// 0/1 integers in a BOOL/BOOLEAN column, or true/false, yes/no, t/f text (any case): read as 1/0.
         case boolean
+        /// Dates or timestamps of a `--date-columns` column, as days since 1970-01-01 UTC.
+        case date = "dates (days since 1970-01-01)"
         /// Every value is missing.
         case noValues = "no values"
     }

@@ -37,6 +37,8 @@ public struct SamplePlan: Sendable {
         var name: String
         var declaredType: String?
         var required: Bool
+        /// Named in `--date-columns`: its values are dates, read as days since 1970-01-01 UTC.
+        var isDate = false
     }
 
     /// `table 'visits'`, `the query`: how errors name the source.
@@ -74,6 +76,10 @@ public struct SamplePlan: Sendable {
         if let explicitColumns {
             for name in explicitColumns {
                 let column = columns.first { $0.name == name }!
+                if options.dateColumns.contains(name) {
+                    candidates.append(Candidate(name: name, declaredType: column.declaredType, required: true, isDate: true))
+                    continue
+                }
                 guard column.typing != .unusable else {
                     throw DataSourceError.unusableColumnType(column: name, type: column.declaredType ?? "unknown", source: sourceName)
                 }
@@ -82,10 +88,14 @@ public struct SamplePlan: Sendable {
         } else {
             for column in columns where column.name != options.labelColumn && column.name != useSplit
                 && !options.excludedColumns.contains(column.name) {
+                if options.dateColumns.contains(column.name) {
+                    candidates.append(Candidate(name: column.name, declaredType: column.declaredType, required: true, isDate: true))
+                    continue
+                }
                 if isTable {
                     if column.isPrimaryKey { continue }
                     if column.typing == .unusable {
-                        notes.append(ColumnNote(name: column.name, reason: "\(column.declaredType ?? "unknown") column, not a number"))
+                        notes.append(ColumnNote(name: column.name, reason: "\(column.declaredType ?? "unknown") column, not a number\(SampleAssembler.dateHint(column.declaredType, column.name))"))
                         continue
                     }
                     candidates.append(Candidate(name: column.name, declaredType: column.declaredType, required: column.typing == .numeric))
@@ -116,6 +126,15 @@ public struct SamplePlan: Sendable {
             throw DataSourceError.columnNotFound(column: column, source: sourceName, available: names)
         }
         let split = options.splitColumn.flatMap { names.contains($0) ? $0 : nil }
+        for column in options.dateColumns {
+            guard names.contains(column) else { throw DataSourceError.columnNotFound(column: column, source: sourceName, available: names) }
+            let reason: String? =
+                column == options.labelColumn ? "it is the label column" :
+                column == split ? "it is the split column" :
+                options.excludedColumns.contains(column) ? "--exclude-columns leaves it out" :
+                requested.map { !$0.isEmpty && !$0.contains(column) } == true ? "--feature-columns does not list it" : nil
+            if let reason { throw DataSourceError.dateColumnNotAFeature(column: column, reason: reason) }
+        }
         guard let requested, !requested.isEmpty else { return (split, nil) }
         var seen = Set<String>()
         for column in requested {
@@ -230,6 +249,7 @@ public struct SampleAssembler {
             }
             let kind: FeatureColumn.Kind
             if scan.missing == scan.values.count { kind = .noValues }
+            else if scan.candidate.isDate { kind = .date }
             else if scan.sawBooleanWord || (scan.declaresBoolean && scan.firstOtherNumber == nil) { kind = .boolean }
             else if scan.sawText { kind = .textNumerals }
             else if scan.sawReal { kind = .real }
@@ -244,7 +264,8 @@ public struct SampleAssembler {
         guard !kept.isEmpty else { throw DataSourceError.noFeatureColumns(source: plan.sourceName, skipped: skippedColumns) }
         if !plan.explicit {
             let suspects = zip(kept, columns).compactMap { f, column -> ColumnNote? in
-                guard column.kind != .boolean,
+                // Dates often increase with every row (an event log) without being identifiers.
+                guard column.kind != .boolean, column.kind != .date,
                       let reason = ColumnValues.identifierReason(name: column.name, values: scans[f].values,
                                                                  rowOrderIsInsertionOrder: plan.isTable) else { return nil }
                 return ColumnNote(name: column.name, reason: reason)
@@ -331,7 +352,7 @@ public struct SampleAssembler {
 
     private static func scan(_ value: DatabaseCell, into scan: inout ColumnScan, rowID: Int64) throws {
         let name = scan.candidate.name
-        switch ColumnValues.feature(value) {
+        switch scan.candidate.isDate ? DateValues.feature(value) : ColumnValues.feature(value) {
         case .missing:
             scan.missing += 1
             scan.values.append(.nan)
@@ -347,14 +368,22 @@ public struct SampleAssembler {
             if form != .boolean, v != 0, v != 1, scan.firstOtherNumber == nil { scan.firstOtherNumber = (rowID, v) }
             scan.values.append(v)
         case .notNumber(let shown):
+            if scan.candidate.isDate { throw DataSourceError.notADate(column: name, row: rowID, value: shown) }
             guard !scan.candidate.required else { throw DataSourceError.nonNumericValue(column: name, row: rowID, value: shown) }
-            scan.rejection = "\(Self.typeName(scan.candidate.declaredType)) column; row \(rowID) holds '\(shown)'"
+            let hint = DateValues.days(sinceEpoch: shown) != nil ? " (a date: --date-columns \(name) reads it)" : ""
+            scan.rejection = "\(Self.typeName(scan.candidate.declaredType)) column; row \(rowID) holds '\(shown)'\(hint)"
             scan.values = []
         case .outOfRange(let shown):
             guard !scan.candidate.required else { throw DataSourceError.valueOutOfRange(column: name, row: rowID, value: shown) }
             scan.rejection = "row \(rowID) holds \(shown), beyond float32's range"
             scan.values = []
         }
+    }
+
+    /// A date or time type left out of an automatic choice: how to take it.
+    static func dateHint(_ declared: String?, _ name: String) -> String {
+        let type = declared?.lowercased() ?? ""
+        return type.contains("date") || type.contains("timestamp") ? " (--date-columns \(name) reads it as days since 1970-01-01)" : ""
     }
 
     private static func typeName(_ declared: String?) -> String {

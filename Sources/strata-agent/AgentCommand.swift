@@ -46,7 +46,10 @@ struct AgentCommand: AsyncParsableCommand {
             true/false, yes/no, t/f (any case, as 1/0) are read as numbers; empty text counts as NULL. A column \
             chosen automatically that looks like a row identifier (named id, *_id, index; or distinct integers \
             1, 2, 3, … one per row) stops the agent: leave it out with --exclude-columns, or list the features. \
-            The columns used, in order, with the kind of values found, are logged at start.
+            The columns used, in order, with the kind of values found, are logged at start. Dates: \
+            --date-columns signup,last_visit reads those columns (text such as 2024-03-01 or 2024-03-01T12:34:56+02:00, \
+            or a DATE/TIMESTAMP column) as days since 1970-01-01 UTC, the time of day as a fraction; a value that is \
+            not a date stops the agent, naming row and column.
 
             Labels: numbers are class indices 0, 1, … (softmax) or targets (linear); a label column holding text \
             such as 'approved'/'declined' keeps the text as class names, which need the federation's label \
@@ -116,6 +119,10 @@ struct AgentCommand: AsyncParsableCommand {
         "Columns never taken as features when they are chosen automatically, comma-separated or repeated (e.g. an id column: customer_id,zip).",
         valueName: "columns"))
     var excludeColumns: [String] = []
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp(
+        "Feature columns holding dates or timestamps (2024-03-01, 2024-03-01 12:34:56, ISO 8601 with an offset; a DATE or TIMESTAMP column), read as days since 1970-01-01 UTC, comma-separated or repeated.",
+        valueName: "columns"))
+    var dateColumns: [String] = []
     @Option(name: .long, help: ArgumentHelp(
         "What a NULL or empty value does: refuse (stop, naming row and column), skip (leave the row out), impute (fill a missing feature value with the federation's mean). A missing label is never imputed.",
         valueName: "refuse|skip|impute"))
@@ -180,7 +187,8 @@ struct AgentCommand: AsyncParsableCommand {
         if !features.isEmpty, !excluded.isEmpty {
             throw ValidationError("--feature-columns names the features exactly; --exclude-columns only narrows the automatic choice: give one of them")
         }
-        if featureColumns.isEmpty != features.isEmpty || excludeColumns.isEmpty != excluded.isEmpty {
+        if featureColumns.isEmpty != features.isEmpty || excludeColumns.isEmpty != excluded.isEmpty
+            || dateColumns.isEmpty != SampleOptions.columnList(dateColumns).isEmpty {
             throw ValidationError("--feature-columns / --exclude-columns need column names, e.g. --feature-columns age,income")
         }
         guard maxFrameBytes >= 4096 else { throw ValidationError("--max-frame-bytes must be at least 4096") }
@@ -193,7 +201,8 @@ struct AgentCommand: AsyncParsableCommand {
         let listed = features.isEmpty ? nil : features
         let selection: SampleSelection = query.map { .query(sql: $0, featureColumns: listed) } ?? .table(name: table, featureColumns: listed)
         let options = SampleOptions(selection: selection, labelColumn: labelColumn, splitColumn: splitColumn, testFraction: testFraction,
-                                    excludedColumns: excluded, nullPolicy: nullPolicy, maxRows: maxRows)
+                                    excludedColumns: excluded, nullPolicy: nullPolicy, maxRows: maxRows,
+                                    dateColumns: SampleOptions.columnList(dateColumns))
         let data: any DataSource
         if let odbc {
             let password: ODBCPassword?

@@ -25,10 +25,11 @@ final class TempDir {
 
     func source(_ server: DatabaseServer, _ selection: SampleSelection, user: String? = nil, password: String? = nil,
                 connection: String? = nil, label: String = "label", nulls: NullPolicy = .refuse, split: String? = "split",
-                excluded: [String] = []) -> ODBCDataSource {
+                excluded: [String] = [], dates: [String] = []) -> ODBCDataSource {
         ODBCDataSource(connectionString: connection ?? server.connectionString(user: user),
                        password: ODBCPassword(password ?? server.readerPassword),
-                       options: SampleOptions(selection: selection, labelColumn: label, splitColumn: split, excludedColumns: excluded, nullPolicy: nulls))
+                       options: SampleOptions(selection: selection, labelColumn: label, splitColumn: split, excludedColumns: excluded, nullPolicy: nulls,
+                                              dateColumns: dates))
     }
 
     func error(_ body: () throws -> Any) -> DataSourceError? {
@@ -139,6 +140,18 @@ final class TempDir {
             guard case .unusableColumnType("seen", _, "the query")? = queried else { Issue.record("\(String(describing: queried))"); continue }
             // NULLs under refuse name the row by the primary key.
             #expect(error { try source(server, .table(name: "kinds", featureColumns: ["income"]), label: "outcome").load() } == .nullValue(column: "income", row: 2))
+
+            // --date-columns: the DATE column as days since 1970-01-01 (2024-01-01 is day 19723), in a table and in a
+            // query, where a timestamp with a time zone reads as the same instant whatever the session's zone.
+            let dated = try source(server, .table(name: "kinds", featureColumns: ["age", "seen"]), label: "outcome", nulls: .impute,
+                                   dates: ["seen"]).load()
+            #expect(dated.columns.map(\.kind) == [.integer, .date], "\(dated.columns)")
+            #expect(dated.train.features == [34, 19723, 41, 19754], "\(server.kind)")
+            #expect(dated.test.features[1] == 19783 && dated.test.features[3].isNaN, "\(server.kind)")
+            let stamp = server.kind == .postgres ? "TIMESTAMPTZ '2024-03-01 12:00:00+00'" : "TIMESTAMP('2024-03-01 12:00:00')"
+            let stamped = try source(server, .query(sql: "SELECT age, \(stamp) AS at, outcome AS label, split FROM kinds"), dates: ["at"]).load()
+            #expect(stamped.train.features.count == 2 * stamped.train.count && stamped.columns.last?.kind == .date, "\(stamped.columns)")
+            #expect(stride(from: 1, to: stamped.train.features.count, by: 2).allSatisfy { stamped.train.features[$0] == 19783.5 }, "\(stamped.train.features)")
         }
     }
 
