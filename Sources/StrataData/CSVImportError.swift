@@ -87,7 +87,7 @@ public enum CSVImportError: Error, Hashable, Sendable, CustomStringConvertible {
             if !onlyInTable.isEmpty { parts.append("only in the table: \(onlyInTable.joined(separator: ", "))") }
             return "--append: the file's columns are not table '\(table)''s (\(parts.joined(separator: "; "))): rename the header's columns to match, or use --replace to recreate the table"
         case .databaseFailed(let path, let detail):
-            return "writing to \(path) failed (\(detail)); nothing was changed: check free disk space and that no other program holds the database"
+            return "writing to \(path) failed (\(detail)); the database was left as it was"
         }
     }
 
