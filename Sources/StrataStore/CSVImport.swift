@@ -228,7 +228,7 @@ public struct CSVImport: Sendable {
     private static func existingColumns(_ db: Database, table: String) throws -> ExistingColumns? {
         guard let name = try String.fetchOne(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE",
                                              arguments: [table]) else { return nil }
-        let columns = try db.columns(in: name).map { (name: $0.name, declaredType: $0.type) }
+        let columns = try db.tableColumns(name).map { (name: $0.name, declaredType: $0.declaredType) }
         return ExistingColumns(table: name, columns: columns)
     }
 

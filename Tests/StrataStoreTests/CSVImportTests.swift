@@ -68,6 +68,14 @@ import Testing
         let row = try DatabaseQueue(path: database).read { db in try Row.fetchOne(db, sql: #"SELECT * FROM "my ""odd"" table" ORDER BY rowid"#) }
         #expect(row?["zip code"] as String? == "01234")
         #expect(row?["say \"hi\""] as Double? == 1)
+        // The agent reads such names too (its SQL doubles the quotes inside them). A TEXT column of numerals is
+        // still a feature to it: --type text keeps the zeros, --exclude-columns keeps a column out.
+        let loaded = try SampleDataSource(databasePath: database, selection: .table(name: "my \"odd\" table", featureColumns: nil),
+                                          splitColumn: nil, testFraction: 0.5, excludedColumns: ["zip code"]).load()
+        #expect(loaded.featureColumns == ["say \"hi\""])
+        #expect((loaded.train.features + loaded.test.features).sorted() == [1, 2.5])
+        let appended = try CSVImport(file: file, database: database, table: "my \"odd\" table", existingTable: .append).run()
+        #expect(appended.outcome == .appended(rowsInTable: 4))
     }
 
     @Test func anExistingTableIsRefusedReplacedOrAppendedTo() throws {
