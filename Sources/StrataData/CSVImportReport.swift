@@ -43,7 +43,7 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
     /// name, or integers growing every row over 10 rows or more), with the reason.
     public var identifierColumns: [(name: String, reason: String)] {
         columns.compactMap { column in
-            guard column.type != .text, column.name != suggestedLabel else { return nil }
+            guard column.readAsNumbers, column.name != suggestedLabel else { return nil }
             if let reason = ColumnValues.identifierReason(name: column.name, values: [], rowOrderIsInsertionOrder: true) {
                 return (column.name, reason)
             }
@@ -76,10 +76,9 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
             case .table(let declared): notes.append("the table's \(declared)")
             }
             if column.nonEmpty == 0 { notes.append("no values") }
-            if column.type == .text, column.nonEmpty > 0, column.name != suggestedLabel {
+            if let example = column.firstText, column.name != suggestedLabel {
                 // Why a column the owner expected to be numeric is not, and that the agent will not use it.
-                let example = column.firstText.map { " (line \($0.line): '\(ColumnValues.shown($0.value))')" } ?? ""
-                notes.append("text\(example): not a feature")
+                notes.append("text (line \(example.line): '\(ColumnValues.shown(example.value))'): not a feature")
             }
             if let reason = identifiers[column.name] { notes.append("a row identifier? \(reason)") }
             table.append([column.name, column.type.declaredType, "\(column.nonEmpty)", "\(column.empty)",
@@ -107,7 +106,7 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
             lines.append("  --exclude-columns: the agent refuses a feature that looks like a row identifier; name the features with --feature-columns instead if you want one of them")
         }
         // Empty values in a column the agent reads stop it under its default --null-policy refuse.
-        let read = columns.filter { ($0.type != .text || $0.name == label) && !identifiers.contains($0.name) }
+        let read = columns.filter { ($0.readAsNumbers || $0.name == label) && !identifiers.contains($0.name) }
         let withEmpty = read.filter { $0.empty > 0 && $0.nonEmpty > 0 }.map(\.name)
         if !withEmpty.isEmpty {
             lines.append("  empty values in \(withEmpty.joined(separator: ", ")): the agent refuses them unless given --null-policy skip (leave those rows out) or impute (fill features with the federation's mean)")

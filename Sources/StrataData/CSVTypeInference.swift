@@ -96,6 +96,10 @@ public struct CSVColumnSummary: Sendable, Hashable {
     /// The first value that is neither a number nor a boolean: why an inferred column is TEXT.
     public var firstText: Example?
 
+    /// `strata-agent` reads the column as numbers (a feature, unless left out): every type but TEXT, and TEXT
+    /// whose values are all numerals or booleans (a `--type COL=text` column of numbers).
+    public var readAsNumbers: Bool { nonEmpty > 0 && (type != .text || firstText == nil) }
+
     public struct Example: Sendable, Hashable {
         public var line: Int
         public var value: String
@@ -150,6 +154,12 @@ public struct CSVTypeInference: Sendable {
 
         mutating func note(real v: Double) {
             realRange = realRange.map { min($0.lowerBound, v)...max($0.upperBound, v) } ?? v...v
+        }
+
+        /// Keeps the first value that is neither a number nor a boolean.
+        mutating func note(text value: String, line: Int) {
+            guard firstText == nil, CSVColumnType.boolean(value) == nil, !(ColumnValues.numeral(value)?.isFinite ?? false) else { return }
+            firstText = CSVColumnSummary.Example(line: line, value: value)
         }
     }
 
@@ -215,6 +225,7 @@ public struct CSVTypeInference: Sendable {
                 switch cell {
                 case .integer(let v) where given == .integer: columns[i].note(integer: v)
                 case .real(let v): columns[i].note(real: v)
+                case .text: columns[i].note(text: value, line: record.line)
                 default: break
                 }
                 continue
@@ -226,10 +237,7 @@ public struct CSVTypeInference: Sendable {
                 if let v = ColumnValues.numeral(value), v.isFinite { columns[i].note(real: v) } else { columns[i].reals = false }
             }
             if columns[i].booleans, CSVColumnType.boolean(value) == nil { columns[i].booleans = false }
-            if columns[i].firstText == nil, !columns[i].reals, CSVColumnType.boolean(value) == nil,
-               !(ColumnValues.numeral(value)?.isFinite ?? false) {
-                columns[i].firstText = CSVColumnSummary.Example(line: record.line, value: value)
-            }
+            if !columns[i].reals { columns[i].note(text: value, line: record.line) }
         }
     }
 

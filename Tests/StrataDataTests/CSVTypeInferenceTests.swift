@@ -75,6 +75,15 @@ import Testing
         #expect(message == "line 3, column 'age': 'n/a' is not an integer (--type age=integer): fix the value, or give the column another type (--type age=text keeps any value)")
     }
 
+    /// The agent takes a TEXT column as a feature when every value is a number: `--type zip=text` keeps the
+    /// leading zeros, not the column out of the features.
+    @Test func aTextColumnOfNumeralsIsStillReadAsNumbers() throws {
+        let columns = try infer("zip,city,empty\n01234,Lyon,\n75011,Paris,\n", types: ["zip": .text])
+        #expect(columns[0].type == .text && columns[0].firstText == nil && columns[0].readAsNumbers)
+        #expect(columns[1].firstText == CSVColumnSummary.Example(line: 2, value: "Lyon") && !columns[1].readAsNumbers)
+        #expect(!columns[2].readAsNumbers)
+    }
+
     @Test func headerNamesAreCheckedAsSQLiteComparesThem() throws {
         #expect(throws: CSVImportError.emptyColumnName(position: 2)) { try infer("a, ,c\n1,2,3\n") }
         #expect(throws: CSVImportError.duplicateColumnNames(["Age"])) { try infer("Age,x,age\n1,2,3\n") }
