@@ -110,7 +110,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "strata-datagen", dependencies: [
-            "StrataCore", "StrataStore",
+            "StrataCore", "StrataData", "StrataStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
