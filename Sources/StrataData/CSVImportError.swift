@@ -17,6 +17,8 @@ public enum CSVImportError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Names given more than once, compared as SQLite does (ASCII case ignored).
     case duplicateColumnNames([String])
     case raggedRow(line: Int, fields: Int, expected: Int, delimiter: UInt8)
+    /// The header is one column holding another common delimiter: the file is separated by that one.
+    case otherDelimiter(header: String, found: UInt8, given: UInt8)
     /// A quoted field still open at the end of the file.
     case unterminatedQuote(line: Int)
     /// `field`: the field's place in its row, from 1.
@@ -61,6 +63,8 @@ public enum CSVImportError: Error, Hashable, Sendable, CustomStringConvertible {
             return "the header line names \(names.map { "'\($0)'" }.joined(separator: ", ")) more than once (SQLite column names ignore case): rename the duplicates"
         case .raggedRow(let line, let fields, let expected, let delimiter):
             return "line \(line) has \(fields) field\(fields == 1 ? "" : "s"), the header has \(expected): fix the row, or quote a value that holds the delimiter \(Self.name(delimiter)) (\"a\(Self.shownDelimiter(delimiter))b\")"
+        case .otherDelimiter(let header, let found, let given):
+            return "the header line is one column, '\(ColumnValues.shown(header))', that holds \(Self.name(found)) but no \(Self.name(given)): give --delimiter '\(Self.shownDelimiter(found))' if that separates the columns (or quote the name if it is one column)"
         case .unterminatedQuote(let line):
             return "the quoted field that starts on line \(line) has no closing quote: close it, and double every quote inside a quoted field (\"say \"\"hi\"\"\")"
         case .quoteInUnquotedField(let line, let field):

@@ -78,7 +78,7 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
             if column.nonEmpty == 0 { notes.append("no values") }
             if let example = column.firstText, column.name != suggestedLabel {
                 // Why a column the owner expected to be numeric is not, and that the agent will not use it.
-                notes.append("text (line \(example.line): '\(ColumnValues.shown(example.value))'): not a feature")
+                notes.append("text (line \(example.line): '\(ColumnValues.shown(example.value))'): not a feature; class names as a label")
             }
             if let reason = identifiers[column.name] { notes.append("a row identifier? \(reason)") }
             table.append([column.name, column.type.declaredType, "\(column.nonEmpty)", "\(column.empty)",

@@ -42,6 +42,8 @@ public struct CSVReader: Sendable {
     /// How much of a byte order mark the file started with (until `started`).
     private var bomBytes = 0
     private var started = false
+    /// The header's first field was quoted (a quoted name may hold any character).
+    private var headerQuoted = false
 
     private static let quote = UInt8(ascii: "\"")
     private static let cr = UInt8(ascii: "\r")
@@ -125,6 +127,7 @@ public struct CSVReader: Sendable {
                 if byte == Self.quote {
                     state = .quoted
                     quoteLine = line
+                    if header == nil, fields.isEmpty { headerQuoted = true }
                     i += 1
                 } else if byte == delimiter {
                     try endField()
@@ -222,6 +225,11 @@ public struct CSVReader: Sendable {
             state = .fieldStart
         }
         guard let header else {
+            // One column whose name holds a common delimiter: the file is likely separated by that one.
+            if fields.count == 1, !headerQuoted,
+               let other = [",", ";", "\t", "|"].map({ UInt8(ascii: $0) }).first(where: { $0 != delimiter && fields[0].utf8.contains($0) }) {
+                throw .otherDelimiter(header: fields[0], found: other, given: delimiter)
+            }
             header = fields
             return
         }

@@ -21,7 +21,7 @@ import Testing
         #expect(lines[1] == "  column   type     values  empty  min  max   note")
         #expect(lines[2].hasPrefix("  row_id   INTEGER      12      0  1    12    a row identifier? its name is an identifier's"))
         #expect(lines[4] == "  income   REAL          9      3  1.5  11.5")
-        #expect(lines[6] == "  note     TEXT         12      0             text (line 2: 'n1'): not a feature")
+        #expect(lines[6] == "  note     TEXT         12      0             text (line 2: 'n1'): not a feature; class names as a label")
         #expect(lines.contains("next: strata-agent --database 'my data.sqlite' --table visits --label-column outcome --exclude-columns row_id ..."))
         #expect(lines.contains { $0.hasPrefix("  empty values in income: the agent refuses them unless given --null-policy") })
         // No column named like a label: the flag is left for the owner to fill in.

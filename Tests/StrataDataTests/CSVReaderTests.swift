@@ -91,6 +91,18 @@ import Testing
         #expect(message.hasPrefix("line 4 has 2 fields, the header has 3"))
     }
 
+    @Test func aHeaderSeparatedByAnotherDelimiterIsNamed() throws {
+        #expect(throws: CSVImportError.otherDelimiter(header: "a;b;c", found: UInt8(ascii: ";"), given: UInt8(ascii: ","))) {
+            try CSVReader.read("a;b;c\n1;2;3\n")
+        }
+        #expect(throws: CSVImportError.otherDelimiter(header: "a,b", found: UInt8(ascii: ","), given: UInt8(ascii: "\t"))) {
+            try CSVReader.read("a,b\n1,2\n", delimiter: UInt8(ascii: "\t"))
+        }
+        // A quoted name may hold one; a single column without one is fine.
+        #expect(try CSVReader.read("\"a;b\"\n1\n").header == ["a;b"])
+        #expect(try CSVReader.read("a\n1\n").header == ["a"])
+    }
+
     @Test func malformedQuotingNamesTheLine() {
         #expect(throws: CSVImportError.unterminatedQuote(line: 3)) { try CSVReader.read("a,b\n1,2\n3,\"open\n4,5\n") }
         #expect(throws: CSVImportError.quoteInUnquotedField(line: 2, field: 2)) { try CSVReader.read("a,b\n1,5'10\"\n") }
