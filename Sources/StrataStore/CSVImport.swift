@@ -154,6 +154,7 @@ public struct CSVImport: Sendable {
             let statement = try db.makeStatement(sql: "INSERT INTO \(quotedTable) (\(names.map(\.sqlIdentifier).joined(separator: ", "))) VALUES (\(placeholders))")
             var values = [DatabaseValue](repeating: .null, count: names.count)
             var headerSeen = false
+            var inserted = 0
             try readFile(phase: .inserting, totalRows: inference.rowCount, totalBytes: totalBytes, progress: progress) { header in
                 // The file changed since the first pass.
                 guard header.map(ColumnValues.trimmed) == names else {
@@ -169,8 +170,12 @@ public struct CSVImport: Sendable {
                     values[i] = Self.databaseValue(cell)
                 }
                 try statement.execute(arguments: StatementArguments(values))
+                inserted += 1
             }
             guard headerSeen else { throw CSVImportError.emptyFile(path: file) }
+            guard inserted == inference.rowCount else {
+                throw CSVImportError.unreadableFile(path: file, detail: "it changed while it was imported: \(inference.rowCount) rows when the types were inferred, \(inserted) when inserted")
+            }
             if replacing { return .replaced }
             if creating { return .created }
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(quotedTable)") ?? 0

@@ -145,6 +145,22 @@ import Testing
         #expect(inserted > 0)
         let count = try DatabaseQueue(path: database).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") }
         #expect(count == 1000)
+        // Rows added after the first pass are not imported silently either.
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+        var grown = false
+        do {
+            _ = try CSVImport(file: file, database: database, table: "t", existingTable: .append, chunkSize: 4096).run { progress in
+                if progress.phase == .inserting, !grown {
+                    grown = true
+                    try? Data((text + "1000,1000\n").utf8).write(to: URL(fileURLWithPath: file))
+                }
+            }
+            Issue.record("a file that grew between the passes was imported")
+        } catch {
+            guard case .unreadableFile(_, let detail) = error else { Issue.record("\(error)"); return }
+            #expect(detail == "it changed while it was imported: 1000 rows when the types were inferred, 1001 when inserted")
+        }
+        #expect(try DatabaseQueue(path: database).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 1000)
 
         // A database the import would have created is not left behind.
         let fresh = dir.file("fresh.sqlite")
