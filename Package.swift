@@ -110,7 +110,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "strata-datagen", dependencies: [
-            "StrataCore", "StrataStore",
+            "StrataCore", "StrataData", "StrataStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -136,6 +136,7 @@ let package = Package(
         .executableTarget(name: "strata-fuzz", dependencies: ["StrataFuzzTargets"]),
 
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
+        .testTarget(name: "StrataDataTests", dependencies: ["StrataData"]),
         .testTarget(name: "StrataWireTests", dependencies: ["StrataWire", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "StrataTransportTests", dependencies: [
             "StrataTransport", "StrataWire",

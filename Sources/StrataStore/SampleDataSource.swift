@@ -67,14 +67,14 @@ extension SampleDataSource {
         case .table(let table, _):
             let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
             guard tables.contains(table) else { throw DataSourceError.tableNotFound(table: table, available: tables) }
-            let columns = try db.columns(in: table).map { column in
-                SourceColumn(name: column.name, declaredType: column.type,
-                             typing: Self.hasNumericAffinity(declaredType: column.type) ? .numeric : .textual,
+            let columns = try db.tableColumns(table).map { column in
+                SourceColumn(name: column.name, declaredType: column.declaredType,
+                             typing: Self.hasNumericAffinity(declaredType: column.declaredType) ? .numeric : .textual,
                              isPrimaryKey: column.primaryKeyIndex != 0)
             }
             let plan = try SamplePlan(options: options, columns: columns, sourceName: "table '\(table)'")
-            let selected = plan.columns.map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-            return (plan, "SELECT rowid AS \"__strata_row\", \(selected) FROM \(table.quotedDatabaseIdentifier) ORDER BY rowid")
+            let selected = plan.columns.map(\.sqlIdentifier).joined(separator: ", ")
+            return (plan, "SELECT rowid AS \"__strata_row\", \(selected) FROM \(table.sqlIdentifier) ORDER BY rowid")
         case .query(let query, _):
             let statement: Statement
             do {
@@ -84,7 +84,7 @@ extension SampleDataSource {
             }
             let columns = statement.columnNames.map { SourceColumn(name: $0, declaredType: nil, typing: .numeric) }
             let plan = try SamplePlan(options: options, columns: columns, sourceName: "the query")
-            let selected = plan.columns.map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+            let selected = plan.columns.map(\.sqlIdentifier).joined(separator: ", ")
             return (plan, "SELECT NULL AS \"__strata_row\", \(selected) FROM (\(query))")
         }
     }
@@ -138,14 +138,14 @@ public enum SampleDatabaseWriter {
         let columns = (0..<featureCount).map { "x\($0)" }
         try queue.write { db in
             try db.execute(sql: """
-                CREATE TABLE \(table.quotedDatabaseIdentifier) (
+                CREATE TABLE \(table.sqlIdentifier) (
                     id INTEGER PRIMARY KEY,
                     \(columns.map { "\($0) REAL NOT NULL" }.joined(separator: ",\n    ")),
                     label \(integerLabels ? "INTEGER" : "REAL") NOT NULL,
                     split TEXT NOT NULL CHECK (split IN ('train', 'test')))
                 """)
             let placeholders = Array(repeating: "?", count: featureCount + 2).joined(separator: ", ")
-            let statement = try db.makeStatement(sql: "INSERT INTO \(table.quotedDatabaseIdentifier) (\(columns.joined(separator: ", ")), label, split) VALUES (\(placeholders))")
+            let statement = try db.makeStatement(sql: "INSERT INTO \(table.sqlIdentifier) (\(columns.joined(separator: ", ")), label, split) VALUES (\(placeholders))")
             for (data, split) in [(train, "train"), (test, "test")] {
                 var arguments = [DatabaseValue](repeating: .null, count: featureCount + 2)
                 for row in 0..<data.count {
