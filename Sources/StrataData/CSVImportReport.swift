@@ -76,7 +76,9 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
             case .table(let declared): notes.append("the table's \(declared)")
             }
             if column.nonEmpty == 0 { notes.append("no values") }
-            if let example = column.firstText, column.name != suggestedLabel {
+            if column.holdsDates, column.name != suggestedLabel {
+                notes.append("dates: a feature with --date-columns (days since 1970-01-01)")
+            } else if let example = column.firstText, column.name != suggestedLabel {
                 // Why a column the owner expected to be numeric is not, and that the agent will not use it.
                 notes.append("text (line \(example.line): '\(ColumnValues.shown(example.value))'): not a feature; class names as a label")
             }
@@ -98,6 +100,8 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
         flags += ["--label-column", label.map(Self.shellQuoted) ?? "COLUMN"]
         let identifiers = identifierColumns.map(\.name)
         if !identifiers.isEmpty { flags += ["--exclude-columns", Self.shellQuoted(identifiers.joined(separator: ","))] }
+        let dates = columns.filter { $0.holdsDates && $0.name != label }.map(\.name)
+        if !dates.isEmpty { flags += ["--date-columns", Self.shellQuoted(dates.joined(separator: ","))] }
         var lines = ["next: strata-agent \(flags.joined(separator: " ")) ..."]
         if label == nil {
             lines.append("  COLUMN: the column to predict (no column is named \(Self.labelNames.joined(separator: "/")))")
@@ -106,7 +110,7 @@ public struct CSVImportReport: Sendable, Hashable, CustomStringConvertible {
             lines.append("  --exclude-columns: the agent refuses a feature that looks like a row identifier; name the features with --feature-columns instead if you want one of them")
         }
         // Empty values in a column the agent reads stop it under its default --null-policy refuse.
-        let read = columns.filter { ($0.readAsNumbers || $0.name == label) && !identifiers.contains($0.name) }
+        let read = columns.filter { ($0.readAsNumbers || $0.name == label || dates.contains($0.name)) && !identifiers.contains($0.name) }
         let withEmpty = read.filter { $0.empty > 0 && $0.nonEmpty > 0 }.map(\.name)
         if !withEmpty.isEmpty {
             lines.append("  empty values in \(withEmpty.joined(separator: ", ")): the agent refuses them unless given --null-policy skip (leave those rows out) or impute (fill features with the federation's mean)")

@@ -95,6 +95,8 @@ public struct CSVColumnSummary: Sendable, Hashable {
     public var increasesEveryRow: Bool
     /// The first value that is neither a number nor a boolean: why an inferred column is TEXT.
     public var firstText: Example?
+    /// A TEXT column whose every value is a date or timestamp (`DateValues`): a feature with `--date-columns`.
+    public var holdsDates = false
 
     /// `strata-agent` reads the column as numbers (a feature, unless left out): every type but TEXT, and TEXT
     /// whose values are all numerals or booleans (a `--type COL=text` column of numbers).
@@ -110,7 +112,8 @@ public struct CSVColumnSummary: Sendable, Hashable {
     }
 
     public init(name: String, type: CSVColumnType, typeSource: TypeSource = .inferred, nonEmpty: Int, empty: Int,
-                minimum: Double? = nil, maximum: Double? = nil, increasesEveryRow: Bool = false, firstText: Example? = nil) {
+                minimum: Double? = nil, maximum: Double? = nil, increasesEveryRow: Bool = false, firstText: Example? = nil,
+                holdsDates: Bool = false) {
         self.name = name
         self.type = type
         self.typeSource = typeSource
@@ -120,6 +123,7 @@ public struct CSVColumnSummary: Sendable, Hashable {
         self.maximum = maximum
         self.increasesEveryRow = increasesEveryRow
         self.firstText = firstText
+        self.holdsDates = holdsDates
     }
 }
 
@@ -139,7 +143,7 @@ public struct CSVTypeInference: Sendable {
         var givenSource: CSVColumnSummary.TypeSource = .inferred
         var nonEmpty = 0
         var empty = 0
-        var integers = true, reals = true, booleans = true
+        var integers = true, reals = true, booleans = true, dates = true
         var integerRange: ClosedRange<Int64>?
         var realRange: ClosedRange<Double>?
         var lastInteger: Int64?
@@ -237,6 +241,7 @@ public struct CSVTypeInference: Sendable {
                 if let v = ColumnValues.numeral(value), v.isFinite { columns[i].note(real: v) } else { columns[i].reals = false }
             }
             if columns[i].booleans, CSVColumnType.boolean(value) == nil { columns[i].booleans = false }
+            if columns[i].dates, DateValues.days(sinceEpoch: value) == nil { columns[i].dates = false }
             if !columns[i].reals { columns[i].note(text: value, line: record.line) }
         }
     }
@@ -267,7 +272,8 @@ public struct CSVTypeInference: Sendable {
             return CSVColumnSummary(name: name, type: type, typeSource: column.given == nil ? .inferred : column.givenSource,
                                     nonEmpty: column.nonEmpty, empty: column.empty, minimum: range?.0, maximum: range?.1,
                                     increasesEveryRow: type == .integer && column.increasing && column.nonEmpty > 0,
-                                    firstText: type == .text ? column.firstText : nil)
+                                    firstText: type == .text ? column.firstText : nil,
+                                    holdsDates: type == .text && column.dates && column.nonEmpty > 0)
         }
     }
 

@@ -32,6 +32,19 @@ import Testing
         #expect(unnamed.lines[0] == "dry run: 1 row of in.csv would go into table 't' of d.sqlite; nothing was written")
     }
 
+    /// A column of dates imports as TEXT; the report says it is a feature with --date-columns, and the command has it.
+    @Test func aColumnOfDatesIsSuggestedForDateColumns() throws {
+        var text = "visited,closed,x,label\n"
+        for i in 1...5 { text += "2024-01-0\(i),2024-02-0\(i) 12:00,\(i),\(i % 2)\n" }
+        text += "2024-01-09,not yet,3,1\n"
+        let columns = try infer(text)
+        #expect(columns.map(\.holdsDates) == [true, false, false, false])
+        let report = CSVImportReport(file: "f.csv", database: "d.sqlite", table: "t", rows: 6, columns: columns, outcome: .created)
+        #expect(report.lines.contains { $0.contains("visited") && $0.hasSuffix("dates: a feature with --date-columns (days since 1970-01-01)") }, "\(report.lines)")
+        #expect(report.lines.contains { $0.contains("closed") && $0.contains("text (line 2: '2024-02-01 12:00'): not a feature") }, "\(report.lines)")
+        #expect(report.lines.contains("next: strata-agent --database d.sqlite --table t --label-column label --date-columns visited ..."), "\(report.lines)")
+    }
+
     /// What the agent refuses as a row identifier by its values: integers growing every row, over 10 rows or more.
     @Test func aColumnGrowingEveryRowIsFlaggedFromTenRows() throws {
         func report(rows: Int) throws -> CSVImportReport {
