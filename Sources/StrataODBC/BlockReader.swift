@@ -123,6 +123,10 @@ final class BlockReader {
         if column.cType == SQLSMALLINT(SQL_C_CHAR) {
             let capacity = column.width - 1
             let truncated = indicator == Int(SQL_NO_TOTAL) || indicator < 0 || indicator > capacity
+            if !truncated, let cell = ColumnValues.numeralCell(UnsafeRawBufferPointer(start: base, count: indicator),
+                                                              integer: column.columnClass == .integer) {
+                return cell
+            }
             let text = String(decoding: UnsafeRawBufferPointer(start: base, count: truncated ? capacity : indicator), as: UTF8.self)
             return Self.number(text, integer: column.columnClass == .integer, truncated: truncated)
         }

@@ -130,6 +130,30 @@ public struct ODBCDataSource: DataSource {
     }
 
     func connect() throws -> Session {
+        var connection = try open(connectingString())
+        var notes: [String] = []
+        // psqlodbc keeps a whole result in memory unless told to use a cursor: 3.7 GB and 77 s for a million
+        // rows of 60 doubles (docs/PERFORMANCE.md, "Reading a table"). Reconnect asking for one, unless the
+        // connection string says otherwise.
+        if let extra = Self.streamingAttributes(driver: connection.info(SQL_DRIVER_NAME) ?? "", connectionString: connectionString) {
+            let base = connectingString()
+            connection = try open(base + (base.isEmpty || base.hasSuffix(";") ? "" : ";") + extra)
+            notes.append("reading through a server-side cursor (\(extra) added: psqlodbc otherwise holds the whole result in memory; set UseDeclareFetch in --odbc to choose yourself)")
+        }
+        return try prepare(connection, notes: notes)
+    }
+
+    /// Connection attributes that make `driver` stream a large result instead of holding all of it, when the
+    /// connection string does not set them itself; nil when none are needed or known.
+    static func streamingAttributes(driver: String, connectionString: String) -> String? {
+        guard driver.lowercased().hasPrefix("psqlodbc") else { return nil }
+        let keys = Set(attributes(of: connectionString).map { $0.key.lowercased() })
+        guard !keys.contains("usedeclarefetch"), !keys.contains("b6") else { return nil }   // B6: its short name
+        return "UseDeclareFetch=1;Fetch=10000"
+    }
+
+    /// A connected handle, its errors classified.
+    private func open(_ connecting: String) throws -> ODBCConnection {
         let connection: ODBCConnection
         do {
             connection = try ODBCConnection(secret: password?.value)
@@ -139,17 +163,22 @@ public struct ODBCDataSource: DataSource {
         connection.setAttribute(SQL_ATTR_LOGIN_TIMEOUT, UInt(max(1, loginTimeout)))
         connection.setAttribute(SQL_ATTR_ACCESS_MODE, SQL_MODE_READ_ONLY)
         do {
-            try connection.connect(connectingString())
+            try connection.connect(connecting)
         } catch let error as ODBCCallError {
             throw classifyConnectionError(error, connection: connection)
         }
+        return connection
+    }
+
+    /// Makes a connected session read-only where it can, and describes it.
+    private func prepare(_ connection: ODBCConnection, notes earlier: [String]) throws -> Session {
         // Some drivers take the access mode only once connected.
         var readOnly: [String] = []
         if connection.attribute(SQL_ATTR_ACCESS_MODE) == SQL_MODE_READ_ONLY || connection.setAttribute(SQL_ATTR_ACCESS_MODE, SQL_MODE_READ_ONLY) {
             readOnly.append("SQL_ATTR_ACCESS_MODE=SQL_MODE_READ_ONLY")
         }
         let dbms = connection.info(SQL_DBMS_NAME) ?? "unknown"
-        var notes = ["database: \(dbms) \(connection.info(SQL_DBMS_VER) ?? ""), ODBC driver \(connection.info(SQL_DRIVER_NAME) ?? "?") \(connection.info(SQL_DRIVER_VER) ?? "")"]
+        var notes = ["database: \(dbms) \(connection.info(SQL_DBMS_VER) ?? ""), ODBC driver \(connection.info(SQL_DRIVER_NAME) ?? "?") \(connection.info(SQL_DRIVER_VER) ?? "")"] + earlier
         if let setting = Self.readOnlySessionStatement(dbms: dbms) {
             do {
                 try connection.execute(setting)

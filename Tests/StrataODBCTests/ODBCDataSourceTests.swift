@@ -73,6 +73,9 @@ final class TempDir {
             #expect(query.train.features == referenceQuery.train.features && query.test.features == referenceQuery.test.features, "\(server.kind)")
             #expect(query.train.labels == referenceQuery.train.labels, "\(server.kind)")
 
+            // psqlodbc reads through a cursor unless the connection string chooses (below, Fetch=100): said at start.
+            #expect(loaded.summaryLines.contains { $0.contains("server-side cursor (UseDeclareFetch=1;Fetch=10000 added") } == (server.kind == .postgres),
+                    "\(loaded.summaryLines)")
             if server.kind == .postgres {
                 // A large table's documented setting: psqlodbc fetches through a server-side cursor, 100 rows at a time.
                 let cursor = try source(server, .table(name: "samples", featureColumns: nil),
@@ -264,6 +267,14 @@ final class TempDir {
 
 /// What needs no server: the connection string's secrets, the password's escaping and silence, numbers as drivers render them.
 @Suite struct ODBCConnectionStringTests {
+    @Test func psqlodbcIsToldToStreamUnlessTheConnectionStringChooses() {
+        #expect(ODBCDataSource.streamingAttributes(driver: "psqlodbcw.so", connectionString: "DSN=clinic") == "UseDeclareFetch=1;Fetch=10000")
+        #expect(ODBCDataSource.streamingAttributes(driver: "PSQLODBCA.SO", connectionString: "DRIVER={PostgreSQL ANSI};SERVER=db") != nil)
+        #expect(ODBCDataSource.streamingAttributes(driver: "psqlodbcw.so", connectionString: "DSN=clinic;usedeclarefetch=0") == nil)
+        #expect(ODBCDataSource.streamingAttributes(driver: "psqlodbcw.so", connectionString: "DSN=clinic;B6=0") == nil)
+        #expect(ODBCDataSource.streamingAttributes(driver: "libmaodbc.so", connectionString: "DSN=sales") == nil)
+    }
+
     @Test func passwordsOnTheCommandLineAreFound() {
         #expect(ODBCDataSource.secretKeys(in: "DSN=sales;UID=agent").isEmpty)
         #expect(ODBCDataSource.secretKeys(in: "DSN=sales;UID=agent;PWD=x") == ["PWD"])
@@ -292,6 +303,43 @@ final class TempDir {
         try "".write(toFile: dir.file("empty"), atomically: true, encoding: .utf8)
         #expect(throws: DataSourceError.self) { try ODBCPassword.resolve(file: dir.file("empty"), environment: [:]) }
         #expect(throws: DataSourceError.self) { try ODBCPassword.resolve(file: dir.file("absent"), environment: [:]) }
+    }
+
+    /// The byte-level fast path gives exactly what the general path gives (bit for bit), on every form a
+    /// driver writes and on random numerals of every length; what it does not take, it leaves to the general path.
+    @Test func theFastNumeralPathAgreesWithTheGeneralOne() {
+        func fast(_ text: String, integer: Bool) -> DatabaseCell? {
+            Array(text.utf8).withUnsafeBytes { ColumnValues.numeralCell($0, integer: integer) }
+        }
+        func same(_ a: DatabaseCell?, _ b: DatabaseCell) -> Bool {
+            switch (a, b) {
+            case (.real(let x)?, .real(let y)): return x.bitPattern == y.bitPattern
+            default: return a == b
+            }
+        }
+        var generator = SeededGenerator(seed: 11)
+        var cases = ["0", "-0", "+7", "3.", ".5", "-.5", "0.000001234", "1e3", "1E-3", "2.5e+10", "123456789012345678",
+                     "1234567890123456789", "-9223372036854775808", "18446744073709551615", "0.1", "0.30000000000000004",
+                     "1.7976931348623157e308", "1e400", "4.9e-324", "1e-400", "-4.993", "99999999999999999999.5"]
+        let digits = Array("0123456789")
+        for _ in 0..<20_000 {
+            var text = Bool.random(using: &generator) ? "-" : ""
+            text += String((0..<Int.random(in: 1...20, using: &generator)).map { _ in digits.randomElement(using: &generator)! })
+            if Bool.random(using: &generator) {
+                text += "." + String((0..<Int.random(in: 0...12, using: &generator)).map { _ in digits.randomElement(using: &generator)! })
+            }
+            if Int.random(in: 0..<4, using: &generator) == 0 { text += "e\(Int.random(in: -30...30, using: &generator))" }
+            cases.append(text)
+        }
+        for text in cases {
+            for integer in [true, false] {
+                let general = BlockReader.number(text, integer: integer, truncated: false)
+                #expect(same(fast(text, integer: integer), general), "\(text) integer=\(integer): \(String(describing: fast(text, integer: integer))) vs \(general)")
+            }
+        }
+        for other in ["", " 1", "1 ", "NaN", "-Infinity", "1e", "e5", ".", "-", "1.2.3", "1,5", "0x10", "١٢"] {
+            #expect(fast(other, integer: false) == nil, "\(other)")
+        }
     }
 
     @Test func numbersAsDriversRenderThem() {
