@@ -153,8 +153,9 @@ public struct SampleAssembler {
     /// What one candidate column's values turned out to be, over every row read.
     private struct ColumnScan {
         var candidate: SamplePlan.Candidate
-        /// One per row read; NaN where the value is missing.
-        var values: [Double] = []
+        /// One per row read; NaN where the value is missing. Float32, what a feature becomes anyway: half the
+        /// memory of a double while a large table is read (docs/PERFORMANCE.md, "Reading a table").
+        var values: [Float] = []
         /// Why a non-required column is not used (its values are dropped).
         var rejection: String?
         var missing = 0
@@ -266,7 +267,7 @@ public struct SampleAssembler {
             let suspects = zip(kept, columns).compactMap { f, column -> ColumnNote? in
                 // Dates often increase with every row (an event log) without being identifiers.
                 guard column.kind != .boolean, column.kind != .date,
-                      let reason = ColumnValues.identifierReason(name: column.name, values: scans[f].values,
+                      let reason = ColumnValues.identifierReason(name: column.name, values: scans[f].values.map(Double.init),
                                                                  rowOrderIsInsertionOrder: plan.isTable) else { return nil }
                 return ColumnNote(name: column.name, reason: reason)
             }
@@ -295,6 +296,12 @@ public struct SampleAssembler {
         var trainFeatures: [Float] = [], trainLabels: [Float] = [], trainNames: [String] = []
         var testFeatures: [Float] = [], testLabels: [Float] = [], testNames: [String] = []
         var rowValues = [Float](repeating: 0, count: featureCount)
+        // Reserved at their final size: grown by doubling, the arrays would briefly need up to three times it.
+        let testRows = splits.reduce(0) { $0 + ($1 == .test ? 1 : 0) }
+        trainFeatures.reserveCapacity((rowIDs.count - testRows) * featureCount)
+        trainLabels.reserveCapacity(rowIDs.count - testRows)
+        testFeatures.reserveCapacity(testRows * featureCount)
+        testLabels.reserveCapacity(testRows)
         rows: for r in rowIDs.indices {
             let rowID = rowIDs[r]
             let labelValue: Float
@@ -319,7 +326,7 @@ public struct SampleAssembler {
                     missingHere += 1
                     rowValues[j] = .nan
                 } else {
-                    rowValues[j] = Float(v)
+                    rowValues[j] = v
                 }
             }
             if splits[r] == .missing {
@@ -366,7 +373,7 @@ public struct SampleAssembler {
                 if scan.firstBooleanWord == nil, case .text(let s) = value { scan.firstBooleanWord = (rowID, ColumnValues.trimmed(s)) }
             }
             if form != .boolean, v != 0, v != 1, scan.firstOtherNumber == nil { scan.firstOtherNumber = (rowID, v) }
-            scan.values.append(v)
+            scan.values.append(Float(v))   // within float32's range: checked by ColumnValues
         case .notNumber(let shown):
             if scan.candidate.isDate { throw DataSourceError.notADate(column: name, row: rowID, value: shown) }
             guard !scan.candidate.required else { throw DataSourceError.nonNumericValue(column: name, row: rowID, value: shown) }
