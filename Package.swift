@@ -117,6 +117,8 @@ let package = Package(
         // Benchmarks against limits measured in the same run (docs/PERFORMANCE.md).
         .executableTarget(name: "strata-bench", dependencies: [
             "StrataCore", "StrataWire", "StrataTransport", "StrataCoordinator", "StrataAgent", "StrataStore",
+            "StrataData", "StrataODBC",
+            "StrataTestServers",  // `strata-bench data` starts PostgreSQL and MariaDB as the ODBC tests do
             "COpenSSL", "CStrataOpenSSLShim",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

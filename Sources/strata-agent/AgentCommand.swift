@@ -16,7 +16,7 @@ struct AgentCommand: AsyncParsableCommand {
         commandName: "strata-agent",
         abstract: "Train on a local SQLite database, or a server database through ODBC, and send model updates to a Strata coordinator over mutual TLS.",
         discussion: """
-            The agent reads its rows once, at start, from --database (a SQLite file) or --odbc (PostgreSQL, MariaDB/MySQL, \
+            The agent reads its rows at start (and every --refresh seconds) from --database (a SQLite file) or --odbc (PostgreSQL, MariaDB/MySQL, \
             SQL Server, Db2, Oracle: any driver registered with unixODBC): a table (--table) or any SQL query (--query). \
             Rows are split into train and test by --split-column ('train'/'test'), or deterministically by --test-fraction \
             when there is no such column. Only model updates leave the machine.
@@ -35,8 +35,8 @@ struct AgentCommand: AsyncParsableCommand {
             order and that key numbers the rows in messages and in the split, otherwise rows are numbered in the server's \
             order. The query runs on a thread of its own. Errors name the fix: an unknown driver or DSN (with the drivers \
             and DSNs installed), an unreachable server, refused credentials, a missing database, table or column, a \
-            missing SELECT privilege, a column type that cannot be used. docs/OPERATIONS.md, "Reading from PostgreSQL, \
-            MariaDB, SQL Server, Db2 (ODBC)", has odbc.ini examples and read-only roles.
+            missing SELECT privilege, a column type that cannot be used. docs/OPERATIONS.md, "Data sources", has odbc.ini \
+            examples, read-only roles, and the memory a large table takes (about 10 bytes per value read).
 
             Features: --feature-columns in the order given (age,income,debt_ratio); otherwise, for a table, every \
             column except the label, the split column, the primary key and --exclude-columns that holds numbers: \

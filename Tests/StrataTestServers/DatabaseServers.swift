@@ -144,14 +144,41 @@ public final class DatabaseServer: @unchecked Sendable {
     }
 
     /// Runs SQL as the superuser through the server's command-line client, in database `strata`.
-    public func execute(_ sql: String) throws {
+    public func execute(_ sql: String, timeout: Double = 120) throws {
         let file = directory + "/script-\(UUID().uuidString.prefix(8)).sql"
         let preamble = kind == .mariadb ? "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES');\n" : ""
         try (preamble + sql).write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         let (status, output) = try Self.run(client[0], Array(client.dropFirst()) + (kind == .postgres ? ["-f", file] : []),
-                                            stdin: kind == .mariadb ? file : nil, timeout: 120)
+                                            stdin: kind == .mariadb ? file : nil, timeout: timeout)
         guard status == 0 else { throw DatabaseServerError("\(kind.rawValue) refused the script (\(status)): \(output.suffix(2000))") }
+    }
+
+    /// Runs a query through the server's own command-line client (psql, mariadb --quick), its rows written as
+    /// text to /dev/null, and returns the seconds it took: what reading every row costs a C client of the
+    /// server's protocol, the reference `strata-bench data` measures the agent's reading against.
+    public func readThroughClient(_ sql: String, timeout: Double = 900) throws -> Double {
+        let arguments = Array(client.dropFirst()) + (kind == .postgres ? ["-At", "-o", "/dev/null", "-c", sql] : ["--quick", "-N", "-B", "-e", sql])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: client[0])
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardInput = FileHandle.nullDevice
+        let started = Date()
+        try process.run()
+        let deadline = started.addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline { process.terminate(); process.waitUntilExit(); throw DatabaseServerError("\(kind.rawValue) client timed out after \(timeout) s") }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw DatabaseServerError("\(kind.rawValue) client failed (\(process.terminationStatus)): \(message.suffix(1000))")
+        }
+        return seconds
     }
 
     /// Creates `name` with the columns and rows of a SQLite table (INTEGER → BIGINT, REAL → DOUBLE, TEXT → TEXT,
