@@ -110,7 +110,9 @@ struct AgentSession: Sendable {
             default:
                 throw SessionFailure.unexpected("\(first.type) before welcome")
             }
-            let spec = welcome.model.modelSpec
+            guard let spec = welcome.model.modelSpec else {
+                throw AgentError.incompatibleModel("the coordinator describes a model that cannot exist (\(welcome.model.kind), \(welcome.model.featureCount) features, \(welcome.model.outputCount) outputs): upgrade or reconfigure the coordinator")
+            }
             try checkCompatibility(spec)
             // The rows as the model sees them; the preprocessing comes with the welcome or the first task.
             let prepared = NIOLockedValueBox(PreparedSamples(raw: samples))
@@ -254,14 +256,17 @@ struct AgentSession: Sendable {
     private func checkCompatibility(_ spec: ModelSpec) throws {
         // The welcome is untrusted too: a class count that would make the model larger than a frame can carry
         // is refused before anything is allocated for it.
-        guard spec.outputCount >= 1, spec.outputCount <= configuration.maxFrameBytes / 4 / max(1, spec.featureCount + 1) else {
-            throw AgentError.incompatibleModel("the welcome announces \(spec.outputCount) outputs, which no task frame of at most \(configuration.maxFrameBytes) bytes can carry")
+        // (An MLP's widths are bounded by the wire, so its parameter count cannot overflow.)
+        let fits = spec.kind == .mlp ? spec.parameterCount <= configuration.maxFrameBytes / 4
+            : spec.outputCount <= configuration.maxFrameBytes / 4 / max(1, spec.featureCount + 1)
+        guard spec.outputCount >= 1, fits else {
+            throw AgentError.incompatibleModel("the welcome announces a model (\(spec.summary)) that no task frame of at most \(configuration.maxFrameBytes) bytes can carry")
         }
         guard spec.featureCount == samples.featureColumns.count else {
             throw AgentError.incompatibleModel("the federation's model has \(spec.featureCount) features but the data has \(samples.featureColumns.count)")
         }
         // Text labels are numbered later, through the federation's vocabulary (PreparedSamples.apply).
-        if spec.kind == .softmaxRegression, !samples.hasUnmappedLabels {
+        if spec.isClassifier, !samples.hasUnmappedLabels {
             for (dataset, offset) in [(samples.train, 0), (samples.test, samples.train.count)] {
                 if let bad = dataset.labels.firstIndex(where: { $0 < 0 || $0 >= Float(spec.outputCount) || $0 != $0.rounded() }) {
                     throw DataSourceError.labelOutOfRange(row: Int64(offset + bad + 1), value: dataset.labels[bad], classCount: spec.outputCount)

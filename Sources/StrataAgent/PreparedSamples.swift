@@ -38,7 +38,7 @@ struct PreparedSamples: Sendable {
             guard raw.hasUnmappedLabels else {
                 throw AgentError.incompatibleModel("the federation's labels are text (\(incoming.labels.prefix(4).joined(separator: ", "))…) but this agent's label column holds numbers")
             }
-            guard spec.kind == .softmaxRegression, incoming.labels.count <= spec.outputCount else {
+            guard spec.isClassifier, incoming.labels.count <= spec.outputCount else {
                 throw AgentError.incompatibleModel("the federation's vocabulary has \(incoming.labels.count) labels for a model of \(spec.outputCount) outputs")
             }
             next = try next.mappingLabels(through: try LabelVocabulary(labels: incoming.labels))

@@ -159,7 +159,7 @@ extension Coordinator {
         return ModelParameters(version: version, model: spec.kind.rawValue, features: spec.featureCount, outputs: spec.outputCount,
                                createdAt: record.createdAt, accuracy: accuracy, tensors: tensors, preprocessing: preprocessing,
                                metric: metric.name, score: own?.score ?? round?.score, answered: own?.answered ?? round?.answered,
-                               asked: own?.asked ?? round?.asked, best: best)
+                               asked: own?.asked ?? round?.asked, best: best, architecture: spec.kind == .mlp ? spec.summary : nil)
     }
 
     public func auditReport(limit: Int) async throws -> AuditReport {
@@ -265,7 +265,7 @@ extension Coordinator {
     // MARK: Helpers
 
     /// A linear model's evaluation reports accuracy 0: status and metrics leave it out (RMSE, MAE, R² instead).
-    var reportsAccuracy: Bool { configuration.model.kind == .softmaxRegression }
+    var reportsAccuracy: Bool { configuration.model.isClassifier }
 
     func tierReports() -> [TierReport] {
         let now = elapsed

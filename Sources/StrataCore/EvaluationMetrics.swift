@@ -218,7 +218,7 @@ extension EvaluationStatistics {
         let n = Double(rows)
         switch self {
         case .classification(let c):
-            guard model.kind == .softmaxRegression else { throw .wrongKind(model: model.kind) }
+            guard model.isClassifier else { throw .wrongKind(model: model.kind) }
             guard c.classes == model.outputCount, c.predicted.count == c.classes, c.correct.count == c.classes else {
                 throw .classCount(expected: model.outputCount, got: c.classes)
             }
@@ -379,9 +379,11 @@ extension Trainer {
         precondition(parameters.count == spec.parameterCount && data.featureCount == spec.featureCount, "shapes do not match the model")
         precondition(bins >= 1, "bins must be >= 1")
         let n = data.count, f = spec.featureCount, o = spec.outputCount
-        let cm = classMajor(parameters, spec: spec)
+        // An MLP's outputs come from its own forward pass; the linear kinds' from `logits` below.
+        let mlpOutputs = spec.mlp?.outputs(parameters: parameters, data: data)
+        let cm = mlpOutputs == nil ? classMajor(parameters, spec: spec) : []
         var scratch = [Float](repeating: 0, count: o)
-        var counts = ClassCounts.zero(classes: spec.kind == .softmaxRegression ? o : 0, bins: spec.kind == .softmaxRegression && o == 2 ? bins : 0)
+        var counts = ClassCounts.zero(classes: spec.isClassifier ? o : 0, bins: spec.isClassifier && o == 2 ? bins : 0)
         var sums = RegressionSums.zero
         cm.withUnsafeBufferPointer { w in
         scratch.withUnsafeMutableBufferPointer { z in
@@ -389,9 +391,13 @@ extension Trainer {
             let zp = z.baseAddress!
             let xp = x.baseAddress ?? UnsafePointer(zp)
             for i in 0..<n {
-                logits(row: xp + i * f, weights: w.baseAddress!, featureCount: f, outputCount: o, into: zp)
+                if let mlpOutputs {
+                    for k in 0..<o { zp[k] = mlpOutputs[i * o + k] }
+                } else {
+                    logits(row: xp + i * f, weights: w.baseAddress!, featureCount: f, outputCount: o, into: zp)
+                }
                 switch spec.kind {
-                case .softmaxRegression:
+                case .softmaxRegression, .mlp:
                     let label = classIndex(data.labels[i], outputCount: o)
                     var m = zp[0], arg = 0
                     for k in 1..<o where zp[k] > m { m = zp[k]; arg = k }
@@ -416,6 +422,6 @@ extension Trainer {
                 }
             }
         }}}
-        return spec.kind == .softmaxRegression ? .classification(counts) : .regression(sums)
+        return spec.isClassifier ? .classification(counts) : .regression(sums)
     }
 }

@@ -150,6 +150,21 @@ public struct MLP: Hashable, Sendable, Codable {
         }
     }
 
+    /// The output layer's values (logits; the prediction for regression) of every row, row-major (count × outputCount).
+    public func outputs(parameters: [Float], data: Dataset) -> [Float] {
+        var result: [Float] = []
+        result.reserveCapacity(data.count * outputCount)
+        var workspace = Workspace(model: self, batch: min(max(data.count, 1), 256))
+        var b = 0
+        while b < data.count {
+            let end = min(b + 256, data.count)
+            forward(parameters, data: data, indices: Array(b..<end)[...], workspace: &workspace)
+            result.append(contentsOf: workspace.activations[widths.count - 1][0..<((end - b) * outputCount)])
+            b = end
+        }
+        return result
+    }
+
     // MARK: Arithmetic
 
     /// Per-batch buffers, reused across batches: activations and their gradients, layer by layer.

@@ -4,39 +4,95 @@ public enum ModelKind: String, Sendable, Codable, CaseIterable {
     case softmaxRegression = "softmax"
     /// Least-squares linear regression with one output.
     case linearRegression = "linear"
+    /// A multilayer perceptron classifier (`MLP`): hidden layers and activation in the spec.
+    case mlp = "mlp"
 }
 
-/// Shape of a model. Parameters are ONE flat contiguous `[Float]`:
-/// weights W row-major (featureCount x outputCount) then bias b (outputCount).
+/// Shape of a model. Parameters are ONE flat contiguous `[Float]`, its tensors one after the other in
+/// `tensorShapes` order: for softmax and linear regression the weights W row-major (featureCount x
+/// outputCount) then the bias b (outputCount); for an MLP each layer's weight then bias.
 public struct ModelSpec: Hashable, Sendable, Codable {
     public var kind: ModelKind
     public var featureCount: Int
-    /// Classes for softmax, 1 for linear.
+    /// Classes for softmax and MLP, 1 for linear.
     public var outputCount: Int
+    /// MLP only: the hidden layers' widths, input side first (empty for the linear kinds).
+    public var hidden: [Int]
+    /// MLP only: the hidden layers' nonlinearity.
+    public var activation: MLP.Activation
 
-    public init(kind: ModelKind, featureCount: Int, outputCount: Int) {
+    public init(kind: ModelKind, featureCount: Int, outputCount: Int, hidden: [Int] = [], activation: MLP.Activation = .relu) {
         precondition(featureCount >= 0, "featureCount must be >= 0")
         precondition(outputCount >= 1, "outputCount must be >= 1")
         precondition(kind != .linearRegression || outputCount == 1, "linear regression has exactly one output")
+        precondition(kind == .mlp || hidden.isEmpty, "only an MLP has hidden layers")
+        precondition(kind != .mlp || (featureCount >= 1 && outputCount >= 2 && !hidden.isEmpty
+                                      && hidden.count <= MLP.maxHiddenLayers && hidden.allSatisfy { (1...MLP.maxWidth).contains($0) }),
+                     "an MLP needs features, 2+ classes and 1 to \(MLP.maxHiddenLayers) hidden layers of 1 to \(MLP.maxWidth) units")
         self.kind = kind
         self.featureCount = featureCount
         self.outputCount = outputCount
+        self.hidden = kind == .mlp ? hidden : []
+        self.activation = activation
     }
 
-    /// f*o + o
-    public var parameterCount: Int { featureCount * outputCount + outputCount }
+    /// Specs stored before MLPs existed have no `hidden` or `activation`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let kind = try c.decode(ModelKind.self, forKey: .kind)
+        let featureCount = try c.decode(Int.self, forKey: .featureCount)
+        let outputCount = try c.decode(Int.self, forKey: .outputCount)
+        let hidden = try c.decodeIfPresent([Int].self, forKey: .hidden) ?? []
+        let activation = try c.decodeIfPresent(MLP.Activation.self, forKey: .activation) ?? .relu
+        guard Self.isValid(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden) else {
+            throw DecodingError.dataCorruptedError(forKey: .hidden, in: c, debugDescription: "not a valid model shape")
+        }
+        self.init(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden, activation: activation)
+    }
 
-    /// Offset of the bias block inside the flat parameter vector.
+    /// Whether `init` accepts these values (for values read from outside: a file, a flag, the wire).
+    public static func isValid(kind: ModelKind, featureCount: Int, outputCount: Int, hidden: [Int]) -> Bool {
+        guard featureCount >= 0, outputCount >= 1 else { return false }
+        switch kind {
+        case .softmaxRegression: return hidden.isEmpty
+        case .linearRegression: return hidden.isEmpty && outputCount == 1
+        case .mlp:
+            return featureCount >= 1 && outputCount >= 2 && !hidden.isEmpty && hidden.count <= MLP.maxHiddenLayers
+                && hidden.allSatisfy { (1...MLP.maxWidth).contains($0) }
+        }
+    }
+
+    /// Predicts classes (softmax regression, MLP) rather than a number (linear regression).
+    public var isClassifier: Bool { kind != .linearRegression }
+
+    /// The MLP this spec describes (nil for the linear kinds).
+    public var mlp: MLP? {
+        kind == .mlp ? MLP(featureCount: featureCount, hidden: hidden, outputCount: outputCount, activation: activation) : nil
+    }
+
+    public var parameterCount: Int { mlp?.parameterCount ?? featureCount * outputCount + outputCount }
+
+    /// Offset of the bias block inside the flat parameter vector (the linear kinds).
     public var biasOffset: Int { featureCount * outputCount }
 
-    /// `[("weight", [f, o]), ("bias", [o])]`, in the order they appear in the flat vector.
+    /// The tensors in the order they appear in the flat vector: `[("weight", [f, o]), ("bias", [o])]` for the
+    /// linear kinds, `layer1.weight`, `layer1.bias`, … for an MLP.
     public var tensorShapes: [(name: String, shape: [Int])] {
-        [("weight", [featureCount, outputCount]), ("bias", [outputCount])]
+        mlp?.tensorShapes ?? [("weight", [featureCount, outputCount]), ("bias", [outputCount])]
     }
 
-    /// All zeros (deterministic).
-    public func initialParameters() -> [Float] {
-        [Float](repeating: 0, count: parameterCount)
+    /// All zeros for the linear kinds; seeded He/Glorot weights for an MLP (zeros would keep its hidden
+    /// units identical for ever).
+    public func initialParameters(seed: UInt64 = 1) -> [Float] {
+        mlp?.initialParameters(seed: seed) ?? [Float](repeating: 0, count: parameterCount)
+    }
+
+    /// `mlp relu 60-32-16-10`, `softmax 60x10`: how logs and the state database name the model.
+    public var summary: String {
+        switch kind {
+        case .mlp: return "mlp \(activation.rawValue) \(([featureCount] + hidden + [outputCount]).map(String.init).joined(separator: "-"))"
+        case .softmaxRegression, .linearRegression: return "\(kind.rawValue) \(featureCount)x\(outputCount)"
+        }
     }
 }
 

@@ -67,10 +67,10 @@ public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible
     public func problem(for model: ModelSpec) -> String? {
         switch name {
         case "accuracy", "macro-f1":
-            return model.kind == .softmaxRegression ? nil
+            return model.isClassifier ? nil
                 : "\(name) is a classification metric, the model is linear regression: use rmse, mae, r2 or loss"
         case "auc":
-            if model.kind != .softmaxRegression { return "auc is a classification metric, the model is linear regression: use rmse, mae, r2 or loss" }
+            if !model.isClassifier { return "auc is a classification metric, the model is linear regression: use rmse, mae, r2 or loss" }
             return model.outputCount == 2 ? nil
                 : "auc needs two classes, the model has \(model.outputCount): use macro-f1, accuracy or loss"
         case "rmse", "mae", "r2":

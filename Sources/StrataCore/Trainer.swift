@@ -69,6 +69,7 @@ public enum Trainer {
     /// dot products and axpys of length featureCount; the result is returned in the public row-major layout.
     public static func train(spec: ModelSpec, parameters: [Float], data: Dataset, config: TrainingConfig) -> TrainingResult {
         checkShapes(spec: spec, parameters: parameters, data: data)
+        if let mlp = spec.mlp { return mlp.train(parameters: parameters, data: data, config: config) }
         precondition(config.batchSize >= 1, "batchSize must be >= 1")
         precondition(config.epochs >= 0, "epochs must be >= 0")
         let n = data.count
@@ -137,6 +138,7 @@ public enum Trainer {
     /// Mean loss, accuracy (softmax) and mean squared error (linear) over the whole dataset.
     public static func evaluate(spec: ModelSpec, parameters: [Float], data: Dataset) -> Evaluation {
         checkShapes(spec: spec, parameters: parameters, data: data)
+        if let mlp = spec.mlp { return mlp.evaluate(parameters: parameters, data: data) }
         let n = data.count
         guard n > 0 else { return Evaluation(sampleCount: 0, loss: 0, accuracy: 0, meanSquaredError: 0) }
         let f = spec.featureCount, o = spec.outputCount
@@ -154,6 +156,8 @@ public enum Trainer {
                 let row = xp + i * f
                 logits(row: row, weights: w.baseAddress!, featureCount: f, outputCount: o, into: zp)
                 switch spec.kind {
+                case .mlp:
+                    preconditionFailure("an MLP is trained and evaluated by MLP (delegated above)")
                 case .softmaxRegression:
                     let label = classIndex(y[i], outputCount: o)
                     var m = zp[0], arg = 0
@@ -169,6 +173,8 @@ public enum Trainer {
             }
         }}}}
         switch spec.kind {
+        case .mlp:
+            preconditionFailure("an MLP is trained and evaluated by MLP (delegated above)")
         case .softmaxRegression:
             return Evaluation(sampleCount: n, loss: Float(lossSum / Double(n)),
                               accuracy: Float(Double(correct) / Double(n)), meanSquaredError: 0)
@@ -182,6 +188,7 @@ public enum Trainer {
     /// Empty `indices` give (0, zeros). No proximal term. The gradient uses the public row-major layout.
     public static func lossAndGradient(spec: ModelSpec, parameters: [Float], data: Dataset, indices: some Collection<Int>) -> (loss: Float, gradient: [Float]) {
         checkShapes(spec: spec, parameters: parameters, data: data)
+        if let mlp = spec.mlp { return mlp.lossAndGradient(parameters: parameters, data: data, indices: Array(indices)) }
         let idx = Array(indices)
         for i in idx { precondition(i >= 0 && i < data.count, "index \(i) out of range 0..<\(data.count)") }
         var gradient = [Float](repeating: 0, count: spec.parameterCount)
@@ -354,6 +361,8 @@ public enum Trainer {
         let xp = x.baseAddress ?? UnsafePointer(zp)
         var lossSum = 0.0
         switch spec.kind {
+        case .mlp:
+            preconditionFailure("an MLP is trained and evaluated by MLP (delegated above)")
         case .softmaxRegression:
             for i in indices {
                 let row = xp + i * f

@@ -539,7 +539,9 @@ extension CoordinatorStore {
     /// Restores the latest committed model, or writes version 0 with `initialParameters` for a new run.
     /// Refuses a database that belongs to a run with another model or another aggregation mode.
     public func restoreOrInitialize(spec: ModelSpec, initialParameters: [Float], mode: String = "strata", now: Double) async throws -> RestoredState {
+        // `softmax:60x10` as before MLPs existed; an MLP adds its layers: `mlp:2x2:relu:16,16`.
         let specText = "\(spec.kind.rawValue):\(spec.featureCount)x\(spec.outputCount)"
+            + (spec.kind == .mlp ? ":\(spec.activation.rawValue):" + spec.hidden.map(String.init).joined(separator: ",") : "")
         return try await pool.write { db in
             if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'model'") {
                 guard stored == specText else { throw StoreError.modelMismatch(stored: stored, configured: specText) }

@@ -433,9 +433,12 @@ public struct ModelParameters: Codable, Sendable, Hashable {
     public var asked: Int?
     /// The best version at the time of the export (this one, or the one to compare it with).
     public var best: BestModelReport?
+    /// An MLP's layers and activation (`mlp relu 2-16-16-2`); nil for the linear kinds.
+    public var architecture: String?
     public init(version: Int64, model: String, features: Int, outputs: Int, createdAt: Double, accuracy: Double?, tensors: [Tensor],
                 preprocessing: Preprocessing? = nil, metric: String? = nil, score: Double? = nil, answered: Int? = nil, asked: Int? = nil,
-                best: BestModelReport? = nil) {
+                best: BestModelReport? = nil, architecture: String? = nil) {
+        self.architecture = architecture
         self.preprocessing = preprocessing
         self.metric = metric
         self.score = score

@@ -158,7 +158,15 @@ public enum WireCodec {
             }
             let spec = WireModelSpec(kind: kind, featureCount: try reader.u32("welcome.model.featureCount"), outputCount: try reader.u32("welcome.model.outputCount"))
             var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
-            let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomePreprocessing])
+            let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomePreprocessing,
+                                                                        WireOptionKey.welcomeModelLayers])
+            if let value = options[WireOptionKey.welcomeModelLayers] {
+                welcome.model.layers = try decodeOption(value, "welcome.modelLayers") { (r: inout PayloadReader) throws(WireError) in try r.modelLayers("welcome.modelLayers") }
+            }
+            guard (welcome.model.kind == .mlp) == (welcome.model.layers != nil) else {
+                throw .invalidValue(field: "welcome.modelLayers", reason: welcome.model.kind == .mlp
+                                    ? "an mlp model needs its layers (option 0x8010)" : "layers given for a model kind without hidden layers")
+            }
             if let value = options[WireOptionKey.welcomeFeatureNames] {
                 welcome.featureNames = try decodeOption(value, "welcome.featureNames") { (r: inout PayloadReader) throws(WireError) in try r.featureNames("welcome.featureNames") }
             }
@@ -324,6 +332,7 @@ public enum WireCodec {
         case .welcome(let m):
             if !m.featureNames.isEmpty { options.append((WireOptionKey.welcomeFeatureNames, { $0.writeFeatureNames(m.featureNames) })) }
             if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
+            if let layers = m.model.layers { options.append((WireOptionKey.welcomeModelLayers, { $0.writeModelLayers(layers) })) }
         case .task(let m):
             if let p = m.preprocessing { options.append((WireOptionKey.taskPreprocessing, { $0.writePreprocessing(p) })) }
         case .update(let m):

@@ -1,3 +1,4 @@
+import StrataCore
 import NIOCore
 
 /// One column's summary over an agent's training rows: what leaves an agent in a statistics task.
@@ -171,6 +172,12 @@ extension ByteBuffer {
         for label in p.labels { writeWireString(label) }
     }
 
+    mutating func writeModelLayers(_ layers: WireModelLayers) {
+        writeInteger(layers.activation.rawValue)
+        writeInteger(UInt16(clamping: layers.hidden.count), endianness: .little)
+        for width in layers.hidden.prefix(Int(UInt16.max)) { writeInteger(width, endianness: .little) }
+    }
+
     mutating func writeFeatureNames(_ names: [String]) {
         writeInteger(UInt32(names.count), endianness: .little)
         for name in names { writeWireString(name) }
@@ -263,6 +270,28 @@ extension PayloadReader {
         labels.reserveCapacity(m)
         for i in 0..<m { labels.append(try string("\(field).labels[\(i)]")) }
         return WirePreprocessing(features: features, target: target, labels: labels)
+    }
+
+    /// An MLP's hidden layers: 1 to `MLP.maxHiddenLayers` layers of 1 to `MLP.maxWidth` units, checked
+    /// before anything is allocated.
+    mutating func modelLayers(_ field: String) throws(WireError) -> WireModelLayers {
+        let byte = try u8(field + ".activation")
+        guard let activation = WireModelLayers.Activation(rawValue: byte) else {
+            throw .invalidValue(field: field + ".activation", reason: "unknown activation \(byte)")
+        }
+        let count = Int(try u16(field + ".count"))
+        guard (1...MLP.maxHiddenLayers).contains(count) else {
+            throw .invalidValue(field: field + ".count", reason: "\(count) hidden layers (1 to \(MLP.maxHiddenLayers))")
+        }
+        var hidden: [UInt32] = []
+        for i in 0..<count {
+            let width = try u32("\(field).hidden[\(i)]")
+            guard (1...UInt32(MLP.maxWidth)).contains(width) else {
+                throw .invalidValue(field: "\(field).hidden[\(i)]", reason: "width \(width) (1 to \(MLP.maxWidth))")
+            }
+            hidden.append(width)
+        }
+        return WireModelLayers(activation: activation, hidden: hidden)
     }
 
     mutating func featureNames(_ field: String) throws(WireError) -> [String] {

@@ -78,16 +78,36 @@ extension ByteBuffer {
 public enum WireModelKind: UInt8, Sendable, Hashable {
     case softmaxRegression = 1
     case linearRegression = 2
+    /// A multilayer perceptron classifier; its hidden layers travel in welcome option 0x8010.
+    case mlp = 3
+}
+
+/// The hidden layers of an MLP (welcome option 0x8010): u8 activation (1 relu, 2 tanh), u16 count, count × u32 widths.
+public struct WireModelLayers: Sendable, Hashable {
+    public enum Activation: UInt8, Sendable, Hashable {
+        case relu = 1
+        case tanh = 2
+    }
+
+    public var activation: Activation
+    public var hidden: [UInt32]
+    public init(activation: Activation, hidden: [UInt32]) {
+        self.activation = activation
+        self.hidden = hidden
+    }
 }
 
 public struct WireModelSpec: Sendable, Hashable {
     public var kind: WireModelKind
     public var featureCount: UInt32
     public var outputCount: UInt32
-    public init(kind: WireModelKind, featureCount: UInt32, outputCount: UInt32) {
+    /// Set exactly when `kind` is `.mlp`.
+    public var layers: WireModelLayers?
+    public init(kind: WireModelKind, featureCount: UInt32, outputCount: UInt32, layers: WireModelLayers? = nil) {
         self.kind = kind
         self.featureCount = featureCount
         self.outputCount = outputCount
+        self.layers = layers
     }
 }
 

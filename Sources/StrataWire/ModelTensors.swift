@@ -3,13 +3,31 @@ import StrataCore
 
 extension WireModelSpec {
     public init(_ spec: ModelSpec) {
-        self.init(kind: spec.kind == .softmaxRegression ? .softmaxRegression : .linearRegression,
-                  featureCount: UInt32(spec.featureCount), outputCount: UInt32(spec.outputCount))
+        switch spec.kind {
+        case .softmaxRegression:
+            self.init(kind: .softmaxRegression, featureCount: UInt32(spec.featureCount), outputCount: UInt32(spec.outputCount))
+        case .linearRegression:
+            self.init(kind: .linearRegression, featureCount: UInt32(spec.featureCount), outputCount: UInt32(spec.outputCount))
+        case .mlp:
+            self.init(kind: .mlp, featureCount: UInt32(spec.featureCount), outputCount: UInt32(spec.outputCount),
+                      layers: WireModelLayers(activation: spec.activation == .relu ? .relu : .tanh, hidden: spec.hidden.map { UInt32($0) }))
+        }
     }
 
-    public var modelSpec: ModelSpec {
-        ModelSpec(kind: kind == .softmaxRegression ? .softmaxRegression : .linearRegression,
-                  featureCount: Int(featureCount), outputCount: Int(outputCount))
+    /// The model a welcome describes, nil when its values make no model (`ModelSpec.isValid`): a linear
+    /// model with several outputs, an MLP without features or with one class.
+    public var modelSpec: ModelSpec? {
+        guard featureCount <= UInt32(Int32.max), outputCount <= UInt32(Int32.max) else { return nil }
+        let hidden = layers?.hidden.map { Int($0) } ?? []
+        let modelKind: ModelKind
+        switch kind {
+        case .softmaxRegression: modelKind = .softmaxRegression
+        case .linearRegression: modelKind = .linearRegression
+        case .mlp: modelKind = .mlp
+        }
+        guard ModelSpec.isValid(kind: modelKind, featureCount: Int(featureCount), outputCount: Int(outputCount), hidden: hidden) else { return nil }
+        return ModelSpec(kind: modelKind, featureCount: Int(featureCount), outputCount: Int(outputCount), hidden: hidden,
+                         activation: layers?.activation == .tanh ? .tanh : .relu)
     }
 }
 

@@ -20,6 +20,8 @@ public enum WireOptionKey {
     public static let welcomeFeatureNames: UInt16 = 1
     /// The federation's preprocessing (once fixed): the agent applies it to every row.
     public static let welcomePreprocessing: UInt16 = critical | 1
+    /// The layers of a model kind that has them (`WireModelKind.mlp`): without them the model is unknown.
+    public static let welcomeModelLayers: UInt16 = critical | 16
 
     // task
     /// The preprocessing the task's model expects; replaces the agent's copy for the session.

@@ -81,7 +81,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try divergence.check()
         try rounds.check()
         try tiering.check()
-        try stop.check(model: model.model, classes: model.classes)
+        try stop.check(model: model.spec)
+        if model.model == .mlp, model.spec.parameterCount > (network.maxFrameBytes - 4096) / 4 {
+            throw ValidationError("the model (\(model.spec.summary)) has \(model.spec.parameterCount) parameters, more than a task frame of --max-frame-bytes \(network.maxFrameBytes) carries: make --hidden narrower or raise --max-frame-bytes")
+        }
         try robustness.check()
         try preprocessing.check()
         do { try ruleSettings().validate() } catch { throw ValidationError("\(error)") }
@@ -94,7 +97,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca, cipherSuites: tls.tlsCiphersuites,
                                   revocationListFile: tls.crl),
             statePath: state,
-            model: ModelSpec(kind: model.model, featureCount: model.features, outputCount: model.model == .linearRegression ? 1 : model.classes))
+            model: model.spec)
         config.host = network.host
         config.port = network.port
         config.maxFrameBytes = network.maxFrameBytes
@@ -224,7 +227,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             // "clients ANSWERED/ASKED"; a round below the quorum is marked, and never counts. A linear model's
             // accuracy is always 0: its line shows RMSE, MAE and R² (in the target's units) instead.
             var line = String(format: "version %5lld  ", r.version)
-            if model == .softmaxRegression { line += String(format: "accuracy %.4f  ", r.accuracy) }
+            if model != .linearRegression { line += String(format: "accuracy %.4f  ", r.accuracy) }
             line += Self.metricsText(r.metrics)
             line += String(format: "loss %.4f  clients %d/%d  elapsed %.1fs", r.loss, r.clients, r.askedClients, r.versionElapsedSeconds)
             if !r.counted { line += "  not counted (quorum \(r.requiredClients))" } else if r.newBest { line += "  best" }
@@ -233,7 +236,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             print(line)
         case .stopped(let s):
             let last: String
-            if model == .softmaxRegression {
+            if model != .linearRegression {
                 last = s.lastEvaluation.map { String(format: "accuracy %.4f  %@(version %lld)", $0.accuracy, metricsText($0.metrics), $0.version) } ?? "not evaluated"
             } else {
                 last = s.lastEvaluation.map { String(format: "%@loss %.4f  (version %lld)", metricsText($0.metrics), $0.loss, $0.version) } ?? "not evaluated"
@@ -241,7 +244,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let best = s.best.map { b in
                 String(format: "version %lld, %@ %.4f (%d/%d agents answered)", b.version, b.metric, b.score, b.answered, b.asked)
             } ?? "none (no evaluation counted)"
-            let bestAccuracy = model == .softmaxRegression ? "\n  best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")" : ""
+            let bestAccuracy = model != .linearRegression ? "\n  best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")" : ""
             print("""
                 stopped: \(s.reason.rawValue)\(s.detail.map { " — \($0)" } ?? "")
                   mode              \(s.mode)\(s.tierCount > 0 ? " (\(s.tierCount) tiers)" : "")
@@ -338,14 +341,21 @@ struct TLSOptions: ParsableArguments {
 }
 
 extension ModelKind: ExpressibleByArgument {}
+extension MLP.Activation: ExpressibleByArgument {}
 
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model family: softmax (multinomial logistic regression) or linear (least squares).")
+    @Option(name: .long, help: "Model family: softmax (multinomial logistic regression), linear (least squares) or mlp (a multilayer perceptron classifier: --hidden, --activation).")
     var model: ModelKind = .softmaxRegression
     @Option(name: .long, help: "Feature count; every agent's data must have exactly this many feature columns.")
     var features: Int
-    @Option(name: .long, help: "Classes for softmax (labels 0..<classes); ignored for linear.")
+    @Option(name: .long, help: "Classes for softmax and mlp (labels 0..<classes); ignored for linear.")
     var classes: Int = 10
+    @Option(name: .long, help: ArgumentHelp(
+        "mlp: the hidden layers' widths, input side first, comma-separated (1 to 16 layers of 1 to 65536 units; default: 32,32). Weights start seeded by --seed (He-uniform for relu, Glorot for tanh).",
+        valueName: "widths"))
+    var hidden: String?
+    @Option(name: .long, help: "mlp: the hidden layers' nonlinearity, relu or tanh (default: relu).")
+    var activation: MLP.Activation?
     @Option(name: .long, help: "Local SGD learning rate.")
     var learningRate: Float = 0.01
     @Option(name: .long, help: "Local mini-batch size.")
@@ -357,9 +367,32 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Base seed for local shuffling (each task uses seed + task id).")
     var seed: UInt64 = 1
 
+    /// --hidden as typed: `32,32`.
+    var hiddenWidths: [Int]? {
+        let parts = (hidden ?? "32,32").split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        return parts.map { $0! }
+    }
+
+    /// The model the flags describe (after `check`).
+    var spec: ModelSpec {
+        switch model {
+        case .linearRegression: return ModelSpec(kind: .linearRegression, featureCount: features, outputCount: 1)
+        case .softmaxRegression: return ModelSpec(kind: .softmaxRegression, featureCount: features, outputCount: classes)
+        case .mlp: return ModelSpec(kind: .mlp, featureCount: features, outputCount: classes, hidden: hiddenWidths ?? [], activation: activation ?? .relu)
+        }
+    }
+
     func check() throws {
         guard features >= 1 else { throw ValidationError("--features must be at least 1") }
         guard model == .linearRegression || classes >= 2 else { throw ValidationError("--classes must be at least 2") }
+        if model == .mlp {
+            guard let widths = hiddenWidths, (1...MLP.maxHiddenLayers).contains(widths.count), widths.allSatisfy({ (1...MLP.maxWidth).contains($0) }) else {
+                throw ValidationError("--hidden must be 1 to \(MLP.maxHiddenLayers) comma-separated widths of 1 to \(MLP.maxWidth) units, e.g. --hidden 32,32 (got \(hidden ?? ""))")
+            }
+        } else if hidden != nil || activation != nil {
+            throw ValidationError("--hidden and --activation shape an MLP: add --model mlp, or leave them out")
+        }
         guard learningRate > 0, learningRate.isFinite else { throw ValidationError("--learning-rate must be positive") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard localEpochs >= 1 else { throw ValidationError("--local-epochs must be at least 1") }
@@ -534,11 +567,11 @@ struct StopOptions: ParsableArguments {
         targetMetric.flatMap(TargetMetric.named) ?? (targetAccuracy != nil ? .accuracy : model.defaultTargetMetric)
     }
 
-    func check(model: ModelKind, classes: Int) throws {
+    func check(model spec: ModelSpec) throws {
+        let model = spec.kind
         if let name = targetMetric, TargetMetric.named(name) == nil {
             throw ValidationError("--target-metric must be one of \(TargetMetric.all.map(\.name).joined(separator: ", ")), got \(name)")
         }
-        let spec = ModelSpec(kind: model, featureCount: 1, outputCount: model == .linearRegression ? 1 : max(1, classes))
         if let problem = metric(for: model).problem(for: spec) { throw ValidationError("--target-metric: \(problem)") }
         if let t = targetAccuracy {
             guard (0...1).contains(t) else { throw ValidationError("--target-accuracy must be between 0 and 1") }

@@ -224,6 +224,9 @@ struct ExportModel: AdminCommand {
               m = numpy.load("model.npz"); p = json.load(open("model.json"))["preprocessing"]
               c = numpy.array([f["center"] for f in p["features"]]); s = numpy.array([f["scale"] for f in p["features"]])
               scores = ((x - c) / s) @ m["weight"] + m["bias"]
+            An MLP (model mlp) has the tensors layer1.weight, layer1.bias, layer2.weight, … and the metadata's \
+            `architecture` (`mlp relu 60-32-32-10`): a = (x - c) / s; for each layer but the last, \
+            a = relu(a @ W + b) (or tanh); scores = a @ W_last + b_last.
             The metadata file (default: the --out path with .json) records version, model kind, shapes, accuracy, \
             the preprocessing, the target metric and this version's score on it (from its latest counted evaluation), \
             and the best version.
@@ -272,7 +275,7 @@ struct ExportModel: AdminCommand {
                                   file: (out as NSString).lastPathComponent, preprocessing: model.preprocessing,
                                   requested: version, metric: model.metric, score: model.score,
                                   answered: model.answered, asked: model.asked, isBest: model.best.map { $0.version == model.version },
-                                  best: model.best)
+                                  best: model.best, architecture: model.architecture)
         do {
             try NumPyArchive.npz(arrays).write(to: URL(fileURLWithPath: out))
             try Data((JSONOutput.encode(meta) + "\n").utf8).write(to: URL(fileURLWithPath: metadataPath))
@@ -318,6 +321,8 @@ struct ExportMetadata: Codable {
     var isBest: Bool?
     /// The best version when exported.
     var best: BestModelReport?
+    /// An MLP's layers and activation (`mlp relu 60-32-32-10`).
+    var architecture: String?
 }
 
 struct Audit: AdminCommand {

@@ -38,6 +38,9 @@ private func sampleMessagesWithOptions() -> [Message] {
         .welcome(Welcome(clientID: "agent-02", sessionID: 1, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
                          model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 3),
                          featureNames: ["income", "debt_ratio"], preprocessing: preprocessing)),
+        .welcome(Welcome(clientID: "agent-03", sessionID: 2, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                         model: WireModelSpec(kind: .mlp, featureCount: 2, outputCount: 2,
+                                              layers: WireModelLayers(activation: .tanh, hidden: [16, 65_536, 1])))),
         .task(TrainingTask(taskID: 11, baseVersion: 0, kind: .statistics,
                            hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0), parameters: [])),
         .task(TrainingTask(taskID: 12, baseVersion: 5, kind: .evaluate,
@@ -56,6 +59,58 @@ private func sampleMessagesWithOptions() -> [Message] {
                        trainMillis: 1, delta: [], evaluation: .regression(WireRegressionSums(
                            count: 8, sumResidual: -1.5, sumAbsoluteResidual: 6, sumSquaredResidual: 7.25, sumTarget: 80, sumSquaredTarget: 900)))),
     ]
+}
+
+/// An MLP's layers (welcome option 0x8010): required with model kind 3, refused with any other, bounded before
+/// anything is allocated.
+@Suite struct ModelLayersCodecTests {
+    func welcome(kind: WireModelKind, layers: WireModelLayers?) -> ByteBuffer {
+        WireCodec.encode(.welcome(Welcome(clientID: "a", sessionID: 1, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                                          model: WireModelSpec(kind: kind, featureCount: 2, outputCount: 2, layers: layers))))
+    }
+
+    func decode(_ buffer: ByteBuffer) throws(WireError) -> Message? {
+        var copy = buffer
+        return try WireCodec.decodeFrame(from: &copy, maxPayloadBytes: 1 << 20)
+    }
+
+    @Test func layersTravelOnlyWithAnMLP() throws {
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers", reason: "an mlp model needs its layers (option 0x8010)")) {
+            try decode(welcome(kind: .mlp, layers: nil))
+        }
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers", reason: "layers given for a model kind without hidden layers")) {
+            try decode(welcome(kind: .softmaxRegression, layers: WireModelLayers(activation: .relu, hidden: [4])))
+        }
+        let mlp = try decode(welcome(kind: .mlp, layers: WireModelLayers(activation: .relu, hidden: [8, 4])))
+        guard case .welcome(let w)? = mlp else { Issue.record("\(String(describing: mlp))"); return }
+        #expect(w.model.modelSpec?.summary == "mlp relu 2-8-4-2")
+        #expect(w.model.modelSpec?.tensorShapes.map(\.name) == ["layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias", "layer3.weight", "layer3.bias"])
+    }
+
+    /// The option's bytes, hand-made: a wrong activation, no layers, 17 layers, a width of 0 or 65537.
+    @Test func outOfRangeLayersAreRefusedByName() throws {
+        var plain = welcome(kind: .mlp, layers: WireModelLayers(activation: .relu, hidden: [3]))
+        let bytes = plain.readBytes(length: plain.readableBytes)!
+        // The option value is the frame's last bytes before the end: activation (1), count (2), widths (4 each).
+        let valueStart = bytes.count - 7
+        func frame(value: [UInt8]) -> ByteBuffer {
+            var b = Array(bytes[..<(valueStart - 4)])
+            b += withUnsafeBytes(of: UInt32(value.count).littleEndian, Array.init)
+            b += value
+            let payloadLength = UInt32(b.count - 8)   // 8-byte header: magic, version, type, length
+            b.replaceSubrange(4..<8, with: withUnsafeBytes(of: payloadLength.littleEndian, Array.init))
+            return ByteBuffer(bytes: b)
+        }
+        func u32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+        #expect(try decode(frame(value: [1, 1, 0] + u32(3))) != nil)   // the untouched value decodes
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.activation", reason: "unknown activation 9")) { try decode(frame(value: [9, 1, 0] + u32(3))) }
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.count", reason: "0 hidden layers (1 to 16)")) { try decode(frame(value: [1, 0, 0])) }
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.count", reason: "17 hidden layers (1 to 16)")) {
+            try decode(frame(value: [1, 17, 0] + (0..<17).flatMap { _ in u32(2) }))
+        }
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.hidden[0]", reason: "width 0 (1 to 65536)")) { try decode(frame(value: [1, 1, 0] + u32(0))) }
+        #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.hidden[0]", reason: "width 65537 (1 to 65536)")) { try decode(frame(value: [1, 1, 0] + u32(65_537))) }
+    }
 }
 
 @Suite struct CodecRoundTripTests {

@@ -102,6 +102,9 @@ enum ExpectedExamples {
                               pendingUpdateCount: 1)),
         "welcome": .welcome(Welcome(clientID: "hospital-a", sessionID: 12, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 * 1024 * 1024,
                                     model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2))),
+        "welcome-mlp": .welcome(Welcome(clientID: "hospital-a", sessionID: 12, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 * 1024 * 1024,
+                                        model: WireModelSpec(kind: .mlp, featureCount: 2, outputCount: 2,
+                                                             layers: WireModelLayers(activation: .relu, hidden: [8])))),
         "task-train": .task(TrainingTask(
             taskID: 42, baseVersion: 5, kind: .train,
             hyperparameters: Hyperparameters(learningRate: 0.01, batchSize: 10, epochs: 2, seed: 43, proximalMu: 0),
