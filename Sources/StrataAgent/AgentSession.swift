@@ -113,6 +113,9 @@ struct AgentSession: Sendable {
             guard let spec = welcome.model.modelSpec else {
                 throw AgentError.incompatibleModel("the coordinator describes a model that cannot exist (\(welcome.model.kind), \(welcome.model.featureCount) features, \(welcome.model.outputCount) outputs): upgrade or reconfigure the coordinator")
             }
+            guard spec.kind != .custom else {
+                throw AgentError.incompatibleModel("the federation trains a custom model (\(spec.summary)); this agent trains the built-in models only (softmax, linear, mlp): the custom model needs its owner's trainer")
+            }
             try checkCompatibility(spec)
             // The rows as the model sees them; the preprocessing comes with the welcome or the first task.
             let prepared = NIOLockedValueBox(PreparedSamples(raw: samples))

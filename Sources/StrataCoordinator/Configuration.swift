@@ -10,6 +10,10 @@ public struct CoordinatorConfiguration: Sendable {
     public var tls: TLSConfiguration
     public var statePath: String
     public var model: ModelSpec
+    /// The model's starting parameters (`--initial-model`); nil: `model.initialParameters(seed:)`.
+    public var initialParameters: [Float]?
+    /// What version 0 of a new run holds.
+    public var startingParameters: [Float] { initialParameters ?? model.initialParameters(seed: training.seed) }
     public var training: TrainingConfig = TrainingConfig(learningRate: 0.01, batchSize: 10, epochs: 20, seed: 1)
     public var aggregation = AggregationConfiguration()
     public var tiering = TieringConfiguration()

@@ -54,7 +54,7 @@ extension Coordinator {
     /// drop them and train on the restored model), and the step scale holds from now on.
     func recover(_ recovery: DivergenceGuard.Recovery, discardingFrom: Int64? = nil, dropped: [FoldedUpdate] = []) {
         let known = bestModel.flatMap { best in recovery.target?.version == best.version ? best : nil }
-        let target = known?.parameters ?? configuration.model.initialParameters(seed: configuration.training.seed)
+        let target = known?.parameters ?? configuration.startingParameters
         let targetVersion = known?.version ?? 0
         let fromVersion = rule.globalVersion
         let rollback = rule.rollBack(to: target, stepScale: recovery.stepScale, discardingFrom: discardingFrom)

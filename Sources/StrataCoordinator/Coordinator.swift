@@ -131,7 +131,7 @@ public actor Coordinator {
         self.logger = logger
         self.metrics = metrics
         self.onEvent = onEvent
-        let initial = configuration.model.initialParameters(seed: configuration.training.seed)
+        let initial = configuration.startingParameters
         rule = configuration.aggregation.mode.makeRule(settings: configuration.aggregation.rule, parameters: initial)
         tiers = TierAssigner(policy: configuration.tiering.policy, pins: configuration.tiering.pins)
         health = FailureDetector(policy: configuration.effectiveHealthPolicy)
@@ -151,7 +151,7 @@ public actor Coordinator {
             throw StrataCoreError.invalidArgument("the target metric does not fit the model: \(problem)")
         }
         let mode = configuration.aggregation.mode
-        let state = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(seed: configuration.training.seed), mode: mode.rawValue, now: Self.now())
+        let state = try await store.restoreOrInitialize(spec: spec, initialParameters: configuration.startingParameters, mode: mode.rawValue, now: Self.now())
         rule.restore(globalVersion: state.version, global: state.parameters,
                      lanes: state.lanes.map { LaneState(version: $0.version, parameters: $0.parameters, pushes: $0.pushes) })
         for client in state.clients {

@@ -397,6 +397,8 @@ extension Trainer {
                     logits(row: xp + i * f, weights: w.baseAddress!, featureCount: f, outputCount: o, into: zp)
                 }
                 switch spec.kind {
+                case .custom:
+                    preconditionFailure("a custom model is evaluated by its owner's trainer")
                 case .softmaxRegression, .mlp:
                     let label = classIndex(data.labels[i], outputCount: o)
                     var m = zp[0], arg = 0

@@ -6,6 +6,31 @@ public enum ModelKind: String, Sendable, Codable, CaseIterable {
     case linearRegression = "linear"
     /// A multilayer perceptron classifier (`MLP`): hidden layers and activation in the spec.
     case mlp = "mlp"
+    /// Named tensors the coordinator aggregates without knowing what they are (`--initial-model FILE.npz`);
+    /// trained by the data owners' own trainers, not by the agent's built-in ones.
+    case custom = "custom"
+}
+
+/// A named tensor of a model: its name and shape (row-major float32 values in the flat parameter vector).
+public struct TensorShape: Hashable, Sendable, Codable {
+    public var name: String
+    public var shape: [Int]
+    public init(name: String, shape: [Int]) {
+        self.name = name
+        self.shape = shape
+    }
+
+    /// The elements of `shape`, nil when it overflows or exceeds `limit`.
+    public static func elementCount(_ shape: [Int], limit: Int = Int(Int32.max)) -> Int? {
+        var count = 1
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= limit else { return nil }
+            count = product
+        }
+        return count
+    }
 }
 
 /// Shape of a model. Parameters are ONE flat contiguous `[Float]`, its tensors one after the other in
@@ -20,15 +45,17 @@ public struct ModelSpec: Hashable, Sendable, Codable {
     public var hidden: [Int]
     /// MLP only: the hidden layers' nonlinearity.
     public var activation: MLP.Activation
+    /// Custom models only: the tensors, in the order of the flat parameter vector.
+    public var tensors: [TensorShape]
 
-    public init(kind: ModelKind, featureCount: Int, outputCount: Int, hidden: [Int] = [], activation: MLP.Activation = .relu) {
-        precondition(featureCount >= 0, "featureCount must be >= 0")
-        precondition(outputCount >= 1, "outputCount must be >= 1")
-        precondition(kind != .linearRegression || outputCount == 1, "linear regression has exactly one output")
-        precondition(kind == .mlp || hidden.isEmpty, "only an MLP has hidden layers")
-        precondition(kind != .mlp || (featureCount >= 1 && outputCount >= 2 && !hidden.isEmpty
-                                      && hidden.count <= MLP.maxHiddenLayers && hidden.allSatisfy { (1...MLP.maxWidth).contains($0) }),
-                     "an MLP needs features, 2+ classes and 1 to \(MLP.maxHiddenLayers) hidden layers of 1 to \(MLP.maxWidth) units")
+    /// The most tensors a custom model may have (the wire's tensor list holds 1024).
+    public static let maxTensors = 1024
+
+    public init(kind: ModelKind, featureCount: Int, outputCount: Int, hidden: [Int] = [], activation: MLP.Activation = .relu,
+                tensors: [TensorShape] = []) {
+        precondition(Self.isValid(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden, tensors: tensors),
+                     "invalid model: \(kind) \(featureCount)x\(outputCount) hidden \(hidden), \(tensors.count) tensors")
+        self.tensors = kind == .custom ? tensors : []
         self.kind = kind
         self.featureCount = featureCount
         self.outputCount = outputCount
@@ -44,18 +71,29 @@ public struct ModelSpec: Hashable, Sendable, Codable {
         let outputCount = try c.decode(Int.self, forKey: .outputCount)
         let hidden = try c.decodeIfPresent([Int].self, forKey: .hidden) ?? []
         let activation = try c.decodeIfPresent(MLP.Activation.self, forKey: .activation) ?? .relu
-        guard Self.isValid(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden) else {
+        let tensors = try c.decodeIfPresent([TensorShape].self, forKey: .tensors) ?? []
+        guard Self.isValid(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden, tensors: tensors) else {
             throw DecodingError.dataCorruptedError(forKey: .hidden, in: c, debugDescription: "not a valid model shape")
         }
-        self.init(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden, activation: activation)
+        self.init(kind: kind, featureCount: featureCount, outputCount: outputCount, hidden: hidden, activation: activation, tensors: tensors)
     }
 
     /// Whether `init` accepts these values (for values read from outside: a file, a flag, the wire).
-    public static func isValid(kind: ModelKind, featureCount: Int, outputCount: Int, hidden: [Int]) -> Bool {
-        guard featureCount >= 0, outputCount >= 1 else { return false }
+    public static func isValid(kind: ModelKind, featureCount: Int, outputCount: Int, hidden: [Int], tensors: [TensorShape] = []) -> Bool {
+        guard featureCount >= 0, outputCount >= 1, kind == .custom || tensors.isEmpty else { return false }
         switch kind {
         case .softmaxRegression: return hidden.isEmpty
         case .linearRegression: return hidden.isEmpty && outputCount == 1
+        case .custom:
+            guard hidden.isEmpty, (1...maxTensors).contains(tensors.count), Set(tensors.map(\.name)).count == tensors.count,
+                  tensors.allSatisfy({ !$0.name.isEmpty && $0.shape.count <= 8 }) else { return false }
+            var total = 0
+            for tensor in tensors {
+                guard let count = TensorShape.elementCount(tensor.shape) else { return false }
+                total += count
+                guard total <= Int(Int32.max) else { return false }
+            }
+            return true
         case .mlp:
             return featureCount >= 1 && outputCount >= 2 && !hidden.isEmpty && hidden.count <= MLP.maxHiddenLayers
                 && hidden.allSatisfy { (1...MLP.maxWidth).contains($0) }
@@ -70,7 +108,10 @@ public struct ModelSpec: Hashable, Sendable, Codable {
         kind == .mlp ? MLP(featureCount: featureCount, hidden: hidden, outputCount: outputCount, activation: activation) : nil
     }
 
-    public var parameterCount: Int { mlp?.parameterCount ?? featureCount * outputCount + outputCount }
+    public var parameterCount: Int {
+        if kind == .custom { return tensors.reduce(0) { $0 + ($1.shape.reduce(1, *)) } }
+        return mlp?.parameterCount ?? featureCount * outputCount + outputCount
+    }
 
     /// Offset of the bias block inside the flat parameter vector (the linear kinds).
     public var biasOffset: Int { featureCount * outputCount }
@@ -78,11 +119,12 @@ public struct ModelSpec: Hashable, Sendable, Codable {
     /// The tensors in the order they appear in the flat vector: `[("weight", [f, o]), ("bias", [o])]` for the
     /// linear kinds, `layer1.weight`, `layer1.bias`, … for an MLP.
     public var tensorShapes: [(name: String, shape: [Int])] {
-        mlp?.tensorShapes ?? [("weight", [featureCount, outputCount]), ("bias", [outputCount])]
+        if kind == .custom { return tensors.map { ($0.name, $0.shape) } }
+        return mlp?.tensorShapes ?? [("weight", [featureCount, outputCount]), ("bias", [outputCount])]
     }
 
-    /// All zeros for the linear kinds; seeded He/Glorot weights for an MLP (zeros would keep its hidden
-    /// units identical for ever).
+    /// All zeros for the linear kinds (and for a custom model, whose start comes from its `.npz`); seeded
+    /// He/Glorot weights for an MLP (zeros would keep its hidden units identical for ever).
     public func initialParameters(seed: UInt64 = 1) -> [Float] {
         mlp?.initialParameters(seed: seed) ?? [Float](repeating: 0, count: parameterCount)
     }
@@ -92,6 +134,7 @@ public struct ModelSpec: Hashable, Sendable, Codable {
         switch kind {
         case .mlp: return "mlp \(activation.rawValue) \(([featureCount] + hidden + [outputCount]).map(String.init).joined(separator: "-"))"
         case .softmaxRegression, .linearRegression: return "\(kind.rawValue) \(featureCount)x\(outputCount)"
+        case .custom: return "custom, \(tensors.count) tensor\(tensors.count == 1 ? "" : "s"), \(parameterCount) parameters"
         }
     }
 }

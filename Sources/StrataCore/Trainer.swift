@@ -156,8 +156,8 @@ public enum Trainer {
                 let row = xp + i * f
                 logits(row: row, weights: w.baseAddress!, featureCount: f, outputCount: o, into: zp)
                 switch spec.kind {
-                case .mlp:
-                    preconditionFailure("an MLP is trained and evaluated by MLP (delegated above)")
+                case .mlp, .custom:
+                    preconditionFailure("an MLP is trained by MLP (delegated above); a custom model by its owner's trainer")
                 case .softmaxRegression:
                     let label = classIndex(y[i], outputCount: o)
                     var m = zp[0], arg = 0
@@ -173,8 +173,8 @@ public enum Trainer {
             }
         }}}}
         switch spec.kind {
-        case .mlp:
-            preconditionFailure("an MLP is trained and evaluated by MLP (delegated above)")
+        case .mlp, .custom:
+            preconditionFailure("an MLP is trained by MLP (delegated above); a custom model by its owner's trainer")
         case .softmaxRegression:
             return Evaluation(sampleCount: n, loss: Float(lossSum / Double(n)),
                               accuracy: Float(Double(correct) / Double(n)), meanSquaredError: 0)
@@ -232,6 +232,7 @@ public enum Trainer {
     // MARK: - Kernels
 
     private static func checkShapes(spec: ModelSpec, parameters: [Float], data: Dataset) {
+        precondition(spec.kind != .custom, "a custom model is trained by its owner's trainer, not by Trainer")
         precondition(parameters.count == spec.parameterCount,
                      "parameters.count \(parameters.count) != spec.parameterCount \(spec.parameterCount)")
         precondition(data.featureCount == spec.featureCount,
@@ -361,8 +362,8 @@ public enum Trainer {
         let xp = x.baseAddress ?? UnsafePointer(zp)
         var lossSum = 0.0
         switch spec.kind {
-        case .mlp:
-            preconditionFailure("an MLP is trained and evaluated by MLP (delegated above)")
+        case .mlp, .custom:
+            preconditionFailure("an MLP is trained by MLP (delegated above); a custom model by its owner's trainer")
         case .softmaxRegression:
             for i in indices {
                 let row = xp + i * f

@@ -542,6 +542,7 @@ extension CoordinatorStore {
         // `softmax:60x10` as before MLPs existed; an MLP adds its layers: `mlp:2x2:relu:16,16`.
         let specText = "\(spec.kind.rawValue):\(spec.featureCount)x\(spec.outputCount)"
             + (spec.kind == .mlp ? ":\(spec.activation.rawValue):" + spec.hidden.map(String.init).joined(separator: ",") : "")
+            + (spec.kind == .custom ? ":" + spec.tensors.map { "\($0.name)\($0.shape)" }.joined(separator: ",") : "")
         return try await pool.write { db in
             if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'model'") {
                 guard stored == specText else { throw StoreError.modelMismatch(stored: stored, configured: specText) }

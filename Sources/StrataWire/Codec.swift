@@ -159,9 +159,16 @@ public enum WireCodec {
             let spec = WireModelSpec(kind: kind, featureCount: try reader.u32("welcome.model.featureCount"), outputCount: try reader.u32("welcome.model.outputCount"))
             var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
             let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomePreprocessing,
-                                                                        WireOptionKey.welcomeModelLayers])
+                                                                        WireOptionKey.welcomeModelLayers, WireOptionKey.welcomeModelManifest])
             if let value = options[WireOptionKey.welcomeModelLayers] {
                 welcome.model.layers = try decodeOption(value, "welcome.modelLayers") { (r: inout PayloadReader) throws(WireError) in try r.modelLayers("welcome.modelLayers") }
+            }
+            if let value = options[WireOptionKey.welcomeModelManifest] {
+                welcome.model.manifest = try decodeOption(value, "welcome.modelManifest") { (r: inout PayloadReader) throws(WireError) in try r.modelManifest("welcome.modelManifest") }
+            }
+            guard (welcome.model.kind == .custom) == (welcome.model.manifest != nil) else {
+                throw .invalidValue(field: "welcome.modelManifest", reason: welcome.model.kind == .custom
+                                    ? "a custom model needs its manifest (option 0x8011)" : "a manifest given for a built-in model kind")
             }
             guard (welcome.model.kind == .mlp) == (welcome.model.layers != nil) else {
                 throw .invalidValue(field: "welcome.modelLayers", reason: welcome.model.kind == .mlp
@@ -333,6 +340,7 @@ public enum WireCodec {
             if !m.featureNames.isEmpty { options.append((WireOptionKey.welcomeFeatureNames, { $0.writeFeatureNames(m.featureNames) })) }
             if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
             if let layers = m.model.layers { options.append((WireOptionKey.welcomeModelLayers, { $0.writeModelLayers(layers) })) }
+            if let manifest = m.model.manifest { options.append((WireOptionKey.welcomeModelManifest, { $0.writeModelManifest(manifest) })) }
         case .task(let m):
             if let p = m.preprocessing { options.append((WireOptionKey.taskPreprocessing, { $0.writePreprocessing(p) })) }
         case .update(let m):

@@ -178,6 +178,15 @@ extension ByteBuffer {
         for width in layers.hidden.prefix(Int(UInt16.max)) { writeInteger(width, endianness: .little) }
     }
 
+    mutating func writeModelManifest(_ manifest: [WireTensorShape]) {
+        writeInteger(UInt16(clamping: manifest.count), endianness: .little)
+        for tensor in manifest.prefix(Int(UInt16.max)) {
+            writeWireString(tensor.name)
+            writeInteger(UInt8(clamping: tensor.shape.count))
+            for d in tensor.shape.prefix(255) { writeInteger(d, endianness: .little) }
+        }
+    }
+
     mutating func writeFeatureNames(_ names: [String]) {
         writeInteger(UInt32(names.count), endianness: .little)
         for name in names { writeWireString(name) }
@@ -292,6 +301,34 @@ extension PayloadReader {
             hidden.append(width)
         }
         return WireModelLayers(activation: activation, hidden: hidden)
+    }
+
+    /// A custom model's tensors: 1 to 1024, distinct non-empty names, rank ≤ 8, and in all at most 2^31 − 1
+    /// values (counted without overflow before anything is allocated for them).
+    mutating func modelManifest(_ field: String) throws(WireError) -> [WireTensorShape] {
+        let count = Int(try u16(field + ".count"))
+        guard (1...ModelSpec.maxTensors).contains(count) else {
+            throw .invalidValue(field: field + ".count", reason: "\(count) tensors (1 to \(ModelSpec.maxTensors))")
+        }
+        var tensors: [WireTensorShape] = []
+        var names = Set<String>()
+        var total = 0
+        for i in 0..<count {
+            let name = try string("\(field)[\(i)].name")
+            guard !name.isEmpty, names.insert(name).inserted else {
+                throw .invalidValue(field: "\(field)[\(i)].name", reason: name.isEmpty ? "empty tensor name" : "tensor name '\(name)' appears twice")
+            }
+            let rank = Int(try u8("\(field)[\(i)].rank"))
+            guard rank <= 8 else { throw .invalidValue(field: "\(field)[\(i)].rank", reason: "rank \(rank) (at most 8)") }
+            var shape: [UInt32] = []
+            for d in 0..<rank { shape.append(try u32("\(field)[\(i)].shape[\(d)]")) }
+            guard let elements = TensorShape.elementCount(shape.map { Int($0) }), total <= Int(Int32.max) - elements else {
+                throw .invalidValue(field: "\(field)[\(i)].shape", reason: "the model would hold more than 2^31 - 1 values")
+            }
+            total += elements
+            tensors.append(WireTensorShape(name: name, shape: shape))
+        }
+        return tensors
     }
 
     mutating func featureNames(_ field: String) throws(WireError) -> [String] {

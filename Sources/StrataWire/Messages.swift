@@ -80,6 +80,18 @@ public enum WireModelKind: UInt8, Sendable, Hashable {
     case linearRegression = 2
     /// A multilayer perceptron classifier; its hidden layers travel in welcome option 0x8010.
     case mlp = 3
+    /// Named tensors of any shapes (welcome option 0x8011), trained by the data owner's own trainer.
+    case custom = 4
+}
+
+/// One tensor of a custom model's manifest (welcome option 0x8011).
+public struct WireTensorShape: Sendable, Hashable {
+    public var name: String
+    public var shape: [UInt32]
+    public init(name: String, shape: [UInt32]) {
+        self.name = name
+        self.shape = shape
+    }
 }
 
 /// The hidden layers of an MLP (welcome option 0x8010): u8 activation (1 relu, 2 tanh), u16 count, count × u32 widths.
@@ -103,11 +115,15 @@ public struct WireModelSpec: Sendable, Hashable {
     public var outputCount: UInt32
     /// Set exactly when `kind` is `.mlp`.
     public var layers: WireModelLayers?
-    public init(kind: WireModelKind, featureCount: UInt32, outputCount: UInt32, layers: WireModelLayers? = nil) {
+    /// Set exactly when `kind` is `.custom`.
+    public var manifest: [WireTensorShape]?
+    public init(kind: WireModelKind, featureCount: UInt32, outputCount: UInt32, layers: WireModelLayers? = nil,
+                manifest: [WireTensorShape]? = nil) {
         self.kind = kind
         self.featureCount = featureCount
         self.outputCount = outputCount
         self.layers = layers
+        self.manifest = manifest
     }
 }
 

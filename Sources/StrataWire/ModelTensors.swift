@@ -11,6 +11,9 @@ extension WireModelSpec {
         case .mlp:
             self.init(kind: .mlp, featureCount: UInt32(spec.featureCount), outputCount: UInt32(spec.outputCount),
                       layers: WireModelLayers(activation: spec.activation == .relu ? .relu : .tanh, hidden: spec.hidden.map { UInt32($0) }))
+        case .custom:
+            self.init(kind: .custom, featureCount: UInt32(spec.featureCount), outputCount: UInt32(spec.outputCount),
+                      manifest: spec.tensors.map { WireTensorShape(name: $0.name, shape: $0.shape.map { UInt32($0) }) })
         }
     }
 
@@ -24,10 +27,12 @@ extension WireModelSpec {
         case .softmaxRegression: modelKind = .softmaxRegression
         case .linearRegression: modelKind = .linearRegression
         case .mlp: modelKind = .mlp
+        case .custom: modelKind = .custom
         }
-        guard ModelSpec.isValid(kind: modelKind, featureCount: Int(featureCount), outputCount: Int(outputCount), hidden: hidden) else { return nil }
+        let tensors = manifest?.map { TensorShape(name: $0.name, shape: $0.shape.map { Int($0) }) } ?? []
+        guard ModelSpec.isValid(kind: modelKind, featureCount: Int(featureCount), outputCount: Int(outputCount), hidden: hidden, tensors: tensors) else { return nil }
         return ModelSpec(kind: modelKind, featureCount: Int(featureCount), outputCount: Int(outputCount), hidden: hidden,
-                         activation: layers?.activation == .tanh ? .tanh : .relu)
+                         activation: layers?.activation == .tanh ? .tanh : .relu, tensors: tensors)
     }
 }
 

@@ -22,6 +22,8 @@ public enum WireOptionKey {
     public static let welcomePreprocessing: UInt16 = critical | 1
     /// The layers of a model kind that has them (`WireModelKind.mlp`): without them the model is unknown.
     public static let welcomeModelLayers: UInt16 = critical | 16
+    /// The tensors of a custom model (`WireModelKind.custom`): names and shapes, in the flat vector's order.
+    public static let welcomeModelManifest: UInt16 = critical | 17
 
     // task
     /// The preprocessing the task's model expects; replaces the agent's copy for the session.

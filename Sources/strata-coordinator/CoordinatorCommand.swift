@@ -81,9 +81,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try divergence.check()
         try rounds.check()
         try tiering.check()
-        try stop.check(model: model.spec)
-        if model.model == .mlp, model.spec.parameterCount > (network.maxFrameBytes - 4096) / 4 {
-            throw ValidationError("the model (\(model.spec.summary)) has \(model.spec.parameterCount) parameters, more than a task frame of --max-frame-bytes \(network.maxFrameBytes) carries: make --hidden narrower or raise --max-frame-bytes")
+        let spec = try model.resolve().spec
+        try stop.check(model: spec)
+        if model.model == .mlp || model.model == .custom, spec.parameterCount > (network.maxFrameBytes - 4096) / 4 {
+            throw ValidationError("the model (\(spec.summary)) has \(spec.parameterCount) parameters, more than a task frame of --max-frame-bytes \(network.maxFrameBytes) carries: make the model smaller or raise --max-frame-bytes")
         }
         try robustness.check()
         try preprocessing.check()
@@ -93,11 +94,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func run() async throws {
         log.bootstrap()
         let logger = Logger(label: "strata.coordinator")
+        let resolved = try model.resolve()
         var config = CoordinatorConfiguration(
             tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca, cipherSuites: tls.tlsCiphersuites,
                                   revocationListFile: tls.crl),
             statePath: state,
-            model: model.spec)
+            model: resolved.spec)
+        config.initialParameters = resolved.initial
         config.host = network.host
         config.port = network.port
         config.maxFrameBytes = network.maxFrameBytes
@@ -344,7 +347,7 @@ extension ModelKind: ExpressibleByArgument {}
 extension MLP.Activation: ExpressibleByArgument {}
 
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model family: softmax (multinomial logistic regression), linear (least squares) or mlp (a multilayer perceptron classifier: --hidden, --activation).")
+    @Option(name: .long, help: "Model family: softmax (multinomial logistic regression), linear (least squares), mlp (a multilayer perceptron classifier: --hidden, --activation) or custom (the tensors of --initial-model, trained by the data owners' own trainers).")
     var model: ModelKind = .softmaxRegression
     @Option(name: .long, help: "Feature count; every agent's data must have exactly this many feature columns.")
     var features: Int
@@ -356,6 +359,10 @@ struct ModelOptions: ParsableArguments {
     var hidden: String?
     @Option(name: .long, help: "mlp: the hidden layers' nonlinearity, relu or tanh (default: relu).")
     var activation: MLP.Activation?
+    @Option(name: .long, help: ArgumentHelp(
+        "The starting parameters, as a NumPy .npz of float32 arrays (numpy.savez(path, name=array, …)). Required by --model custom, whose tensors they define (names, shapes, order); for a built-in model they must be its tensors (weight, bias; layer1.weight, … for mlp). Read once, at the start of a new state database.",
+        valueName: "file"))
+    var initialModel: String?
     @Option(name: .long, help: "Local SGD learning rate.")
     var learningRate: Float = 0.01
     @Option(name: .long, help: "Local mini-batch size.")
@@ -374,12 +381,38 @@ struct ModelOptions: ParsableArguments {
         return parts.map { $0! }
     }
 
-    /// The model the flags describe (after `check`).
-    var spec: ModelSpec {
+    /// The model the flags describe, and its starting parameters when --initial-model gives them (after `check`).
+    func resolve() throws -> (spec: ModelSpec, initial: [Float]?) {
+        let arrays = try initialModel.map(Self.readArchive)
+        let spec: ModelSpec
         switch model {
-        case .linearRegression: return ModelSpec(kind: .linearRegression, featureCount: features, outputCount: 1)
-        case .softmaxRegression: return ModelSpec(kind: .softmaxRegression, featureCount: features, outputCount: classes)
-        case .mlp: return ModelSpec(kind: .mlp, featureCount: features, outputCount: classes, hidden: hiddenWidths ?? [], activation: activation ?? .relu)
+        case .linearRegression: spec = ModelSpec(kind: .linearRegression, featureCount: features, outputCount: 1)
+        case .softmaxRegression: spec = ModelSpec(kind: .softmaxRegression, featureCount: features, outputCount: classes)
+        case .mlp: spec = ModelSpec(kind: .mlp, featureCount: features, outputCount: classes, hidden: hiddenWidths ?? [], activation: activation ?? .relu)
+        case .custom:
+            let tensors = (arrays ?? []).map { TensorShape(name: $0.name, shape: $0.shape) }
+            guard ModelSpec.isValid(kind: .custom, featureCount: features, outputCount: classes, hidden: [], tensors: tensors) else {
+                throw ValidationError("--initial-model \(initialModel ?? ""): a custom model needs 1 to \(ModelSpec.maxTensors) arrays with distinct names, rank at most 8, and at most 2^31 - 1 values in all")
+            }
+            spec = ModelSpec(kind: .custom, featureCount: features, outputCount: classes, tensors: tensors)
+        }
+        guard let arrays else { return (spec, nil) }
+        // A built-in model started from a file: the file must hold exactly its tensors.
+        let expected = spec.tensorShapes.map { "\($0.name)\($0.shape)" }, given = arrays.map { "\($0.name)\($0.shape)" }
+        guard expected == given else {
+            throw ValidationError("--initial-model \(initialModel ?? "") holds \(given.joined(separator: ", ")), but the model (\(spec.summary)) has \(expected.joined(separator: ", ")): the same names and shapes in the same order (numpy.savez keeps the keyword order)")
+        }
+        return (spec, arrays.flatMap(\.values))
+    }
+
+    static func readArchive(_ path: String) throws -> [NumPyArchive.Array] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read --initial-model \(path): check the path and that this user may read it")
+        }
+        do {
+            return try NumPyArchive.read(data)
+        } catch {
+            throw ValidationError("--initial-model \(path): \(error)")
         }
     }
 
@@ -392,6 +425,9 @@ struct ModelOptions: ParsableArguments {
             }
         } else if hidden != nil || activation != nil {
             throw ValidationError("--hidden and --activation shape an MLP: add --model mlp, or leave them out")
+        }
+        if model == .custom, initialModel == nil {
+            throw ValidationError("--model custom needs --initial-model FILE.npz: its arrays are the model's tensors (names, shapes, starting values)")
         }
         guard learningRate > 0, learningRate.isFinite else { throw ValidationError("--learning-rate must be positive") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }

@@ -3,6 +3,7 @@ import NIOHTTP1
 import Testing
 @testable import StrataAdmin
 import StrataWire
+import StrataCore
 
 @Suite struct NumPyArchiveTests {
     @Test func crcMatchesTheStandardCheckValue() {

@@ -41,6 +41,10 @@ private func sampleMessagesWithOptions() -> [Message] {
         .welcome(Welcome(clientID: "agent-03", sessionID: 2, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
                          model: WireModelSpec(kind: .mlp, featureCount: 2, outputCount: 2,
                                               layers: WireModelLayers(activation: .tanh, hidden: [16, 65_536, 1])))),
+        .welcome(Welcome(clientID: "agent-04", sessionID: 3, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                         model: WireModelSpec(kind: .custom, featureCount: 8, outputCount: 2,
+                                              manifest: [WireTensorShape(name: "scale", shape: []), WireTensorShape(name: "conv.weight", shape: [2, 3, 3, 1]),
+                                                         WireTensorShape(name: "é", shape: [0])]))),
         .task(TrainingTask(taskID: 11, baseVersion: 0, kind: .statistics,
                            hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0), parameters: [])),
         .task(TrainingTask(taskID: 12, baseVersion: 5, kind: .evaluate,
@@ -110,6 +114,42 @@ private func sampleMessagesWithOptions() -> [Message] {
         }
         #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.hidden[0]", reason: "width 0 (1 to 65536)")) { try decode(frame(value: [1, 1, 0] + u32(0))) }
         #expect(throws: WireError.invalidValue(field: "welcome.modelLayers.hidden[0]", reason: "width 65537 (1 to 65536)")) { try decode(frame(value: [1, 1, 0] + u32(65_537))) }
+    }
+}
+
+/// A custom model's manifest (welcome option 0x8011): required with model kind 4, refused with any other, its
+/// names and sizes checked before anything is allocated.
+@Suite struct ModelManifestCodecTests {
+    func decode(kind: WireModelKind, manifest: [WireTensorShape]?) throws(WireError) -> Message? {
+        var buffer = WireCodec.encode(.welcome(Welcome(clientID: "a", sessionID: 1, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                                                       model: WireModelSpec(kind: kind, featureCount: 2, outputCount: 2, manifest: manifest))))
+        return try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1 << 20)
+    }
+
+    @Test func aManifestTravelsOnlyWithACustomModelAndIsBounded() throws {
+        let field = "welcome.modelManifest"
+        #expect(throws: WireError.invalidValue(field: field, reason: "a custom model needs its manifest (option 0x8011)")) { try decode(kind: .custom, manifest: nil) }
+        #expect(throws: WireError.invalidValue(field: field, reason: "a manifest given for a built-in model kind")) {
+            try decode(kind: .softmaxRegression, manifest: [WireTensorShape(name: "w", shape: [2])])
+        }
+        #expect(throws: WireError.invalidValue(field: field + ".count", reason: "0 tensors (1 to 1024)")) { try decode(kind: .custom, manifest: []) }
+        #expect(throws: WireError.invalidValue(field: field + "[1].name", reason: "tensor name 'w' appears twice")) {
+            try decode(kind: .custom, manifest: [WireTensorShape(name: "w", shape: [2]), WireTensorShape(name: "w", shape: [3])])
+        }
+        #expect(throws: WireError.invalidValue(field: field + "[0].name", reason: "empty tensor name")) { try decode(kind: .custom, manifest: [WireTensorShape(name: "", shape: [1])]) }
+        #expect(throws: WireError.invalidValue(field: field + "[0].rank", reason: "rank 9 (at most 8)")) {
+            try decode(kind: .custom, manifest: [WireTensorShape(name: "w", shape: Array(repeating: 1, count: 9))])
+        }
+        // 65536 × 65536 values: more than 2^31 − 1, refused before anything is allocated.
+        #expect(throws: WireError.invalidValue(field: field + "[0].shape", reason: "the model would hold more than 2^31 - 1 values")) {
+            try decode(kind: .custom, manifest: [WireTensorShape(name: "w", shape: [65_536, 65_536])])
+        }
+        #expect(throws: WireError.invalidValue(field: field + "[1].shape", reason: "the model would hold more than 2^31 - 1 values")) {
+            try decode(kind: .custom, manifest: [WireTensorShape(name: "a", shape: [1 << 30]), WireTensorShape(name: "b", shape: [1 << 30])])
+        }
+        let ok = try decode(kind: .custom, manifest: [WireTensorShape(name: "a", shape: [2, 2]), WireTensorShape(name: "b", shape: [])])
+        guard case .welcome(let w)? = ok else { Issue.record("\(String(describing: ok))"); return }
+        #expect(w.model.modelSpec?.tensorShapes.map(\.name) == ["a", "b"] && w.model.modelSpec?.parameterCount == 5)
     }
 }
 
