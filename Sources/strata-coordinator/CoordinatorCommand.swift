@@ -223,8 +223,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         case .tiersChanged(let moves):
             let formed = moves.filter { $0.reason == .formation }
             if !formed.isEmpty {
-                let sizes = Dictionary(grouping: formed, by: \.to).sorted { $0.key < $1.key }.map { "tier \($0.key): \($0.value.count)" }
-                print("tiers formed: \(sizes.joined(separator: ", "))")
+                let tiers = Dictionary(grouping: formed, by: \.to).sorted { $0.key < $1.key }.map { tier, moves in
+                    "tier \(tier) (\(moves.count)): " + moves.map(\.clientID).sorted().joined(separator: ", ")
+                }
+                print("tiers formed: \(tiers.joined(separator: "; "))")
             }
         case .evaluated(let r):
             // "clients ANSWERED/ASKED"; a round below the quorum is marked, and never counts. A linear model's
