@@ -75,7 +75,8 @@ TASK_TRAIN, TASK_EVALUATE, TASK_STATISTICS = 1, 2, 3
 TASK_KIND_NAMES = {1: "train", 2: "evaluate", 3: "statistics"}
 ACK_RECEIVED, ACK_COMMITTED, ACK_REFUSED = 1, 2, 3
 ACK_STATUS_NAMES = {1: "received", 2: "committed", 3: "refused"}
-MODEL_SOFTMAX, MODEL_LINEAR = 1, 2
+MODEL_SOFTMAX, MODEL_LINEAR, MODEL_MLP, MODEL_CUSTOM = 1, 2, 3, 4
+MAX_HIDDEN_LAYERS, MAX_WIDTH, MAX_MODEL_VALUES = 16, 65536, 2**31 - 1
 
 # Options (§2): keys are numbered per message type; bit 15 marks a key the receiver must understand.
 CRITICAL = 0x8000
@@ -83,6 +84,8 @@ OPT_HELLO_FEATURE_NAMES = 1
 OPT_HELLO_CAPABILITIES = 2
 OPT_WELCOME_FEATURE_NAMES = 1
 OPT_WELCOME_PREPROCESSING = 0x8001
+OPT_WELCOME_MODEL_LAYERS = 0x8010
+OPT_WELCOME_MODEL_MANIFEST = 0x8011
 OPT_TASK_PREPROCESSING = 0x8001
 OPT_UPDATE_STATISTICS = 1
 OPT_UPDATE_EVALUATION = 2
@@ -127,6 +130,8 @@ class ProtocolError(Exception):
 Column = namedtuple("Column", "count missing mean m2 min max")          # one column's summary (48 bytes)
 Transform = namedtuple("Transform", "center scale fill")                 # one column's preprocessing
 Preprocessing = namedtuple("Preprocessing", "features target labels")    # tuple of Transform, Transform, tuple of str
+Layers = namedtuple("Layers", "activation hidden")                       # an MLP's: 1 relu / 2 tanh, tuple of widths
+TensorShape = namedtuple("TensorShape", "name shape")                    # a custom model's tensor: str, tuple of dims
 # labels: a Column (label kind 1, numbers) or a tuple of (label, count) (label kind 2, text)
 Statistics = namedtuple("Statistics", "features labels")
 # classes: tuple of (support, predicted, correct); positive / negative: the score histograms (empty unless 2 classes)
@@ -212,6 +217,41 @@ class Reader:
 
     def capabilities(self, f):
         return self.u64(f)
+
+    def layers(self, f):
+        activation = self.u8(f + ".activation")
+        if activation not in (1, 2):
+            raise ProtocolError(1, f"{f}: unknown activation {activation}")
+        count = self.u16(f + ".count")
+        if not 1 <= count <= MAX_HIDDEN_LAYERS:
+            raise ProtocolError(1, f"{f}: {count} hidden layers (1 to {MAX_HIDDEN_LAYERS})")
+        hidden = tuple(self.u32(f"{f}.hidden[{i}]") for i in range(count))
+        if any(not 1 <= w <= MAX_WIDTH for w in hidden):
+            raise ProtocolError(1, f"{f}: a width outside 1 to {MAX_WIDTH}")
+        return Layers(activation, hidden)
+
+    def manifest(self, f):
+        count = self.u16(f + ".count")
+        if not 1 <= count <= 1024:
+            raise ProtocolError(1, f"{f}: {count} tensors (1 to 1024)")
+        tensors, names, total = [], set(), 0
+        for i in range(count):
+            name = self.string(f"{f}[{i}].name")
+            if not name or name in names:
+                raise ProtocolError(1, f"{f}[{i}]: empty or repeated tensor name {name!r}")
+            names.add(name)
+            rank = self.u8(f"{f}[{i}].rank")
+            if rank > 8:
+                raise ProtocolError(1, f"{f}[{i}]: rank {rank} (at most 8)")
+            shape = tuple(self.u32(f"{f}[{i}].shape") for _ in range(rank))
+            n = 1
+            for d in shape:
+                n *= d
+            total += n
+            if total > MAX_MODEL_VALUES:
+                raise ProtocolError(1, f"{f}: more than 2^31 - 1 values")
+            tensors.append(TensorShape(name, shape))
+        return tuple(tensors)
 
     def preprocessing(self, f):
         features = tuple(self.transform(f"{f}.features[{j}]") for j in range(self.count(f + ".n", 24)))
@@ -306,6 +346,15 @@ def p_capabilities(bits):
     return struct.pack("<Q", bits)
 
 
+def p_layers(layers):
+    return struct.pack("<BH", layers.activation, len(layers.hidden)) + struct.pack(f"<{len(layers.hidden)}I", *layers.hidden)
+
+
+def p_manifest(tensors):
+    return struct.pack("<H", len(tensors)) + b"".join(
+        p_string(t.name) + struct.pack("<B", len(t.shape)) + struct.pack(f"<{len(t.shape)}I", *t.shape) for t in tensors)
+
+
 def p_preprocessing(p):
     return (struct.pack("<I", len(p.features)) + b"".join(p_transform(t) for t in p.features) + p_transform(p.target)
             + struct.pack("<I", len(p.labels)) + b"".join(p_string(s) for s in p.labels))
@@ -335,7 +384,9 @@ OPTIONS = {
     "hello": {OPT_HELLO_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
               OPT_HELLO_CAPABILITIES: ("capabilities", Reader.capabilities, p_capabilities)},
     "welcome": {OPT_WELCOME_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
-                OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
+                OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing),
+                OPT_WELCOME_MODEL_LAYERS: ("modelLayers", Reader.layers, p_layers),
+                OPT_WELCOME_MODEL_MANIFEST: ("modelManifest", Reader.manifest, p_manifest)},
     "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
     "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
                OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation)},
@@ -395,9 +446,10 @@ def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parame
 
 
 def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
-                   preprocessing=None, extra_options=()):
+                   preprocessing=None, extra_options=(), model_layers=None, model_manifest=None):
     return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs)
-                 + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing}, extra_options))
+                 + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing,
+                                         "modelLayers": model_layers, "modelManifest": model_manifest}, extra_options))
 
 
 def encode_message(m):
@@ -408,7 +460,8 @@ def encode_message(m):
                             m["pendingUpdateCount"], m.get("featureNames"), m.get("capabilities"))
     if t == "welcome":
         return encode_welcome(m["clientID"], m["sessionID"], m["heartbeatIntervalMillis"], m["maxFrameBytes"], m["modelKind"],
-                              m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"))
+                              m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"),
+                              model_layers=m.get("modelLayers"), model_manifest=m.get("modelManifest"))
     if t == "task":
         return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
                            m["proximalMu"], m["parameters"], m.get("preprocessing"))
@@ -455,7 +508,7 @@ def decode_payload(msg_type, payload):
                  heartbeatIntervalMillis=r.u32("welcome.heartbeat"), maxFrameBytes=r.u32("welcome.maxFrameBytes"),
                  modelKind=r.u8("welcome.modelKind"), featureCount=r.u32("welcome.featureCount"),
                  outputCount=r.u32("welcome.outputCount"))
-        if m["modelKind"] not in (MODEL_SOFTMAX, MODEL_LINEAR):
+        if m["modelKind"] not in (MODEL_SOFTMAX, MODEL_LINEAR, MODEL_MLP, MODEL_CUSTOM):
             raise ProtocolError(1, f"unknown model kind {m['modelKind']}")
     elif msg_type == TASK:
         m.update(taskID=r.u64("task.taskID"), baseVersion=r.u64("task.baseVersion"), kind=r.u8("task.kind"))
@@ -493,6 +546,9 @@ def decode_payload(msg_type, payload):
         v.done(f"{name} option 0x{key:04x} ({field})")
     if skipped:
         m["skippedOptions"] = skipped
+    if name == "welcome" and ((m["modelKind"] == MODEL_MLP) != ("modelLayers" in m)
+                              or (m["modelKind"] == MODEL_CUSTOM) != ("modelManifest" in m)):
+        raise ProtocolError(1, "welcome: model kind 3 comes with option 0x8010 and kind 4 with 0x8011, no other kind with either")
     return m
 
 
@@ -1124,6 +1180,8 @@ class Agent:
                 return msgs[0], msgs[1:]
 
     def check_compatible(self, welcome):
+        if welcome["modelKind"] not in (MODEL_SOFTMAX, MODEL_LINEAR):
+            raise Fatal(f"model kind {welcome['modelKind']}: this client trains softmax (1) and linear (2) models only")
         if welcome["featureCount"] != len(self.features):
             raise Fatal(f"the federation's model has {welcome['featureCount']} features but the data has {len(self.features)}")
         if welcome["modelKind"] == MODEL_SOFTMAX and not text_labels(self.ty):

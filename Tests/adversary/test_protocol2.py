@@ -476,3 +476,24 @@ def test_deploy_byzantine_measures_through_the_stored_preprocessing(tmp_path):
     pre = deploy.stored_preprocessing(db)
     assert pre == ba.Preprocessing((ba.Transform(1.5, 2.0, 1.5), ba.IDENTITY), ba.IDENTITY, ())
     db.close()
+
+
+def _welcome(kind, **options):
+    return ba.encode_welcome("a", 1, 500, 1 << 20, kind, 2, 2, **options)
+
+
+def test_model_layers_and_manifest_round_trip_and_travel_only_with_their_kind():
+    """Welcome options 0x8010 (an MLP's layers, kind 3) and 0x8011 (a custom model's manifest, kind 4)."""
+    layers = ba.Layers(2, (16, 8))
+    manifest = (ba.TensorShape("scale", ()), ba.TensorShape("conv.weight", (2, 3, 3, 1)), ba.TensorShape("é", (0,)))
+    for frame, field, value in ((_welcome(ba.MODEL_MLP, model_layers=layers), "modelLayers", layers),
+                                (_welcome(ba.MODEL_CUSTOM, model_manifest=manifest), "modelManifest", manifest)):
+        (m,) = ba.FrameBuffer().feed(frame)
+        assert m[field] == value
+        assert ba.encode_message(m) == frame
+    for frame in (_welcome(ba.MODEL_MLP), _welcome(ba.MODEL_CUSTOM), _welcome(ba.MODEL_SOFTMAX, model_layers=layers),
+                  _welcome(ba.MODEL_LINEAR, model_manifest=manifest)):
+        with pytest.raises(ba.ProtocolError):
+            ba.FrameBuffer().feed(frame)
+    with pytest.raises(ba.ProtocolError):   # more than 2^31 - 1 values
+        ba.FrameBuffer().feed(_welcome(ba.MODEL_CUSTOM, model_manifest=(ba.TensorShape("w", (65536, 65536)),)))
