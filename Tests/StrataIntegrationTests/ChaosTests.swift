@@ -14,8 +14,9 @@ import Darwin
 /// committed versions), never from a clock. Afterwards exactly-once is checked from the SQLite files alone.
 extension IntegrationSuite {
     @Suite(.serialized) struct ChaosTests {
-        @Test(.timeLimit(.minutes(4)))
-        func exactlyOnceAcrossCoordinatorAndAgentKills() throws {
+        /// The same chaos for the linear default and the built-in MLP: exactly-once does not depend on the model.
+        @Test(.timeLimit(.minutes(4)), arguments: [[String](), ["--model", "mlp", "--hidden", "16"]])
+        func exactlyOnceAcrossCoordinatorAndAgentKills(model: [String]) throws {
             let box = Sandbox("chaos")
             let agentCount = 6
             try box.makePKI(agents: agentCount)
@@ -33,7 +34,7 @@ extension IntegrationSuite {
                     "--state", box.file("coordinator.sqlite"), "--port", "\(port)", "--ready-file", box.file("coordinator.addr"), "--admin-port", "0", "--metrics-port", "0",
                     "--features", "60", "--classes", "10", "--mode", "strata", "--buffer-size", "3", "--buffer-timeout", "2",
                     "--evaluate-every", "0", "--max-duration", "200",
-                ], log: "coordinator-\(incarnation).log")
+                ] + model, log: "coordinator-\(incarnation).log")
                 _ = try box.waitForFile("coordinator.addr", timeout: 30, while: process)
                 return process
             }
@@ -61,6 +62,8 @@ extension IntegrationSuite {
             var readOnly = GRDB.Configuration()
             readOnly.readonly = true
             let db = try DatabaseQueue(path: box.file("coordinator.sqlite"), configuration: readOnly)
+            let storedModel = try db.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'model'") }
+            #expect(storedModel == (model.isEmpty ? "softmax:60x10" : "mlp:60x10:relu:16"))
             func latestVersion() throws -> Int64 {
                 try db.read { try Int64.fetchOne($0, sql: "SELECT MAX(version) FROM modelVersions") ?? 0 }
             }
