@@ -127,7 +127,7 @@ public struct MLP: Hashable, Sendable, Codable {
         while b < n {
             let end = min(b + 256, n)
             forward(parameters, data: data, indices: Array(b..<end)[...], workspace: &workspace)
-            let out = workspace.activations[widths.count - 1], o = outputCount
+            let o = outputCount, out = workspace.layer(widths.count - 1, rows: end - b, width: o)
             for (r, i) in (b..<end).enumerated() {
                 let z = out[(r * o)..<((r + 1) * o)]
                 switch output {
@@ -159,7 +159,7 @@ public struct MLP: Hashable, Sendable, Codable {
         while b < data.count {
             let end = min(b + 256, data.count)
             forward(parameters, data: data, indices: Array(b..<end)[...], workspace: &workspace)
-            result.append(contentsOf: workspace.activations[widths.count - 1][0..<((end - b) * outputCount)])
+            result.append(contentsOf: workspace.layer(widths.count - 1, rows: end - b, width: outputCount))
             b = end
         }
         return result
@@ -167,17 +167,27 @@ public struct MLP: Hashable, Sendable, Codable {
 
     // MARK: Arithmetic
 
-    /// Per-batch buffers, reused across batches: activations and their gradients, layer by layer.
+    /// Per-batch buffers, reused across batches: every layer's activations and their gradients, each flat
+    /// (one array, layer l at `offsets[l]`, batch × widths[l] row-major) so the loops below run on raw pointers.
     struct Workspace {
-        var activations: [[Float]]     // [l]: batch × widths[l]; [0] the inputs, the last the output's logits
-        var deltas: [[Float]]          // [l]: d(loss)/d(pre-activation of layer l), batch × widths[l]
+        var activations: [Float]     // layer 0: the inputs; the last layer: the output's logits
+        var deltas: [Float]          // d(loss)/d(pre-activation) of each layer
         var gradient: [Float]
+        let offsets: [Int]
+        let batch: Int
 
         init(model: MLP, batch: Int) {
-            activations = model.widths.map { [Float](repeating: 0, count: batch * $0) }
+            var offsets: [Int] = [], total = 0
+            for width in model.widths { offsets.append(total); total += batch * width }
+            self.offsets = offsets
+            self.batch = batch
+            activations = [Float](repeating: 0, count: total)
             deltas = activations
             gradient = [Float](repeating: 0, count: model.parameterCount)
         }
+
+        /// Layer l's activations for the first `rows` rows.
+        func layer(_ l: Int, rows: Int, width: Int) -> [Float] { Array(activations[offsets[l]..<(offsets[l] + rows * width)]) }
     }
 
     /// Offsets of each layer's weight and bias in the flat parameter vector.
@@ -193,67 +203,94 @@ public struct MLP: Hashable, Sendable, Codable {
     }
 
     /// Fills `workspace.activations` for the rows `indices`: hidden layers activated, the last left as logits.
+    /// Each output row is its bias plus Σ_j a_j · W[j, :] in j order: contiguous rows of W, the same sums (in
+    /// the same order) as the textbook loop.
     private func forward(_ p: [Float], data: Dataset, indices: ArraySlice<Int>, workspace: inout Workspace) {
-        let w = widths, f = featureCount, rows = indices.count
-        for (r, i) in indices.enumerated() {
-            for j in 0..<f { workspace.activations[0][r * f + j] = data.features[i * f + j] }
-        }
-        for (l, offset) in offsets.enumerated() {
-            let input = w[l], out = w[l + 1], last = l == w.count - 2
-            for r in 0..<rows {
-                for k in 0..<out {
-                    var z = p[offset.bias + k]
-                    for j in 0..<input { z += workspace.activations[l][r * input + j] * p[offset.weight + j * out + k] }
-                    workspace.activations[l + 1][r * out + k] = last ? z : (activation == .relu ? max(0, z) : Foundation.tanh(z))
+        let w = widths, f = featureCount, layers = offsets, offs = workspace.offsets
+        let relu = activation == .relu
+        p.withUnsafeBufferPointer { pb in
+        data.features.withUnsafeBufferPointer { xb in
+        workspace.activations.withUnsafeMutableBufferPointer { ab in
+            guard let pp = pb.baseAddress, let ap = ab.baseAddress else { return }
+            for (r, i) in indices.enumerated() {
+                for j in 0..<f { ap[r * f + j] = xb[i * f + j] }
+            }
+            for (l, offset) in layers.enumerated() {
+                let input = w[l], out = w[l + 1], last = l == w.count - 2
+                let a = ap + offs[l], z = ap + offs[l + 1]
+                for r in 0..<indices.count {
+                    let zr = z + r * out, ar = a + r * input
+                    for k in 0..<out { zr[k] = pp[offset.bias + k] }
+                    for j in 0..<input {
+                        let x = ar[j]
+                        let row = pp + offset.weight + j * out
+                        for k in 0..<out { zr[k] += x * row[k] }
+                    }
+                    if !last {
+                        for k in 0..<out { zr[k] = relu ? max(0, zr[k]) : Foundation.tanh(zr[k]) }
+                    }
                 }
             }
-        }
+        }}}
     }
 
     /// Adds the gradient of the summed loss over `indices` to a zeroed `workspace.gradient`; returns the summed loss.
     private func batchGradient(_ p: [Float], data: Dataset, indices: ArraySlice<Int>, workspace: inout Workspace) -> Double {
         forward(p, data: data, indices: indices, workspace: &workspace)
-        let w = widths, rows = indices.count, top = w.count - 1, o = outputCount
-        for k in workspace.gradient.indices { workspace.gradient[k] = 0 }
+        let w = widths, rows = indices.count, top = w.count - 1, o = outputCount, layers = offsets, offs = workspace.offsets
+        let relu = activation == .relu, classes = output == .classes
         var loss = 0.0
-        for (r, i) in indices.enumerated() {
-            switch output {
-            case .classes:
-                let label = Self.classIndex(data.labels[i], outputCount: o)
-                var m = workspace.activations[top][r * o]
-                for k in 1..<o { m = max(m, workspace.activations[top][r * o + k]) }
-                var s: Float = 0
-                for k in 0..<o { s += exp(workspace.activations[top][r * o + k] - m) }
-                loss += Double(log(s) - (workspace.activations[top][r * o + label] - m))
-                for k in 0..<o {
-                    workspace.deltas[top][r * o + k] = exp(workspace.activations[top][r * o + k] - m) / s - (k == label ? 1 : 0)
-                }
-            case .regression:
-                let residual = workspace.activations[top][r] - data.labels[i]
-                loss += 0.5 * Double(residual) * Double(residual)
-                workspace.deltas[top][r] = residual
-            }
-        }
-        for (l, offset) in offsets.enumerated().reversed() {
-            let input = w[l], out = w[l + 1]
-            for r in 0..<rows {
-                for k in 0..<out {
-                    let d = workspace.deltas[l + 1][r * out + k]
-                    workspace.gradient[offset.bias + k] += d
-                    for j in 0..<input { workspace.gradient[offset.weight + j * out + k] += workspace.activations[l][r * input + j] * d }
+        p.withUnsafeBufferPointer { pb in
+        data.labels.withUnsafeBufferPointer { yb in
+        workspace.activations.withUnsafeBufferPointer { ab in
+        workspace.deltas.withUnsafeMutableBufferPointer { db in
+        workspace.gradient.withUnsafeMutableBufferPointer { gb in
+            guard let pp = pb.baseAddress, let ap = ab.baseAddress, let dp = db.baseAddress, let gp = gb.baseAddress else { return }
+            gp.update(repeating: 0, count: gb.count)
+            let z = ap + offs[top], dz = dp + offs[top]
+            for (r, i) in indices.enumerated() {
+                let zr = z + r * o, dr = dz + r * o
+                if classes {
+                    let label = Self.classIndex(yb[i], outputCount: o)
+                    var m = zr[0]
+                    for k in 1..<o { m = max(m, zr[k]) }
+                    var s: Float = 0
+                    for k in 0..<o { s += exp(zr[k] - m) }
+                    loss += Double(log(s) - (zr[label] - m))
+                    for k in 0..<o { dr[k] = exp(zr[k] - m) / s - (k == label ? 1 : 0) }
+                } else {
+                    let residual = zr[0] - yb[i]
+                    loss += 0.5 * Double(residual) * Double(residual)
+                    dr[0] = residual
                 }
             }
-            guard l > 0 else { continue }
-            // Back through layer l's weights and the activation of the hidden layer below.
-            for r in 0..<rows {
-                for j in 0..<input {
-                    var back: Float = 0
-                    for k in 0..<out { back += workspace.deltas[l + 1][r * out + k] * p[offset.weight + j * out + k] }
-                    let a = workspace.activations[l][r * input + j]
-                    workspace.deltas[l][r * input + j] = back * (activation == .relu ? (a > 0 ? 1 : 0) : 1 - a * a)
+            for (l, offset) in layers.enumerated().reversed() {
+                let input = w[l], out = w[l + 1]
+                let a = ap + offs[l], d = dp + offs[l + 1], below = dp + offs[l]
+                let gw = gp + offset.weight, gbias = gp + offset.bias
+                for r in 0..<rows {
+                    let dr = d + r * out, ar = a + r * input
+                    for k in 0..<out { gbias[k] += dr[k] }
+                    for j in 0..<input {
+                        let x = ar[j]
+                        let row = gw + j * out
+                        for k in 0..<out { row[k] += x * dr[k] }
+                    }
+                }
+                guard l > 0 else { continue }
+                // Back through layer l's weights and the activation of the hidden layer below.
+                for r in 0..<rows {
+                    let dr = d + r * out, ar = a + r * input, br = below + r * input
+                    for j in 0..<input {
+                        let row = pp + offset.weight + j * out
+                        var back: Float = 0
+                        for k in 0..<out { back += dr[k] * row[k] }
+                        let activated = ar[j]
+                        br[j] = back * (relu ? (activated > 0 ? 1 : 0) : 1 - activated * activated)
+                    }
                 }
             }
-        }
+        }}}}}
         return loss
     }
 

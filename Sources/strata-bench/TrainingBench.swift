@@ -47,8 +47,14 @@ struct TrainingBench: Benchmark {
     @Option(help: "Python interpreter with NumPy.")
     var python = "python3"
 
-    @Option(help: "Path of the NumPy reference implementation.")
-    var numpyScript = "Deploy/bench/softmax_numpy.py"
+    @Option(help: "Path of the NumPy reference implementation (default: Deploy/bench/softmax_numpy.py, or mlp_numpy.py with --hidden).")
+    var numpyScript: String?
+
+    @Option(help: ArgumentHelp("Benchmark the built-in MLP with these hidden widths (relu), e.g. 32,32, instead of softmax regression.", valueName: "widths"))
+    var hidden: String?
+
+    var hiddenWidths: [Int]? { hidden.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } } }
+    var script: String { numpyScript ?? (hidden == nil ? "Deploy/bench/softmax_numpy.py" : "Deploy/bench/mlp_numpy.py") }
 
     @Option(help: "BLAS threads NumPy may use (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS).")
     var numpyThreads = 1
@@ -65,9 +71,15 @@ struct TrainingBench: Benchmark {
         if let client { guard (0..<30).contains(client) else { throw ValidationError("--client must be in 0..<30") } }
         guard numpyThreads >= 1 else { throw ValidationError("--numpy-threads must be at least 1") }
         guard tolerance > 0 else { throw ValidationError("--tolerance must be positive") }
+        if let widths = hiddenWidths {
+            guard !widths.isEmpty, widths.count <= MLP.maxHiddenLayers, widths.allSatisfy({ (1...MLP.maxWidth).contains($0) }) else {
+                throw ValidationError("--hidden takes 1 to \(MLP.maxHiddenLayers) comma-separated widths of 1 to \(MLP.maxWidth), e.g. 32,32")
+            }
+        }
     }
 
     func measure() async throws -> [BenchResult] {
+        let numpyScript = script
         guard FileManager.default.isReadableFile(atPath: numpyScript) else {
             throw ValidationError("cannot read \(numpyScript): run from the package root or pass --numpy-script")
         }
@@ -75,9 +87,10 @@ struct TrainingBench: Benchmark {
         let federation = SyntheticGenerator.generate(SyntheticConfig(), maxSamplesPerClient: 5000)
         let chosen = client ?? federation.indices.max { federation[$0].train.count < federation[$1].train.count }!
         let data = federation[chosen].train
-        let spec = ModelSpec(kind: .softmaxRegression, featureCount: data.featureCount, outputCount: 10)
+        let spec = hiddenWidths.map { ModelSpec(kind: .mlp, featureCount: data.featureCount, outputCount: 10, hidden: $0) }
+            ?? ModelSpec(kind: .softmaxRegression, featureCount: data.featureCount, outputCount: 10)
         let n = data.count
-        let initial = spec.initialParameters()
+        let initial = spec.initialParameters(seed: seed)
         progress("training: client \(chosen), \(n) samples x \(spec.featureCount) features, \(spec.outputCount) classes, \(epochs) epochs per run")
 
         let directory = FileManager.default.temporaryDirectory
@@ -86,6 +99,7 @@ struct TrainingBench: Benchmark {
         defer { try? FileManager.default.removeItem(at: directory) }
         try writeRaw(data.features, to: directory.appendingPathComponent("features.f32"))
         try writeRaw(data.labels.map { Int32($0) }, to: directory.appendingPathComponent("labels.i32"))
+        try writeRaw(data.labels, to: directory.appendingPathComponent("labels.f32"))   // mlp_numpy.py's form
         try writeRaw(initial, to: directory.appendingPathComponent("initial.f32"))
         var order: [Int32] = []
         order.reserveCapacity(epochs * n)
@@ -124,7 +138,7 @@ struct TrainingBench: Benchmark {
             }
             let swiftRate = Double(epochs) / swiftSeconds
             results.append(BenchResult(
-                benchmark: "training", figure: "agent training, batch \(batch) (\(n) samples, 60x10 softmax)",
+                benchmark: "training", figure: "agent training, batch \(batch) (\(n) samples, \(spec.summary))",
                 value: swiftRate, unit: "epochs/s", limit: numpy.epochsPerSecond, limitUnit: "epochs/s",
                 limitDescription: "NumPy \(numpyVersion), same SGD, \(numpyThreads) BLAS thread\(numpyThreads == 1 ? "" : "s")",
                 direction: .higherIsBetter, goal: 1.0,
@@ -144,17 +158,18 @@ struct TrainingBench: Benchmark {
     }
 
     private func runNumPy(directory: URL, samples: Int, spec: ModelSpec, batch: Int) throws -> NumPyRun {
-        let text = try runPython([numpyScript, "--dir", directory.path, "--samples", "\(samples)",
-                                  "--features", "\(spec.featureCount)", "--classes", "\(spec.outputCount)",
-                                  "--epochs", "\(epochs)", "--batch", "\(batch)", "--lr", "\(learningRate)",
-                                  "--repetitions", "\(repetitions)"])
+        let shape = spec.kind == .mlp
+            ? ["--widths", ([spec.featureCount] + spec.hidden + [spec.outputCount]).map(String.init).joined(separator: ",")]
+            : ["--features", "\(spec.featureCount)", "--classes", "\(spec.outputCount)"]
+        let text = try runPython([script, "--dir", directory.path, "--samples", "\(samples)"] + shape
+                                 + ["--epochs", "\(epochs)", "--batch", "\(batch)", "--lr", "\(learningRate)", "--repetitions", "\(repetitions)"])
         var values: [String: Double] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ")
             if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
         }
         guard let seconds = values["seconds"], let rate = values["epochs_per_second"], let loss = values["mean_loss"] else {
-            throw ValidationError("unexpected output from \(numpyScript): \(text)")
+            throw ValidationError("unexpected output from \(script): \(text)")
         }
         return NumPyRun(seconds: seconds, epochsPerSecond: rate, meanLoss: loss)
     }

@@ -89,7 +89,8 @@ import Testing
         let largest = trained.parameters.map(abs).max() ?? 1
         let difference = zip(trained.parameters, reference).map { abs($0 - $1) }.max() ?? 0
         #expect(difference <= 1e-4 * max(1, largest), "max |Swift − NumPy| \(difference), largest parameter \(largest)")
-        let numpyLoss = Double(text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "") ?? .nan
+        let lossLine = text.split(separator: "\n").first { $0.hasPrefix("mean_loss ") }
+        let numpyLoss = lossLine.flatMap { Double($0.dropFirst("mean_loss ".count)) } ?? .nan
         #expect(abs(Double(trained.meanLoss) - numpyLoss) <= 1e-4 * max(1, numpyLoss), "mean loss \(trained.meanLoss) vs NumPy \(numpyLoss)")
         #expect(trained.parameters != initial)
     }
