@@ -48,6 +48,14 @@ public enum Seeds {
         seeds.append(("stream-all-chunked", [0x03, 0, 6, 200] + all))  // reads of 1, 7 and 201 bytes
         seeds.append(("stream-truncated", [0x01, 3] + all.dropLast(5)))
         seeds.append(("small-limit-task", [0x08] + frame(messages()[2].1)))
+        // The model options of welcome: an MLP's layers (0x8010) and a custom model's manifest (0x8011).
+        seeds.append(("msg-welcome-mlp", [0] + frame(.welcome(Welcome(
+            clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
+            model: WireModelSpec(kind: .mlp, featureCount: 60, outputCount: 10, layers: WireModelLayers(activation: .relu, hidden: [32, 16])))))))
+        seeds.append(("msg-welcome-custom", [0] + frame(.welcome(Welcome(
+            clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
+            model: WireModelSpec(kind: .custom, featureCount: 60, outputCount: 10,
+                                 manifest: [WireTensorShape(name: "scale", shape: []), WireTensorShape(name: "conv.weight", shape: [4, 3, 3, 2])]))))))
         return seeds
     }
 
