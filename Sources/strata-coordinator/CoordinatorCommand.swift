@@ -362,7 +362,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "mlp: the hidden layers' nonlinearity, relu or tanh (default: relu).")
     var activation: MLP.Activation?
     @Option(name: .long, help: ArgumentHelp(
-        "The starting parameters, as a NumPy .npz of float32 arrays (numpy.savez(path, name=array, …)). Required by --model custom, whose tensors they define (names, shapes, order); for a built-in model they must be its tensors (weight, bias; layer1.weight, … for mlp). Read once, at the start of a new state database.",
+        "The starting parameters, as a NumPy .npz of float32 arrays (numpy.savez(path, name=array, …)). Required by --model custom, whose tensors they define (names, shapes, order); for a built-in model they must be its tensors (weight, bias; layer1.weight, … for mlp). Read at every start: its values start a new state database; on a restart its tensors must be the ones the database recorded.",
         valueName: "file"))
     var initialModel: String?
     @Option(name: .long, help: "Local SGD learning rate.")
