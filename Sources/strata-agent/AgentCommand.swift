@@ -65,6 +65,10 @@ struct AgentCommand: AsyncParsableCommand {
             as committed, so a lost connection or a restart loses no work; the agent reconnects with exponential \
             backoff and jitter and sends what is still pending.
 
+            Models: the agent trains the federation's model with its built-in trainers: softmax regression, linear \
+            regression and the multilayer perceptron (--model mlp at the coordinator); it refuses a custom model \
+            (--model custom), which needs its owners' trainer.
+
             Exit status: 0 when the coordinator ends the federation; 1 on an error that retrying cannot fix (bad \
             data, refused certificate, incompatible model), with a message saying what to change.
 
