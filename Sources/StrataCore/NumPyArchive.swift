@@ -35,8 +35,25 @@ public enum NumPyArchive {
         return data
     }
 
+    /// Why `npz` cannot write an archive: the plain ZIP format it writes (no zip64) holds at most 65,535
+    /// members of names up to 65,535 bytes, in an archive under 4 GiB.
+    public enum WriteError: Error, Hashable, Sendable, CustomStringConvertible {
+        case tooLarge(String)
+        public var description: String { "cannot write the .npz archive: \(self.detail)" }
+        private var detail: String { switch self { case .tooLarge(let what): what } }
+    }
+
     /// An `.npz` archive with one `NAME.npy` member per array (stored, not deflated; CRC-32 checked by readers).
-    public static func npz(_ arrays: [Array]) -> Data {
+    /// Every size is checked against the ZIP fields before anything is written: no conversion can trap.
+    public static func npz(_ arrays: [Array]) throws(WriteError) -> Data {
+        guard arrays.count <= Int(UInt16.max) else { throw .tooLarge("\(arrays.count) arrays (at most 65535)") }
+        var total = 22
+        for array in arrays {
+            let nameBytes = array.name.utf8.count + 4
+            guard nameBytes <= Int(UInt16.max) else { throw .tooLarge("array name of \(nameBytes) bytes (at most 65535)") }
+            total += 30 + 46 + 2 * nameBytes + 256 + 4 * array.values.count   // headers, names, the .npy header (under 256 bytes for rank ≤ 8), data
+        }
+        guard total <= Int(UInt32.max) else { throw .tooLarge("\(total) bytes (at most 4 GiB without zip64)") }
         var archive = Data()
         var central = Data()
         for array in arrays {

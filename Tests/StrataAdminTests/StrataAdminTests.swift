@@ -29,7 +29,7 @@ import StrataCore
     @Test func npzIsAZipOfStoredNpyMembersWithCorrectCRCs() throws {
         let arrays = [NumPyArchive.Array(name: "weight", shape: [2, 2], values: [1, 2, 3, 4]),
                       NumPyArchive.Array(name: "bias", shape: [2], values: [5, 6])]
-        let zip = NumPyArchive.npz(arrays)
+        let zip = try NumPyArchive.npz(arrays)
         func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(zip[at + $1]) << (8 * UInt32($1)) } }
         func u16(_ at: Int) -> Int { Int(zip[at]) | Int(zip[at + 1]) << 8 }
         // End of central directory: two entries, pointing at a central directory of two file headers.

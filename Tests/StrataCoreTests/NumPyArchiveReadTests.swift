@@ -20,13 +20,22 @@ import Testing
         #expect(read.map { $0.values.map(\.bitPattern) } == Self.arrays.map { $0.values.map(\.bitPattern) })
     }
 
+    /// What the plain ZIP format cannot hold is refused before anything is written, never trapped on.
+    @Test func anArchiveTheFormatCannotHoldIsRefused() {
+        let longName = NumPyArchive.Array(name: String(repeating: "n", count: 65_532), shape: [1], values: [0])
+        #expect(throws: NumPyArchive.WriteError.tooLarge("array name of 65536 bytes (at most 65535)")) { try NumPyArchive.npz([longName]) }
+        #expect(throws: NumPyArchive.WriteError.self) {
+            try NumPyArchive.npz((0...65_535).map { NumPyArchive.Array(name: "a\($0)", shape: [], values: [0]) })
+        }
+    }
+
     @Test func aDamagedArchiveIsRefusedNotTrapped() throws {
-        var archive = [UInt8](NumPyArchive.npz(Self.arrays))
+        var archive = [UInt8](try NumPyArchive.npz(Self.arrays))
         archive[200] ^= 0xFF   // inside the first member's data
         #expect(throws: NumPyArchive.ReadError.self) { try NumPyArchive.read(Data(archive)) }
         #expect(throws: NumPyArchive.ReadError.notAZipArchive) { try NumPyArchive.read(Data("not a zip".utf8)) }
         // Every truncation of a valid archive is an error, never a trap.
-        let whole = [UInt8](NumPyArchive.npz(Array(Self.arrays.prefix(2))))
+        let whole = [UInt8](try NumPyArchive.npz(Array(Self.arrays.prefix(2))))
         for cut in stride(from: 0, to: whole.count, by: 7) {
             #expect(throws: NumPyArchive.ReadError.self) { try NumPyArchive.read(Data(whole[..<cut])) }
         }
