@@ -86,6 +86,11 @@ public struct AgentService: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let trainingPool = NIOThreadPool(numberOfThreads: 2)  // training, evaluation
         trainingPool.start()
+        let trainer: any LocalTrainer = configuration.trainerCommand.map { command in
+            logger.info("tasks are trained by the trainer process", metadata: ["command": "\(command)", "timeout": "\(configuration.trainerTimeout)"])
+            return ExternalTrainer(settings: .init(command: command, timeout: configuration.trainerTimeout,
+                                                   source: Self.sourceDescription(configuration.data)), logger: logger)
+        } ?? BuiltInTrainer()
         let current = NIOLockedValueBox(samples)
         let control = SessionControl()
         let refresher = configuration.refreshInterval.map { interval in
@@ -93,17 +98,33 @@ public struct AgentService: Sendable {
             return Task { await refreshLoop(every: interval, current: current, control: control) }
         }
         do {
-            let exit = try await connectLoop(samples: current, control: control, state: state, tlsContext: tlsContext, group: group, trainingPool: trainingPool)
+            let exit = try await connectLoop(samples: current, control: control, state: state, tlsContext: tlsContext, group: group,
+                                         trainingPool: trainingPool, trainer: trainer)
             refresher?.cancel()
+            // Before the pool: a request in progress fails as the trainer's streams close, so nothing waits on it.
+            trainer.shutdown()
             try? await trainingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             return exit
         } catch {
             refresher?.cancel()
+            // Before the pool: a request in progress fails as the trainer's streams close, so nothing waits on it.
+            trainer.shutdown()
             try? await trainingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
         }
+    }
+
+    /// Where the rows come from, for a trainer process that reads them itself (§11 `setup.source`): never a
+    /// password (an ODBC source describes itself without one).
+    static func sourceDescription(_ source: any DataSource) -> [String: String] {
+        var description = ["description": "\(source)", "label": source.options.labelColumn]
+        switch source.options.selection {
+        case .table(let name, _): description["table"] = name
+        case .query(let sql, _): description["query"] = sql
+        }
+        return description
     }
 
     /// Logs what was read (the columns used in order with their kind, the label, the columns left out, the
@@ -142,7 +163,7 @@ public struct AgentService: Sendable {
 
     /// `samples`: the agent's rows, replaced by a refresh; each session starts with the newest.
     private func connectLoop(samples: NIOLockedValueBox<LoadedSamples>, control: SessionControl, state: AgentStateStore, tlsContext: TLSContext,
-                             group: any EventLoopGroup, trainingPool: NIOThreadPool) async throws -> AgentExit {
+                             group: any EventLoopGroup, trainingPool: NIOThreadPool, trainer: any LocalTrainer) async throws -> AgentExit {
         let emulationRandom = NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed))
         var streak = ReconnectStreak()
         var generator = SystemRandomNumberGenerator()
@@ -151,7 +172,7 @@ public struct AgentService: Sendable {
             let welcomed = NIOLockedValueBox(false)
             control.beginSession()
             let session = AgentSession(configuration: configuration, samples: samples.withLockedValue { $0 }, state: state, tlsContext: tlsContext,
-                                       group: group, trainingPool: trainingPool, logger: logger, emulationRandom: emulationRandom, control: control)
+                                       group: group, trainingPool: trainingPool, trainer: trainer, logger: logger, emulationRandom: emulationRandom, control: control)
             do {
                 outcome = try await session.run(onWelcome: { welcomed.withLockedValue { $0 = true } })
                 streak.ended()

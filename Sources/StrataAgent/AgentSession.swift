@@ -18,6 +18,8 @@ struct AgentSession: Sendable {
     let tlsContext: TLSContext
     let group: any EventLoopGroup
     let trainingPool: NIOThreadPool
+    /// Trains and evaluates the tasks: built in, or the data owner's process.
+    let trainer: any LocalTrainer
     let logger: Logger
     /// Jitter stream of `configuration.emulation`, seeded from its seed; shared by the connections of one agent
     /// so that a reconnection does not replay the same delays.
@@ -74,7 +76,7 @@ struct AgentSession: Sendable {
                     agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
                     pendingUpdateCount: UInt32(pending.count),
-                    featureNames: samples.featureColumns, capabilities: [.statistics, .preprocessing, .evaluationStatistics])))
+                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing]).union(trainer.capabilities))))
             } catch {
                 // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
                 // refused our certificate, says why better than the failed write.
@@ -113,9 +115,7 @@ struct AgentSession: Sendable {
             guard let spec = welcome.model.modelSpec else {
                 throw AgentError.incompatibleModel("the coordinator describes a model that cannot exist (\(welcome.model.kind), \(welcome.model.featureCount) features, \(welcome.model.outputCount) outputs): upgrade or reconfigure the coordinator")
             }
-            guard spec.kind != .custom else {
-                throw AgentError.incompatibleModel("the federation trains a custom model (\(spec.summary)); this agent trains the built-in models only (softmax, linear, mlp): the custom model needs its owner's trainer")
-            }
+            if let refusal = trainer.refusal(of: spec) { throw AgentError.incompatibleModel(refusal) }
             try checkCompatibility(spec)
             // The rows as the model sees them; the preprocessing comes with the welcome or the first task.
             let prepared = NIOLockedValueBox(PreparedSamples(raw: samples))
@@ -300,44 +300,45 @@ struct AgentSession: Sendable {
                           evalSampleCount: UInt64(data.raw.test.count), evalLoss: 0, evalAccuracy: 0, trainMillis: 0, delta: [],
                           statistics: WireDataStatistics(summary))
         }
-        let samples = try data.ready()
-        // Regression statistics are summed in the target's own units: predictions and targets mapped back.
-        let target = data.preprocessing?.target ?? .identity
+        let input = TrainerInput(spec: spec, samples: try data.ready(), generation: data.generation,
+                                 target: data.preprocessing?.target ?? .identity, labels: data.preprocessing?.labels ?? [])
         let state = self.state
+        let trainer = self.trainer
         let update: Update = try await trainingPool.runIfActive {
             let started = ContinuousClock.now
             let base = try ModelTensors.decode(task.parameters, spec: spec)
-            let before = Trainer.evaluate(spec: spec, parameters: base, data: samples.test)
-            // Option 2 (capability bit 2): the same evaluation as additive statistics, for RMSE, MAE, R², macro-F1, AUC.
-            // Only evaluate answers carry it: the coordinator pools evaluation rounds, and a train update's copy
-            // would be ~1.6 KB of every two-class update that nothing reads.
-            let statistics = task.kind == .evaluate && samples.test.count > 0
-                ? WireEvaluationStatistics(Trainer.evaluationStatistics(spec: spec, parameters: base, data: samples.test, target: target))
-                : nil
-            var delta: [WireTensor] = []
-            var trainLoss: Float = 0
-            var sampleCount: UInt64 = 0
-            if task.kind == .train {
-                let h = task.hyperparameters
-                let result = Trainer.train(spec: spec, parameters: base, data: samples.train,
-                                           config: TrainingConfig(learningRate: h.learningRate, batchSize: Int(max(1, h.batchSize)),
-                                                                  epochs: Int(h.epochs), seed: h.seed, proximalMu: h.proximalMu))
-                var difference = result.parameters
-                for i in difference.indices { difference[i] -= base[i] }
-                delta = ModelTensors.encode(difference, spec: spec)
-                trainLoss = result.meanLoss
-                sampleCount = UInt64(samples.train.count)
+            let test = UInt64(input.samples.test.count)
+            let update: Update
+            do {
+                if task.kind == .train {
+                    let trained = try trainer.train(task, base: base, input: input)
+                    var difference = trained.parameters
+                    for i in difference.indices { difference[i] -= base[i] }
+                    update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: UInt64(input.samples.train.count),
+                                    trainLoss: trained.trainLoss, evalSampleCount: test, evalLoss: trained.before.loss,
+                                    evalAccuracy: trained.before.accuracy, trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds),
+                                    delta: ModelTensors.encode(difference, spec: spec))
+                } else {
+                    let evaluated = try trainer.evaluate(task, base: base, input: input)
+                    update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: 0, trainLoss: 0, evalSampleCount: test,
+                                    evalLoss: evaluated.evaluation.loss, evalAccuracy: evaluated.evaluation.accuracy,
+                                    trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds), delta: [],
+                                    evaluation: evaluated.statistics)
+                }
+            } catch let failure as TrainerFailure {
+                // Nothing to store: the coordinator learns why and hands out another task.
+                return Update.failed(task.taskID, baseVersion: task.baseVersion, reason: failure.reason)
             }
-            let update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
-                                evalSampleCount: UInt64(samples.test.count), evalLoss: before.loss, evalAccuracy: before.accuracy,
-                                trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds),
-                                delta: delta, evaluation: statistics)
             if task.kind == .train {
                 // Written before it is sent; deleted only on a committed (or refused) ack.
                 let frame = WireCodec.encode(.update(update))
                 try state.savePendingNow(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(bitPattern: task.baseVersion),
                                                createdAt: Date().timeIntervalSince1970, payload: Data(frame.readableBytesView)))
             }
+            return update
+        }
+        if let reason = update.failure {
+            logger.error("task failed; reported to the coordinator", metadata: ["task": "\(task.taskID)", "kind": "\(task.kind)", "reason": "\(reason)"])
             return update
         }
         logger.debug("task done", metadata: ["task": "\(task.taskID)", "base": "\(task.baseVersion)", "loss": "\(update.trainLoss)", "ms": "\(update.trainMillis)"])

@@ -27,6 +27,10 @@ public struct AgentConfiguration: Sendable {
     public var refreshInterval: Duration?
     /// Experiments and tests: delays training updates to emulate a slower client. Inactive by default.
     public var emulation = SlowdownEmulation()
+    /// The data owner's trainer process (`--trainer-command`); nil: the built-in trainers.
+    public var trainerCommand: String?
+    /// Longest wait for any one answer of the trainer process.
+    public var trainerTimeout: Duration = .seconds(600)
 
     public init(coordinatorHost: String, coordinatorPort: Int, tls: TLSConfiguration, data: any DataSource, statePath: String) {
         self.coordinatorHost = coordinatorHost

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import StrataCore
 import StrataData
 import StrataStore
@@ -13,6 +14,11 @@ struct PreparedSamples: Sendable {
     let raw: LoadedSamples
     private(set) var current: LoadedSamples
     private(set) var preprocessing: Preprocessing?
+    /// Changes whenever `current` does (a trainer process is sent the rows again when it changes).
+    private(set) var generation = PreparedSamples.nextGeneration()
+
+    private static let generations = NIOLockedValueBox(0)
+    private static func nextGeneration() -> Int { generations.withLockedValue { $0 += 1; return $0 } }
 
     init(raw: LoadedSamples) {
         self.raw = raw
@@ -51,6 +57,7 @@ struct PreparedSamples: Sendable {
         }
         current = next
         preprocessing = incoming
+        generation = Self.nextGeneration()
     }
 
     /// Before training or evaluating: rows the model can use.

@@ -32,6 +32,8 @@ public actor Coordinator {
 
     /// Tasks handed out and not yet answered (train tasks until committed or refused).
     var tasks: [Int64: TaskRecord] = [:]
+    /// Tasks their agents reported failed in this run (the store keeps them too): never answered later.
+    var failedTasks: Set<Int64> = []
     /// Updates the rule folded that no durable version holds yet.
     var inFlight: [Int64: InFlightUpdate] = [:]
     /// Outcomes produced by the rule, persisted strictly in order.
@@ -603,6 +605,11 @@ public actor Coordinator {
                 session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(committedIn))))
                 return
             }
+            let reportedFailed = failedTasks.contains(taskID) ? true : (try? await store.reportedFailed(task: taskID)) ?? false
+            if task != nil, reportedFailed {
+                await refuse(update, from: session, code: .taskFailed, reason: "task \(update.taskID) was reported failed; it cannot be answered any more")
+                return
+            }
             if inFlight[taskID] != nil || tasks[taskID] != nil {
                 await handleUpdate(update, from: session)   // answered concurrently while we read
                 return
@@ -614,6 +621,10 @@ public actor Coordinator {
         }
         guard task.clientID == session.clientID else {
             await refuse(update, from: session, code: .wrongClient, reason: "task \(update.taskID) belongs to another client")
+            return
+        }
+        if let reason = update.failure {
+            await taskFailed(update, task: task, reason: reason, from: session)
             return
         }
         if task.kind == Int(TaskKind.evaluate.rawValue) {
@@ -669,6 +680,25 @@ public actor Coordinator {
         }
         await aggregateAndDispatch()
         checkDeadline()
+    }
+
+    /// The agent could not do the task (its trainer crashed, hung or refused it): nothing of the answer is
+    /// used, no round waits for it, and the client gets another task.
+    private func taskFailed(_ update: Update, task: TaskRecord, reason: String, from session: AgentSessionHandle) async {
+        tasks[task.id] = nil
+        failedTasks.insert(task.id)
+        if task.kind == Int(TaskKind.evaluate.rawValue) {
+            if var round = evaluations[task.baseVersion] {
+                round.expected.remove(session.clientID)
+                evaluations[task.baseVersion] = round
+                finishEvaluationIfComplete(version: task.baseVersion)
+            }
+        } else if task.kind == Int(TaskKind.train.rawValue) {
+            if outstandingTraining[session.clientID] == task.id { outstandingTraining[session.clientID] = nil }
+            rule.clientLeft(session.clientID)
+        }
+        await refuse(update, from: session, code: .taskFailed, reason: "task \(task.id) failed on the agent: \(reason)")
+        await aggregateAndDispatch()
     }
 
     /// The update's delta, checked (shapes, count, finiteness, norm) and still where it was received: the

@@ -619,6 +619,13 @@ extension CoordinatorStore {
     }
 
     /// The version that folded in this task's update, if it was committed.
+    /// Whether the task's agent reported it failed (refusal code 108): such a task is never answered later.
+    public func reportedFailed(task taskID: Int64) async throws -> Bool {
+        try await pool.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM refusedUpdates WHERE taskID = ? AND code = 108)", arguments: [taskID]) ?? false
+        }
+    }
+
     public func committedVersion(forTask taskID: Int64) async throws -> Int64? {
         try await pool.read { db in
             try Int64.fetchOne(db, sql: "SELECT version FROM committedUpdates WHERE taskID = ?", arguments: [taskID])

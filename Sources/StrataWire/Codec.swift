@@ -17,6 +17,8 @@ public enum FrameHeader {
 public enum WireLimits {
     public static let maxTensorRank = 8
     public static let maxTensorsPerMessage = 1024
+    /// A failed task's reason (update option 0x8003), in UTF-8 bytes.
+    public static let maxFailureBytes = 1024
 }
 
 public enum WireCodec {
@@ -211,12 +213,21 @@ public enum WireCodec {
                 evalAccuracy: try reader.f32("update.evalAccuracy"),
                 trainMillis: try reader.u32("update.trainMillis"),
                 delta: try reader.tensors("update.delta"))
-            let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation])
+            let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation, WireOptionKey.updateFailure])
             if let value = options[WireOptionKey.updateStatistics] {
                 update.statistics = try decodeOption(value, "update.statistics") { (r: inout PayloadReader) throws(WireError) in try r.dataStatistics("update.statistics") }
             }
             if let value = options[WireOptionKey.updateEvaluation] {
                 update.evaluation = try decodeOption(value, "update.evaluation") { (r: inout PayloadReader) throws(WireError) in try r.evaluationStatistics("update.evaluation") }
+            }
+            if let value = options[WireOptionKey.updateFailure] {
+                update.failure = try decodeOption(value, "update.failure") { (r: inout PayloadReader) throws(WireError) in
+                    let reason = try r.string("update.failure")
+                    guard reason.utf8.count <= WireLimits.maxFailureBytes else {
+                        throw .invalidValue(field: "update.failure", reason: "\(reason.utf8.count) bytes exceeds the limit of \(WireLimits.maxFailureBytes)")
+                    }
+                    return reason
+                }
             }
             message = .update(update)
         case .ack:
@@ -346,6 +357,7 @@ public enum WireCodec {
         case .update(let m):
             if let s = m.statistics { options.append((WireOptionKey.updateStatistics, { $0.writeDataStatistics(s) })) }
             if let e = m.evaluation { options.append((WireOptionKey.updateEvaluation, { $0.writeEvaluationStatistics(e) })) }
+            if let f = m.failure { options.append((WireOptionKey.updateFailure, { $0.writeWireString(f) })) }
         case .ack, .heartbeat, .error, .goodbye:
             break
         }

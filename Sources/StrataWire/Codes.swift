@@ -48,6 +48,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// The agent already has an update waiting for the next buffer of its tier: one agent may hold at most
     /// one update in a buffer and one queued behind it.
     public static let overShare = ErrorCode(rawValue: 107)
+    /// The agent reported that it could not do the task (update option 0x8003); another task follows.
+    public static let taskFailed = ErrorCode(rawValue: 108)
 
     // Coordinator state.
     public static let shuttingDown = ErrorCode(rawValue: 200)
@@ -62,7 +64,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         5: "unexpected-message", 6: "not-authorized", 7: "incompatible-data", 8: "heartbeat-timeout",
         9: "out-of-range", 10: "unsupported-option",
         100: "shape-mismatch", 101: "non-finite-value", 102: "norm-too-large", 103: "unknown-task",
-        104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share",
+        104: "too-stale", 105: "wrong-client", 106: "invalid-update", 107: "over-share", 108: "task-failed",
         200: "shutting-down", 201: "internal-error", 202: "evicted", 203: "not-ready", 204: "too-many-connections",
     ]
 

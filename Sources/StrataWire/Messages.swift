@@ -244,9 +244,13 @@ public struct Update: Sendable, Hashable {
     public var statistics: WireDataStatistics?
     /// Option 2: sufficient statistics of the evaluation of the task's model.
     public var evaluation: WireEvaluationStatistics?
+    /// Option 0x8003: the task could not be done (the agent's trainer failed), and why. Such an update carries
+    /// no result: no tensors, and its metrics mean nothing.
+    public var failure: String?
     public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor],
-                statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil) {
+                statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil, failure: String? = nil) {
         self.statistics = statistics
+        self.failure = failure
         self.evaluation = evaluation
         self.taskID = taskID
         self.baseVersion = baseVersion
@@ -257,6 +261,15 @@ public struct Update: Sendable, Hashable {
         self.evalAccuracy = evalAccuracy
         self.trainMillis = trainMillis
         self.delta = delta
+    }
+
+    /// The answer to a task that could not be done: no tensors, no counts, the reason (cut to
+    /// `WireLimits.maxFailureBytes` at a character boundary).
+    public static func failed(_ taskID: UInt64, baseVersion: UInt64, reason: String) -> Update {
+        var text = Substring(reason)
+        while text.utf8.count > WireLimits.maxFailureBytes { text = text.dropLast() }
+        return Update(taskID: taskID, baseVersion: baseVersion, sampleCount: 0, trainLoss: 0, evalSampleCount: 0, evalLoss: 0,
+                      evalAccuracy: 0, trainMillis: 0, delta: [], failure: String(text))
     }
 }
 

@@ -34,6 +34,9 @@ public enum WireOptionKey {
     public static let updateStatistics: UInt16 = 1
     /// Sufficient statistics of the base model's evaluation (metrics beyond loss and accuracy).
     public static let updateEvaluation: UInt16 = 2
+    /// The task failed (the agent's trainer crashed, hung or refused it): a string, the reason. Critical: a
+    /// receiver that does not know it must not take the update for a result.
+    public static let updateFailure: UInt16 = critical | 3
 }
 
 /// What an agent can do beyond the fixed fields of protocol 2 (hello option 2).

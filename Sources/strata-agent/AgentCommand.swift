@@ -65,9 +65,15 @@ struct AgentCommand: AsyncParsableCommand {
             as committed, so a lost connection or a restart loses no work; the agent reconnects with exponential \
             backoff and jitter and sends what is still pending.
 
-            Models: the agent trains the federation's model with its built-in trainers: softmax regression, linear \
-            regression and the multilayer perceptron (--model mlp at the coordinator); it refuses a custom model \
-            (--model custom), which needs its owners' trainer.
+            Models: without --trainer-command the agent trains the federation's model with its built-in trainers: \
+            softmax regression, linear regression and the multilayer perceptron (--model mlp at the coordinator); it \
+            refuses a custom model (--model custom), which needs its owners' trainer. With --trainer-command CMD it \
+            hands each task (any model, custom included) to a long-lived process that CMD starts, over the local \
+            interface of docs/PROTOCOL.md §11 (in Python: pip install Clients/python). It sends that process the rows \
+            it read after the federation's preprocessing; statistics, store-and-forward and heartbeats stay in the \
+            agent. A trainer that fails, exits, hangs past --trainer-timeout or answers something malformed has its \
+            task reported to the coordinator as failed (with the reason) and is restarted after 1 s, 2 s, 4 s, … up \
+            to 60 s; the agent never waits on it for ever.
 
             Exit status: 0 when the coordinator ends the federation; 1 on an error that retrying cannot fix (bad \
             data, refused certificate, incompatible model), with a message saying what to change.
@@ -149,6 +155,15 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Largest frame accepted from the coordinator, in bytes.")
     var maxFrameBytes: Int = 64 * 1024 * 1024
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Train and evaluate each task with this command's long-lived process (run by /bin/sh -c; requests on its stdin, answers on its stdout, docs/PROTOCOL.md §11), e.g. \"python3 Clients/python/examples/sklearn_mlp.py\". Default: the built-in trainers.",
+        valueName: "command"))
+    var trainerCommand: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "With --trainer-command: the longest wait for any one answer of the trainer, in seconds; past it the trainer is killed, the task reported failed and the trainer restarted.",
+        valueName: "seconds"))
+    var trainerTimeout: Double = 600
+
     @OptionGroup(title: "Heterogeneity emulation (experiments)") var emulation: EmulationOptions
     @OptionGroup(title: "Logging") var log: LogOptions
 
@@ -196,6 +211,12 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--feature-columns / --exclude-columns need column names, e.g. --feature-columns age,income")
         }
         guard maxFrameBytes >= 4096 else { throw ValidationError("--max-frame-bytes must be at least 4096") }
+        if let trainerCommand, trainerCommand.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--trainer-command needs a command, e.g. --trainer-command \"python3 train.py\"")
+        }
+        guard trainerTimeout.isFinite, (1...86_400).contains(trainerTimeout) else {
+            throw ValidationError("--trainer-timeout must be a number of seconds between 1 and 86400 (got \(trainerTimeout))")
+        }
     }
 
     func run() async throws {
@@ -233,6 +254,8 @@ struct AgentCommand: AsyncParsableCommand {
         config.maxFrameBytes = maxFrameBytes
         config.refreshInterval = refresh.map { .milliseconds(Int64($0 * 1000)) }
         config.emulation = emulation.configuration(certificatePath: cert)
+        config.trainerCommand = trainerCommand
+        config.trainerTimeout = .milliseconds(Int64(trainerTimeout * 1000))
         do {
             let exit = try await AgentService(configuration: config, logger: logger).run()
             switch exit {
