@@ -180,6 +180,11 @@ def test_shutdown_exits_zero_without_reply_and_reads_no_further() -> None:
     assert [c[0] for c in trainer.calls] == ["setup"]
 
 
+def test_shutdown_needs_no_id() -> None:
+    status, replies = run(Recorder(), setup_request(1), encode_message({"type": "shutdown"}))
+    assert status == 0 and [r.type for r in replies] == ["ready"]
+
+
 def test_closed_stdout_exits_one() -> None:
     class Closed(io.BytesIO):
         def write(self, data: Any) -> int:

@@ -251,13 +251,11 @@ def serve(
                 _log(f"unreadable request, stopping: {error}")
                 return 2
         else:
-            if request is None:
+            if request is None or request.type == "shutdown":
                 return 0
             if request.id is None:
                 _log(f'request {request.type!r} has no numeric "id", stopping')
                 return 2
-            if request.type == "shutdown":
-                return 0
             reply = session.handle(request)
         try:
             _send(replies, *reply)
