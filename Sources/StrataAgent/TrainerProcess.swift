@@ -9,7 +9,7 @@ import NIOConcurrencyHelpers
 /// One running trainer: `/bin/sh -c COMMAND` in a process group of its own, with pipes on stdin, stdout and
 /// stderr. It only moves bytes, each read and write bounded by a deadline (non-blocking pipes and `poll`), so
 /// a hung trainer can never hold the agent; `ExternalTrainer` decides what to do about a failure.
-final class TrainerProcess: @unchecked Sendable {
+public final class TrainerProcess: @unchecked Sendable {
     enum Failure: Error, CustomStringConvertible {
         case cannotStart(String)
         /// stdout closed or stdin refused: the process exited (or closed its streams).
@@ -83,6 +83,7 @@ final class TrainerProcess: @unchecked Sendable {
             throw Failure.cannotStart("posix_spawn /bin/sh: \(String(cString: strerror(status)))")
         }
         pid = child
+        Self.live.withLockedValue { _ = $0.insert(child) }
         streams = NIOLockedValueBox((toChild[1], fromChild[0]))
         for fd in [toChild[1], fromChild[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         let errors = errorsFromChild[0]
@@ -158,6 +159,15 @@ final class TrainerProcess: @unchecked Sendable {
         return exitDescription(waiting: .seconds(1))
     }
 
+    /// Trainers started and not yet reaped, by process id (their group ids too).
+    private static let live = NIOLockedValueBox<Set<pid_t>>([])
+
+    /// Kills every trainer's process group at once: for an agent that is being stopped by a signal, since its
+    /// trainers run in groups of their own and would not get it.
+    public static func killAll() {
+        for pid in live.withLockedValue({ $0 }) { _ = Glibc.kill(-pid, SIGKILL) }
+    }
+
     /// SIGKILL to the whole group; idempotent.
     func kill() {
         if exited.withLockedValue({ $0 }) == nil {
@@ -190,6 +200,7 @@ final class TrainerProcess: @unchecked Sendable {
             if let known { return known }
             var status: Int32 = 0
             let r = waitpid(pid, &status, blocking ? 0 : WNOHANG)
+            if r == pid || r < 0 { Self.live.withLockedValue { _ = $0.remove(pid) } }
             if r == pid { known = status; return status }
             if r < 0 { known = -1; return -1 }   // already reaped elsewhere: nothing more to learn
             return nil
@@ -208,7 +219,7 @@ final class TrainerProcess: @unchecked Sendable {
         if status < 0 { return "ended" }
         let signal = status & 0x7f
         if signal == 0 { return "exited with status \((status >> 8) & 0xff)" }
-        return "killed by signal \(signal)"
+        return "was killed by signal \(signal)"
     }
 
     private static func readLines(_ fd: Int32, _ body: (String) -> Void) {

@@ -287,7 +287,8 @@ private struct Run {
     }
 
     /// An update: for a task the agent was sent or any id, with its base version or any, counts small or
-    /// huge, a delta of the model's shape (small or arbitrary values), none, or any names and shapes.
+    /// huge, a delta of the model's shape (small or arbitrary values), none, or any names and shapes; or a
+    /// report that it failed.
     func update(_ input: inout FuzzInput, tasks: [TrainingTask]) -> Update {
         let flags = input.u8()
         let task: TrainingTask? = flags & 0x80 == 0 && !tasks.isEmpty ? tasks[Int(input.u8()) % tasks.count] : nil
@@ -313,7 +314,9 @@ private struct Run {
                 return WireTensor(name: name, shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(Int8(bitPattern: input.u8())) / 64 })
             }
         }
+        // Flag 0x10: a report that the task failed (option 0x8003), with whatever else the update carries.
         return Update(taskID: taskID, baseVersion: baseVersion, sampleCount: sampleCount, trainLoss: trainLoss,
-                      evalSampleCount: evalSampleCount, evalLoss: evalLoss, evalAccuracy: evalAccuracy, trainMillis: trainMillis, delta: delta)
+                      evalSampleCount: evalSampleCount, evalLoss: evalLoss, evalAccuracy: evalAccuracy, trainMillis: trainMillis, delta: delta,
+                      failure: flags & 0x10 == 0 ? nil : "trainer failed")
     }
 }

@@ -52,6 +52,7 @@ public enum Seeds {
         seeds.append(("msg-welcome-mlp", [0] + frame(.welcome(Welcome(
             clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
             model: WireModelSpec(kind: .mlp, featureCount: 60, outputCount: 10, layers: WireModelLayers(activation: .relu, hidden: [32, 16])))))))
+        seeds.append(("msg-update-failed", [0] + frame(.update(.failed(12, baseVersion: 4, reason: "the trainer exited with status 1")))))
         seeds.append(("msg-welcome-custom", [0] + frame(.welcome(Welcome(
             clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
             model: WireModelSpec(kind: .custom, featureCount: 60, outputCount: 10,

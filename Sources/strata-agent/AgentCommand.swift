@@ -256,6 +256,20 @@ struct AgentCommand: AsyncParsableCommand {
         config.emulation = emulation.configuration(certificatePath: cert)
         config.trainerCommand = trainerCommand
         config.trainerTimeout = .milliseconds(Int64(trainerTimeout * 1000))
+        // A trainer runs in a process group of its own, so a signal that stops the agent does not reach it:
+        // kill it, then stop as the signal would have.
+        let stopSignals = trainerCommand == nil ? [] : [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                TrainerProcess.killAll()
+                signal(number, SIG_DFL)
+                raise(number)
+            }
+            source.resume()
+            return source
+        }
+        defer { stopSignals.forEach { $0.cancel() } }
         do {
             let exit = try await AgentService(configuration: config, logger: logger).run()
             switch exit {

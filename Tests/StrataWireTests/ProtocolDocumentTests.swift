@@ -122,6 +122,7 @@ enum ExpectedExamples {
         "update-evaluate": .update(Update(
             taskID: 57, baseVersion: 6, sampleCount: 0, trainLoss: 0, evalSampleCount: 20, evalLoss: 0.5, evalAccuracy: 0.8,
             trainMillis: 3, delta: [])),
+        "update-failed": .update(.failed(58, baseVersion: 6, reason: "trainer exited")),
         "ack-received": .ack(Ack(taskID: 42, status: .received, modelVersion: 17)),
         "ack-refused": .ack(Ack(taskID: 44, status: .refused, modelVersion: 17, code: .overShare, reason: "two updates queued")),
         "heartbeat-request": .heartbeat(Heartbeat(sequence: 3, timestampNanos: 1_234_567_890, isReply: false)),

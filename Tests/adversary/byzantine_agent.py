@@ -89,6 +89,7 @@ OPT_WELCOME_MODEL_MANIFEST = 0x8011
 OPT_TASK_PREPROCESSING = 0x8001
 OPT_UPDATE_STATISTICS = 1
 OPT_UPDATE_EVALUATION = 2
+OPT_UPDATE_FAILURE = 0x8003
 # hello option 2 bits
 CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS = 1 << 0, 1 << 1, 1 << 2
 CAP_ALL = CAP_STATISTICS | CAP_PREPROCESSING | CAP_EVALUATION_STATISTICS
@@ -389,7 +390,8 @@ OPTIONS = {
                 OPT_WELCOME_MODEL_MANIFEST: ("modelManifest", Reader.manifest, p_manifest)},
     "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
     "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
-               OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation)},
+               OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation),
+               OPT_UPDATE_FAILURE: ("failure", Reader.string, p_string)},
     "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {},
 }
 KNOWN_OPTIONS = {message: set(keys) for message, keys in OPTIONS.items()}
@@ -416,11 +418,11 @@ def encode_hello(agent_version, feature_count, train_count, eval_count, pending_
 
 
 def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta,
-                  statistics=None, evaluation=None, extra_options=()):
+                  statistics=None, evaluation=None, extra_options=(), failure=None):
     head = struct.pack("<QQQfQffI", task_id, base_version, sample_count, train_loss, eval_count, eval_loss,
                        eval_accuracy, min(train_millis, 0xFFFFFFFF))
     return frame(UPDATE, head + p_tensors(delta)
-                 + p_options("update", {"statistics": statistics, "evaluation": evaluation}, extra_options))
+                 + p_options("update", {"statistics": statistics, "evaluation": evaluation, "failure": failure}, extra_options))
 
 
 def encode_heartbeat(sequence, timestamp_nanos, reply, extra_options=()):
@@ -467,7 +469,8 @@ def encode_message(m):
                            m["proximalMu"], m["parameters"], m.get("preprocessing"))
     if t == "update":
         return encode_update(m["taskID"], m["baseVersion"], m["sampleCount"], m["trainLoss"], m["evalSampleCount"],
-                             m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"))
+                             m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"),
+                             failure=m.get("failure"))
     if t == "ack":
         return encode_ack(m["taskID"], m["status"], m["modelVersion"], m["code"], m["reason"])
     if t == "heartbeat":
