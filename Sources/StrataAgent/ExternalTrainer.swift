@@ -156,7 +156,9 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
             Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
         }
         let logger = self.logger
-        let process = try TrainerProcess(command: settings.command, environment: ["STRATA_TRAINER_INTERFACE": "\(TrainerInterface.version)"]) { line in
+        // The database password stays with the agent: a trainer that reads the data itself has its own credentials.
+        let process = try TrainerProcess(command: settings.command, environment: ["STRATA_TRAINER_INTERFACE": "\(TrainerInterface.version)"],
+                                         withheld: ["STRATA_ODBC_PASSWORD"]) { line in
             logger.info("\(line)", metadata: ["stream": "stderr"])
         }
         logger.info("trainer started", metadata: ["pid": "\(process.pid)"])

@@ -35,7 +35,8 @@ public final class TrainerProcess: @unchecked Sendable {
     static let keptStderrLines = 20
 
     /// Starts the command. `onStderrLine` is called (on a thread of its own) with each line it writes to stderr.
-    init(command: String, environment extra: [String: String], onStderrLine: @escaping @Sendable (String) -> Void) throws {
+    /// `withheld`: variables of the agent's environment the trainer does not get (secrets).
+    init(command: String, environment extra: [String: String], withheld: [String] = [], onStderrLine: @escaping @Sendable (String) -> Void) throws {
         // A trainer that dies while we write must become an error here, not a SIGPIPE that kills the agent.
         signal(SIGPIPE, SIG_IGN)
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0], errorsFromChild: [Int32] = [0, 0]
@@ -70,6 +71,7 @@ public final class TrainerProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
         var environment = ProcessInfo.processInfo.environment
+        for key in withheld { environment[key] = nil }
         for (key, value) in extra { environment[key] = value }
         let arguments = ["/bin/sh", "-c", command]
         let argv = arguments.map { strdup($0) } + [nil]
