@@ -35,7 +35,9 @@ let package = Package(
         ),
 
         // Pure logic: no I/O.
-        .target(name: "StrataCore"),
+        // The commit a release was built from (Deploy/install.sh passes it as a C macro).
+        .target(name: "CStrataBuildInfo"),
+        .target(name: "StrataCore", dependencies: ["CStrataBuildInfo"]),
         .target(name: "StrataWire", dependencies: [
             "StrataCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -94,7 +96,7 @@ let package = Package(
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "strata-coordinator", dependencies: [
-            "StrataLog",
+            "StrataLog", "StrataStore", "StrataTransport", "StrataCore",
             "StrataCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -106,7 +108,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "stratactl", dependencies: [
-            "StrataAdmin", "StrataWire", "StrataCore",
+            "StrataAdmin", "StrataWire", "StrataCore", "StrataTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "strata-datagen", dependencies: [

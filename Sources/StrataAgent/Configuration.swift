@@ -21,7 +21,7 @@ public struct AgentConfiguration: Sendable {
     /// After hello, the coordinator's first reply (welcome or refusal) must arrive within this time.
     public var welcomeTimeout: Duration = .seconds(15)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
-    public var agentVersion = "strata-agent/0.1.0"
+    public var agentVersion = "strata-agent/\(BuildInfo.version)"
     /// Re-read the data this often (nil: once, at start). When the rows changed, the agent ends its session and
     /// reconnects at once, so that the coordinator sees the new row counts.
     public var refreshInterval: Duration?

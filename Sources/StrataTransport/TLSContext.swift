@@ -78,6 +78,12 @@ public final class TLSContext: @unchecked Sendable {
     /// Index of the per-connection `VerifyNote` in the SSL's ex_data.
     static let verifyNoteIndex: Int32 = strata_SSL_get_ex_new_index()
 
+    /// The OpenSSL this process runs with (`3.0.17 1 Jul 2025`): the shared library's answer, not the headers'.
+    public static var openSSLVersion: String {
+        guard let text = OpenSSL_version(0).map({ String(cString: $0) }) else { return "unknown" }
+        return text.hasPrefix("OpenSSL ") ? String(text.dropFirst(8)) : text
+    }
+
     public convenience init(configuration: TLSConfiguration, mode: Mode) throws {
         try self.init(configuration: configuration, mode: mode, checkOwnIdentity: true)
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import StrataAgent
+import StrataCore
 import StrataData
 import StrataLog
 import StrataODBC
@@ -90,7 +91,9 @@ struct AgentCommand: AsyncParsableCommand {
             evaluations are never delayed, since they measure the model and a round waits for every agent. The \
             agent above as a slow client (4× slower training, plus 1.5 s and up to 0.5 s at random per task):
               strata-agent ... --slowdown 4 --task-delay 1.5 --task-jitter 0.5
-            """)
+            """,
+        version: BuildInfo.describe(program: "strata-agent", libraries: [
+            ("OpenSSL", TLSContext.openSSLVersion), ("SQLite", SQLiteLibrary.version)]))
 
     @Option(name: .long, help: "Coordinator address as HOST:PORT.")
     var coordinator: String

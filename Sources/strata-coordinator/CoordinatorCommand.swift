@@ -4,6 +4,7 @@ import Logging
 import StrataCoordinator
 import StrataCore
 import StrataLog
+import StrataStore
 import StrataTransport
 
 @main
@@ -43,7 +44,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
             Example:
               strata-coordinator --cert Certs/out/coordinator.crt --key Certs/out/coordinator.key --ca Certs/out/ca.crt \\
                 --state run/coordinator.sqlite --features 60 --classes 10 --target-accuracy 0.85
-            """)
+            """,
+        version: BuildInfo.describe(program: "strata-coordinator", libraries: [
+            ("OpenSSL", TLSContext.openSSLVersion), ("SQLite", SQLiteLibrary.version)]))
 
     @OptionGroup(title: "Network") var network: NetworkOptions
     @OptionGroup(title: "Connection and memory limits") var limits: LimitOptions

@@ -1,4 +1,6 @@
 import ArgumentParser
+import StrataCore
+import StrataStore
 
 @main
 struct DatagenCommand: ParsableCommand {
@@ -11,6 +13,7 @@ struct DatagenCommand: ParsableCommand {
             `strata-datagen import-csv FILE --table T --database DB.sqlite` imports a data owner's CSV file into a \
             table that `strata-agent --database DB.sqlite --table T` reads.
             """,
+        version: BuildInfo.describe(program: "strata-datagen", libraries: [("SQLite", SQLiteLibrary.version)]),
         subcommands: [GenerateCommand.self, ImportCSVCommand.self],
         defaultSubcommand: GenerateCommand.self)
 }

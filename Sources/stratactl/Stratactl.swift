@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import StrataAdmin
 import StrataCore
+import StrataTransport
 import StrataWire
 
 @main
@@ -32,6 +33,7 @@ struct Stratactl: AsyncParsableCommand {
               stratactl export-model best --out model.npz
               stratactl evaluations --limit 50
             """,
+        version: BuildInfo.describe(program: "stratactl", libraries: [("OpenSSL", TLSContext.openSSLVersion)]),
         subcommands: [Status.self, Tiers.self, Clients.self, Client.self, Models.self, Evaluations.self, ExportModel.self,
                       Retier.self, Pin.self, Unpin.self, Evict.self, Admit.self, Audit.self, Watch.self])
 }
