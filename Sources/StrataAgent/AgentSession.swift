@@ -126,10 +126,20 @@ struct AgentSession: Sendable {
             var sessionLogger = logger
             sessionLogger[metadataKey: "client"] = "\(welcome.clientID)"
             let log = sessionLogger
-            log.info("connected", metadata: ["session": "\(welcome.sessionID)", "resending": "\(pending.count)"])
 
+            // Updates of another federation (the coordinator started a new state database) are never sent to this one.
+            var resend = pending
+            if let federation = welcome.federationID {
+                let (previous, dropped) = try await state.adopt(federation: federation)
+                if let previous, previous != federation {
+                    log.warning("the coordinator runs a new federation: updates of the previous one are dropped", metadata: [
+                        "federation": "\(String(federation, radix: 16))", "previous": "\(String(previous, radix: 16))", "dropped": "\(dropped)"])
+                    resend = []
+                }
+            }
+            log.info("connected", metadata: ["session": "\(welcome.sessionID)", "resending": "\(resend.count)"])
             // Updates not acknowledged as committed in earlier sessions go first, unchanged.
-            for update in pending {
+            for update in resend {
                 do {
                     try await outbound.write(try WireCodec.decodeStoredUpdate(update.payload))
                 } catch let error as WireError {

@@ -32,6 +32,9 @@ public actor Coordinator {
 
     /// Tasks handed out and not yet answered (train tasks until committed or refused).
     var tasks: [Int64: TaskRecord] = [:]
+    /// This run's id (the state database's): every welcome carries it, so agents never resend an update of
+    /// another run to this one.
+    var federationID: UInt64 = 0
     /// Tasks their agents reported failed in this run (the store keeps them too): never answered later.
     var failedTasks: Set<Int64> = []
     /// Updates the rule folded that no durable version holds yet.
@@ -154,6 +157,7 @@ public actor Coordinator {
         }
         let mode = configuration.aggregation.mode
         let state = try await store.restoreOrInitialize(spec: spec, initialParameters: configuration.startingParameters, mode: mode.rawValue, now: Self.now())
+        federationID = state.federationID
         rule.restore(globalVersion: state.version, global: state.parameters,
                      lanes: state.lanes.map { LaneState(version: $0.version, parameters: $0.parameters, pushes: $0.pushes) })
         for client in state.clients {
@@ -384,7 +388,8 @@ public actor Coordinator {
         let welcome = Welcome(clientID: clientID, sessionID: session.sessionID,
                               heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
                               maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model),
-                              featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init))
+                              featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init),
+                              federationID: federationID)
         if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose

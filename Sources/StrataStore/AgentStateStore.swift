@@ -44,6 +44,12 @@ public final class AgentStateStore: Sendable {
                     t.column("at", .double).notNull()
                 }
             }
+            migrator.registerMigration("v2-federation") { db in
+                try db.create(table: "meta") { t in
+                    t.primaryKey("key", .text)
+                    t.column("value", .text).notNull()
+                }
+            }
             try migrator.migrate(queue)
             if identity != .strata { try queue.writeWithoutTransaction { try DatabaseIdentity.stamp($0, kind: .agentState) } }
         } catch let error as DatabaseError {
@@ -59,6 +65,21 @@ public final class AgentStateStore: Sendable {
     /// if the session that asked for it is being torn down.
     public func savePendingNow(_ update: PendingUpdate) throws {
         try queue.write { db in try update.upsert(db) }
+    }
+
+    /// Records the federation the coordinator announced. Pending updates written for another federation (a new
+    /// coordinator state since) can never be committed there and could be mistaken for this run's tasks: they
+    /// are deleted, in the same transaction. Returns the federation before and how many updates were deleted.
+    public func adopt(federation: UInt64) async throws -> (previous: UInt64?, dropped: Int) {
+        try await queue.write { db in
+            let previous = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'federation'").flatMap { UInt64($0, radix: 16) }
+            var dropped = 0
+            if let previous, previous != federation {
+                dropped = try PendingUpdate.deleteAll(db)
+            }
+            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('federation', ?)", arguments: [String(federation, radix: 16)])
+            return (previous, dropped)
+        }
     }
 
     public func pending() async throws -> [PendingUpdate] {

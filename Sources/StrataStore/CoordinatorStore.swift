@@ -503,6 +503,8 @@ public struct RestoredState: Sendable {
     public var parameters: [Float]
     public var nextTaskID: Int64
     public var committedUpdateCount: Int64
+    /// Fixed when the database is created (or, for a database from before, when it is first opened by this version).
+    public var federationID: UInt64 = 0
     /// Latest version of each lane, index = lane (empty for a run that never stepped a lane).
     public var lanes: [RestoredLane] = []
     /// 0 if tiers were never formed.
@@ -565,6 +567,12 @@ extension CoordinatorStore {
             let maxTask = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM tasks") ?? 0
             let committed = try Int64.fetchOne(db, sql: "SELECT COUNT(*) FROM committedUpdates") ?? 0
             var state = RestoredState(version: latest.version, parameters: parameters, nextTaskID: maxTask + 1, committedUpdateCount: committed)
+            if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'federation'"), let id = UInt64(stored, radix: 16) {
+                state.federationID = id
+            } else {
+                state.federationID = UInt64.random(in: 1...UInt64.max)
+                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('federation', ?)", arguments: [String(state.federationID, radix: 16)])
+            }
             let latestLanes = try LaneVersionRecord.fetchAll(db, sql: """
                 SELECT l.* FROM laneVersions l
                 JOIN (SELECT lane, MAX(version) AS version FROM laneVersions GROUP BY lane) m USING (lane, version)

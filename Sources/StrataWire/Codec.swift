@@ -160,7 +160,7 @@ public enum WireCodec {
             }
             let spec = WireModelSpec(kind: kind, featureCount: try reader.u32("welcome.model.featureCount"), outputCount: try reader.u32("welcome.model.outputCount"))
             var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
-            let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomePreprocessing,
+            let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomeFederation, WireOptionKey.welcomePreprocessing,
                                                                         WireOptionKey.welcomeModelLayers, WireOptionKey.welcomeModelManifest])
             if let value = options[WireOptionKey.welcomeModelLayers] {
                 welcome.model.layers = try decodeOption(value, "welcome.modelLayers") { (r: inout PayloadReader) throws(WireError) in try r.modelLayers("welcome.modelLayers") }
@@ -178,6 +178,9 @@ public enum WireCodec {
             }
             if let value = options[WireOptionKey.welcomeFeatureNames] {
                 welcome.featureNames = try decodeOption(value, "welcome.featureNames") { (r: inout PayloadReader) throws(WireError) in try r.featureNames("welcome.featureNames") }
+            }
+            if let value = options[WireOptionKey.welcomeFederation] {
+                welcome.federationID = try decodeOption(value, "welcome.federation") { (r: inout PayloadReader) throws(WireError) in try r.u64("welcome.federation") }
             }
             if let value = options[WireOptionKey.welcomePreprocessing] {
                 welcome.preprocessing = try decodeOption(value, "welcome.preprocessing") { (r: inout PayloadReader) throws(WireError) in try r.preprocessing("welcome.preprocessing") }
@@ -349,6 +352,7 @@ public enum WireCodec {
             if !m.capabilities.isEmpty { options.append((WireOptionKey.helloCapabilities, { $0.writeInteger(m.capabilities.rawValue, endianness: .little) })) }
         case .welcome(let m):
             if !m.featureNames.isEmpty { options.append((WireOptionKey.welcomeFeatureNames, { $0.writeFeatureNames(m.featureNames) })) }
+            if let id = m.federationID { options.append((WireOptionKey.welcomeFederation, { $0.writeInteger(id, endianness: .little) })) }
             if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
             if let layers = m.model.layers { options.append((WireOptionKey.welcomeModelLayers, { $0.writeModelLayers(layers) })) }
             if let manifest = m.model.manifest { options.append((WireOptionKey.welcomeModelManifest, { $0.writeModelManifest(manifest) })) }

@@ -169,10 +169,13 @@ public struct Welcome: Sendable, Hashable {
     public var model: WireModelSpec
     /// Option 1: the feature names the model was fixed with (empty: not known or not sent).
     public var featureNames: [String]
-    /// Option 2 (critical): the federation's preprocessing, once fixed.
+    /// Option 0x8001 (critical): the federation's preprocessing, once fixed.
     public var preprocessing: WirePreprocessing?
+    /// Option 2: the federation's id, fixed when the coordinator's state database was created (nil: not sent).
+    public var federationID: UInt64?
     public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec,
-                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil) {
+                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil, federationID: UInt64? = nil) {
+        self.federationID = federationID
         self.clientID = clientID
         self.sessionID = sessionID
         self.heartbeatIntervalMillis = heartbeatIntervalMillis

@@ -18,6 +18,8 @@ public enum WireOptionKey {
     // welcome
     /// The feature names the federation's model was fixed with (once known).
     public static let welcomeFeatureNames: UInt16 = 1
+    /// The federation's id (u64): a new state database is a new federation. Agents drop stored updates of another.
+    public static let welcomeFederation: UInt16 = 2
     /// The federation's preprocessing (once fixed): the agent applies it to every row.
     public static let welcomePreprocessing: UInt16 = critical | 1
     /// The layers of a model kind that has them (`WireModelKind.mlp`): without them the model is unknown.
