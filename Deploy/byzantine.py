@@ -247,7 +247,7 @@ def run_once(args, root, manifest, scenario, run_index, test_rows):
         if kind == "swift":
             argv = [os.path.join(args.bin, "strata-agent"), "--coordinator", f"{host}:{port}", "--server-name", "localhost",
                     "--cert", cert, "--key", key, "--ca", f"{pki}/ca.crt", "--database", db,
-                    "--state", os.path.join(run_dir, f"{cid}.state.sqlite")]
+                    "--state", os.path.join(run_dir, f"{cid}.state.sqlite"), "--after-federation", "exit"]
         else:
             argv = [sys.executable, ADVERSARY, "--coordinator", f"{host}:{port}", "--server-name", "localhost",
                     "--cert", cert, "--key", key, "--ca", f"{pki}/ca.crt", "--database", db, "--behaviour", kind,

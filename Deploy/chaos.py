@@ -428,7 +428,7 @@ class Federation:
                 "--server-name", "localhost",
                 "--cert", f"{self.run}/pki/agents/{agent}.crt", "--key", f"{self.run}/pki/agents/{agent}.key",
                 "--ca", f"{self.run}/pki/ca.crt", "--database", self.databases[agent],
-                "--state", f"{self.run}/{agent}.state.sqlite"] + self.args.agent_flags
+                "--state", f"{self.run}/{agent}.state.sqlite", "--after-federation", "exit"] + self.args.agent_flags
         out = open(logfile, "a")
         self.agents[agent] = processes.start(argv, out, subprocess.STDOUT)
         out.close()

@@ -258,7 +258,7 @@ run_federation() {
         fi
         "$bin/strata-agent" --coordinator "$host:$port" --server-name localhost \
             --cert "$run_dir/pki/agents/$(agent_id "$i").crt" --key "$run_dir/pki/agents/$(agent_id "$i").key" \
-            --ca "$run_dir/pki/ca.crt" --database "$(client_db "$i")" --state "$dir/$(agent_id "$i").state.sqlite" \
+            --ca "$run_dir/pki/ca.crt" --database "$(client_db "$i")" --state "$dir/$(agent_id "$i").state.sqlite" --after-federation exit \
             ${emulation[@]+"${emulation[@]}"} ${agent_flags[@]+"${agent_flags[@]}"} \
             >"$dir/$(agent_id "$i").log" 2>&1 &
         pids+=("$!")

@@ -94,7 +94,7 @@ run_federation() {   # MODE DIR: returns the coordinator's exit status
     for i in $(seq -f "%02g" 1 "$clients"); do
         "$bin/strata-agent" --coordinator "$host:$port" --server-name localhost \
             --cert "$run_dir/pki/agents/agent-$i.crt" --key "$run_dir/pki/agents/agent-$i.key" --ca "$run_dir/pki/ca.crt" \
-            --database "$run_dir/data/client-$i.sqlite" --state "$dir/agent-$i.state.sqlite" \
+            --database "$run_dir/data/client-$i.sqlite" --state "$dir/agent-$i.state.sqlite" --after-federation exit \
             --task-delay "${delays[$((n % ${#delays[@]}))]}" 2>"$dir/agent-$i.log" &
         pids+=("$!")
         n=$((n + 1))

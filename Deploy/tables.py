@@ -563,7 +563,7 @@ def agent_argv(args, table, split, a, host, port, pki, run_dir):
     argv = [os.path.join(args.bin, "strata-agent"), "--coordinator", f"{host}:{port}", "--server-name", "localhost",
             "--cert", f"{pki}/agents/{cid}.crt", "--key", f"{pki}/agents/{cid}.key", "--ca", f"{pki}/ca.crt",
             "--database", split.databases[a], "--state", os.path.join(run_dir, f"{cid}.state.sqlite"),
-            "--table", table.name, "--label-column", table.label]
+            "--after-federation", "exit", "--table", table.name, "--label-column", table.label]
     if table.missing.any():
         argv += ["--null-policy", "impute"]
     return argv + args.agent_arg

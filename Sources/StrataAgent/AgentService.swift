@@ -167,6 +167,8 @@ public struct AgentService: Sendable {
         let emulationRandom = NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed))
         var streak = ReconnectStreak()
         var generator = SystemRandomNumberGenerator()
+        /// Between federations: a coordinator that is not there (yet) is the normal case, not a failure.
+        var waitingForNextFederation = false
         while true {
             let outcome: AgentSession.Outcome
             let welcomed = NIOLockedValueBox(false)
@@ -176,6 +178,7 @@ public struct AgentService: Sendable {
             do {
                 outcome = try await session.run(onWelcome: { welcomed.withLockedValue { $0 = true } })
                 streak.ended()
+                waitingForNextFederation = false
             } catch let error as AgentError {
                 throw error
             } catch let error as TLSError where error.kind == .certificateRefused {
@@ -186,7 +189,12 @@ public struct AgentService: Sendable {
                 // Closed for a refresh: a planned reconnect, at once and not counted as a failure.
                 logger.info("reconnecting with the refreshed rows", metadata: ["closed": "\(error)"])
                 continue
+            } catch where waitingForNextFederation && !welcomed.withLockedValue({ $0 }) {
+                logger.debug("no federation to join yet", metadata: ["error": "\(error)", "retryIn": "\(configuration.nextFederationPoll)"])
+                try await Task.sleep(for: configuration.nextFederationPoll)
+                continue
             } catch {
+                waitingForNextFederation = false
                 let failures = streak.failed(afterWelcome: welcomed.withLockedValue { $0 })
                 if let limit = configuration.maxConnectAttempts, failures >= limit {
                     throw AgentError.gaveUp(attempts: failures, lastError: "\(error)")
@@ -198,7 +206,13 @@ public struct AgentService: Sendable {
             }
             switch outcome {
             case .finished(let message):
-                return .finished(message)
+                guard configuration.afterFederation == .wait else { return .finished(message) }
+                // A service outlives a run: the next federation on this coordinator is joined as it starts. Its
+                // welcome names a new federation, and updates of this one still stored are dropped then.
+                logger.notice("federation finished; waiting for the next one (--after-federation exit stops instead)",
+                              metadata: ["message": "\(message)", "tryingEvery": "\(configuration.nextFederationPoll)"])
+                waitingForNextFederation = true
+                try await Task.sleep(for: configuration.nextFederationPoll)
             case .retryAfter(let delay, let message):
                 logger.notice("coordinator asked to come back later", metadata: ["message": "\(message)", "in": "\(delay)"])
                 try await Task.sleep(for: delay)

@@ -27,6 +27,10 @@ public struct AgentConfiguration: Sendable {
     public var refreshInterval: Duration?
     /// Experiments and tests: delays training updates to emulate a slower client. Inactive by default.
     public var emulation = SlowdownEmulation()
+    /// When the coordinator ends the federation: wait for its next one (a long-running agent, a service), or exit 0.
+    public var afterFederation: AfterFederation = .wait
+    /// While waiting for the next federation: how often to try the coordinator.
+    public var nextFederationPoll: Duration = .seconds(30)
     /// The data owner's trainer process (`--trainer-command`); nil: the built-in trainers.
     public var trainerCommand: String?
     /// Longest wait for any one answer of the trainer process.
@@ -39,6 +43,14 @@ public struct AgentConfiguration: Sendable {
         self.data = data
         self.statePath = statePath
     }
+}
+
+/// What an agent does when the coordinator ends a federation (goodbye without a retry delay).
+public enum AfterFederation: String, Sendable, CaseIterable {
+    /// Keep running and join the coordinator's next federation (a new state database, or the same one restarted).
+    case wait
+    /// Exit 0 (scripts and tests that run one federation).
+    case exit
 }
 
 /// Exponential backoff with full jitter on the upper half: attempt n waits

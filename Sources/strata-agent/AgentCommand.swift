@@ -76,7 +76,12 @@ struct AgentCommand: AsyncParsableCommand {
             task reported to the coordinator as failed (with the reason) and is restarted after 1 s, 2 s, 4 s, … up \
             to 60 s; the agent never waits on it for ever.
 
-            Exit status: 0 when the coordinator ends the federation; 1 on an error that retrying cannot fix (bad \
+            A federation ends when the coordinator says so (its target, patience or limit). By default the agent then \
+            waits for the coordinator's next federation and joins it (a service: systemd unit strata-agent@NAME); \
+            --after-federation exit makes it exit 0 instead. Every federation has an id (its coordinator's state \
+            database): updates stored for an earlier one are dropped, never sent to the next.
+
+            Exit status: 0 when the coordinator ends the federation (with --after-federation exit); 1 on an error that retrying cannot fix (bad \
             data, refused certificate, incompatible model), with a message saying what to change.
 
             Examples:
@@ -159,6 +164,14 @@ struct AgentCommand: AsyncParsableCommand {
     var maxFrameBytes: Int = 64 * 1024 * 1024
 
     @Option(name: .long, help: ArgumentHelp(
+        "When the coordinator ends the federation: wait (keep running, join its next federation: a service) or exit (exit 0: one run).",
+        valueName: "wait|exit"))
+    var afterFederation: AfterFederation = .wait
+    @Option(name: .long, help: ArgumentHelp(
+        "While waiting for the next federation, try the coordinator every SECONDS.", valueName: "seconds"))
+    var nextFederationPoll: Double = 30
+
+    @Option(name: .long, help: ArgumentHelp(
         "Train and evaluate each task with this command's long-lived process (run by /bin/sh -c; requests on its stdin, answers on its stdout, docs/PROTOCOL.md §11), e.g. \"python3 Clients/python/examples/sklearn_mlp.py\". Default: the built-in trainers.",
         valueName: "command"))
     var trainerCommand: String?
@@ -214,6 +227,9 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--feature-columns / --exclude-columns need column names, e.g. --feature-columns age,income")
         }
         guard maxFrameBytes >= 4096 else { throw ValidationError("--max-frame-bytes must be at least 4096") }
+        guard nextFederationPoll.isFinite, (0.1...86_400).contains(nextFederationPoll) else {
+            throw ValidationError("--next-federation-poll must be a number of seconds between 0.1 and 86400 (got \(nextFederationPoll))")
+        }
         if let trainerCommand, trainerCommand.trimmingCharacters(in: .whitespaces).isEmpty {
             throw ValidationError("--trainer-command needs a command, e.g. --trainer-command \"python3 train.py\"")
         }
@@ -257,6 +273,8 @@ struct AgentCommand: AsyncParsableCommand {
         config.maxFrameBytes = maxFrameBytes
         config.refreshInterval = refresh.map { .milliseconds(Int64($0 * 1000)) }
         config.emulation = emulation.configuration(certificatePath: cert)
+        config.afterFederation = afterFederation
+        config.nextFederationPoll = .milliseconds(Int64(nextFederationPoll * 1000))
         config.trainerCommand = trainerCommand
         config.trainerTimeout = .milliseconds(Int64(trainerTimeout * 1000))
         // A trainer runs in a process group of its own, so a signal that stops the agent does not reach it:
@@ -322,3 +340,5 @@ struct EmulationOptions: ParsableArguments {
                           seed: emulationSeed != 0 ? emulationSeed : SlowdownEmulation.derivedSeed(from: certificatePath))
     }
 }
+
+extension AfterFederation: ExpressibleByArgument {}

@@ -161,7 +161,9 @@ final class Sandbox: @unchecked Sendable {
     func agentArguments(port: Int, id: String, cert: String? = nil, key: String? = nil, database: String, extra: [String] = []) -> [String] {
         ["--coordinator", "127.0.0.1:\(port)", "--server-name", "localhost",
          "--cert", cert ?? file("pki/agents/\(id).crt"), "--key", key ?? file("pki/agents/\(id).key"), "--ca", file("pki/ca.crt"),
-         "--database", database, "--state", file("\(id).state.sqlite")] + extra
+         "--database", database, "--state", file("\(id).state.sqlite"),
+         // One federation per test: the agent exits when it ends (the default waits for the next one).
+         "--after-federation", "exit"] + extra
     }
 }
 

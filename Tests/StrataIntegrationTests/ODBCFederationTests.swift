@@ -13,7 +13,7 @@ extension IntegrationSuite {
         func arguments(_ box: Sandbox, port: Int, id: String, data: [String], extra: [String] = []) -> [String] {
             ["--coordinator", "127.0.0.1:\(port)", "--server-name", "localhost",
              "--cert", box.file("pki/agents/\(id).crt"), "--key", box.file("pki/agents/\(id).key"), "--ca", box.file("pki/ca.crt"),
-             "--state", box.file("\(id).state.sqlite")] + data + extra
+             "--state", box.file("\(id).state.sqlite"), "--after-federation", "exit"] + data + extra
         }
 
         /// A DSN for the PostgreSQL server in an odbc.ini of the sandbox (ODBCINI points unixODBC at it).
