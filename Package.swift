@@ -63,6 +63,8 @@ let package = Package(
         ]),
         .target(name: "StrataODBC", dependencies: ["CODBC", "StrataData"]),
 
+        // Settings files (--config), merged under the command line; --print-config.
+        .target(name: "StrataConfiguration"),
         .target(name: "StrataLog", dependencies: [
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -96,13 +98,13 @@ let package = Package(
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "strata-coordinator", dependencies: [
-            "StrataLog", "StrataStore", "StrataTransport", "StrataCore",
+            "StrataLog", "StrataStore", "StrataTransport", "StrataCore", "StrataConfiguration",
             "StrataCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "strata-agent", dependencies: [
-            "StrataLog",
+            "StrataLog", "StrataConfiguration",
             "StrataAgent", "StrataData", "StrataStore", "StrataODBC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -141,6 +143,9 @@ let package = Package(
 
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore"]),
         .testTarget(name: "StrataDataTests", dependencies: ["StrataData"]),
+        .testTarget(name: "StrataConfigurationTests", dependencies: [
+            "StrataConfiguration", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "StrataWireTests", dependencies: ["StrataWire", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "StrataTransportTests", dependencies: [
             "StrataTransport", "StrataWire",

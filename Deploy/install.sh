@@ -7,7 +7,7 @@
 #   Deploy/install.sh --archive strata.tar.gz        a static build packed as a release archive (implies --static)
 #
 # Installed: PREFIX/bin/{strata-coordinator,strata-agent,stratactl,strata-datagen}; PREFIX/lib/systemd/system
-# (the units, ExecStart pointing into PREFIX/bin); PREFIX/share/strata (env examples, the PKI script, the Python
+# (the units, ExecStart pointing into PREFIX/bin); PREFIX/share/strata (settings examples, the PKI script, the Python
 # kit Clients/python); PREFIX/share/doc/strata. Every program then answers --version with this commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +56,7 @@ unit_prefix=$([ -n "$archive" ] && echo /usr/local || (cd "$staging" && pwd))
 for unit in Deploy/systemd/*.service; do
     sed "s|@PREFIX@|$unit_prefix|g" "$unit" > "$staging/lib/systemd/system/$(basename "$unit")"
 done
-cp Deploy/systemd/*.env.example Certs/strata-pki.sh "$staging/share/strata/"
+cp Deploy/systemd/*.example Certs/strata-pki.sh "$staging/share/strata/"
 rm -rf "$staging/share/strata/python" && cp -r Clients/python "$staging/share/strata/python"
 find "$staging/share/strata/python" \( -name __pycache__ -o -name '*.egg-info' -o -name build \) -prune -exec rm -rf {} +
 cp README.md docs/*.md "$staging/share/doc/strata/"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders the units for the programs in BIN_DIR (default .build/debug) and checks them with
-# `systemd-analyze verify`: syntax, directives, and that ExecStart's program exists. Run by .ci/run.
+# `systemd-analyze verify`: syntax, directives, and that ExecStart's program exists; then checks that the example
+# settings files are accepted by those programs (--print-config). Run by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=$(cd "${1:-.build/debug}" && pwd)
@@ -22,6 +23,15 @@ for unit in "$work/strata-coordinator.service" "$work/strata-agent@example.servi
         echo "$(basename "$unit"):"; printf '%s\n' "$problems"; status=1
     else
         echo "$(basename "$unit"): ok"
+    fi
+done
+# The example settings files are valid settings of the programs the units start.
+for pair in "strata-coordinator coordinator.conf.example" "strata-agent agent.conf.example"; do
+    set -- $pair
+    if out=$("$bin/$1" --config "Deploy/systemd/$2" --state "$work/state.sqlite" --print-config 2>&1); then
+        echo "$2: ok ($(printf '%s\n' "$out" | grep -vc '# default') settings)"
+    else
+        echo "$2:"; printf '%s\n' "$out"; status=1
     fi
 done
 exit $status

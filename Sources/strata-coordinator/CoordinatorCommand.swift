@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import StrataCoordinator
 import StrataCore
+import StrataConfiguration
 import StrataLog
 import StrataStore
 import StrataTransport
@@ -47,6 +48,26 @@ struct CoordinatorCommand: AsyncParsableCommand {
             """,
         version: BuildInfo.describe(program: "strata-coordinator", libraries: [
             ("OpenSSL", TLSContext.openSSLVersion), ("SQLite", SQLiteLibrary.version)]))
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Read settings from FILE: one per line, name = value, name being a flag without -- (docs/OPERATIONS.md, \"Configuration files\"); flags given on the command line win.",
+        valueName: "file"))
+    var config: String?
+    @Flag(name: .long, help: "Print every setting with its value and where it came from (command line, the --config file and line, or default) in the --config format, then exit.")
+    var printConfig = false
+
+    /// `--config FILE` is read before the flags are parsed (`CommandLineSources`): the file's settings come first.
+    static func main() async {
+        await main(CommandLineSources.ofThisProcess(program: "strata-coordinator").arguments)
+    }
+
+    /// Prints the effective settings and returns true under --print-config.
+    func printedConfiguration() -> Bool {
+        guard printConfig else { return false }
+        let sources = CommandLineSources.ofThisProcess(program: "strata-coordinator").sources
+        print(EffectiveConfiguration.render(EffectiveConfiguration.entries(of: self, sources: sources, hidden: ["config", "print-config"])))
+        return true
+    }
 
     @OptionGroup(title: "Network") var network: NetworkOptions
     @OptionGroup(title: "Connection and memory limits") var limits: LimitOptions
@@ -95,6 +116,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if printedConfiguration() { return }
         log.bootstrap()
         let logger = Logger(label: "strata.coordinator")
         let resolved = try model.resolve()
