@@ -87,24 +87,29 @@ public struct AgentServer: Sendable {
         logger.info("listening for agents", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         onListening(configuration.host, port)
 
+        // Deadlines (rounds, buffers, re-tiering, evaluation timer, time limit) need a clock even when no update arrives.
+        let interval = configuration.tickInterval
+        let ticker = Task {
+            while (try? await Task.sleep(for: interval)) != nil {
+                await coordinator.tick()
+            }
+        }
+        defer { ticker.cancel() }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 await coordinator.waitUntilStopped()
                 try? await server.channel.close()
-            }
-            group.addTask {
-                // Deadlines (rounds, buffers, re-tiering, evaluation timer, time limit) need a clock even when no update arrives.
-                let interval = configuration.tickInterval
-                while (try? await Task.sleep(for: interval)) != nil {
-                    await coordinator.tick()
-                }
             }
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
                     group.addTask { await serve(connection) }
                 }
             }
-            group.cancelAll()
+            // The stop queued every session's goodbye and closed its mailbox. The sessions are not cancelled: each
+            // ends once its writer has sent what was queued (within 5 s even if the peer stopped reading), and a
+            // connection still in its handshake or before its hello ends at its timeout. Cancelling them here lost
+            // the goodbye of some agents, which then retried a coordinator that was gone.
+            ticker.cancel()
         }
     }
 
@@ -223,6 +228,9 @@ public struct AgentServer: Sendable {
                             switch await runToCompletion({ await coordinator.admit(clientID: clientID, hello: hello, mailbox: mailboxContinuation, lastHeard: lastHeard) }) {
                             case .refuse(let error):
                                 end("refused: \(error.code) \(error.message)", sending: .error(error))
+                                return
+                            case .over(let goodbye):
+                                end("the federation is over", sending: .goodbye(goodbye))
                                 return
                             case .welcome(_, let handle):
                                 // `admit` queued the welcome itself, before any task could be.

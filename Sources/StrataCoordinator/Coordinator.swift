@@ -35,6 +35,8 @@ public actor Coordinator {
     /// This run's id (the state database's): every welcome carries it, so agents never resend an update of
     /// another run to this one.
     var federationID: UInt64 = 0
+    /// What every session was told when the federation stopped; an agent arriving later is told the same.
+    var finalGoodbye: Goodbye?
     /// Tasks their agents reported failed in this run (the store keeps them too): never answered later.
     var failedTasks: Set<Int64> = []
     /// Updates the rule folded that no durable version holds yet.
@@ -263,6 +265,7 @@ public actor Coordinator {
             }
             inFlight.removeAll()
         }
+        finalGoodbye = goodbye
         for session in sessions.values { session.finish(with: .goodbye(goodbye)) }
         sessions.removeAll()
         // Results still in flight describe versions after the decision; the summary keeps the deciding one.
@@ -340,11 +343,15 @@ public actor Coordinator {
         /// Admitted; the welcome is already the first message in the session's mailbox.
         case welcome(Welcome, AgentSessionHandle)
         case refuse(ErrorMessage)
+        /// The federation has ended: the agent gets the goodbye every connected agent got, not an error it would
+        /// retry.
+        case over(Goodbye)
     }
 
     func admit(clientID: String, hello: Hello, mailbox: AsyncStream<Message>.Continuation,
                lastHeard: NIOLockedValueBox<ContinuousClock.Instant> = NIOLockedValueBox(.now)) async -> Admission {
         guard ready else { return .refuse(ErrorMessage(code: .notReady, message: "coordinator is restoring its state; retry shortly")) }
+        if let finalGoodbye, finalGoodbye.retryAfterMillis == 0 { return .over(finalGoodbye) }
         guard stopReason == nil else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
         if let eviction = evicted[clientID] {
             return .refuse(ErrorMessage(code: .evicted, message:
@@ -369,6 +376,7 @@ public actor Coordinator {
             logger.error("cannot record session", metadata: ["client": "\(clientID)", "error": "\(error)"])
             return .refuse(ErrorMessage(code: .internalError, message: "coordinator cannot write its state"))
         }
+        if let finalGoodbye, finalGoodbye.retryAfterMillis == 0 { return .over(finalGoodbye) }
         guard stopReason == nil, !draining else { return .refuse(ErrorMessage(code: .shuttingDown, message: "coordinator is stopping")) }
         guard evicted[clientID] == nil else { return .refuse(ErrorMessage(code: .evicted, message: "client \(clientID) was evicted while joining")) }
         // A newer session of the same client replaces the old one (the old TCP connection is probably dead).

@@ -197,7 +197,7 @@ private struct Run {
             let clientID = "agent-\(slot)"
             let (stream, continuation) = AsyncStream<Message>.makeStream()
             switch await coordinator.fuzzAdmit(clientID: clientID, hello: hello, mailbox: continuation) {
-            case .refuse:
+            case .refuse, .over:
                 continuation.finish()
             case .welcome(let welcome, let handle):
                 try check(welcome.clientID == clientID, "welcome names \(welcome.clientID), the certificate says \(clientID)")

@@ -78,6 +78,8 @@ final class CoordinatorFixture: @unchecked Sendable {
             return agent
         case .refuse(let error):
             return Agent(id: id, handle: nil, refusal: error, messages: stream)
+        case .over(let goodbye):
+            return Agent(id: id, handle: nil, refusal: ErrorMessage(code: .shuttingDown, message: "over: \(goodbye.message)"), messages: stream)
         }
     }
 

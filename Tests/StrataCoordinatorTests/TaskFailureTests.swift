@@ -69,3 +69,25 @@ extension Array where Element == UInt8 {
         return (0...(count - pattern.count)).contains { Array(self[$0..<$0 + pattern.count]) == pattern }
     }
 }
+
+/// An agent that arrives after its federation ended is told so (goodbye, retry 0), like every agent that was
+/// connected; during a drain it is told to come back (error 200).
+@Suite struct LateArrivalTests {
+    @Test func aLateAgentGetsTheFinalGoodbyeAndADrainSaysComeBack() async throws {
+        let ended = try await CoordinatorFixture()
+        await ended.coordinator.requestStop(.maxVersions)
+        let (_, continuation) = AsyncStream<Message>.makeStream()
+        let hello = Hello(agentVersion: "test", featureCount: 4, trainSampleCount: 10, evalSampleCount: 2, pendingUpdateCount: 0)
+        guard case .over(let goodbye) = await ended.coordinator.admit(clientID: "agent-09", hello: hello, mailbox: continuation) else {
+            Issue.record("a late agent was not told the federation is over"); return
+        }
+        #expect(goodbye.retryAfterMillis == 0 && goodbye.message.contains("max-versions"))
+
+        let draining = try await CoordinatorFixture()
+        await draining.coordinator.requestStop(.signal)
+        guard case .refuse(let error) = await draining.coordinator.admit(clientID: "agent-09", hello: hello, mailbox: continuation) else {
+            Issue.record("an agent arriving during a drain was admitted or sent away for good"); return
+        }
+        #expect(error.code == .shuttingDown)
+    }
+}
