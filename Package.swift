@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "StrataODBC", dependencies: ["CODBC", "StrataData"]),
 
         // Settings files (--config), merged under the command line; --print-config.
-        .target(name: "StrataConfiguration"),
+        .target(name: "StrataConfiguration", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "StrataLog", dependencies: [
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -101,24 +101,11 @@ struct AgentCommand: AsyncParsableCommand {
         version: BuildInfo.describe(program: "strata-agent", libraries: [
             ("OpenSSL", TLSContext.openSSLVersion), ("SQLite", SQLiteLibrary.version)]))
 
-    @Option(name: .long, help: ArgumentHelp(
-        "Read settings from FILE: one per line, name = value, name being a flag without -- (docs/OPERATIONS.md, \"Configuration files\"); flags given on the command line win.",
-        valueName: "file"))
-    var config: String?
-    @Flag(name: .long, help: "Print every setting with its value and where it came from (command line, the --config file and line, or default) in the --config format, then exit.")
-    var printConfig = false
+    @OptionGroup(title: "Settings file") var settings: SettingsOptions
 
     /// `--config FILE` is read before the flags are parsed (`CommandLineSources`): the file's settings come first.
     static func main() async {
         await main(CommandLineSources.ofThisProcess(program: "strata-agent").arguments)
-    }
-
-    /// Prints the effective settings and returns true under --print-config.
-    func printedConfiguration() -> Bool {
-        guard printConfig else { return false }
-        let sources = CommandLineSources.ofThisProcess(program: "strata-agent").sources
-        print(EffectiveConfiguration.render(EffectiveConfiguration.entries(of: self, sources: sources, hidden: ["config", "print-config"])))
-        return true
     }
 
     @Option(name: .long, help: "Coordinator address as HOST:PORT.")
@@ -260,7 +247,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if printedConfiguration() { return }
+        if settings.printIfAsked(self, program: "strata-agent") { return }
         log.bootstrap()
         let logger = Logger(label: "strata.agent")
         let (host, port) = endpoint!
