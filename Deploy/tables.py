@@ -431,10 +431,20 @@ class Exported:
 
     def __init__(self, npz, meta):
         m = np.load(npz)
-        self.weight = m["weight"].astype(np.float64)
-        self.bias = m["bias"].astype(np.float64)
         with open(meta) as f:
             self.meta = json.load(f)
+        # An MLP (--hidden): layer1.weight, layer1.bias, …; its activation in the metadata's architecture
+        # ("mlp relu 5-16-2"). The linear kinds: weight and bias.
+        self.layers = []
+        while f"layer{len(self.layers) + 1}.weight" in m:
+            k = len(self.layers) + 1
+            self.layers.append((m[f"layer{k}.weight"].astype(np.float64), m[f"layer{k}.bias"].astype(np.float64)))
+        if self.layers:
+            self.activation = "tanh" if " tanh " in f" {self.meta.get('architecture', '')} " else "relu"
+            self.weight = self.layers[0][0]
+        else:
+            self.weight = m["weight"].astype(np.float64)
+            self.bias = m["bias"].astype(np.float64)
         p = self.meta.get("preprocessing") or {}
         feats = p.get("features") or [{"center": 0, "scale": 1, "fill": 0}] * self.weight.shape[0]
         self.center = np.array([f["center"] for f in feats], dtype=np.float64)
@@ -447,6 +457,13 @@ class Exported:
 
     def scores(self, x):
         x = np.where(np.isnan(x), self.fill, x)
+        if self.layers:
+            a = (x - self.center) / self.scale
+            for i, (w, b) in enumerate(self.layers):
+                a = a @ w + b
+                if i < len(self.layers) - 1:
+                    a = np.tanh(a) if self.activation == "tanh" else np.maximum(a, 0)
+            return a
         s = ((x - self.center) / self.scale) @ self.weight + self.bias
         if s.shape[1] == 1:
             return s[:, 0] * self.target_scale + self.target_center
@@ -555,6 +572,8 @@ def coordinator_argv(args, table, run_dir, pki, ready):
         argv += ["--model", "linear"]
     else:
         argv += ["--classes", str(table.classes)]
+        if args.hidden:
+            argv += ["--model", "mlp", "--hidden", args.hidden]
     return argv + args.coordinator_arg
 
 
@@ -842,6 +861,9 @@ def parse_args():
     p.add_argument("--progress", type=float, default=10, help="seconds between progress lines (default 10)")
     p.add_argument("--json", help="write every table's numbers to this file")
     p.add_argument("--central-only", action="store_true", help="generate the tables and print the central fit only (no federation)")
+    p.add_argument("--hidden", help="train the classification tables with the built-in MLP of these hidden widths "
+                                    "(--model mlp --hidden W,…), judged against the same central softmax fit; the "
+                                    "regression table keeps --model linear")
     p.add_argument("--pooled-preprocessing", action="store_true",
                    help="diagnosis, not a default: give the coordinator --preprocessing-file with the pooled statistics of every "
                         "agent's training rows (what merging all summaries gives), instead of its statistics phase")

@@ -14,7 +14,9 @@ extension IntegrationSuite {
             _ = try box.makeData(clients: agentCount)
             for run in 1...6 {
                 try? FileManager.default.removeItem(atPath: box.file("coordinator.addr"))   // the last run's port
-                let (coordinator, port) = try box.startCoordinator(["--max-versions", "3", "--buffer-size", "2",
+                // --min-clients: every agent is connected before the federation can end (a later one would find no
+                // coordinator at all, which no goodbye can tell it).
+                let (coordinator, port) = try box.startCoordinator(["--max-versions", "3", "--buffer-size", "2", "--min-clients", "\(agentCount)",
                                                                     "--state", box.file("run-\(run).sqlite")])
                 var agents: [Process] = []
                 for i in 1...agentCount {
