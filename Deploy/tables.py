@@ -906,6 +906,8 @@ def main():
             try:
                 exports, summary, wall, contributed = run_table(args, root, table, split)
                 r = measure(table, split, exports)
+                if args.hidden and table.model != "linear":
+                    r["model"] = f"mlp {args.hidden}"   # judged against the central softmax fit
                 r.update(wallSeconds=round(wall, 1), stopReason=summary.get("reason"), summary=summary)
                 judge_federation(r, table, split, exports["best"], contributed)
             except SetupError as e:
