@@ -50,7 +50,7 @@ struct PreparedSamples: Sendable {
             next = try next.mappingLabels(through: try LabelVocabulary(labels: incoming.labels))
         }
         next = next.standardized(by: incoming.standardization)
-        if spec.kind == .linearRegression {
+        if !spec.isClassifier {
             for keyPath in [\LoadedSamples.train, \LoadedSamples.test] {
                 next[keyPath: keyPath].labels = next[keyPath: keyPath].labels.map { Float(incoming.transformTarget(Double($0))) }
             }

@@ -150,7 +150,7 @@ extension Coordinator {
         do {
             let fixed = try settings.standardization.preprocessing(
                 from: clients.map { statistics.answers[$0]! }, featureNames: names,
-                regression: configuration.model.kind == .linearRegression, classes: configuration.model.outputCount)
+                regression: !configuration.model.isClassifier, classes: configuration.model.outputCount)
             let stored = try await store.savePreprocessing(fixed)
             guard gatheringStatistics else { return }
             preprocessing = stored
@@ -158,7 +158,7 @@ extension Coordinator {
             logger.info("preprocessing fixed", metadata: [
                 "agents": "\(clients.count)", "timedOut": "\(!enough)",
                 "columns": "\(Self.describe(stored))", "labels": "\(stored.labels.joined(separator: ","))"])
-            let regression = configuration.model.kind == .linearRegression
+            let regression = !configuration.model.isClassifier
             for (index, feature) in FederatedStandardization.leftOut(of: clients.map { statistics.answers[$0]! }, regression: regression) {
                 let column = feature.map { names.indices.contains($0) ? names[$0] : "feature \($0)" } ?? "the target"
                 logger.warning("statistics left out", metadata: [

@@ -196,7 +196,7 @@ public enum EvaluationStatisticsError: Error, Hashable, Sendable, CustomStringCo
     public var description: String {
         switch self {
         case .wrongKind(let kind):
-            "\(kind == .linearRegression ? "classification" : "regression") statistics for a \(kind.rawValue) model"
+            "statistics of the other kind (classification or regression) for a \(kind.rawValue) model"
         case .classCount(let expected, let got): "statistics for \(got) classes, the model has \(expected)"
         case .notFinite(let field): "\(field) is not finite"
         case .negative(let field): "\(field) is negative"
@@ -249,7 +249,7 @@ extension EvaluationStatistics {
                 throw .disagrees("accuracy \(accuracy) from the counts, evalAccuracy \(reportedAccuracy)")
             }
         case .regression(let r):
-            guard model.kind == .linearRegression else { throw .wrongKind(model: model.kind) }
+            guard !model.isClassifier else { throw .wrongKind(model: model.kind) }
             let fields = [("count", r.count), ("sumResidual", r.sumResidual), ("sumAbsoluteResidual", r.sumAbsoluteResidual),
                           ("sumSquaredResidual", r.sumSquaredResidual), ("sumTarget", r.sumTarget), ("sumSquaredTarget", r.sumSquaredTarget)]
             for (name, v) in fields where !v.isFinite { throw .notFinite(field: name) }
@@ -399,7 +399,7 @@ extension Trainer {
                 switch spec.kind {
                 case .custom:
                     preconditionFailure("a custom model is evaluated by its owner's trainer")
-                case .softmaxRegression, .mlp:
+                case .softmaxRegression, .mlp where spec.isClassifier:
                     let label = classIndex(data.labels[i], outputCount: o)
                     var m = zp[0], arg = 0
                     for k in 1..<o where zp[k] > m { m = zp[k]; arg = k }
@@ -411,7 +411,7 @@ extension Trainer {
                         let bin = p1.isNaN ? 0 : min(Int((p1 * Double(bins)).rounded(.down)), bins - 1)
                         if label == 1 { counts.positiveScores[bin] += 1 } else { counts.negativeScores[bin] += 1 }
                     }
-                case .linearRegression:
+                case .linearRegression, .mlp:
                     let prediction = Double(zp[0]) * target.scale + target.center
                     let y = Double(data.labels[i]) * target.scale + target.center
                     let r = prediction - y

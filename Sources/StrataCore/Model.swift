@@ -95,17 +95,20 @@ public struct ModelSpec: Hashable, Sendable, Codable {
             }
             return true
         case .mlp:
-            return featureCount >= 1 && outputCount >= 2 && !hidden.isEmpty && hidden.count <= MLP.maxHiddenLayers
+            // One output: a regression (a number); two or more: classes.
+            return featureCount >= 1 && outputCount >= 1 && !hidden.isEmpty && hidden.count <= MLP.maxHiddenLayers
                 && hidden.allSatisfy { (1...MLP.maxWidth).contains($0) }
         }
     }
 
-    /// Predicts classes (softmax regression, MLP) rather than a number (linear regression).
-    public var isClassifier: Bool { kind != .linearRegression }
+    /// Predicts classes (softmax regression, an MLP of two or more outputs) rather than a number (linear
+    /// regression, an MLP of one output).
+    public var isClassifier: Bool { kind != .linearRegression && !(kind == .mlp && outputCount == 1) }
 
     /// The MLP this spec describes (nil for the linear kinds).
     public var mlp: MLP? {
-        kind == .mlp ? MLP(featureCount: featureCount, hidden: hidden, outputCount: outputCount, activation: activation) : nil
+        kind == .mlp ? MLP(featureCount: featureCount, hidden: hidden, outputCount: outputCount, activation: activation,
+                           output: outputCount == 1 ? .regression : .classes) : nil
     }
 
     public var parameterCount: Int {

@@ -68,14 +68,14 @@ public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible
         switch name {
         case "accuracy", "macro-f1":
             return model.isClassifier ? nil
-                : "\(name) is a classification metric, the model is linear regression: use rmse, mae, r2 or loss"
+                : "\(name) is a classification metric, the model predicts a number: use rmse, mae, r2 or loss"
         case "auc":
-            if !model.isClassifier { return "auc is a classification metric, the model is linear regression: use rmse, mae, r2 or loss" }
+            if !model.isClassifier { return "auc is a classification metric, the model predicts a number: use rmse, mae, r2 or loss" }
             return model.outputCount == 2 ? nil
                 : "auc needs two classes, the model has \(model.outputCount): use macro-f1, accuracy or loss"
         case "rmse", "mae", "r2":
-            return model.kind == .linearRegression ? nil
-                : "\(name) is a regression metric, the model is softmax classification: use accuracy, macro-f1\(model.outputCount == 2 ? ", auc" : "") or loss"
+            return !model.isClassifier ? nil
+                : "\(name) is a regression metric, the model predicts classes: use accuracy, macro-f1\(model.outputCount == 2 ? ", auc" : "") or loss"
         default:
             return nil
         }

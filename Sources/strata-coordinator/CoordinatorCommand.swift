@@ -151,12 +151,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
-        let modelKind = model.model
+        let classifier = config.model.isClassifier
         let curve = try output.curveCSV.map { try CurveWriter(path: $0, mode: aggregation.mode.rawValue) }
         let summary: CoordinatorSummary
         do {
             summary = try await CoordinatorService.run(configuration: config, logger: logger) { event in
-                Self.report(event, readyFile: readyFile, model: modelKind)
+                Self.report(event, readyFile: readyFile, classifier: classifier)
                 if case .evaluated(let result) = event { curve?.append(result) }
             }
         } catch {
@@ -207,7 +207,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         return r
     }
 
-    static func report(_ event: CoordinatorEvent, readyFile: String?, model: ModelKind) {
+    /// `classifier`: lines show accuracy (a model of a number shows RMSE, MAE and R² instead).
+    static func report(_ event: CoordinatorEvent, readyFile: String?, classifier: Bool) {
         switch event {
         case .listening(let addresses):
             let agents = addresses.agents
@@ -244,7 +245,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             // "clients ANSWERED/ASKED"; a round below the quorum is marked, and never counts. A linear model's
             // accuracy is always 0: its line shows RMSE, MAE and R² (in the target's units) instead.
             var line = String(format: "version %5lld  ", r.version)
-            if model != .linearRegression { line += String(format: "accuracy %.4f  ", r.accuracy) }
+            if classifier { line += String(format: "accuracy %.4f  ", r.accuracy) }
             line += Self.metricsText(r.metrics)
             line += String(format: "loss %.4f  clients %d/%d  elapsed %.1fs", r.loss, r.clients, r.askedClients, r.versionElapsedSeconds)
             if !r.counted { line += "  not counted (quorum \(r.requiredClients))" } else if r.newBest { line += "  best" }
@@ -253,7 +254,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             print(line)
         case .stopped(let s):
             let last: String
-            if model != .linearRegression {
+            if classifier {
                 last = s.lastEvaluation.map { String(format: "accuracy %.4f  %@(version %lld)", $0.accuracy, metricsText($0.metrics), $0.version) } ?? "not evaluated"
             } else {
                 last = s.lastEvaluation.map { String(format: "%@loss %.4f  (version %lld)", metricsText($0.metrics), $0.loss, $0.version) } ?? "not evaluated"
@@ -261,7 +262,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let best = s.best.map { b in
                 String(format: "version %lld, %@ %.4f (%d/%d agents answered)", b.version, b.metric, b.score, b.answered, b.asked)
             } ?? "none (no evaluation counted)"
-            let bestAccuracy = model != .linearRegression ? "\n  best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")" : ""
+            let bestAccuracy = classifier ? "\n  best accuracy     \(s.bestAccuracy.map { String(format: "%.4f", $0) } ?? "-")" : ""
             print("""
                 stopped: \(s.reason.rawValue)\(s.detail.map { " — \($0)" } ?? "")
                   mode              \(s.mode)\(s.tierCount > 0 ? " (\(s.tierCount) tiers)" : "")
@@ -361,12 +362,14 @@ extension ModelKind: ExpressibleByArgument {}
 extension MLP.Activation: ExpressibleByArgument {}
 
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model family: softmax (multinomial logistic regression), linear (least squares), mlp (a multilayer perceptron classifier: --hidden, --activation) or custom (the tensors of --initial-model, trained by the data owners' own trainers).")
+    @Option(name: .long, help: "Model family: softmax (multinomial logistic regression), linear (least squares), mlp (a multilayer perceptron: --hidden, --activation; classes, or a number with --regression) or custom (the tensors of --initial-model, trained by the data owners' own trainers).")
     var model: ModelKind = .softmaxRegression
     @Option(name: .long, help: "Feature count; every agent's data must have exactly this many feature columns.")
     var features: Int
-    @Option(name: .long, help: "Classes for softmax and mlp (labels 0..<classes); ignored for linear.")
+    @Option(name: .long, help: "Classes for softmax and mlp (labels 0..<classes); ignored for linear and for mlp with --regression.")
     var classes: Int = 10
+    @Flag(name: .long, help: "mlp: predict a number (one output, half the squared error; the target standardised like --model linear's) instead of classes.")
+    var regression = false
     @Option(name: .long, help: ArgumentHelp(
         "mlp: the hidden layers' widths, input side first, comma-separated (1 to 16 layers of 1 to 65536 units; default: 32,32). Weights start seeded by --seed (He-uniform for relu, Glorot for tanh).",
         valueName: "widths"))
@@ -402,7 +405,7 @@ struct ModelOptions: ParsableArguments {
         switch model {
         case .linearRegression: spec = ModelSpec(kind: .linearRegression, featureCount: features, outputCount: 1)
         case .softmaxRegression: spec = ModelSpec(kind: .softmaxRegression, featureCount: features, outputCount: classes)
-        case .mlp: spec = ModelSpec(kind: .mlp, featureCount: features, outputCount: classes, hidden: hiddenWidths ?? [], activation: activation ?? .relu)
+        case .mlp: spec = ModelSpec(kind: .mlp, featureCount: features, outputCount: regression ? 1 : classes, hidden: hiddenWidths ?? [], activation: activation ?? .relu)
         case .custom:
             let tensors = (arrays ?? []).map { TensorShape(name: $0.name, shape: $0.shape) }
             guard ModelSpec.isValid(kind: .custom, featureCount: features, outputCount: classes, hidden: [], tensors: tensors) else {
@@ -432,7 +435,10 @@ struct ModelOptions: ParsableArguments {
 
     func check() throws {
         guard features >= 1 else { throw ValidationError("--features must be at least 1") }
-        guard model == .linearRegression || classes >= 2 else { throw ValidationError("--classes must be at least 2") }
+        guard model == .linearRegression || (model == .mlp && regression) || classes >= 2 else { throw ValidationError("--classes must be at least 2") }
+        guard !regression || model == .mlp else {
+            throw ValidationError("--regression makes an mlp predict a number; for a linear model of a number use --model linear")
+        }
         if model == .mlp {
             guard let widths = hiddenWidths, (1...MLP.maxHiddenLayers).contains(widths.count), widths.allSatisfy({ (1...MLP.maxWidth).contains($0) }) else {
                 throw ValidationError("--hidden must be 1 to \(MLP.maxHiddenLayers) comma-separated widths of 1 to \(MLP.maxWidth) units, e.g. --hidden 32,32 (got \(hidden ?? ""))")

@@ -111,3 +111,37 @@ import Testing
         #expect(mlp.evaluate(parameters: trained.parameters, data: test).loss < before / 4)
     }
 }
+
+/// `--model mlp --regression`: an MLP spec of one output predicts a number, trained and evaluated like a linear
+/// model's target (half the squared error, regression statistics).
+@Suite struct MLPRegressionSpecTests {
+    @Test func oneOutputIsARegression() {
+        let spec = ModelSpec(kind: .mlp, featureCount: 2, outputCount: 1, hidden: [8])
+        #expect(ModelSpec.isValid(kind: .mlp, featureCount: 2, outputCount: 1, hidden: [8]))
+        #expect(!spec.isClassifier && spec.mlp?.output == .regression)
+        #expect(ModelSpec(kind: .mlp, featureCount: 2, outputCount: 2, hidden: [8]).isClassifier)
+        #expect(TargetMetric.rmse.problem(for: spec) == nil && TargetMetric.accuracy.problem(for: spec) != nil)
+        // y = x0² + x1²: no linear model fits it; the MLP does, and its statistics are a regression's.
+        var state: UInt64 = 7
+        func uniform() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(state >> 40) / Float(1 << 24) * 2 - 1
+        }
+        var features: [Float] = [], labels: [Float] = []
+        for _ in 0..<400 {
+            let a = uniform(), b = uniform()
+            features += [a, b]
+            labels.append(a * a + b * b - 0.66)
+        }
+        let data = Dataset(featureCount: 2, features: features, labels: labels)
+        let before = Trainer.evaluate(spec: spec, parameters: spec.initialParameters(seed: 3), data: data)
+        let trained = Trainer.train(spec: spec, parameters: spec.initialParameters(seed: 3), data: data,
+                                    config: TrainingConfig(learningRate: 0.05, batchSize: 10, epochs: 200, seed: 1))
+        let after = Trainer.evaluate(spec: spec, parameters: trained.parameters, data: data)
+        #expect(after.meanSquaredError < 0.1 * before.meanSquaredError, "MSE \(before.meanSquaredError) → \(after.meanSquaredError)")
+        guard case .regression(let sums) = Trainer.evaluationStatistics(spec: spec, parameters: trained.parameters, data: data) else {
+            Issue.record("an MLP of one output gave classification statistics"); return
+        }
+        #expect(sums.count == 400 && abs(sums.sumSquaredResidual / 400 - Double(after.meanSquaredError)) < 1e-3)
+    }
+}
