@@ -463,6 +463,8 @@ class Exported:
                 a = a @ w + b
                 if i < len(self.layers) - 1:
                     a = np.tanh(a) if self.activation == "tanh" else np.maximum(a, 0)
+            if a.shape[1] == 1:   # --regression: the prediction, back in the target's units
+                return a[:, 0] * self.target_scale + self.target_center
             return a
         s = ((x - self.center) / self.scale) @ self.weight + self.bias
         if s.shape[1] == 1:
@@ -569,7 +571,7 @@ def coordinator_argv(args, table, run_dir, pki, ready):
             "--max-duration", str(int(args.duration + 60)),
             "--features", str(table.features)]
     if table.model == "linear":
-        argv += ["--model", "linear"]
+        argv += ["--model", "mlp", "--regression", "--hidden", args.hidden] if args.hidden else ["--model", "linear"]
     else:
         argv += ["--classes", str(table.classes)]
         if args.hidden:
@@ -808,7 +810,7 @@ def line_of(r):
     if r.get("error"):
         return f"{r['table']}: setup failed: {r['error'].splitlines()[0]}"
     c, b, l = r["central"], r["best"], r["latest"]
-    if r["model"] == "linear":
+    if r.get("regression", r["model"] == "linear"):
         return (f"{r['table']}: RMSE federated {b['rmse']:,.0f} vs central {c['rmse']:,.0f} ({r['gaps']['rmseRatio'] * 100:+.2f} %), "
                 f"MAE {b['mae']:,.0f} vs {c['mae']:,.0f}, R2 {b['r2']:.4f} vs {c['r2']:.4f}; latest v{r['latestVersion']} RMSE {l['rmse']:,.0f} "
                 f"-> {'PASS' if r['passed'] else 'MISS'}")
@@ -831,7 +833,7 @@ def report(results):
             print(f"{r['table']:<10}{'':<9}setup failed: {r['error'].splitlines()[0]}")
             continue
         b, c = r["best"], r["central"]
-        if r["model"] == "linear":
+        if r.get("regression", r["model"] == "linear"):
             rows = [("RMSE", b["rmse"], c["rmse"], f"{r['gaps']['rmseRatio'] * 100:+.2f} %", ",.0f"),
                     ("R2", b["r2"], c["r2"], "", ".4f")]
             loss = f"{b['mae']:,.0f} / {c['mae']:,.0f} (MAE)"
@@ -861,9 +863,9 @@ def parse_args():
     p.add_argument("--progress", type=float, default=10, help="seconds between progress lines (default 10)")
     p.add_argument("--json", help="write every table's numbers to this file")
     p.add_argument("--central-only", action="store_true", help="generate the tables and print the central fit only (no federation)")
-    p.add_argument("--hidden", help="train the classification tables with the built-in MLP of these hidden widths "
-                                    "(--model mlp --hidden W,…), judged against the same central softmax fit; the "
-                                    "regression table keeps --model linear")
+    p.add_argument("--hidden", help="train every table with the built-in MLP of these hidden widths (--model mlp "
+                                    "--hidden W,…; --regression for the regression table), judged against the same "
+                                    "central softmax or least-squares fit")
     p.add_argument("--pooled-preprocessing", action="store_true",
                    help="diagnosis, not a default: give the coordinator --preprocessing-file with the pooled statistics of every "
                         "agent's training rows (what merging all summaries gives), instead of its statistics phase")
@@ -906,8 +908,9 @@ def main():
             try:
                 exports, summary, wall, contributed = run_table(args, root, table, split)
                 r = measure(table, split, exports)
-                if args.hidden and table.model != "linear":
-                    r["model"] = f"mlp {args.hidden}"   # judged against the central softmax fit
+                r["regression"] = table.model == "linear"
+                if args.hidden:
+                    r["model"] = f"mlp {args.hidden}"   # judged against the central softmax or least-squares fit
                 r.update(wallSeconds=round(wall, 1), stopReason=summary.get("reason"), summary=summary)
                 judge_federation(r, table, split, exports["best"], contributed)
             except SetupError as e:
