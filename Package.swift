@@ -98,7 +98,7 @@ let package = Package(
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "strata-coordinator", dependencies: [
-            "StrataLog", "StrataStore", "StrataTransport", "StrataCore", "StrataConfiguration",
+            "StrataLog", "StrataStore", "StrataTransport", "StrataCore", "StrataConfiguration", "StrataWire",
             "StrataCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

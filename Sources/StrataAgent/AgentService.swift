@@ -165,6 +165,7 @@ public struct AgentService: Sendable {
     private func connectLoop(samples: NIOLockedValueBox<LoadedSamples>, control: SessionControl, state: AgentStateStore, tlsContext: TLSContext,
                              group: any EventLoopGroup, trainingPool: NIOThreadPool, trainer: any LocalTrainer) async throws -> AgentExit {
         let emulationRandom = NIOLockedValueBox(SeededGenerator(seed: configuration.emulation.seed))
+        let feedback = NIOLockedValueBox(ErrorFeedback())
         var streak = ReconnectStreak()
         var generator = SystemRandomNumberGenerator()
         /// Between federations: a coordinator that is not there (yet) is the normal case, not a failure.
@@ -174,7 +175,7 @@ public struct AgentService: Sendable {
             let welcomed = NIOLockedValueBox(false)
             control.beginSession()
             let session = AgentSession(configuration: configuration, samples: samples.withLockedValue { $0 }, state: state, tlsContext: tlsContext,
-                                       group: group, trainingPool: trainingPool, trainer: trainer, logger: logger, emulationRandom: emulationRandom, control: control)
+                                       group: group, trainingPool: trainingPool, trainer: trainer, logger: logger, emulationRandom: emulationRandom, feedback: feedback, control: control)
             do {
                 outcome = try await session.run(onWelcome: { welcomed.withLockedValue { $0 = true } })
                 streak.ended()

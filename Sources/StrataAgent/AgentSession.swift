@@ -24,6 +24,8 @@ struct AgentSession: Sendable {
     /// Jitter stream of `configuration.emulation`, seeded from its seed; shared by the connections of one agent
     /// so that a reconnection does not replay the same delays.
     let emulationRandom: NIOLockedValueBox<SeededGenerator>
+    /// What lossy delta encodings left out, shared by the connections of one agent (`ErrorFeedback`).
+    let feedback: NIOLockedValueBox<ErrorFeedback>
     /// Closes the session when a data refresh brings new rows (nil: never).
     var control: SessionControl? = nil
 
@@ -76,7 +78,7 @@ struct AgentSession: Sendable {
                     agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
                     pendingUpdateCount: UInt32(pending.count),
-                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing]).union(trainer.capabilities))))
+                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing, .compressedDeltas]).union(trainer.capabilities))))
             } catch {
                 // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
                 // refused our certificate, says why better than the failed write.
@@ -132,6 +134,7 @@ struct AgentSession: Sendable {
             if let federation = welcome.federationID {
                 let (previous, dropped) = try await state.adopt(federation: federation)
                 if let previous, previous != federation {
+                    feedback.withLockedValue { $0.reset() }
                     log.warning("the coordinator runs a new federation: updates of the previous one are dropped", metadata: [
                         "federation": "\(String(federation, radix: 16))", "previous": "\(String(previous, radix: 16))", "dropped": "\(dropped)"])
                     resend = []
@@ -174,7 +177,7 @@ struct AgentSession: Sendable {
                     do {
                         for await task in tasks {
                             let started = ContinuousClock.now
-                            let update = try await perform(task, spec: spec, data: prepared.withLockedValue { $0 }, logger: log)
+                            let update = try await perform(task, spec: spec, encoding: welcome.updateEncoding ?? .float32, data: prepared.withLockedValue { $0 }, logger: log)
                             if emulation.isActive {
                                 // Emulated slow client: the update is already persisted; wait here, never on a
                                 // NIO or training thread. A lost connection meanwhile loses nothing (it is resent).
@@ -192,7 +195,7 @@ struct AgentSession: Sendable {
                 group.addTask {
                     do {
                         for await task in evaluations {
-                            send.yield(.update(try await perform(task, spec: spec, data: prepared.withLockedValue { $0 }, logger: log)))
+                            send.yield(.update(try await perform(task, spec: spec, encoding: welcome.updateEncoding ?? .float32, data: prepared.withLockedValue { $0 }, logger: log)))
                         }
                     } catch { failSession(error) }
                 }
@@ -302,7 +305,7 @@ struct AgentSession: Sendable {
     }
 
     /// Evaluates the task's model, trains on it (train tasks), and persists the update before returning it.
-    private func perform(_ task: TrainingTask, spec: ModelSpec, data: PreparedSamples, logger: Logger) async throws -> Update {
+    private func perform(_ task: TrainingTask, spec: ModelSpec, encoding: DeltaEncoding, data: PreparedSamples, logger: Logger) async throws -> Update {
         if task.kind == .statistics {
             let summary = data.summary()
             logger.info("statistics sent", metadata: ["task": "\(task.taskID)", "rows": "\(data.raw.train.count)"])
@@ -314,6 +317,7 @@ struct AgentSession: Sendable {
                                  target: data.preprocessing?.target ?? .identity, labels: data.preprocessing?.labels ?? [])
         let state = self.state
         let trainer = self.trainer
+        let feedback = self.feedback
         let update: Update = try await trainingPool.runIfActive {
             let started = ContinuousClock.now
             let base = try ModelTensors.decode(task.parameters, spec: spec)
@@ -324,10 +328,12 @@ struct AgentSession: Sendable {
                     let trained = try trainer.train(task, base: base, input: input)
                     var difference = trained.parameters
                     for i in difference.indices { difference[i] -= base[i] }
+                    // Compressed as the welcome asked, with what earlier compressions left out; float32 otherwise.
+                    let compressed = feedback.withLockedValue { $0.compress(difference, spec: spec, as: encoding) }
                     update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: UInt64(input.samples.train.count),
                                     trainLoss: trained.trainLoss, evalSampleCount: test, evalLoss: trained.before.loss,
                                     evalAccuracy: trained.before.accuracy, trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds),
-                                    delta: ModelTensors.encode(difference, spec: spec))
+                                    delta: compressed == nil ? ModelTensors.encode(difference, spec: spec) : [], compressedDelta: compressed)
                 } else {
                     let evaluated = try trainer.evaluate(task, base: base, input: input)
                     update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: 0, trainLoss: 0, evalSampleCount: test,

@@ -1,6 +1,7 @@
 import NIOCore
 import StrataCore
 import StrataTransport
+import StrataWire
 
 /// Everything the coordinator needs, as plain values. The executable builds it from flags.
 public struct CoordinatorConfiguration: Sendable {
@@ -31,6 +32,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var sessionIdleTimeout: Duration = .seconds(15)
     public var helloTimeout: Duration = .seconds(10)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
+    /// The encoding agents are asked to send deltas in (welcome option 3); float32 is accepted whatever this says.
+    public var updateEncoding: DeltaEncoding = .float32
     /// The most training (and evaluation) rows one agent may announce in its hello; every later count of
     /// its session is capped by what the hello announced.
     public var maxAgentSamples: Int64 = 1_000_000_000

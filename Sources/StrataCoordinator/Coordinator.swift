@@ -397,7 +397,8 @@ public actor Coordinator {
                               heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.milliseconds),
                               maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model),
                               featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init),
-                              federationID: federationID)
+                              federationID: federationID,
+                              updateEncoding: hello.capabilities.contains(.compressedDeltas) && configuration.updateEncoding != .float32 ? configuration.updateEncoding : nil)
         if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose
@@ -595,6 +596,9 @@ public actor Coordinator {
         let taskID = Int64(bitPattern: update.taskID)
         let arrival = Self.now()
         metrics.updatesReceived.increment()
+        if update.failure == nil, update.compressedDelta != nil || !update.delta.isEmpty {
+            metrics.deltaBytes(encoding: update.compressedDelta.map { "\($0.kind)" } ?? "float32").increment(by: update.deltaWireBytes)
+        }
         // Ownership first: an update naming another client's task learns nothing about that task's fate.
         if let folded = inFlight[taskID] {
             guard folded.clientID == session.clientID else {
@@ -729,7 +733,7 @@ public actor Coordinator {
         }
         let delta: TensorValues
         do {
-            delta = try ModelTensors.values(update.delta, spec: spec)
+            delta = try ModelTensors.delta(of: update, spec: spec)
         } catch {
             return .failure(ErrorMessage(code: .shapeMismatch, message: "\(error)"))
         }

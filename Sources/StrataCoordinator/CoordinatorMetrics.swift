@@ -12,6 +12,10 @@ public struct CoordinatorMetrics: Sendable {
 
     let updatesReceived: CoreMetrics.Counter
     let updatesAccepted: CoreMetrics.Counter
+    /// Bytes of the deltas received (tensors as they travelled: float32 or compressed), labelled by encoding.
+    func deltaBytes(encoding: String) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(label: "strata_update_delta_bytes_total", dimensions: [("encoding", encoding)], factory: factory)
+    }
     let staleness: CoreMetrics.Recorder
     let aggregationStep: CoreMetrics.Timer
     let commitDuration: CoreMetrics.Timer

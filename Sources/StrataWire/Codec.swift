@@ -161,7 +161,11 @@ public enum WireCodec {
             let spec = WireModelSpec(kind: kind, featureCount: try reader.u32("welcome.model.featureCount"), outputCount: try reader.u32("welcome.model.outputCount"))
             var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
             let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomeFederation, WireOptionKey.welcomePreprocessing,
-                                                                        WireOptionKey.welcomeModelLayers, WireOptionKey.welcomeModelManifest])
+                                                                        WireOptionKey.welcomeModelLayers, WireOptionKey.welcomeModelManifest,
+                                                                        WireOptionKey.welcomeUpdateEncoding])
+            if let value = options[WireOptionKey.welcomeUpdateEncoding] {
+                welcome.updateEncoding = try decodeOption(value, "welcome.updateEncoding") { (r: inout PayloadReader) throws(WireError) in try r.updateEncoding("welcome.updateEncoding") }
+            }
             if let value = options[WireOptionKey.welcomeModelLayers] {
                 welcome.model.layers = try decodeOption(value, "welcome.modelLayers") { (r: inout PayloadReader) throws(WireError) in try r.modelLayers("welcome.modelLayers") }
             }
@@ -216,7 +220,14 @@ public enum WireCodec {
                 evalAccuracy: try reader.f32("update.evalAccuracy"),
                 trainMillis: try reader.u32("update.trainMillis"),
                 delta: try reader.tensors("update.delta"))
-            let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation, WireOptionKey.updateFailure])
+            let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation, WireOptionKey.updateFailure,
+                                                                       WireOptionKey.updateCompressedDelta])
+            if let value = options[WireOptionKey.updateCompressedDelta] {
+                guard update.delta.isEmpty else {
+                    throw .invalidValue(field: "update.compressedDelta", reason: "a compressed delta comes with an empty tensors field, not \(update.delta.count) tensors")
+                }
+                update.compressedDelta = try decodeOption(value, "update.compressedDelta") { (r: inout PayloadReader) throws(WireError) in try r.compressedTensors("update.compressedDelta") }
+            }
             if let value = options[WireOptionKey.updateStatistics] {
                 update.statistics = try decodeOption(value, "update.statistics") { (r: inout PayloadReader) throws(WireError) in try r.dataStatistics("update.statistics") }
             }
@@ -269,7 +280,7 @@ public enum WireCodec {
     static func estimatedPayloadSize(_ message: Message) -> Int {
         switch message {
         case .task(let task): return 64 + task.parameters.reduce(0) { $0 + 64 + $1.bytes.readableBytes }
-        case .update(let update): return 96 + update.delta.reduce(0) { $0 + 64 + $1.bytes.readableBytes }
+        case .update(let update): return 96 + update.delta.reduce(0) { $0 + 64 + $1.bytes.readableBytes } + (update.compressedDelta?.encodedSize ?? 0)
         default: return 128
         }
     }
@@ -353,6 +364,12 @@ public enum WireCodec {
         case .welcome(let m):
             if !m.featureNames.isEmpty { options.append((WireOptionKey.welcomeFeatureNames, { $0.writeFeatureNames(m.featureNames) })) }
             if let id = m.federationID { options.append((WireOptionKey.welcomeFederation, { $0.writeInteger(id, endianness: .little) })) }
+            if let encoding = m.updateEncoding, let kind = encoding.kind {
+                options.append((WireOptionKey.welcomeUpdateEncoding, {
+                    $0.writeInteger(kind.rawValue)
+                    if case .topK(let fraction) = encoding { $0.writeInteger(fraction.bitPattern, endianness: .little) } else { $0.writeInteger(UInt32(0), endianness: .little) }
+                }))
+            }
             if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
             if let layers = m.model.layers { options.append((WireOptionKey.welcomeModelLayers, { $0.writeModelLayers(layers) })) }
             if let manifest = m.model.manifest { options.append((WireOptionKey.welcomeModelManifest, { $0.writeModelManifest(manifest) })) }
@@ -362,6 +379,7 @@ public enum WireCodec {
             if let s = m.statistics { options.append((WireOptionKey.updateStatistics, { $0.writeDataStatistics(s) })) }
             if let e = m.evaluation { options.append((WireOptionKey.updateEvaluation, { $0.writeEvaluationStatistics(e) })) }
             if let f = m.failure { options.append((WireOptionKey.updateFailure, { $0.writeWireString(f) })) }
+            if let c = m.compressedDelta { options.append((WireOptionKey.updateCompressedDelta, { $0.writeCompressedTensors(c) })) }
         case .ack, .heartbeat, .error, .goodbye:
             break
         }

@@ -173,9 +173,12 @@ public struct Welcome: Sendable, Hashable {
     public var preprocessing: WirePreprocessing?
     /// Option 2: the federation's id, fixed when the coordinator's state database was created (nil: not sent).
     public var federationID: UInt64?
+    /// Option 3: the encoding the coordinator asks deltas to travel in (nil: float32).
+    public var updateEncoding: DeltaEncoding?
     public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec,
-                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil, federationID: UInt64? = nil) {
+                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil, federationID: UInt64? = nil, updateEncoding: DeltaEncoding? = nil) {
         self.federationID = federationID
+        self.updateEncoding = updateEncoding
         self.clientID = clientID
         self.sessionID = sessionID
         self.heartbeatIntervalMillis = heartbeatIntervalMillis
@@ -241,8 +244,11 @@ public struct Update: Sendable, Hashable {
     public var evalLoss: Float
     public var evalAccuracy: Float
     public var trainMillis: UInt32
-    /// `x_local - x_base`, one tensor per model tensor; empty for evaluation tasks.
+    /// `x_local - x_base`, one tensor per model tensor; empty for evaluation tasks, and when the delta travels
+    /// compressed (`compressedDelta`).
     public var delta: [WireTensor]
+    /// Option 0x8004: the delta in a compressed encoding, in place of `delta`.
+    public var compressedDelta: CompressedTensors?
     /// Option 1: the answer to a statistics task.
     public var statistics: WireDataStatistics?
     /// Option 2: sufficient statistics of the evaluation of the task's model.
@@ -251,7 +257,10 @@ public struct Update: Sendable, Hashable {
     /// no result: no tensors, and its metrics mean nothing.
     public var failure: String?
     public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor],
-                statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil, failure: String? = nil) {
+                statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil, failure: String? = nil,
+                compressedDelta: CompressedTensors? = nil) {
+        precondition(compressedDelta == nil || delta.isEmpty, "a compressed delta replaces the tensors")
+        self.compressedDelta = compressedDelta
         self.statistics = statistics
         self.failure = failure
         self.evaluation = evaluation
@@ -264,6 +273,11 @@ public struct Update: Sendable, Hashable {
         self.evalAccuracy = evalAccuracy
         self.trainMillis = trainMillis
         self.delta = delta
+    }
+
+    /// The delta's bytes on the wire: its tensors (headers and values) or its compressed option's value.
+    public var deltaWireBytes: Int {
+        compressedDelta?.encodedSize ?? (2 + delta.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + $1.bytes.readableBytes })
     }
 
     /// The answer to a task that could not be done: no tensors, no counts, the reason (cut to

@@ -82,6 +82,24 @@ public enum ModelTensors {
         return TensorValues(tensors)
     }
 
+    /// Checks compressed tensors' names and shapes against the spec, before anything is decoded.
+    public static func validateShapes(_ compressed: CompressedTensors, spec: ModelSpec) throws(ShapeError) {
+        let shapes = spec.tensorShapes
+        guard compressed.tensors.count == shapes.count else { throw .tensorCount(expected: shapes.count, actual: compressed.tensors.count) }
+        for (index, (tensor, expected)) in zip(compressed.tensors, shapes).enumerated() where tensor.name != expected.name || tensor.shape != expected.shape {
+            throw .tensor(index: index, name: expected.name, expectedShape: expected.shape, actualName: tensor.name, actualShape: tensor.shape)
+        }
+    }
+
+    /// An update's delta as flat values, however it travelled: float32 tensors are read in place; a
+    /// compressed delta is decoded (into one dense buffer per tensor) only after its shapes matched the spec,
+    /// so a header claiming a huge tensor allocates nothing.
+    public static func delta(of update: Update, spec: ModelSpec) throws(ShapeError) -> TensorValues {
+        guard let compressed = update.compressedDelta else { return try values(update.delta, spec: spec) }
+        try validateShapes(compressed, spec: spec)
+        return TensorValues(compressed.decoded())
+    }
+
     /// Flat parameters from tensors whose shapes were validated.
     public static func decode(_ tensors: [WireTensor], spec: ModelSpec) throws(ShapeError) -> [Float] {
         try validateShapes(tensors, spec: spec)

@@ -20,6 +20,9 @@ public enum WireOptionKey {
     public static let welcomeFeatureNames: UInt16 = 1
     /// The federation's id (u64): a new state database is a new federation. Agents drop stored updates of another.
     public static let welcomeFederation: UInt16 = 2
+    /// The encoding the coordinator asks agents to send deltas in (u8 `TensorEncodingKind`, f32 top-k fraction).
+    /// An agent that does not know it, or the encoding it names, sends float32, which is always accepted.
+    public static let welcomeUpdateEncoding: UInt16 = 3
     /// The federation's preprocessing (once fixed): the agent applies it to every row.
     public static let welcomePreprocessing: UInt16 = critical | 1
     /// The layers of a model kind that has them (`WireModelKind.mlp`): without them the model is unknown.
@@ -39,6 +42,9 @@ public enum WireOptionKey {
     /// The task failed (the agent's trainer crashed, hung or refused it): a string, the reason. Critical: a
     /// receiver that does not know it must not take the update for a result.
     public static let updateFailure: UInt16 = critical | 3
+    /// The delta in a compressed encoding (`CompressedTensors`); the fixed `tensors` field is then empty.
+    /// Critical: a receiver that ignored it would read an empty delta.
+    public static let updateCompressedDelta: UInt16 = critical | 4
 }
 
 /// What an agent can do beyond the fixed fields of protocol 2 (hello option 2).
@@ -52,7 +58,10 @@ public struct AgentCapabilities: OptionSet, Sendable, Hashable {
     /// Reports evaluation sufficient statistics (update option 2).
     public static let evaluationStatistics = AgentCapabilities(rawValue: 1 << 2)
 
-    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics]
+    /// Sends deltas in the compressed encodings of update option 0x8004 when the welcome asks (option 3).
+    public static let compressedDeltas = AgentCapabilities(rawValue: 1 << 3)
+
+    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics, .compressedDeltas]
 }
 
 /// One option as it travels: the key and its raw value bytes.

@@ -7,6 +7,7 @@ import StrataConfiguration
 import StrataLog
 import StrataStore
 import StrataTransport
+import StrataWire
 
 @main
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -116,6 +117,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.host = network.host
         config.port = network.port
         config.maxFrameBytes = network.maxFrameBytes
+        config.updateEncoding = network.updateEncoding
         limits.apply(to: &config)
         config.heartbeatInterval = .milliseconds(Int64(network.heartbeatInterval * 1000))
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
@@ -327,6 +329,8 @@ struct NetworkOptions: ParsableArguments {
     var lostAfter: Double?
     @Option(name: .long, help: "On SIGTERM: flush (step open buffers and rounds with what they have and commit them) or abandon (agents re-send after the restart).")
     var drain: DrainPolicy = .flush
+    @Option(name: .long, help: ArgumentHelp("How agents send deltas: float32 (exact), q8 (8-bit blocks, ~3.9x smaller) or top-k:FRACTION (the largest FRACTION of each tensor's values with their indices, e.g. top-k:0.05; 8 bytes per value kept). Lossy encodings use error feedback on the agent. Agents without the capability send float32, which is always accepted.", valueName: "ENCODING"))
+    var updateEncoding: DeltaEncoding = .float32
 
     func check() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -853,4 +857,9 @@ struct TieringOptions: ParsableArguments {
         _ = try pins()
         do { try configuration().policy.validate() } catch { throw ValidationError("\(error)") }
     }
+}
+
+extension DeltaEncoding: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public var defaultValueDescription: String { description }
 }
