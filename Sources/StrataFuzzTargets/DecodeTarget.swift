@@ -135,6 +135,15 @@ public enum DecodeTarget {
         var seen = 0
         values.forEachSegment { seen += $0.count / 4 }
         try check(seen == values.count, "tensor segments hold \(seen) values, expected \(values.count)")
+        // A compressed delta decodes without trapping: to exactly its element count, when that is small enough
+        // to allocate here (the coordinator decodes only after the model's shapes matched).
+        if case .update(let update) = message, let compressed = update.compressedDelta {
+            let total = compressed.tensors.reduce(0) { $0 + $1.elementCount }
+            if total <= 1 << 20 {
+                try check(compressed.decodedValues().count == total, "a compressed delta decodes to another count than its shapes'")
+                try check(compressed.decoded().map(\.elementCount) == compressed.tensors.map(\.elementCount), "decoded tensors change shape")
+            }
+        }
     }
 
     static func header(type: MessageType, length: Int) -> [UInt8] {

@@ -52,6 +52,17 @@ public enum Seeds {
         seeds.append(("msg-welcome-mlp", [0] + frame(.welcome(Welcome(
             clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
             model: WireModelSpec(kind: .mlp, featureCount: 60, outputCount: 10, layers: WireModelLayers(activation: .relu, hidden: [32, 16])))))))
+        // Compressed deltas (update option 0x8004) and the welcome asking for them (option 3).
+        let spec = ModelSpec(kind: .softmaxRegression, featureCount: 3, outputCount: 4)
+        let delta = (0..<spec.parameterCount).map { Float($0 % 5) - 2.2 }
+        for (name, encoding) in [("q8", DeltaEncoding.q8), ("top-k", .topK(fraction: 0.25))] {
+            seeds.append(("msg-update-\(name)", [0] + frame(.update(Update(
+                taskID: 12, baseVersion: 4, sampleCount: 120, trainLoss: 0.7, evalSampleCount: 30, evalLoss: 0.9, evalAccuracy: 0.6, trainMillis: 850,
+                delta: [], compressedDelta: CompressedTensors.encode(delta, shapes: spec.tensorShapes, as: encoding))))))
+        }
+        seeds.append(("msg-welcome-encoding", [0] + frame(.welcome(Welcome(
+            clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
+            model: WireModelSpec(kind: .softmaxRegression, featureCount: 60, outputCount: 10), updateEncoding: .topK(fraction: 0.01))))))
         seeds.append(("msg-update-failed", [0] + frame(.update(.failed(12, baseVersion: 4, reason: "the trainer exited with status 1")))))
         seeds.append(("msg-welcome-custom", [0] + frame(.welcome(Welcome(
             clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,

@@ -123,6 +123,18 @@ enum ExpectedExamples {
             taskID: 57, baseVersion: 6, sampleCount: 0, trainLoss: 0, evalSampleCount: 20, evalLoss: 0.5, evalAccuracy: 0.8,
             trainMillis: 3, delta: [])),
         "update-failed": .update(.failed(58, baseVersion: 6, reason: "trainer exited")),
+        "update-q8": .update(Update(
+            taskID: 42, baseVersion: 5, sampleCount: 80, trainLoss: 0.625, evalSampleCount: 20, evalLoss: 0.6875, evalAccuracy: 0.75,
+            trainMillis: 37, delta: [],
+            compressedDelta: CompressedTensors.encode([-1, 0.9921875, 0, 0.5, -0.25, 1.7421875], shapes: [("weight", [2, 2]), ("bias", [2])], as: .q8))),
+        "update-top-k": .update(Update(
+            taskID: 42, baseVersion: 5, sampleCount: 80, trainLoss: 0.625, evalSampleCount: 20, evalLoss: 0.6875, evalAccuracy: 0.75,
+            trainMillis: 37, delta: [],
+            compressedDelta: CompressedTensors.encode([0.125, -0.125, -0.0625, 0.0625, 0.03125, -0.03125], shapes: [("weight", [2, 2]), ("bias", [2])],
+                                                      as: .topK(fraction: 0.5)))),
+        "welcome-encoding": .welcome(Welcome(clientID: "hospital-a", sessionID: 12, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 * 1024 * 1024,
+                                             model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2),
+                                             updateEncoding: .topK(fraction: 0.25))),
         "ack-received": .ack(Ack(taskID: 42, status: .received, modelVersion: 17)),
         "ack-refused": .ack(Ack(taskID: 44, status: .refused, modelVersion: 17, code: .overShare, reason: "two updates queued")),
         "heartbeat-request": .heartbeat(Heartbeat(sequence: 3, timestampNanos: 1_234_567_890, isReply: false)),

@@ -83,6 +83,7 @@ CRITICAL = 0x8000
 OPT_HELLO_FEATURE_NAMES = 1
 OPT_HELLO_CAPABILITIES = 2
 OPT_WELCOME_FEATURE_NAMES = 1
+OPT_WELCOME_UPDATE_ENCODING = 3
 OPT_WELCOME_PREPROCESSING = 0x8001
 OPT_WELCOME_MODEL_LAYERS = 0x8010
 OPT_WELCOME_MODEL_MANIFEST = 0x8011
@@ -90,8 +91,11 @@ OPT_TASK_PREPROCESSING = 0x8001
 OPT_UPDATE_STATISTICS = 1
 OPT_UPDATE_EVALUATION = 2
 OPT_UPDATE_FAILURE = 0x8003
+OPT_UPDATE_COMPRESSED_DELTA = 0x8004
+ENCODING_Q8, ENCODING_TOP_K = 1, 2              # compressed deltas (§3 update, *compressed delta*)
+MAX_Q8_BLOCK = 65536
 # hello option 2 bits
-CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS = 1 << 0, 1 << 1, 1 << 2
+CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS, CAP_COMPRESSED_DELTAS = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 CAP_ALL = CAP_STATISTICS | CAP_PREPROCESSING | CAP_EVALUATION_STATISTICS
 LABELS_NUMBERS, LABELS_TEXT = 1, 2              # statistics: label kind
 EVAL_CLASSIFICATION, EVAL_REGRESSION = 1, 2     # evaluation statistics: kind
@@ -138,6 +142,14 @@ Statistics = namedtuple("Statistics", "features labels")
 # classes: tuple of (support, predicted, correct); positive / negative: the score histograms (empty unless 2 classes)
 ClassificationEvaluation = namedtuple("ClassificationEvaluation", "classes positive negative")
 RegressionEvaluation = namedtuple("RegressionEvaluation", "count sum_r sum_abs_r sum_r2 sum_y sum_y2")
+# welcome option 3: ENCODING_Q8 / ENCODING_TOP_K (or a number this client does not know), the top-k fraction
+UpdateEncoding = namedtuple("UpdateEncoding", "encoding fraction")
+# update option 0x8004: the encoding and its tensors, each kept as it travelled so that it re-encodes exactly
+CompressedDelta = namedtuple("CompressedDelta", "encoding tensors")
+# q8: block size, then per block (low, step), then one code per value
+Q8Tensor = namedtuple("Q8Tensor", "name shape block_size blocks codes")
+# top-k: the kept flat indices (ascending) and their values
+TopKTensor = namedtuple("TopKTensor", "name shape indices values")
 
 EMPTY_COLUMN = Column(0, 0, 0.0, 0.0, math.inf, -math.inf)
 IDENTITY = Transform(0.0, 1.0, 0.0)
@@ -218,6 +230,49 @@ class Reader:
 
     def capabilities(self, f):
         return self.u64(f)
+
+    def update_encoding(self, f):
+        encoding, fraction = self.u8(f + ".encoding"), self.f32(f + ".fraction")
+        if encoding == ENCODING_TOP_K and not (0 < fraction <= 1):
+            raise ProtocolError(1, f"{f}: top-k fraction {fraction} not in (0, 1]")
+        return UpdateEncoding(encoding, fraction)
+
+    def compressed_delta(self, f):
+        encoding = self.u8(f + ".encoding")
+        if encoding not in (ENCODING_Q8, ENCODING_TOP_K):
+            raise ProtocolError(1, f"{f}: unknown encoding {encoding}")
+        count = self.u16(f + ".count")
+        if count > 1024:
+            raise ProtocolError(1, f"{f}: {count} tensors > 1024")
+        tensors = []
+        for i in range(count):
+            g = f"{f}[{i}]"
+            name = self.string(g + ".name")
+            rank = self.u8(g + ".rank")
+            if rank > 8:
+                raise ProtocolError(1, f"{g} rank {rank} > 8")
+            shape = tuple(self.u32(g + ".dim") for _ in range(rank))
+            n = math.prod(shape)
+            if n > 0xFFFFFFFF:
+                raise ProtocolError(1, f"{g}: more than 2^32 - 1 values")
+            if encoding == ENCODING_Q8:
+                block = self.u32(g + ".blockSize")
+                if not 1 <= block <= MAX_Q8_BLOCK:
+                    raise ProtocolError(1, f"{g}: block size {block}")
+                nblocks = -(-n // block)
+                if nblocks * 8 + n > self.left():
+                    raise ProtocolError(1, f"{g}: runs past the end of the payload")
+                blocks = tuple((self.f32(g + ".low"), self.f32(g + ".step")) for _ in range(nblocks))
+                tensors.append(Q8Tensor(name, shape, block, blocks, self.take(n, g + ".codes")))
+            else:
+                k = self.u32(g + ".k")
+                if k > n or 8 * k > self.left():
+                    raise ProtocolError(1, f"{g}: k {k} of {n} values")
+                indices = struct.unpack(f"<{k}I", self.take(4 * k, g + ".indices"))
+                if any(b <= a for a, b in zip(indices, indices[1:])) or (k and indices[-1] >= n):
+                    raise ProtocolError(1, f"{g}: indices not ascending or not below {n}")
+                tensors.append(TopKTensor(name, shape, indices, struct.unpack(f"<{k}f", self.take(4 * k, g + ".values"))))
+        return CompressedDelta(encoding, tuple(tensors))
 
     def layers(self, f):
         activation = self.u8(f + ".activation")
@@ -347,6 +402,39 @@ def p_capabilities(bits):
     return struct.pack("<Q", bits)
 
 
+def p_update_encoding(e):
+    return struct.pack("<Bf", e.encoding, e.fraction)
+
+
+def p_compressed_delta(c):
+    out = [struct.pack("<BH", c.encoding, len(c.tensors))]
+    for t in c.tensors:
+        out.append(p_string(t.name) + struct.pack("<B", len(t.shape)) + b"".join(struct.pack("<I", d) for d in t.shape))
+        if c.encoding == ENCODING_Q8:
+            out.append(struct.pack("<I", t.block_size) + b"".join(struct.pack("<ff", *b) for b in t.blocks) + bytes(t.codes))
+        else:
+            out.append(struct.pack(f"<I{len(t.indices)}I{len(t.values)}f", len(t.indices), *t.indices, *t.values))
+    return b"".join(out)
+
+
+def dense_delta(c):
+    """The (name, float32 array) tensors a compressed delta stands for: q8 value = low + code * step of its
+    block (computed in float32); top-k: the kept values at their indices, zeros elsewhere."""
+    out = []
+    for t in c.tensors:
+        n = math.prod(t.shape)
+        if c.encoding == ENCODING_Q8:
+            codes = np.frombuffer(t.codes, dtype=np.uint8).astype(np.float32)
+            lows = np.repeat(np.array([b[0] for b in t.blocks], dtype=np.float32), t.block_size)[:n]
+            steps = np.repeat(np.array([b[1] for b in t.blocks], dtype=np.float32), t.block_size)[:n]
+            values = lows + codes * steps
+        else:
+            values = np.zeros(n, dtype=np.float32)
+            values[list(t.indices)] = np.array(t.values, dtype=np.float32)
+        out.append((t.name, values.reshape(t.shape)))
+    return out
+
+
 def p_layers(layers):
     return struct.pack("<BH", layers.activation, len(layers.hidden)) + struct.pack(f"<{len(layers.hidden)}I", *layers.hidden)
 
@@ -385,13 +473,15 @@ OPTIONS = {
     "hello": {OPT_HELLO_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
               OPT_HELLO_CAPABILITIES: ("capabilities", Reader.capabilities, p_capabilities)},
     "welcome": {OPT_WELCOME_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
+                OPT_WELCOME_UPDATE_ENCODING: ("updateEncoding", Reader.update_encoding, p_update_encoding),
                 OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing),
                 OPT_WELCOME_MODEL_LAYERS: ("modelLayers", Reader.layers, p_layers),
                 OPT_WELCOME_MODEL_MANIFEST: ("modelManifest", Reader.manifest, p_manifest)},
     "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
     "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
                OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation),
-               OPT_UPDATE_FAILURE: ("failure", Reader.string, p_string)},
+               OPT_UPDATE_FAILURE: ("failure", Reader.string, p_string),
+               OPT_UPDATE_COMPRESSED_DELTA: ("compressedDelta", Reader.compressed_delta, p_compressed_delta)},
     "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {},
 }
 KNOWN_OPTIONS = {message: set(keys) for message, keys in OPTIONS.items()}
@@ -418,11 +508,12 @@ def encode_hello(agent_version, feature_count, train_count, eval_count, pending_
 
 
 def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta,
-                  statistics=None, evaluation=None, extra_options=(), failure=None):
+                  statistics=None, evaluation=None, extra_options=(), failure=None, compressed_delta=None):
     head = struct.pack("<QQQfQffI", task_id, base_version, sample_count, train_loss, eval_count, eval_loss,
                        eval_accuracy, min(train_millis, 0xFFFFFFFF))
     return frame(UPDATE, head + p_tensors(delta)
-                 + p_options("update", {"statistics": statistics, "evaluation": evaluation, "failure": failure}, extra_options))
+                 + p_options("update", {"statistics": statistics, "evaluation": evaluation, "failure": failure,
+                                        "compressedDelta": compressed_delta}, extra_options))
 
 
 def encode_heartbeat(sequence, timestamp_nanos, reply, extra_options=()):
@@ -448,10 +539,11 @@ def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parame
 
 
 def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
-                   preprocessing=None, extra_options=(), model_layers=None, model_manifest=None):
+                   preprocessing=None, extra_options=(), model_layers=None, model_manifest=None, update_encoding=None):
     return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs)
                  + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing,
-                                         "modelLayers": model_layers, "modelManifest": model_manifest}, extra_options))
+                                         "modelLayers": model_layers, "modelManifest": model_manifest,
+                                         "updateEncoding": update_encoding}, extra_options))
 
 
 def encode_message(m):
@@ -463,14 +555,15 @@ def encode_message(m):
     if t == "welcome":
         return encode_welcome(m["clientID"], m["sessionID"], m["heartbeatIntervalMillis"], m["maxFrameBytes"], m["modelKind"],
                               m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"),
-                              model_layers=m.get("modelLayers"), model_manifest=m.get("modelManifest"))
+                              model_layers=m.get("modelLayers"), model_manifest=m.get("modelManifest"),
+                              update_encoding=m.get("updateEncoding"))
     if t == "task":
         return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
                            m["proximalMu"], m["parameters"], m.get("preprocessing"))
     if t == "update":
         return encode_update(m["taskID"], m["baseVersion"], m["sampleCount"], m["trainLoss"], m["evalSampleCount"],
                              m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"),
-                             failure=m.get("failure"))
+                             failure=m.get("failure"), compressed_delta=m.get("compressedDelta"))
     if t == "ack":
         return encode_ack(m["taskID"], m["status"], m["modelVersion"], m["code"], m["reason"])
     if t == "heartbeat":
@@ -549,6 +642,8 @@ def decode_payload(msg_type, payload):
         v.done(f"{name} option 0x{key:04x} ({field})")
     if skipped:
         m["skippedOptions"] = skipped
+    if name == "update" and "compressedDelta" in m and m["delta"]:
+        raise ProtocolError(1, "update: a compressed delta (option 0x8004) comes with an empty tensors field")
     if name == "welcome" and ((m["modelKind"] == MODEL_MLP) != ("modelLayers" in m)
                               or (m["modelKind"] == MODEL_CUSTOM) != ("modelManifest" in m)):
         raise ProtocolError(1, "welcome: model kind 3 comes with option 0x8010 and kind 4 with 0x8011, no other kind with either")

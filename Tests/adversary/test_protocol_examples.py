@@ -140,7 +140,23 @@ EXPECTED = {
                                      "evalSampleCount": 20, "evalLoss": 0.5, "evalAccuracy": 0.75, "trainMillis": 3,
                                      "delta": [], "evaluation": ba.ClassificationEvaluation(
                                          ((15, 14, 12), (5, 6, 3)), (1, 1, 1, 2), (6, 6, 2, 1))},
+    "welcome-encoding": {"type": "welcome", "clientID": "hospital-a", "sessionID": 12, "heartbeatIntervalMillis": 2000,
+                         "maxFrameBytes": 64 << 20, "modelKind": 1, "featureCount": 2,
+                         "outputCount": 2, "updateEncoding": ba.UpdateEncoding(ba.ENCODING_TOP_K, 0.25)},
+    "update-q8": {"type": "update", "taskID": 42, "baseVersion": 5, "sampleCount": 80, "trainLoss": 0.625, "evalSampleCount": 20,
+                  "evalLoss": 0.6875, "evalAccuracy": 0.75, "trainMillis": 37, "delta": [],
+                  "compressedDelta": ba.CompressedDelta(ba.ENCODING_Q8, (
+                      ba.Q8Tensor("weight", (2, 2), 256, ((-1.0, 0.0078125),), bytes([0, 255, 128, 192])),
+                      ba.Q8Tensor("bias", (2,), 256, ((-0.25, 0.0078125),), bytes([0, 255])))),
+                  "denseDelta": [("weight", [2, 2], [-1.0, 0.9921875, 0.0, 0.5]), ("bias", [2], [-0.25, 1.7421875])]},
+    "update-top-k": {"type": "update", "taskID": 42, "baseVersion": 5, "sampleCount": 80, "trainLoss": 0.625, "evalSampleCount": 20,
+                  "evalLoss": 0.6875, "evalAccuracy": 0.75, "trainMillis": 37, "delta": [],
+                     "compressedDelta": ba.CompressedDelta(ba.ENCODING_TOP_K, (
+                         ba.TopKTensor("weight", (2, 2), (0, 1), (0.125, -0.125)), ba.TopKTensor("bias", (2,), (0,), (0.03125,)))),
+                     "denseDelta": [("weight", [2, 2], [0.125, -0.125, 0.0, 0.0]), ("bias", [2], [0.03125, 0.0])]},
 }
+
+OPTION_FIELDS = ("featureNames", "capabilities", "preprocessing", "statistics", "evaluation", "updateEncoding", "compressedDelta")
 
 
 def comparable(m):
@@ -148,6 +164,8 @@ def comparable(m):
     for key in ("parameters", "delta"):
         if key in out:
             out[key] = tensor_values(m, key)
+    if "compressedDelta" in out:
+        out["denseDelta"] = [(name, list(t.shape), [float(v) for v in t.ravel()]) for name, t in ba.dense_delta(out["compressedDelta"])]
     return out
 
 
@@ -176,7 +194,7 @@ def test_example_holds_what_its_prose_says(example):
     for key, value in want.items():
         assert m.get(key) == value, f"{key}: {m.get(key)!r} != {value!r}"
     # Options a message has are exactly those listed.
-    for field in ("featureNames", "capabilities", "preprocessing", "statistics", "evaluation"):
+    for field in OPTION_FIELDS:
         assert (field in m) == (field in want), field
 
 
@@ -198,7 +216,7 @@ def test_a_wrong_byte_in_an_example_is_noticed():
             except (ba.ProtocolError, AssertionError):
                 continue
             same = all(m.get(k) == v for k, v in want.items()) and \
-                all((f in m) == (f in want) for f in ("featureNames", "capabilities", "preprocessing", "statistics", "evaluation"))
+                all((f in m) == (f in want) for f in OPTION_FIELDS)
             assert not same, f"{example!r}: flipping byte {i} went unnoticed"
 
 

@@ -1,7 +1,7 @@
 import NIOCore
 import StrataCore
 
-/// Top-k sparsification: the `k = ⌈fraction · n⌉` values of largest magnitude travel with their flat indices,
+/// Top-k sparsification: the `k = max(1, round(fraction · n))` values of largest magnitude travel with their flat indices,
 /// the others are zero. 8 bytes per kept value, so `fraction` 0.01 is 50× smaller than float32. Lossy: the
 /// agent keeps the values it did not send and adds them to its next delta (error feedback, `ErrorFeedback`),
 /// so every coordinate is sent once it has accumulated enough.
@@ -13,7 +13,7 @@ struct TopKEncoding: TensorEncoding {
     var fraction: Float
 
     func encode(_ values: UnsafeBufferPointer<Float>, into buffer: inout ByteBuffer) {
-        let k = min(values.count, max(1, Int((Double(fraction) * Double(values.count)).rounded(.up))))
+        let k = min(values.count, max(1, Int((Double(fraction) * Double(values.count)).rounded())))
         let kept = Self.largest(k, of: values)
         buffer.writeInteger(UInt32(kept.count), endianness: .little)
         for index in kept { buffer.writeInteger(UInt32(index), endianness: .little) }
