@@ -28,6 +28,7 @@ extension Coordinator {
             TaskRequest(clientID: $0.clientID, kind: .evaluate, lane: -1, baseVersion: evaluatedVersion)
         }) else { return }
         for (session, record) in zip(targets, records) {
+            traffic.sent(tensors)
             session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(evaluatedVersion), kind: .evaluate,
                 hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),
@@ -176,7 +177,10 @@ extension Coordinator {
         // The divergence guard judges counted rounds by their loss (its own best, the step-back target).
         judge(version: evaluated, loss: loss, parameters: round.parameters)
         if let end = verdict.end {
-            if timeToTarget == nil { timeToTarget = round.versionElapsed }
+            if timeToTarget == nil {
+                timeToTarget = round.versionElapsed
+                trafficAtTarget = traffic
+            }
             if stopReason == nil { requestStop(StopReason(end.reason), detail: end.detail) }
         }
     }

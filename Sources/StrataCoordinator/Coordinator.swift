@@ -67,6 +67,9 @@ public actor Coordinator {
     /// The best accuracy of a counted evaluation (restored with the best version when the target metric is accuracy).
     var bestAccuracy: Double?
     var timeToTarget: Double?
+    /// Model bytes received and sent (`Traffic`), and as they stood when the target was first reached.
+    var traffic = Traffic()
+    var trafficAtTarget: Traffic?
     /// Target, patience, limits and the best version's score: the pure state machine that decides the end.
     var progress: RunProgress
     /// The best version's record as stored (nil until an evaluation counted), for status and export.
@@ -295,6 +298,8 @@ public actor Coordinator {
             tierCount: tiers.tierCount,
             updatesAccepted: totals?.committedUpdates ?? 0,
             updatesRefused: totals?.refusedUpdates ?? 0,
+            traffic: traffic,
+            trafficAtTarget: trafficAtTarget,
             wallSeconds: elapsed,
             detail: stopDetail)
     }
@@ -581,6 +586,7 @@ public actor Coordinator {
                 continue
             }
             outstandingTraining[session.clientID] = record.id
+            traffic.sent(tensors)
             session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
                 hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
@@ -598,6 +604,7 @@ public actor Coordinator {
         metrics.updatesReceived.increment()
         if update.failure == nil, update.compressedDelta != nil || !update.delta.isEmpty {
             metrics.deltaBytes(encoding: update.compressedDelta.map { "\($0.kind)" } ?? "float32").increment(by: update.deltaWireBytes)
+            traffic.received(update)
         }
         // Ownership first: an update naming another client's task learns nothing about that task's fate.
         if let folded = inFlight[taskID] {

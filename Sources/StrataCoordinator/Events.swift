@@ -119,6 +119,9 @@ public struct CoordinatorSummary: Sendable, Codable {
     public var tierCount: Int
     public var updatesAccepted: Int64
     public var updatesRefused: Int64
+    /// Model bytes on the wire in this process, and as they stood when the target was first seen reached.
+    public var traffic: Traffic
+    public var trafficAtTarget: Traffic?
     public var wallSeconds: Double
     public var detail: String?
 }

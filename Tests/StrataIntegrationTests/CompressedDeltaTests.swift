@@ -1,0 +1,53 @@
+import Foundation
+import GRDB
+import Testing
+
+/// `--update-encoding`: the coordinator asks for compressed deltas in its welcome, the real agents send them
+/// with error feedback, and the federation still reaches its target over mutual TLS, with every delta in the
+/// asked encoding and a fraction of float32's bytes.
+extension IntegrationSuite {
+    @Suite(.serialized) struct CompressedDeltaTests {
+        /// Float32 bytes of one delta of the 60 × 10 softmax model: 2 tensor headers and 610 values.
+        static let float32DeltaBytes = 2 + (2 + 6 + 1 + 8 + 600 * 4) + (2 + 4 + 1 + 4 + 10 * 4)
+
+        @Test(.timeLimit(.minutes(5)), arguments: [("q8", "q8", 0.3), ("top-k:0.05", "top-k", 0.15)])
+        func fourAgentsReachTheTargetSendingCompressedDeltas(_ flag: String, _ encoding: String, _ maxRatio: Double) throws {
+            let box = Sandbox("compressed-\(encoding)")
+            try box.makePKI(agents: 4)
+            let reference = try box.makeData(clients: 4)
+            let target = (reference - 0.05).rounded(toPlaces: 4)
+            let (coordinator, port) = try box.startCoordinator([
+                "--update-encoding", flag, "--target-accuracy", "\(target)", "--min-evaluation-clients", "4", "--max-duration", "120",
+                "--standardize", "on", "--statistics-agents", "4"])
+            var agents: [Process] = []
+            for i in 1...4 {
+                let id = String(format: "agent-%02d", i)
+                agents.append(try box.start(Binaries.path("strata-agent"),
+                                            box.agentArguments(port: port, id: id, database: box.file(String(format: "data/client-%02d.sqlite", i))),
+                                            log: "\(id).log"))
+            }
+            defer { for process in [coordinator] + agents where process.isRunning { process.terminate() } }
+            try box.waitForExit(coordinator, timeout: 150)
+            let log = "coordinator log:\n\(box.read("coordinator.log").suffix(3000))"
+            #expect(coordinator.terminationStatus == 0, "\(log)")
+
+            let summary = try JSONSerialization.jsonObject(with: Data(box.read("summary.json").utf8)) as! [String: Any]
+            #expect(summary["targetReached"] as? Bool == true, "\(summary)\n\(log)")
+            let traffic = try #require(summary["traffic"] as? [String: Any], "\(summary)")
+            let updates = try #require(traffic["deltaUpdates"] as? [String: Int], "\(traffic)")
+            let bytes = try #require(traffic["deltaBytes"] as? [String: Int], "\(traffic)")
+            // Every agent announced the capability, so every delta came in the asked encoding.
+            #expect(Set(updates.keys) == [encoding], "\(traffic)")
+            let count = updates[encoding] ?? 0
+            #expect(count >= 8, "\(traffic)")
+            let perDelta = Double(bytes[encoding] ?? 0) / Double(max(1, count))
+            #expect(perDelta <= maxRatio * Double(Self.float32DeltaBytes), "\(perDelta) bytes per delta against \(Self.float32DeltaBytes) in float32")
+            #expect(summary["trafficAtTarget"] is [String: Any], "\(summary)")
+
+            let db = try DatabaseQueue(path: box.file("coordinator.sqlite"))
+            #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) - COUNT(DISTINCT taskID) FROM committedUpdates") } == 0)
+            #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM refusedUpdates WHERE code IN (100, 101, 1)") } == 0)
+            for agent in agents { try box.waitForExit(agent, timeout: 30) }
+        }
+    }
+}
