@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import StrataStore
 import StrataTransport
+import StrataWire
 
 /// Update ingest: a real `strata-coordinator` process (fedbuff, buffer size = agents) and simulated agents in
 /// this process that answer every training task at once with a prepared update, over real mutual TLS on
@@ -36,6 +37,12 @@ struct IngestBench: Benchmark {
     var bufferSize: Int?
     @Option(name: .long, help: "Repetitions of the measurement window; the best is reported.")
     var repetitions: Int = 3
+    @Option(name: .long, help: "How the simulated agents send their deltas: float32, q8 or top-k:FRACTION (the coordinator decodes what it receives; tasks stay float32).",
+            transform: { text in
+                guard let encoding = DeltaEncoding(text) else { throw ValidationError("--encoding must be float32, q8 or top-k:FRACTION, not \(text)") }
+                return encoding
+            })
+    var encoding: DeltaEncoding = .float32
 
     func measure() async throws -> [BenchResult] {
         raiseFileLimit()
@@ -49,12 +56,12 @@ struct IngestBench: Benchmark {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { group.shutdownGracefully { _ in } }
 
-        let template = UpdateTemplate(parameterCount: shape.count, tensorShapes: shape.tensors)
+        let template = UpdateTemplate(parameterCount: shape.count, tensorShapes: shape.tensors, encoding: encoding)
         let stats = SimStats()
         let sims = try await SimAgent.connectAll(agents, policy: .answer, stats: stats, template: template, featureCount: shape.features,
                                                  pki: pki, group: group, coordinator: coordinator)
         defer { sims.forEach { $0.close() } }
-        progress("ingest: \(agents) agents connected to coordinator pid \(coordinator.pid), \(shape.count) parameters, update frame \(template.frameBytes) bytes, K = \(k)")
+        progress("ingest: \(agents) agents connected to coordinator pid \(coordinator.pid), \(shape.count) parameters, \(encoding) update frame \(template.frameBytes) bytes, K = \(k)")
 
         guard await waitFor("\(warmup) warm-up updates", timeout: 120, { stats.snapshot.receivedAcks >= warmup }) else {
             throw ValidationError("no progress: \(stats.snapshot) \n\(coordinator.logTail())")
@@ -93,8 +100,17 @@ struct IngestBench: Benchmark {
         let perUpdateMs = cpu / Double(count) * 1e3
         let loopsMs = loops / Double(count) * 1e3
         let updateBytes = Double(template.frameBytes)
-        // The task frame carries the same tensors plus a 44-byte header; the AEAD cost difference is negligible.
-        let taskBytes = updateBytes
+        // The task frame carries the model in float32 (a 44-byte header more than a float32 update; negligible).
+        let taskBytes = template.compressed == nil ? updateBytes : Double(4 * shape.count + 128)
+        // A compressed delta is decoded into dense values before the fold: that pass is part of its floor.
+        let decodeMs = template.compressed.map { compressed in
+            (0..<5).map { _ in
+                let start = ContinuousClock.now
+                let tensors = compressed.decoded()
+                precondition(tensors.count == shape.tensors.count)
+                return (ContinuousClock.now - start).seconds
+            }.min()! * 1e3
+        } ?? 0
         let decryptMs = updateBytes * limit.decryptSecondsPerByte * 1e3
         let cycleCryptoMs = decryptMs + taskBytes * limit.encryptSecondsPerByte * 1e3
         // The kernel's share: one frame in, one frame out; each costs (both ends together) what moving it over
@@ -102,7 +118,7 @@ struct IngestBench: Benchmark {
         let cycleTCPMs = (updateBytes + taskBytes) / 2 * tcp.secondsPerByte * 1e3
         let memoryMs = (memory.readSeconds + memory.axpySeconds) * 1e3
         let storageMs = storage.secondsPerUpdate * 1e3
-        let floorMs = cycleCryptoMs + cycleTCPMs + memoryMs + storageMs
+        let floorMs = cycleCryptoMs + cycleTCPMs + memoryMs + storageMs + decodeMs
         let details: [String: Double] = [
             "updates": Double(count), "agents": Double(agents), "bufferSize": Double(k), "wallSeconds": wall,
             "updatesPerSecond": Double(count) / wall, "updateFrameBytes": updateBytes,
@@ -113,13 +129,14 @@ struct IngestBench: Benchmark {
             "tcpLoopbackGBps": tcp.gbps, "cycleTCPMsPerUpdate": cycleTCPMs,
             "readPassMs": memory.readSeconds * 1e3, "axpyMs": memory.axpySeconds * 1e3,
             "sqliteMsPerUpdate": storageMs, "sqlitePageSize": Double(storage.pageSize), "cycleFloorMs": floorMs,
+            "decodeMsPerUpdate": decodeMs, "taskFrameBytes": taskBytes,
         ]
         progress("plain TCP loopback: \(format(tcp.gbps)) GB/s per CPU second (writer + reader)")
-        progress(String(format: "cycle floor per update: AEAD %.3f + TCP %.3f + read pass %.3f + axpy %.3f + SQLite %.3f (page size %d) = %.3f ms",
-                        cycleCryptoMs, cycleTCPMs, memory.readSeconds * 1e3, memory.axpySeconds * 1e3, storageMs, storage.pageSize, floorMs))
+        progress(String(format: "cycle floor per update: AEAD %.3f + TCP %.3f + read pass %.3f + axpy %.3f + SQLite %.3f (page size %d) + decode %.3f = %.3f ms",
+                        cycleCryptoMs, cycleTCPMs, memory.readSeconds * 1e3, memory.axpySeconds * 1e3, storageMs, storage.pageSize, decodeMs, floorMs))
         progress("negotiated cipher suite \(cipher); EVP \(limit.evpName): decrypt \(format(limit.decryptGBps)) GB/s, encrypt \(format(limit.encryptGBps)) GB/s (one core, this process)")
         return [
-            BenchResult(benchmark: "ingest", figure: "coordinator CPU per \(parameters)-parameter update (update in + task out + fold + commit share)",
+            BenchResult(benchmark: "ingest", figure: "coordinator CPU per \(parameters)-parameter \(encoding) update (update in + task out + fold + commit share)",
                         value: perUpdateMs, unit: "ms", limit: decryptMs, limitUnit: "ms",
                         limitDescription: "EVP \(limit.evpName) decrypt of the update's \(Int(updateBytes)) bytes, \(cipher)",
                         direction: .lowerIsBetter, goal: 2, details: details),

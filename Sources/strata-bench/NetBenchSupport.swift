@@ -287,7 +287,10 @@ struct UpdateTemplate: Sendable {
     let body: ByteBuffer
     var frameBytes: Int { header.readableBytes + 16 + body.readableBytes }
 
-    init(parameterCount: Int, tensorShapes: [(String, [Int])], scale: Float = 1e-3, seed: UInt64 = 7) {
+    /// The delta as the coordinator receives it, compressed when `encoding` is not float32.
+    let compressed: CompressedTensors?
+
+    init(parameterCount: Int, tensorShapes: [(String, [Int])], scale: Float = 1e-3, seed: UInt64 = 7, encoding: DeltaEncoding = .float32) {
         var generator = seed
         var offset = 0
         var tensors: [WireTensor] = []
@@ -301,8 +304,9 @@ struct UpdateTemplate: Sendable {
             offset += count
         }
         precondition(offset == parameterCount)
+        compressed = CompressedTensors.encode(tensors.flatMap { $0.floats() }, shapes: tensorShapes.map { (name: $0.0, shape: $0.1) }, as: encoding)
         let update = Update(taskID: 0, baseVersion: 0, sampleCount: 100, trainLoss: 0.5, evalSampleCount: 20, evalLoss: 0.6,
-                            evalAccuracy: 0.5, trainMillis: 1, delta: tensors)
+                            evalAccuracy: 0.5, trainMillis: 1, delta: compressed == nil ? tensors : [], compressedDelta: compressed)
         var frame = WireCodec.encode(.update(update))
         header = frame.readSlice(length: FrameHeader.size)!
         frame.moveReaderIndex(forwardBy: 16)

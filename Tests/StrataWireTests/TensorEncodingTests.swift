@@ -125,6 +125,11 @@ import Testing
             var bad = Self.welcomeFrame(encoding: TensorEncodingKind.topK.rawValue, fraction: fraction)
             #expect(throws: WireError.self) { try WireCodec.decodeFrame(from: &bad, maxPayloadBytes: 1 << 20) }
         }
+        // q8 has no fraction: anything but +0 would re-encode to other bytes (found by fuzzing).
+        for fraction: Float in [0.01, -0.0, .nan] {
+            var bad = Self.welcomeFrame(encoding: TensorEncodingKind.q8.rawValue, fraction: fraction)
+            #expect(throws: WireError.self) { try WireCodec.decodeFrame(from: &bad, maxPayloadBytes: 1 << 20) }
+        }
     }
 
     @Test func parsesTheFlagsSpelling() {

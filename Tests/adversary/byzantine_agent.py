@@ -235,6 +235,8 @@ class Reader:
         encoding, fraction = self.u8(f + ".encoding"), self.f32(f + ".fraction")
         if encoding == ENCODING_TOP_K and not (0 < fraction <= 1):
             raise ProtocolError(1, f"{f}: top-k fraction {fraction} not in (0, 1]")
+        if encoding == ENCODING_Q8 and struct.pack("<f", fraction) != bytes(4):
+            raise ProtocolError(1, f"{f}: q8 takes no fraction (0), not {fraction}")
         return UpdateEncoding(encoding, fraction)
 
     def compressed_delta(self, f):

@@ -165,13 +165,16 @@ extension ByteBuffer {
 }
 
 extension PayloadReader {
-    /// Welcome option 3: `u8 encoding`, `f32 fraction` (top-k's; 0 for q8). An encoding this build does not
+    /// Welcome option 3: `u8 encoding`, `f32 fraction` (top-k's; exactly 0 for q8). An encoding this build does not
     /// know reads as nil: the agent then sends float32.
     mutating func updateEncoding(_ field: String) throws(WireError) -> DeltaEncoding? {
         let byte = try u8(field + ".encoding")
         let fraction = try f32(field + ".fraction")
         switch TensorEncodingKind(rawValue: byte) {
-        case .q8: return .q8
+        case .q8:
+            // One spelling per value: a receiver that re-encodes what it read writes the same bytes.
+            guard fraction.bitPattern == 0 else { throw .invalidValue(field: field + ".fraction", reason: "q8 takes no fraction (0), not \(fraction)") }
+            return .q8
         case .topK:
             guard DeltaEncoding.isValidFraction(fraction) else {
                 throw .invalidValue(field: field + ".fraction", reason: "\(fraction) is not in (0, 1]")
