@@ -15,14 +15,23 @@
 # Exit status: 0 every mode produced a curve and the plot was drawn; 1 otherwise (the other modes still
 # run and are plotted); 64 bad arguments. The acceptance checks are reported, not turned into a status.
 #
-# Usage: Deploy/experiment.sh [--quick]
+# Usage: Deploy/experiment.sh [--quick | --matrix]
+#   --matrix: every cell of the scenario matrix (clients x data x delay pattern) for every mode and seed, one
+#   calibration per (clients, data); see Deploy/matrix.sh for its variables and docs/EXPERIMENTS.md.
 #   --quick (or STRATA_QUICK=1): smoke check, 9 clients, 20 s per mode, 15 s calibration, results in
 #   STRATA_RUN_DIR/results (not in docs/) unless STRATA_OUT is set.
 #
 # Environment (default in parentheses; --quick changes the ones marked *):
 #   STRATA_CLIENTS* (30)            agents / client databases
 #   STRATA_SEED (1)                 strata-datagen --seed
+#   STRATA_ALPHA, STRATA_BETA (1, 1)  Synthetic(alpha, beta): how far the clients' models and data differ
 #   STRATA_DELAYS ("0 0.5 2")       --task-delay per group, seconds; one group per value
+#   STRATA_DELAY_PATTERN (groups)   groups: STRATA_DELAYS by client group; lognormal:MEDIAN:SIGMA: client i's
+#                                   delay MEDIAN * exp(SIGMA * z_i), z_i standard normal seeded by i (a long
+#                                   tail); slow-tier:SECONDS:FRACTION: the last FRACTION of the clients SECONDS,
+#                                   the others 0
+#   STRATA_CHURN (0)                seconds: every CHURN s one agent (round robin) is stopped, and started
+#                                   again CHURN/2 s later with its state (agents that come and go)
 #   STRATA_JITTER (0.05)            --task-jitter, seconds, every agent
 #   STRATA_SLOWDOWNS (unset)        optional --slowdown factor per group, e.g. "1 1 3"
 #   STRATA_MODES ("fedavg tifl fedat fedasync fedbuff strata")
@@ -32,6 +41,9 @@
 #   STRATA_CALIBRATION_SECONDS* (120)  STRATA_CALIBRATION_MODE (fedavg)  STRATA_CALIBRATION_WINDOW (5)
 #   STRATA_TARGET_FRACTION (0.97)   target = fraction x calibration accuracy
 #   STRATA_TARGET (unset)           fixed target accuracy 0-1; skips the calibration run
+#   STRATA_LOSS_TARGET (unset)      fixed target loss; else from the calibration: its first loss L0 and best
+#                                   moving-average loss L*, target L* + (1 - STRATA_TARGET_FRACTION)(L0 - L*)
+#   STRATA_CALIBRATION_ONLY (0)     1: run the calibration, write OUT/calibration.json, stop (for --matrix)
 #   STRATA_FLAGS_<MODE>             extra coordinator flags for one mode (upper case, '-' as '_'), e.g.
 #                                   STRATA_FLAGS_FEDAVG="--clients-per-round 0"; also used for calibration.
 #                                   Default STRATA_FLAGS_FEDASYNC="--max-staleness 1000": FedAsync counts one
@@ -56,6 +68,7 @@ quick=${STRATA_QUICK:-0}
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
+        --matrix) exec "$repo/Deploy/matrix.sh" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "experiment.sh: unknown argument '$arg' (see --help)" >&2; exit 64 ;;
     esac
@@ -76,6 +89,12 @@ else
     calibration_rounds=${STRATA_CALIBRATION_ROUNDS:-200}
 fi
 seed=${STRATA_SEED:-1}
+alpha=${STRATA_ALPHA:-1}
+beta=${STRATA_BETA:-1}
+delay_pattern=${STRATA_DELAY_PATTERN:-groups}
+churn=${STRATA_CHURN:-0}
+fixed_loss_target=${STRATA_LOSS_TARGET:-}
+calibration_only=${STRATA_CALIBRATION_ONLY:-0}
 read -r -a delays <<< "${STRATA_DELAYS:-0 0.5 2}"
 read -r -a slowdowns <<< "${STRATA_SLOWDOWNS:-}"
 jitter=${STRATA_JITTER:-0.05}
@@ -104,6 +123,16 @@ if [ ${#slowdowns[@]} -gt 0 ]; then
     [ ${#slowdowns[@]} -eq ${#delays[@]} ] || die "STRATA_SLOWDOWNS needs one factor per STRATA_DELAYS group (${#delays[@]})"
     for s in "${slowdowns[@]}"; do is_number "$s" || die "STRATA_SLOWDOWNS: '$s' is not a number"; done
 fi
+for x in "$alpha" "$beta" "$churn"; do is_number "$x" || die "STRATA_ALPHA, STRATA_BETA and STRATA_CHURN must be non-negative numbers (got '$x')"; done
+case "$delay_pattern" in
+    groups) ;;
+    lognormal:*:*) is_number "$(echo "$delay_pattern" | cut -d: -f2)" && is_number "$(echo "$delay_pattern" | cut -d: -f3)" \
+                       || die "STRATA_DELAY_PATTERN=lognormal:MEDIAN:SIGMA takes two non-negative numbers (got '$delay_pattern')" ;;
+    slow-tier:*:*) is_number "$(echo "$delay_pattern" | cut -d: -f2)" && is_number "$(echo "$delay_pattern" | cut -d: -f3)" \
+                       || die "STRATA_DELAY_PATTERN=slow-tier:SECONDS:FRACTION takes two non-negative numbers (got '$delay_pattern')" ;;
+    *) die "STRATA_DELAY_PATTERN must be groups, lognormal:MEDIAN:SIGMA or slow-tier:SECONDS:FRACTION (got '$delay_pattern')" ;;
+esac
+[ -z "$fixed_loss_target" ] || is_number "$fixed_loss_target" || die "STRATA_LOSS_TARGET must be a non-negative number"
 for s in "$duration" "$calibration_seconds" "$grace"; do
     if ! is_number "$s" || [ "$(awk -v x="$s" 'BEGIN { print (x > 0) }')" != 1 ]; then
         die "STRATA_DURATION, STRATA_CALIBRATION_SECONDS and STRATA_GRACE must be positive numbers (got '$s')"
@@ -167,8 +196,8 @@ rm -rf "$run_dir"
 mkdir -p "$run_dir" "$out"
 rm -f "$out"/curve-*.csv "$out"/summary-*.json "$out"/results.csv "$out"/results.md \
       "$out"/accuracy-vs-time.svg "$out"/accuracy-vs-time.png "$out"/experiment.json
-say "generating Synthetic(1,1) data for $clients clients (seed $seed)"
-"$bin/strata-datagen" --out "$run_dir/data" --clients "$clients" --alpha 1 --beta 1 --seed "$seed" \
+say "generating Synthetic($alpha,$beta) data for $clients clients (seed $seed)"
+"$bin/strata-datagen" --out "$run_dir/data" --clients "$clients" --alpha "$alpha" --beta "$beta" --seed "$seed" \
     >"$run_dir/datagen.log" 2>&1 || { tail -n 5 "$run_dir/datagen.log" >&2; die "strata-datagen failed; see $run_dir/datagen.log"; }
 tail -n 1 "$run_dir/datagen.log"
 say "creating a dev PKI in $run_dir/pki"
@@ -181,6 +210,24 @@ width=$(( ${#clients} > 2 ? ${#clients} : 2 ))
 agent_id() { printf 'agent-%02d' "$1"; }
 client_db() { printf "%s/data/client-%0${width}d.sqlite" "$run_dir" "$1"; }
 group_of() { echo $(( ($1 - 1) * ${#delays[@]} / clients )); }
+# The task delay of every client (index 1..N; [0] unused), by STRATA_DELAY_PATTERN.
+read -r -a agent_delay <<< "$(python3 - "$delay_pattern" "$clients" "${delays[@]}" <<'PY'
+import math, random, sys
+pattern, n, groups = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out = [0.0]
+for i in range(1, n + 1):
+    if pattern == "groups":
+        out.append(float(groups[(i - 1) * len(groups) // n]))
+    elif pattern.startswith("lognormal:"):
+        _, median, sigma = pattern.split(":")
+        out.append(round(float(median) * math.exp(float(sigma) * random.Random(i).gauss(0, 1)), 3))
+    else:
+        _, seconds, fraction = pattern.split(":")
+        slow = max(1, round(float(fraction) * n))
+        out.append(float(seconds) if i > n - slow else 0.0)
+print(" ".join(str(d) for d in out))
+PY
+)"
 for i in $(seq 1 "$clients"); do
     [ -f "$(client_db "$i")" ] || die "$(client_db "$i") was not written by strata-datagen"
     [ -f "$run_dir/pki/agents/$(agent_id "$i").crt" ] || die "$run_dir/pki/agents/$(agent_id "$i").crt was not issued"
@@ -215,6 +262,7 @@ run_federation() {
     local label=$1 mode=$2 seconds=$3 emulate=$4
     local dir="$run_dir/$label" curve="$out/curve-$label.csv" summary="$out/summary-$label.json"
     local var extra=() coordinator host port i g deadline
+    local -a agent_args=() agent_pid=()
     rm -rf "$dir"; mkdir -p "$dir"
     rm -f "$curve" "$summary"
     var="STRATA_FLAGS_$(printf '%s' "$mode" | tr 'a-z-' 'A-Z_')"
@@ -253,24 +301,41 @@ run_federation() {
         local emulation=()
         if [ "$emulate" = 1 ]; then
             g=$(group_of "$i")
-            emulation=(--task-delay "${delays[$g]}" --task-jitter "$jitter" --emulation-seed "$i")
+            emulation=(--task-delay "${agent_delay[$i]}" --task-jitter "$jitter" --emulation-seed "$i")
             [ ${#slowdowns[@]} -eq 0 ] || emulation+=(--slowdown "${slowdowns[$g]}")
         fi
-        "$bin/strata-agent" --coordinator "$host:$port" --server-name localhost \
-            --cert "$run_dir/pki/agents/$(agent_id "$i").crt" --key "$run_dir/pki/agents/$(agent_id "$i").key" \
-            --ca "$run_dir/pki/ca.crt" --database "$(client_db "$i")" --state "$dir/$(agent_id "$i").state.sqlite" --after-federation exit \
-            ${emulation[@]+"${emulation[@]}"} ${agent_flags[@]+"${agent_flags[@]}"} \
-            >"$dir/$(agent_id "$i").log" 2>&1 &
+        agent_args[$i]="--coordinator $host:$port --server-name localhost --cert $run_dir/pki/agents/$(agent_id "$i").crt --key $run_dir/pki/agents/$(agent_id "$i").key --ca $run_dir/pki/ca.crt --database $(client_db "$i") --state $dir/$(agent_id "$i").state.sqlite --after-federation exit ${emulation[*]} ${agent_flags[*]}"
+        # shellcheck disable=SC2086  # the arguments hold no spaces (paths of this run)
+        "$bin/strata-agent" ${agent_args[$i]} >"$dir/$(agent_id "$i").log" 2>&1 &
         pids+=("$!")
+        agent_pid[$i]=$!
     done
 
-    # Wait for the coordinator to stop by itself (--max-duration); stop it if it hangs.
+    # Wait for the coordinator to stop by itself (--max-duration); stop it if it hangs. With churn (not in the
+    # calibration), every CHURN s one agent is stopped and started again CHURN/2 s later.
     deadline=$(( SECONDS + ${seconds%.*} + ${grace%.*} + 1 ))
+    local churn_next=0 churn_agent=0 churn_back=0 churn_index=0
+    if [ "$emulate" = 1 ] && [ "$(awk -v x="$churn" 'BEGIN { print (x > 0) }')" = 1 ]; then churn_next=$(( SECONDS + ${churn%.*} )); fi
     while kill -0 "$coordinator" 2>/dev/null; do
         if [ "$SECONDS" -ge "$deadline" ]; then
             note="the coordinator was still running ${grace%.*} s after its duration; stopped"
             stop_pids "$coordinator"; status=124
             break
+        fi
+        if [ "$churn_next" -gt 0 ] && [ "$churn_agent" = 0 ] && [ "$SECONDS" -ge "$churn_next" ]; then
+            churn_agent=$(( churn_index % clients + 1 )); churn_index=$(( churn_index + 1 ))
+            stop_pids "${agent_pid[$churn_agent]}"
+            churn_back=$(( SECONDS + (${churn%.*} + 1) / 2 ))
+            echo "churn: agent $churn_agent stopped at ${SECONDS}s" >>"$dir/churn.log"
+        fi
+        if [ "$churn_agent" != 0 ] && [ "$SECONDS" -ge "$churn_back" ]; then
+            # shellcheck disable=SC2086
+            "$bin/strata-agent" ${agent_args[$churn_agent]} >>"$dir/$(agent_id "$churn_agent").log" 2>&1 &
+            agent_pid[$churn_agent]=$!
+            pids+=("$!")
+            echo "churn: agent $churn_agent started again at ${SECONDS}s" >>"$dir/churn.log"
+            churn_agent=0
+            churn_next=$(( SECONDS + ${churn%.*} ))
         fi
         sleep 1
     done
@@ -314,6 +379,18 @@ else
     target=$(python3 -c "import sys; print(round(float(sys.argv[1]) * float(sys.argv[2]), 4))" "$target_fraction" "$calibration_accuracy")
     say "calibration accuracy $calibration_accuracy (best moving average over $calibration_window evaluations); target $target_fraction x that = $target"
 fi
+loss_target=$fixed_loss_target
+if [ -z "$loss_target" ] && [ -s "$out/curve-calibration.csv" ]; then
+    loss_target=$(python3 Deploy/plot_experiment.py --calibrate "$out/curve-calibration.csv" --window "$calibration_window" \
+                  --calibrate-loss "$target_fraction") || loss_target=""
+    [ -z "$loss_target" ] || say "loss target $loss_target (the calibration's first loss, $target_fraction of the way to its best moving average)"
+fi
+if [ "$calibration_only" = 1 ]; then
+    printf '{"accuracy": %s, "target": %s, "lossTarget": %s}\n' "${calibration_accuracy:-null}" "$target" "${loss_target:-null}" \
+        > "$out/calibration.json"
+    say "calibration only: $out/calibration.json"
+    exit 0
+fi
 
 # ---- 5. Every mode, the same scenario, the same duration.
 failed=()
@@ -336,7 +413,10 @@ done
 
 # ---- 6. Record the settings, plot, tabulate.
 groups_text=$(printf '%s/' "${delays[@]}"); groups_text=${groups_text%/}
-scenario="Synthetic(1,1), $clients clients, seed $seed, task delays ${groups_text} s by client group, jitter $jitter s, $duration s per mode"
+delay_text="task delays ${groups_text} s by client group"
+[ "$delay_pattern" = groups ] || delay_text="task delays $delay_pattern"
+[ "$(awk -v x="$churn" 'BEGIN { print (x > 0) }')" != 1 ] || delay_text="$delay_text, churn every $churn s"
+scenario="Synthetic($alpha,$beta), $clients clients, seed $seed, $delay_text, jitter $jitter s, $duration s per mode"
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 dirty=false
 if git status --porcelain --untracked-files=no 2>/dev/null | grep -q .; then dirty=true; fi
@@ -346,7 +426,8 @@ export EXP_START="$start_time" EXP_SCENARIO="$scenario" EXP_CLIENTS="$clients" E
        EXP_CAL_SECONDS="$calibration_seconds" EXP_CAL_WINDOW="$calibration_window" EXP_CAL_ACC="$calibration_accuracy" \
        EXP_FRACTION="$target_fraction" EXP_FIXED="$fixed_target" EXP_TARGET="$target" EXP_FAILED="${failed[*]:-}" \
        EXP_STATUSES="${statuses[*]}" EXP_COORD_FLAGS="${STRATA_COORDINATOR_FLAGS:-}" EXP_AGENT_FLAGS="${STRATA_AGENT_FLAGS:-}" \
-       EXP_COMMIT="$commit" EXP_DIRTY="$dirty"
+       EXP_COMMIT="$commit" EXP_DIRTY="$dirty" EXP_ALPHA="$alpha" EXP_BETA="$beta" EXP_PATTERN="$delay_pattern" \
+       EXP_AGENT_DELAYS="${agent_delay[*]}" EXP_CHURN="$churn" EXP_LOSS_TARGET="${loss_target:-}"
 python3 - "$out/experiment.json" <<'PY'
 import json, os, sys
 e = os.environ
@@ -356,11 +437,13 @@ flags = {m: os.environ.get("STRATA_FLAGS_" + m.upper().replace("-", "_"), "") fo
 record = {
     "scenario": e["EXP_SCENARIO"], "started": e["EXP_START"], "commit": e["EXP_COMMIT"],
     "uncommittedChanges": e["EXP_DIRTY"] == "true",
-    "data": {"generator": "synthetic", "alpha": 1, "beta": 1, "clients": int(e["EXP_CLIENTS"]), "seed": int(e["EXP_SEED"]),
+    "data": {"generator": "synthetic", "alpha": float(e["EXP_ALPHA"]), "beta": float(e["EXP_BETA"]), "clients": int(e["EXP_CLIENTS"]), "seed": int(e["EXP_SEED"]),
              "features": 60, "classes": 10},
     "agents": {"taskDelayGroups": [float(x) for x in e["EXP_DELAYS"].split()],
                "slowdownGroups": [float(x) for x in e["EXP_SLOWDOWNS"].split()] or None,
                "taskJitter": float(e["EXP_JITTER"]), "emulationSeed": "client index (1-based)",
+               "delayPattern": e["EXP_PATTERN"], "taskDelays": [float(x) for x in e["EXP_AGENT_DELAYS"].split()[1:]],
+               "churnSeconds": float(e["EXP_CHURN"]),
                "grouping": "client i is in group floor((i-1) * groups / clients)",
                "extraFlags": e["EXP_AGENT_FLAGS"]},
     "modes": modes, "durationSeconds": float(e["EXP_DURATION"]), "evaluateIntervalSeconds": float(e["EXP_EVAL"]),
@@ -370,6 +453,7 @@ record = {
         "movingAverageWindow": int(e["EXP_CAL_WINDOW"]), "accuracy": num(e["EXP_CAL_ACC"])},
     "targetFraction": None if e["EXP_FIXED"] else float(e["EXP_FRACTION"]),
     "target": float(e["EXP_TARGET"]), "targetSource": "STRATA_TARGET" if e["EXP_FIXED"] else "calibration",
+    "lossTarget": num(e["EXP_LOSS_TARGET"]),
     "coordinatorExitStatus": dict(s.split("=", 1) for s in e["EXP_STATUSES"].split()),
     "failedModes": e["EXP_FAILED"].split(),
 }
@@ -380,6 +464,7 @@ PY
 
 say "results"
 plot_args=(--out "$out" --target "$target" --modes "${modes[@]}" --scenario "$scenario" --exit-status "${statuses[@]}")
+[ -z "$loss_target" ] || plot_args+=(--loss-target "$loss_target")
 [ -z "$calibration_accuracy" ] || plot_args+=(--calibration-accuracy "$calibration_accuracy")
 plot_status=0
 python3 Deploy/plot_experiment.py "${plot_args[@]}" || plot_status=$?

@@ -35,7 +35,11 @@ import sys
 
 COLUMNS = ["mode", "status", "evaluations", "versions", "time_to_target_s", "speedup_vs_fedavg", "speedup_is_lower_bound",
            "final_accuracy", "final_elapsed_s", "accuracy_at_equal_time", "equal_time_s", "best_accuracy",
-           "partial_evaluations", "updates_accepted", "updates_refused", "stop_reason"]
+           "partial_evaluations", "updates_accepted", "updates_refused", "stop_reason",
+           "time_to_loss_target_s", "accuracy_window_mean", "accuracy_window_spread", "updates_to_target", "bytes_to_target",
+           "cpu_seconds"]
+# After the (accuracy) target: the accuracy's mean and spread (max - min) over this many seconds of versions.
+WINDOW_SECONDS = 10.0
 
 # Fixed colors so a mode keeps its color across plots; strata is drawn thicker.
 COLORS = {"fedavg": "#1f77b4", "tifl": "#ff7f0e", "fedat": "#2ca02c", "fedasync": "#9467bd",
@@ -69,6 +73,8 @@ def read_curve(path):
                     "loss": _float(raw.get("loss")),
                     "clients": _int(raw.get("clients")),
                     "expected": _int(raw.get("expected_clients")),
+                    "updates": _int(raw.get("updates")),
+                    "bytes": _int(raw.get("model_bytes")),
                 })
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         print(f"warning: cannot read {path}: {error}", file=sys.stderr)
@@ -113,6 +119,45 @@ def time_to_target(rows, target):
     return None
 
 
+def time_to_loss(rows, target):
+    """First elapsed_seconds whose loss <= target, or None."""
+    if target is None:
+        return None
+    for r in rows:
+        if r["loss"] is not None and r["loss"] <= target:
+            return r["elapsed"]
+    return None
+
+
+def window_after(rows, start, seconds=WINDOW_SECONDS):
+    """(mean, max - min) of the accuracies of versions created in [start, start + seconds]; None without any."""
+    if start is None:
+        return None, None
+    values = [r["accuracy"] for r in rows if start - 1e-9 <= r["elapsed"] <= start + seconds + 1e-9]
+    if not values:
+        return None, None
+    return sum(values) / len(values), max(values) - min(values)
+
+
+def cost_at(rows, t):
+    """(updates, model bytes) until the version first reaching a target at t was made (curve columns)."""
+    if t is None:
+        return None, None
+    for r in rows:
+        if r["elapsed"] >= t - 1e-9:
+            return r["updates"], r["bytes"]
+    return None, None
+
+
+def calibration_loss_target(rows, fraction, window):
+    """L* + (1 - fraction) (L0 - L*): L0 the first loss, L* the best trailing moving average of the losses."""
+    losses = [r["loss"] for r in rows if r["loss"] is not None and math.isfinite(r["loss"])]
+    if not losses:
+        return None
+    best = -smoothed_max([-x for x in losses], window)
+    return best + (1 - fraction) * max(0.0, losses[0] - best)
+
+
 def accuracy_at(rows, t):
     """Accuracy of the latest evaluated version created at or before t (None if none was)."""
     best = None
@@ -141,7 +186,7 @@ def smoothed_max(accuracies, window):
     return best
 
 
-def analyse(out, modes, target, exit_statuses):
+def analyse(out, modes, target, exit_statuses, loss_target=None):
     results = []
     for mode in modes:
         rows = read_curve(os.path.join(out, f"curve-{mode}.csv"))
@@ -167,12 +212,16 @@ def analyse(out, modes, target, exit_statuses):
             r["best_accuracy"] = max(x["accuracy"] for x in rows)
             r["partial"] = sum(1 for x in rows if x["clients"] is not None and x["expected"] is not None
                                and x["clients"] < x["expected"])
+            r["time_to_loss_target"] = time_to_loss(rows, loss_target)
+            r["window_mean"], r["window_spread"] = window_after(rows, r["time_to_target"])
+            r["updates_to_target"], r["bytes_to_target"] = cost_at(rows, r["time_to_target"])
         if summary:
             if isinstance(summary.get("finalVersion"), (int, float)):
                 r["versions"] = int(summary["finalVersion"])
             r["updates_accepted"] = summary.get("updatesAccepted")
             r["updates_refused"] = summary.get("updatesRefused")
             r["stop_reason"] = summary.get("reason")
+            r["cpu_seconds"] = summary.get("cpuSeconds")
         results.append(r)
 
     ok = [r for r in results if r["ok"]]
@@ -295,6 +344,8 @@ def write_csv(path, results):
                 r["final_accuracy"], r["final_elapsed"], _blank(r["accuracy_at_equal_time"]), r["equal_time"],
                 r["best_accuracy"], r["partial"], _blank(r.get("updates_accepted")),
                 _blank(r.get("updates_refused")), _blank(r.get("stop_reason")),
+                _blank(r.get("time_to_loss_target")), _blank(r.get("window_mean")), _blank(r.get("window_spread")),
+                _blank(r.get("updates_to_target")), _blank(r.get("bytes_to_target")), _blank(r.get("cpu_seconds")),
             ])
 
 
@@ -438,10 +489,20 @@ def main(argv=None):
                    help="only print the calibration accuracy of this curve (smoothed maximum) and exit")
     p.add_argument("--window", type=int, default=5,
                    help="moving-average window (evaluations) for --calibrate (default 5; 1 = raw maximum)")
+    p.add_argument("--loss-target", type=float, help="target loss: the table's time to loss target")
+    p.add_argument("--calibrate-loss", metavar="FRACTION", type=float,
+                   help="with --calibrate: print the loss target L* + (1 - FRACTION)(L0 - L*) instead")
     args = p.parse_args(argv)
 
     if args.calibrate:
         rows = read_curve(args.calibrate)
+        if args.calibrate_loss is not None:
+            value = calibration_loss_target(rows or [], args.calibrate_loss, args.window)
+            if value is None:
+                print(f"no usable loss in {args.calibrate}", file=sys.stderr)
+                return 1
+            print(f"{value:.4f}")
+            return 0
         value = smoothed_max([r["accuracy"] for r in rows or []], args.window)
         if value is None:
             print(f"no usable evaluation in {args.calibrate}", file=sys.stderr)
@@ -460,7 +521,7 @@ def main(argv=None):
         return 1
     exit_statuses = dict(item.split("=", 1) for item in args.exit_status if "=" in item)
 
-    results, equal_time = analyse(args.out, modes, args.target, exit_statuses)
+    results, equal_time = analyse(args.out, modes, args.target, exit_statuses, args.loss_target)
     checks = acceptance(results, args.target)
     md = markdown(results, args.target, args.calibration_accuracy, equal_time, checks, args.scenario)
     write_csv(os.path.join(args.out, "results.csv"), results)

@@ -78,7 +78,7 @@ struct AgentSession: Sendable {
                     agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
                     pendingUpdateCount: UInt32(pending.count),
-                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing, .compressedDeltas]).union(trainer.capabilities))))
+                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing, .compressedDeltas, .compressedTasks]).union(trainer.capabilities))))
             } catch {
                 // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
                 // refused our certificate, says why better than the failed write.
@@ -220,11 +220,16 @@ struct AgentSession: Sendable {
                     group.cancelAll()
                 }
                 // Reader, in this task: the inbound iterator is not Sendable.
+                // The parameters of the last train task, in arrival order: a later one may come as a difference from them.
+                var held: (taskID: UInt64, parameters: [Float])?
                 do {
                     while let message = try await iterator.next() {
                         lastHeard.withLockedValue { $0 = .now }
                         switch message {
-                        case .task(let task):
+                        case .task(var task):
+                            if task.kind == .train {
+                                task = try resolveParameters(of: task, spec: spec, held: &held)
+                            }
                             if let preprocessing = task.preprocessing {
                                 try prepared.withLockedValue { try $0.apply(preprocessing, spec: spec) }
                                 log.info("preprocessing received", metadata: ["features": "\(preprocessing.features.count)"])
@@ -254,6 +259,30 @@ struct AgentSession: Sendable {
                 throw ChannelError.eof
             }
         }
+    }
+
+    /// A train task with its parameters as float32 tensors: a difference from the last train task's parameters
+    /// (task option 0x8002) is applied to them; `held` becomes this task's parameters either way.
+    private func resolveParameters(of task: TrainingTask, spec: ModelSpec, held: inout (taskID: UInt64, parameters: [Float])?) throws -> TrainingTask {
+        guard let referenced = task.referencedParameters else {
+            // A task that does not match the model is refused when it is run; then nothing is held.
+            held = (try? ModelTensors.decode(task.parameters, spec: spec)).map { (task.taskID, $0) }
+            return task
+        }
+        guard let reference = held, reference.taskID == referenced.referenceTaskID else {
+            throw SessionFailure.unexpected("task \(task.taskID) is a difference from task \(referenced.referenceTaskID)'s parameters, which this session does not hold")
+        }
+        do {
+            try ModelTensors.validateShapes(referenced.difference, spec: spec)
+        } catch {
+            throw SessionFailure.unexpected("task \(task.taskID)'s parameter difference does not match the model: \(error)")
+        }
+        let parameters = referenced.reconstruct(from: reference.parameters)
+        held = (task.taskID, parameters)
+        var resolved = task
+        resolved.referencedParameters = nil
+        resolved.parameters = ModelTensors.encode(parameters, spec: spec)
+        return resolved
     }
 
     private func outcome(of goodbye: Goodbye) -> Outcome {

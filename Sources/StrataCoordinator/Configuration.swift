@@ -34,6 +34,11 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     /// The encoding agents are asked to send deltas in (welcome option 3); float32 is accepted whatever this says.
     public var updateEncoding: DeltaEncoding = .float32
+    /// How train tasks carry the model to agents that can reconstruct it (capability bit 4): float32, or a
+    /// difference from the agent's previous train task in this encoding (task option 0x8002).
+    public var taskEncoding: DeltaEncoding = .float32
+    /// The most memory the copies of what each agent holds may take (`taskEncoding`); over it, float32 tasks.
+    public var taskEncodingMemoryBytes: Int = 256 << 20
     /// The most training (and evaluation) rows one agent may announce in its hello; every later count of
     /// its session is capped by what the hello announced.
     public var maxAgentSamples: Int64 = 1_000_000_000

@@ -9,11 +9,11 @@ import StrataWire
 extension Coordinator {
     func startEvaluation() async {
         let (evaluatedVersion, parameters, createdAt) = lastCommitted
-        await startEvaluation(of: evaluatedVersion, parameters: parameters, createdAt: createdAt)
+        await startEvaluation(of: evaluatedVersion, parameters: parameters, createdAt: createdAt, traffic: lastCommittedTraffic)
     }
 
     /// Evaluates `evaluatedVersion` (the latest committed one, or the model a restart restored).
-    func startEvaluation(of evaluatedVersion: Int64, parameters: [Float], createdAt: Double) async {
+    func startEvaluation(of evaluatedVersion: Int64, parameters: [Float], createdAt: Double, traffic costs: Traffic = Traffic()) async {
         let targets = Array(sessions.values)
         // Version 0 is the untrained model: evaluating it as the first agents trickle in says nothing.
         guard evaluatedVersion > 0, !targets.isEmpty, evaluations[evaluatedVersion] == nil, evaluatedVersion != lastEvaluatedVersion,
@@ -21,14 +21,14 @@ extension Coordinator {
         lastEvaluatedVersion = max(lastEvaluatedVersion, evaluatedVersion)
         lastEvaluationStart = .now
         evaluations[evaluatedVersion] = EvaluationRound(expected: Set(targets.map(\.clientID)), invited: targets.count, versionElapsed: createdAt,
-                                                        parameters: parameters)
+                                                        traffic: costs, parameters: parameters)
         let tensors = ModelTensors.encode(parameters, spec: configuration.model)
         // One transaction for the whole round's tasks, durable before any is sent.
         guard let records = await allocateTasks(targets.map {
             TaskRequest(clientID: $0.clientID, kind: .evaluate, lane: -1, baseVersion: evaluatedVersion)
         }) else { return }
         for (session, record) in zip(targets, records) {
-            traffic.sent(tensors)
+            traffic.evaluationSent(tensors)
             session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(evaluatedVersion), kind: .evaluate,
                 hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0),
@@ -150,7 +150,7 @@ extension Coordinator {
                                       askedClients: round.invited, requiredClients: verdict.required, counted: verdict.counted,
                                       metric: metric.name, score: score, newBest: verdict.newBest,
                                       elapsedSeconds: elapsed, versionElapsedSeconds: round.versionElapsed,
-                                      tierAccuracies: tierAccuracies)
+                                      tierAccuracies: tierAccuracies, traffic: round.traffic)
         lastEvaluation = result
         onEvent(.evaluated(result))
         let now = Self.now()
@@ -179,7 +179,7 @@ extension Coordinator {
         if let end = verdict.end {
             if timeToTarget == nil {
                 timeToTarget = round.versionElapsed
-                trafficAtTarget = traffic
+                trafficAtTarget = round.traffic
             }
             if stopReason == nil { requestStop(StopReason(end.reason), detail: end.detail) }
         }

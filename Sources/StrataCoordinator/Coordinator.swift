@@ -70,6 +70,10 @@ public actor Coordinator {
     /// Model bytes received and sent (`Traffic`), and as they stood when the target was first reached.
     var traffic = Traffic()
     var trafficAtTarget: Traffic?
+    /// `traffic` when the latest committed version was made: an evaluation of it reports what reaching it cost.
+    var lastCommittedTraffic = Traffic()
+    /// Per client: the parameters its agent holds from its last train task (`--task-encoding`, Coordinator+Downlink).
+    var heldParameters: [String: HeldParameters] = [:]
     /// Target, patience, limits and the best version's score: the pure state machine that decides the end.
     var progress: RunProgress
     /// The best version's record as stored (nil until an evaluation counted), for status and export.
@@ -126,6 +130,8 @@ public actor Coordinator {
         /// The evaluation statistics (update option 2) of the answers that carried them, validated.
         var statistics: [String: EvaluationStatistics] = [:]
         var versionElapsed: Double
+        /// Model bytes on the wire until the evaluated version was made.
+        var traffic = Traffic()
         /// The evaluated parameters (shared with the committed model, not a copy): kept as the best model's
         /// if the round makes this version the best.
         var parameters: [Float]
@@ -300,8 +306,17 @@ public actor Coordinator {
             updatesRefused: totals?.refusedUpdates ?? 0,
             traffic: traffic,
             trafficAtTarget: trafficAtTarget,
+            cpuSeconds: Self.processCPUSeconds(),
             wallSeconds: elapsed,
             detail: stopDetail)
+    }
+
+    /// User and system CPU seconds of this process so far (getrusage), for the experiments' cost column.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// Waits until every evaluation round and best version decided so far is written.
@@ -440,6 +455,7 @@ public actor Coordinator {
     func forgetSession(of clientID: String) -> AgentSessionHandle? {
         let session = sessions.removeValue(forKey: clientID)
         if let session { preprocessingSent.remove(session.sessionID) }
+        heldParameters[clientID] = nil
         statistics.asked.remove(clientID)  // asked again if it comes back while the phase lasts
         weightCapCache = nil
         outstandingTraining[clientID] = nil
@@ -566,7 +582,7 @@ public actor Coordinator {
 
     /// Hands out one round of training tasks: recorded together in one transaction, then sent.
     private func dispatchTraining(_ assignments: [Assignment]) async {
-        var planned: [(assignment: Assignment, session: AgentSessionHandle, tensors: [WireTensor])] = []
+        var planned: [(assignment: Assignment, session: AgentSessionHandle, tensors: [WireTensor], parameters: [Float])] = []
         var requests: [TaskRequest] = []
         for assignment in assignments {
             guard stopReason == nil, let session = sessions[assignment.clientID] else {
@@ -574,25 +590,26 @@ public actor Coordinator {
                 continue
             }
             let (version, tensors) = tensors(forLane: assignment.lane)
-            planned.append((assignment, session, tensors))
+            planned.append((assignment, session, tensors, rule.lane(assignment.lane).parameters))
             requests.append(TaskRequest(clientID: session.clientID, kind: .train, lane: assignment.lane, baseVersion: version))
         }
         guard !requests.isEmpty, let records = await allocateTasks(requests) else { return }
         let training = configuration.training
-        for ((assignment, session, tensors), record) in zip(planned, records) {
+        for ((assignment, session, tensors, parameters), record) in zip(planned, records) {
             guard sessions[session.clientID] === session, stopReason == nil else {
                 tasks[record.id] = nil
                 rule.clientLeft(assignment.clientID)
                 continue
             }
             outstandingTraining[session.clientID] = record.id
-            traffic.sent(tensors)
+            let sent = trainParameters(for: session, taskID: record.id, target: parameters, tensors: tensors)
+            traffic.sent(sent.tensors, referenced: sent.referenced)
             session.send(.task(withPreprocessing(TrainingTask(
                 taskID: UInt64(record.id), baseVersion: UInt64(record.baseVersion), kind: .train,
                 hyperparameters: Hyperparameters(learningRate: training.learningRate, batchSize: UInt32(training.batchSize),
                                                  epochs: UInt32(training.epochs), seed: training.seed &+ UInt64(record.id),
                                                  proximalMu: training.proximalMu),
-                parameters: tensors), for: session)))
+                parameters: sent.tensors, referencedParameters: sent.referenced), for: session)))
         }
     }
 
@@ -849,6 +866,7 @@ public actor Coordinator {
                 return
             }
             lastCommitted = (outcome.globalVersion, outcome.globalParameters, elapsed)
+            lastCommittedTraffic = traffic
             lastLaneWeights = outcome.laneWeights
             laneRates[outcome.lane, default: RateWindow()].record(Int64(records.count), at: elapsed)
             metrics.updatesAccepted.increment(by: records.count)

@@ -68,6 +68,8 @@ public struct EvaluationResult: Sendable, Hashable, Codable {
     public var versionElapsedSeconds: Double
     /// Sample-weighted accuracy per tier (tiers that answered).
     public var tierAccuracies: [Int: Double]
+    /// Model bytes on the wire until the evaluated version was made (this process).
+    public var traffic: Traffic = Traffic()
 
     /// Every metric the round reports, by name (what `TargetMetric.value(in:)` reads): a new metric is one more entry.
     public static func scores(accuracy: Double, loss: Double, metrics: [String: Double] = [:]) -> [String: Double] {
@@ -122,6 +124,8 @@ public struct CoordinatorSummary: Sendable, Codable {
     /// Model bytes on the wire in this process, and as they stood when the target was first seen reached.
     public var traffic: Traffic
     public var trafficAtTarget: Traffic?
+    /// CPU seconds of the coordinator process (user + system) over the run.
+    public var cpuSeconds: Double
     public var wallSeconds: Double
     public var detail: String?
 }

@@ -137,7 +137,10 @@ public enum DecodeTarget {
         try check(seen == values.count, "tensor segments hold \(seen) values, expected \(values.count)")
         // A compressed delta decodes without trapping: to exactly its element count, when that is small enough
         // to allocate here (the coordinator decodes only after the model's shapes matched).
-        if case .update(let update) = message, let compressed = update.compressedDelta {
+        var compressedTensors: CompressedTensors?
+        if case .update(let update) = message { compressedTensors = update.compressedDelta }
+        if case .task(let task) = message { compressedTensors = task.referencedParameters?.difference }
+        if let compressed = compressedTensors {
             let total = compressed.tensors.reduce(0) { $0 + $1.elementCount }
             if total <= 1 << 20 {
                 try check(compressed.decodedValues().count == total, "a compressed delta decodes to another count than its shapes'")

@@ -60,6 +60,11 @@ public enum Seeds {
                 taskID: 12, baseVersion: 4, sampleCount: 120, trainLoss: 0.7, evalSampleCount: 30, evalLoss: 0.9, evalAccuracy: 0.6, trainMillis: 850,
                 delta: [], compressedDelta: CompressedTensors.encode(delta, shapes: spec.tensorShapes, as: encoding))))))
         }
+        seeds.append(("msg-task-difference", [0] + frame(.task(TrainingTask(
+            taskID: 13, baseVersion: 5, kind: .train,
+            hyperparameters: Hyperparameters(learningRate: 0.01, batchSize: 10, epochs: 2, seed: 99, proximalMu: 0), parameters: [],
+            referencedParameters: ReferencedParameters.encode(target: delta.map { $0 + 0.5 }, held: delta, heldTaskID: 12,
+                                                              shapes: spec.tensorShapes, as: .q8)?.parameters)))))
         seeds.append(("msg-welcome-encoding", [0] + frame(.welcome(Welcome(
             clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
             model: WireModelSpec(kind: .softmaxRegression, featureCount: 60, outputCount: 10), updateEncoding: .topK(fraction: 0.01))))))

@@ -204,9 +204,17 @@ public enum WireCodec {
                 seed: try reader.u64("task.seed"),
                 proximalMu: try reader.f32("task.proximalMu"))
             var task = TrainingTask(taskID: taskID, baseVersion: base, kind: kind, hyperparameters: hyper, parameters: try reader.tensors("task.parameters"))
-            let options = try reader.options("task.options", known: [WireOptionKey.taskPreprocessing])
+            let options = try reader.options("task.options", known: [WireOptionKey.taskPreprocessing, WireOptionKey.taskReferencedParameters])
             if let value = options[WireOptionKey.taskPreprocessing] {
                 task.preprocessing = try decodeOption(value, "task.preprocessing") { (r: inout PayloadReader) throws(WireError) in try r.preprocessing("task.preprocessing") }
+            }
+            if let value = options[WireOptionKey.taskReferencedParameters] {
+                guard task.kind == .train, task.parameters.isEmpty else {
+                    throw .invalidValue(field: "task.referencedParameters", reason: "only a train task with an empty parameters field carries it")
+                }
+                task.referencedParameters = try decodeOption(value, "task.referencedParameters") { (r: inout PayloadReader) throws(WireError) in
+                    try r.referencedParameters("task.referencedParameters")
+                }
             }
             message = .task(task)
         case .update:
@@ -279,7 +287,7 @@ public enum WireCodec {
 
     static func estimatedPayloadSize(_ message: Message) -> Int {
         switch message {
-        case .task(let task): return 64 + task.parameters.reduce(0) { $0 + 64 + $1.bytes.readableBytes }
+        case .task(let task): return 64 + task.parameters.reduce(0) { $0 + 64 + $1.bytes.readableBytes } + (task.referencedParameters?.encodedSize ?? 0)
         case .update(let update): return 96 + update.delta.reduce(0) { $0 + 64 + $1.bytes.readableBytes } + (update.compressedDelta?.encodedSize ?? 0)
         default: return 128
         }
@@ -375,6 +383,7 @@ public enum WireCodec {
             if let manifest = m.model.manifest { options.append((WireOptionKey.welcomeModelManifest, { $0.writeModelManifest(manifest) })) }
         case .task(let m):
             if let p = m.preprocessing { options.append((WireOptionKey.taskPreprocessing, { $0.writePreprocessing(p) })) }
+            if let r = m.referencedParameters { options.append((WireOptionKey.taskReferencedParameters, { $0.writeReferencedParameters(r) })) }
         case .update(let m):
             if let s = m.statistics { options.append((WireOptionKey.updateStatistics, { $0.writeDataStatistics(s) })) }
             if let e = m.evaluation { options.append((WireOptionKey.updateEvaluation, { $0.writeEvaluationStatistics(e) })) }

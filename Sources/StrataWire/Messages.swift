@@ -222,8 +222,12 @@ public struct TrainingTask: Sendable, Hashable {
     public var parameters: [WireTensor]
     /// Option 1 (critical): the preprocessing this model expects; the agent keeps it for the session.
     public var preprocessing: WirePreprocessing?
+    /// Option 2 (critical): the parameters as a difference from an earlier train task's, in place of `parameters`.
+    public var referencedParameters: ReferencedParameters?
     public init(taskID: UInt64, baseVersion: UInt64, kind: TaskKind, hyperparameters: Hyperparameters, parameters: [WireTensor],
-                preprocessing: WirePreprocessing? = nil) {
+                preprocessing: WirePreprocessing? = nil, referencedParameters: ReferencedParameters? = nil) {
+        precondition(referencedParameters == nil || parameters.isEmpty, "referenced parameters replace the tensors")
+        self.referencedParameters = referencedParameters
         self.taskID = taskID
         self.baseVersion = baseVersion
         self.kind = kind

@@ -33,6 +33,9 @@ public enum WireOptionKey {
     // task
     /// The preprocessing the task's model expects; replaces the agent's copy for the session.
     public static let taskPreprocessing: UInt16 = critical | 1
+    /// The parameters as a compressed difference from an earlier train task's (`ReferencedParameters`); the
+    /// fixed `parameters` field is then empty.
+    public static let taskReferencedParameters: UInt16 = critical | 2
 
     // update
     /// Answer to a statistics task.
@@ -61,7 +64,10 @@ public struct AgentCapabilities: OptionSet, Sendable, Hashable {
     /// Sends deltas in the compressed encodings of update option 0x8004 when the welcome asks (option 3).
     public static let compressedDeltas = AgentCapabilities(rawValue: 1 << 3)
 
-    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics, .compressedDeltas]
+    /// Reconstructs train tasks' parameters from task option 0x8002 (a difference from its previous train task).
+    public static let compressedTasks = AgentCapabilities(rawValue: 1 << 4)
+
+    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics, .compressedDeltas, .compressedTasks]
 }
 
 /// One option as it travels: the key and its raw value bytes.

@@ -118,6 +118,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.port = network.port
         config.maxFrameBytes = network.maxFrameBytes
         config.updateEncoding = network.updateEncoding
+        config.taskEncoding = network.taskEncoding
         limits.apply(to: &config)
         config.heartbeatInterval = .milliseconds(Int64(network.heartbeatInterval * 1000))
         config.sessionIdleTimeout = .milliseconds(Int64(network.idleTimeout * 1000))
@@ -331,6 +332,8 @@ struct NetworkOptions: ParsableArguments {
     var drain: DrainPolicy = .flush
     @Option(name: .long, help: ArgumentHelp("How agents send deltas: float32 (exact), q8 (8-bit blocks, ~3.9x smaller) or top-k:FRACTION (the largest FRACTION of each tensor's values with their indices, e.g. top-k:0.05; 8 bytes per value kept). Lossy encodings use error feedback on the agent. Agents without the capability send float32, which is always accepted.", valueName: "ENCODING"))
     var updateEncoding: DeltaEncoding = .float32
+    @Option(name: .long, help: ArgumentHelp("How train tasks carry the model: float32, or q8 / top-k:FRACTION of the difference from the model the agent got in its previous task (the coordinator keeps a copy of it per session, at most 256 MiB in all; the agent's first task of a session is float32). Agents without the capability get float32.", valueName: "ENCODING"))
+    var taskEncoding: DeltaEncoding = .float32
 
     func check() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -747,7 +750,7 @@ struct OutputOptions: ParsableArguments {
     var readyFile: String?
     @Option(name: .long, help: "Write the final summary as JSON to this file (reason: why the run ended, detail: in a sentence; best: the best version and its score; lastEvaluation and best carry metrics: rmse, mae, r2 or macro-f1, auc).")
     var summaryFile: String?
-    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted,rmse,mae,r2,macro_f1,auc) to this file: elapsed_seconds is when the version was created; clients answered, of asked_clients asked (expected_clients: those still connected at the close); counted is 1 when the round had its quorum; rmse, mae (in the target's units), r2, macro_f1 and auc are pooled from the agents' evaluation statistics, empty when the round did not report them (a file begun without these columns keeps its header and gets none).")
+    @Option(name: .long, help: "Append one CSV row per evaluated version (mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted,rmse,mae,r2,macro_f1,auc,updates,model_bytes) to this file: elapsed_seconds is when the version was created; clients answered, of asked_clients asked (expected_clients: those still connected at the close); counted is 1 when the round had its quorum; rmse, mae (in the target's units), r2, macro_f1 and auc are pooled from the agents' evaluation statistics, empty when the round did not report them; updates and model_bytes are the deltas received and the model bytes both ways (deltas and task parameters) until the version was made (a file begun without these columns keeps its header and gets none).")
     var curveCSV: String?
 }
 

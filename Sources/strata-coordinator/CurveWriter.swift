@@ -5,8 +5,10 @@ import StrataCoordinator
 final class CurveWriter: @unchecked Sendable {
     private let handle: FileHandle
     private let mode: String
-    /// A file begun by an older coordinator keeps its header's columns: its rows get no metric columns.
+    /// A file begun by an older coordinator keeps its header's columns: its rows get no metric columns, or
+    /// metric columns but no traffic columns, as its header has.
     private let withMetrics: Bool
+    private let withTraffic: Bool
     private let lock = NSLock()
 
     static let baseHeader = "mode,elapsed_seconds,version,accuracy,loss,clients,expected_clients,asked_clients,counted"
@@ -14,7 +16,10 @@ final class CurveWriter: @unchecked Sendable {
     /// model has no macro-F1, older agents send no statistics).
     static let metricColumns: [(column: String, metric: String)] = [("rmse", "rmse"), ("mae", "mae"), ("r2", "r2"),
                                                                       ("macro_f1", "macro-f1"), ("auc", "auc")]
-    static var header: String { baseHeader + "," + metricColumns.map(\.column).joined(separator: ",") }
+    /// What reaching the version cost: deltas received, and model bytes both ways (deltas + task parameters).
+    static let trafficColumns = "updates,model_bytes"
+    static var metricsHeader: String { baseHeader + "," + metricColumns.map(\.column).joined(separator: ",") }
+    static var header: String { metricsHeader + "," + trafficColumns }
 
     init(path: String, mode: String) throws {
         let exists = FileManager.default.fileExists(atPath: path)
@@ -25,7 +30,8 @@ final class CurveWriter: @unchecked Sendable {
         self.handle = handle
         self.mode = mode
         let firstLine = exists ? (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n", maxSplits: 1).first.map(String.init) : nil
-        withMetrics = firstLine.map { $0 == Self.header } ?? true
+        withMetrics = firstLine.map { $0 == Self.header || $0 == Self.metricsHeader } ?? true
+        withTraffic = firstLine.map { $0 == Self.header } ?? true
         handle.seekToEndOfFile()
         if !exists || firstLine == nil { write(Self.header + "\n") }
     }
@@ -35,6 +41,7 @@ final class CurveWriter: @unchecked Sendable {
                                  r.expectedClients, r.askedClients, r.counted ? 1 : 0)
         if withMetrics {
             for (_, metric) in Self.metricColumns { line += "," + (r.metrics[metric].map { String(format: "%.8g", $0) } ?? "") }
+            if withTraffic { line += ",\(r.traffic.updates),\(r.traffic.bytes)" }
         }
         write(line + "\n")
     }

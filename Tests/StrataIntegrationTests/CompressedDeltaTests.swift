@@ -49,5 +49,41 @@ extension IntegrationSuite {
             #expect(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM refusedUpdates WHERE code IN (100, 101, 1)") } == 0)
             for agent in agents { try box.waitForExit(agent, timeout: 30) }
         }
+
+        /// `--task-encoding q8`: after its first (float32) task, each agent gets its model as a q8 difference from
+        /// the model of its previous task, and the federation still reaches the target.
+        @Test(.timeLimit(.minutes(4)))
+        func tasksTravelAsDifferencesFromTheAgentsPreviousModel() throws {
+            let box = Sandbox("compressed-tasks")
+            try box.makePKI(agents: 4)
+            let reference = try box.makeData(clients: 4)
+            let target = (reference - 0.05).rounded(toPlaces: 4)
+            let (coordinator, port) = try box.startCoordinator([
+                "--task-encoding", "q8", "--update-encoding", "q8", "--target-accuracy", "\(target)", "--min-evaluation-clients", "4",
+                "--max-duration", "120", "--standardize", "on", "--statistics-agents", "4"])
+            var agents: [Process] = []
+            for i in 1...4 {
+                let id = String(format: "agent-%02d", i)
+                agents.append(try box.start(Binaries.path("strata-agent"),
+                                            box.agentArguments(port: port, id: id, database: box.file(String(format: "data/client-%02d.sqlite", i))),
+                                            log: "\(id).log"))
+            }
+            defer { for process in [coordinator] + agents where process.isRunning { process.terminate() } }
+            try box.waitForExit(coordinator, timeout: 150)
+            let log = "coordinator log:\n\(box.read("coordinator.log").suffix(3000))"
+            #expect(coordinator.terminationStatus == 0, "\(log)")
+            let summary = try JSONSerialization.jsonObject(with: Data(box.read("summary.json").utf8)) as! [String: Any]
+            #expect(summary["targetReached"] as? Bool == true, "\(summary)\n\(log)")
+            let traffic = try #require(summary["traffic"] as? [String: Any], "\(summary)")
+            let tasks = try #require(traffic["tasks"] as? Int), taskBytes = try #require(traffic["taskBytes"] as? Int)
+            #expect(tasks >= 12, "\(traffic)")
+            // The 4 first tasks are float32 (~2.5 kB); the others about a quarter of that.
+            let perTask = Double(taskBytes) / Double(tasks)
+            #expect(perTask < 0.5 * Double(Self.float32DeltaBytes), "\(perTask) bytes per task against \(Self.float32DeltaBytes) in float32")
+            for i in 1...4 {
+                #expect(!box.read(String(format: "agent-%02d.log", i)).contains("does not hold"), "agent \(i)")
+            }
+            for agent in agents { try box.waitForExit(agent, timeout: 30) }
+        }
     }
 }

@@ -123,6 +123,13 @@ enum ExpectedExamples {
             taskID: 57, baseVersion: 6, sampleCount: 0, trainLoss: 0, evalSampleCount: 20, evalLoss: 0.5, evalAccuracy: 0.8,
             trainMillis: 3, delta: [])),
         "update-failed": .update(.failed(58, baseVersion: 6, reason: "trainer exited")),
+        "task-difference": .task(TrainingTask(
+            taskID: 43, baseVersion: 6, kind: .train,
+            hyperparameters: Hyperparameters(learningRate: 0.01, batchSize: 10, epochs: 2, seed: 44, proximalMu: 0),
+            parameters: [],
+            referencedParameters: ReferencedParameters.encode(target: [0.4921875, -0.4766845703125, 0.2578125, 0, 0, 0.125],
+                                                              held: [0.5, -0.5, 0.25, 0, 0, 0.125], heldTaskID: 42,
+                                                              shapes: [("weight", [2, 2]), ("bias", [2])], as: .q8)?.parameters)),
         "update-q8": .update(Update(
             taskID: 42, baseVersion: 5, sampleCount: 80, trainLoss: 0.625, evalSampleCount: 20, evalLoss: 0.6875, evalAccuracy: 0.75,
             trainMillis: 37, delta: [],

@@ -88,6 +88,7 @@ OPT_WELCOME_PREPROCESSING = 0x8001
 OPT_WELCOME_MODEL_LAYERS = 0x8010
 OPT_WELCOME_MODEL_MANIFEST = 0x8011
 OPT_TASK_PREPROCESSING = 0x8001
+OPT_TASK_REFERENCED_PARAMETERS = 0x8002
 OPT_UPDATE_STATISTICS = 1
 OPT_UPDATE_EVALUATION = 2
 OPT_UPDATE_FAILURE = 0x8003
@@ -96,6 +97,7 @@ ENCODING_Q8, ENCODING_TOP_K = 1, 2              # compressed deltas (§3 update,
 MAX_Q8_BLOCK = 65536
 # hello option 2 bits
 CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS, CAP_COMPRESSED_DELTAS = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+CAP_COMPRESSED_TASKS = 1 << 4
 CAP_ALL = CAP_STATISTICS | CAP_PREPROCESSING | CAP_EVALUATION_STATISTICS
 LABELS_NUMBERS, LABELS_TEXT = 1, 2              # statistics: label kind
 EVAL_CLASSIFICATION, EVAL_REGRESSION = 1, 2     # evaluation statistics: kind
@@ -150,6 +152,8 @@ CompressedDelta = namedtuple("CompressedDelta", "encoding tensors")
 Q8Tensor = namedtuple("Q8Tensor", "name shape block_size blocks codes")
 # top-k: the kept flat indices (ascending) and their values
 TopKTensor = namedtuple("TopKTensor", "name shape indices values")
+# task option 0x8002: the train task's parameters = those of task `reference` (as this agent rebuilt them) + difference
+ReferencedParameters = namedtuple("ReferencedParameters", "reference difference")
 
 EMPTY_COLUMN = Column(0, 0, 0.0, 0.0, math.inf, -math.inf)
 IDENTITY = Transform(0.0, 1.0, 0.0)
@@ -238,6 +242,10 @@ class Reader:
         if encoding == ENCODING_Q8 and struct.pack("<f", fraction) != bytes(4):
             raise ProtocolError(1, f"{f}: q8 takes no fraction (0), not {fraction}")
         return UpdateEncoding(encoding, fraction)
+
+    def referenced_parameters(self, f):
+        reference = self.u64(f + ".referenceTaskID")
+        return ReferencedParameters(reference, self.compressed_delta(f + ".difference"))
 
     def compressed_delta(self, f):
         encoding = self.u8(f + ".encoding")
@@ -419,6 +427,10 @@ def p_compressed_delta(c):
     return b"".join(out)
 
 
+def p_referenced_parameters(r):
+    return struct.pack("<Q", r.reference) + p_compressed_delta(r.difference)
+
+
 def dense_delta(c):
     """The (name, float32 array) tensors a compressed delta stands for: q8 value = low + code * step of its
     block (computed in float32); top-k: the kept values at their indices, zeros elsewhere."""
@@ -479,7 +491,8 @@ OPTIONS = {
                 OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing),
                 OPT_WELCOME_MODEL_LAYERS: ("modelLayers", Reader.layers, p_layers),
                 OPT_WELCOME_MODEL_MANIFEST: ("modelManifest", Reader.manifest, p_manifest)},
-    "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing)},
+    "task": {OPT_TASK_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing),
+             OPT_TASK_REFERENCED_PARAMETERS: ("referencedParameters", Reader.referenced_parameters, p_referenced_parameters)},
     "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
                OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation),
                OPT_UPDATE_FAILURE: ("failure", Reader.string, p_string),
@@ -535,9 +548,10 @@ def encode_ack(task_id, status, model_version, code, reason, extra_options=()):
     return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason) + p_options("ack", {}, extra_options))
 
 
-def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters, preprocessing=None, extra_options=()):
+def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parameters, preprocessing=None, extra_options=(),
+                referenced_parameters=None):
     return frame(TASK, struct.pack("<QQBfIIQf", task_id, base_version, kind, lr, batch, epochs, seed, mu) + p_tensors(parameters)
-                 + p_options("task", {"preprocessing": preprocessing}, extra_options))
+                 + p_options("task", {"preprocessing": preprocessing, "referencedParameters": referenced_parameters}, extra_options))
 
 
 def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
@@ -561,7 +575,8 @@ def encode_message(m):
                               update_encoding=m.get("updateEncoding"))
     if t == "task":
         return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
-                           m["proximalMu"], m["parameters"], m.get("preprocessing"))
+                           m["proximalMu"], m["parameters"], m.get("preprocessing"),
+                           referenced_parameters=m.get("referencedParameters"))
     if t == "update":
         return encode_update(m["taskID"], m["baseVersion"], m["sampleCount"], m["trainLoss"], m["evalSampleCount"],
                              m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"),
@@ -644,6 +659,8 @@ def decode_payload(msg_type, payload):
         v.done(f"{name} option 0x{key:04x} ({field})")
     if skipped:
         m["skippedOptions"] = skipped
+    if name == "task" and "referencedParameters" in m and (m["kind"] != TASK_TRAIN or m["parameters"]):
+        raise ProtocolError(1, "task: option 0x8002 comes only with a train task whose parameters field is empty")
     if name == "update" and "compressedDelta" in m and m["delta"]:
         raise ProtocolError(1, "update: a compressed delta (option 0x8004) comes with an empty tensors field")
     if name == "welcome" and ((m["modelKind"] == MODEL_MLP) != ("modelLayers" in m)

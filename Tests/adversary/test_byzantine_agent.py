@@ -248,7 +248,7 @@ def test_unknown_options_are_skipped_unless_critical():
     assert w["skippedOptions"] == [2] and "featureNames" not in w
     for data in (ba.encode_ack(1, ba.ACK_RECEIVED, 2, 0, "", extra_options=[(0x8005, b"")]),
                  ba.encode_welcome("a", 1, 2000, 1 << 20, 1, 2, 2, extra_options=[(0x8002, b"")]),
-                 ba.encode_task(1, 0, ba.TASK_TRAIN, 0.1, 1, 1, 1, 0, [], extra_options=[(0x8002, b"x")]),
+                 ba.encode_task(1, 0, ba.TASK_TRAIN, 0.1, 1, 1, 1, 0, [], extra_options=[(0x8007, b"x")]),
                  ba.encode_heartbeat(1, 2, False, extra_options=[(0x8001, b"")])):   # a task's key is not heartbeat's
         with pytest.raises(ba.ProtocolError) as e:
             ba.FrameBuffer().feed(data)

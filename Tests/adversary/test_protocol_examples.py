@@ -140,6 +140,11 @@ EXPECTED = {
                                      "evalSampleCount": 20, "evalLoss": 0.5, "evalAccuracy": 0.75, "trainMillis": 3,
                                      "delta": [], "evaluation": ba.ClassificationEvaluation(
                                          ((15, 14, 12), (5, 6, 3)), (1, 1, 1, 2), (6, 6, 2, 1))},
+    "task-difference": {"type": "task", "taskID": 43, "baseVersion": 6, "kind": 1, "learningRate": f32(0.01), "batchSize": 10,
+                        "epochs": 2, "seed": 44, "proximalMu": 0.0, "parameters": [],
+                        "referencedParameters": ba.ReferencedParameters(42, ba.CompressedDelta(ba.ENCODING_Q8, (
+                            ba.Q8Tensor("weight", (2, 2), 256, ((-0.0078125, 2.0 ** -13),), bytes([0, 255, 128, 64])),
+                            ba.Q8Tensor("bias", (2,), 256, ((0.0, 0.0),), bytes([0, 0])))))},
     "welcome-encoding": {"type": "welcome", "clientID": "hospital-a", "sessionID": 12, "heartbeatIntervalMillis": 2000,
                          "maxFrameBytes": 64 << 20, "modelKind": 1, "featureCount": 2,
                          "outputCount": 2, "updateEncoding": ba.UpdateEncoding(ba.ENCODING_TOP_K, 0.25)},
@@ -156,7 +161,8 @@ EXPECTED = {
                      "denseDelta": [("weight", [2, 2], [0.125, -0.125, 0.0, 0.0]), ("bias", [2], [0.03125, 0.0])]},
 }
 
-OPTION_FIELDS = ("featureNames", "capabilities", "preprocessing", "statistics", "evaluation", "updateEncoding", "compressedDelta")
+OPTION_FIELDS = ("featureNames", "capabilities", "preprocessing", "statistics", "evaluation", "updateEncoding", "compressedDelta",
+                 "referencedParameters")
 
 
 def comparable(m):
