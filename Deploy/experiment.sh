@@ -35,6 +35,8 @@
 #   STRATA_JITTER (0.05)            --task-jitter, seconds, every agent
 #   STRATA_SLOWDOWNS (unset)        optional --slowdown factor per group, e.g. "1 1 3"
 #   STRATA_MODES ("fedavg tifl fedat fedasync fedbuff strata")
+#                                   a mode may be MODE@VARIANT: the same --mode with the flags of
+#                                   STRATA_FLAGS_MODE_VARIANT, e.g. strata@q8 with STRATA_FLAGS_STRATA_Q8="--update-encoding q8"
 #   STRATA_DURATION* (300)          seconds per mode (--max-duration)
 #   STRATA_EVAL_INTERVAL (0.5)      --evaluate-interval, seconds
 #   STRATA_CALIBRATION_ROUNDS* (200)  rounds (versions) of the calibration run: FedProx's protocol length
@@ -142,7 +144,7 @@ if ! [[ $calibration_rounds =~ ^[0-9]+$ ]] || [ "$calibration_rounds" -lt 1 ]; t
 if ! [[ $calibration_window =~ ^[0-9]+$ ]] || [ "$calibration_window" -lt 1 ]; then die "STRATA_CALIBRATION_WINDOW must be a positive integer"; fi
 [ ${#modes[@]} -ge 1 ] || die "STRATA_MODES is empty"
 for m in "${modes[@]}" "$calibration_mode"; do
-    [[ $m =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "mode names are lower-case words (got '$m')"
+    [[ $m =~ ^[a-z0-9][a-z0-9_-]*(@[a-z0-9][a-z0-9_-]*)?$ ]] || die "mode names are lower-case words, optionally MODE@VARIANT (got '$m')"
 done
 if [ -n "$fixed_target" ]; then
     if ! is_number "$fixed_target" || [ "$(awk -v x="$fixed_target" 'BEGIN { print (x <= 1) }')" != 1 ]; then
@@ -265,7 +267,10 @@ run_federation() {
     local -a agent_args=() agent_pid=()
     rm -rf "$dir"; mkdir -p "$dir"
     rm -f "$curve" "$summary"
-    var="STRATA_FLAGS_$(printf '%s' "$mode" | tr 'a-z-' 'A-Z_')"
+    # Flags by label (MODE@VARIANT has its own: STRATA_FLAGS_MODE_VARIANT); the calibration takes its mode's.
+    local flags_of=$label
+    [ "$label" != calibration ] || flags_of=$mode
+    var="STRATA_FLAGS_$(printf '%s' "$flags_of" | tr 'a-z@-' 'A-Z__')"
     read -r -a extra <<< "${!var:-}"
     [ "$label" != calibration ] || extra+=(--max-versions "$calibration_rounds")
     status=0 note=""
@@ -399,7 +404,7 @@ index=0
 for mode in "${modes[@]}"; do
     index=$(( index + 1 ))
     printf '\033[1m==> [%d/%d] %s for %s s …\033[0m ' "$index" "${#modes[@]}" "$mode" "$duration"
-    run_federation "$mode" "$mode" "$duration" 1
+    run_federation "$mode" "${mode%%@*}" "$duration" 1
     read -r rows versions best last <<< "$(curve_stats "$out/curve-$mode.csv")"
     statuses+=("$mode=$status")
     if [ "$status" -ne 0 ] || [ "$rows" = 0 ]; then
@@ -433,7 +438,7 @@ import json, os, sys
 e = os.environ
 num = lambda s: float(s) if s not in ("", None) else None
 modes = e["EXP_MODES"].split()
-flags = {m: os.environ.get("STRATA_FLAGS_" + m.upper().replace("-", "_"), "") for m in modes + [e["EXP_CAL_MODE"]]}
+flags = {m: os.environ.get("STRATA_FLAGS_" + m.upper().replace("-", "_").replace("@", "_"), "") for m in modes + [e["EXP_CAL_MODE"]]}
 record = {
     "scenario": e["EXP_SCENARIO"], "started": e["EXP_START"], "commit": e["EXP_COMMIT"],
     "uncommittedChanges": e["EXP_DIRTY"] == "true",

@@ -85,12 +85,13 @@ def summarise(cells, modes):
     return rows
 
 
-def conditions(rows):
-    """{(cell, pattern): [(passed, text)]} for strata against fedavg and the other modes."""
+def conditions(rows, subject="strata"):
+    """{(cell, pattern): [(passed, text)]} for `subject` (strata, or a variant such as strata@q8) against fedavg and
+    the modes that are not strata variants."""
     by = {(r["cell"], r["pattern"], r["mode"]): r for r in rows}
     out = {}
     for (cell, pattern) in sorted({(r["cell"], r["pattern"]) for r in rows}):
-        s, f = by.get((cell, pattern, "strata")), by.get((cell, pattern, "fedavg"))
+        s, f = by.get((cell, pattern, subject)), by.get((cell, pattern, "fedavg"))
         checks = []
         if not s or not s["ok_runs"]:
             out[(cell, pattern)] = [(False, "strata did not run")]
@@ -115,7 +116,7 @@ def conditions(rows):
         else:
             checks.append((fb is None or sb <= fb, f"(3) bytes to target: strata {sb / 1e6:.1f} MB, fedavg "
                                                    + ("missed" if fb is None else f"{fb / 1e6:.1f} MB")))
-        others = [by[(cell, pattern, m)] for (c, p, m) in by if c == cell and p == pattern and m != "strata"]
+        others = [by[(cell, pattern, m)] for (c, p, m) in by if c == cell and p == pattern and not m.startswith("strata")]
         best = max((o for o in others if o["final_accuracy"] is not None), key=lambda o: o["final_accuracy"], default=None)
         fa = s["final_accuracy"]
         if fa is None or best is None:
@@ -144,7 +145,7 @@ def main(argv=None):
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    checks = conditions(rows)
+    subjects = [m for m in args.modes if m.startswith("strata")] or ["strata"]
     lines = ["# Scenario matrix", "",
              "Medians over the runs of each cell (a run that missed a target counts as a miss). Targets per cell from",
              "synchronous FedAvg without delays. Time to loss / accuracy target in seconds; spread: max − min accuracy",
@@ -160,14 +161,17 @@ def main(argv=None):
             fmt(None if r["accuracy_window_spread"] is None else r["accuracy_window_spread"] * 100, ".1f"),
             fmt(r["updates_to_target"], ".0f"), fmt(None if r["bytes_to_target"] is None else r["bytes_to_target"] / 1e6, ".2f"),
             fmt(r["final_accuracy"], ".4f"), fmt(r["cpu_seconds"], ".1f")]) + " |")
-    lines += ["", "## Strata's four conditions per cell", ""]
-    met = 0
-    for (cell, pattern), cs in checks.items():
-        passed = all(c[0] for c in cs)
-        met += passed
-        lines.append(f"- **{cell} / {pattern}**: {'all met' if passed else 'not met'} — " + "; ".join(
-            ("✓ " if c[0] else "✗ ") + c[1] for c in cs))
-    lines += ["", f"{met} of {len(checks)} cells meet all four conditions.", ""]
+    for subject in subjects:
+        checks = conditions(rows, subject)
+        lines += ["", f"## {subject}: the four conditions per cell", ""]
+        met = 0
+        for (cell, pattern), cs in checks.items():
+            passed = all(c[0] for c in cs)
+            met += passed
+            lines.append(f"- **{cell} / {pattern}**: {'all met' if passed else 'not met'} — " + "; ".join(
+                ("✓ " if c[0] else "✗ ") + c[1] for c in cs))
+        lines += ["", f"{subject}: {met} of {len(checks)} cells meet all four conditions."]
+    lines.append("")
     text = "\n".join(lines)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(text)

@@ -39,6 +39,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var taskEncoding: DeltaEncoding = .float32
     /// The most memory the copies of what each agent holds may take (`taskEncoding`); over it, float32 tasks.
     public var taskEncodingMemoryBytes: Int = 256 << 20
+    /// Pacing: the least time between two train tasks dispatched to one agent (nil: none).
+    public var minTaskInterval: Duration?
     /// The most training (and evaluation) rows one agent may announce in its hello; every later count of
     /// its session is capped by what the hello announced.
     public var maxAgentSamples: Int64 = 1_000_000_000

@@ -74,6 +74,8 @@ public actor Coordinator {
     var lastCommittedTraffic = Traffic()
     /// Per client: the parameters its agent holds from its last train task (`--task-encoding`, Coordinator+Downlink).
     var heldParameters: [String: HeldParameters] = [:]
+    /// When each client's last train task was dispatched (pacing, `--min-task-interval`).
+    var lastTrainDispatch: [String: ContinuousClock.Instant] = [:]
     /// Target, patience, limits and the best version's score: the pure state machine that decides the end.
     var progress: RunProgress
     /// The best version's record as stored (nil until an evaluation counted), for status and export.
@@ -456,6 +458,7 @@ public actor Coordinator {
         let session = sessions.removeValue(forKey: clientID)
         if let session { preprocessingSent.remove(session.sessionID) }
         heldParameters[clientID] = nil
+        lastTrainDispatch[clientID] = nil
         statistics.asked.remove(clientID)  // asked again if it comes back while the phase lasts
         weightCapCache = nil
         outstandingTraining[clientID] = nil
@@ -521,10 +524,13 @@ public actor Coordinator {
         guard sessions.keys.contains(where: { outstandingTraining[$0] == nil }) else { return }
         var connected: [ClientView] = []
         var idle: [ClientView] = []
+        let now = ContinuousClock.now
         for clientID in sessions.keys.sorted() {
             let view = ClientView(id: clientID, tier: tiers.isFormed ? tiers.tier(of: clientID) : nil)
             connected.append(view)
-            if outstandingTraining[clientID] == nil { idle.append(view) }
+            // Paced: a client that got a task less than --min-task-interval ago waits for a later tick.
+            let paced = configuration.minTaskInterval.map { interval in lastTrainDispatch[clientID].map { now - $0 < interval } ?? false } ?? false
+            if outstandingTraining[clientID] == nil, !paced { idle.append(view) }
         }
         guard !idle.isEmpty else { return }
         if gatheringStatistics {
@@ -602,6 +608,7 @@ public actor Coordinator {
                 continue
             }
             outstandingTraining[session.clientID] = record.id
+            if configuration.minTaskInterval != nil { lastTrainDispatch[session.clientID] = .now }
             let sent = trainParameters(for: session, taskID: record.id, target: parameters, tensors: tensors)
             traffic.sent(sent.tensors, referenced: sent.referenced)
             session.send(.task(withPreprocessing(TrainingTask(

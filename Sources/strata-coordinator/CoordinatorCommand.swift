@@ -135,6 +135,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.aggregation.mode = aggregation.mode
         config.aggregation.rule = try ruleSettings()
         config.aggregation.maxUpdateNorm = aggregation.maxUpdateNorm > 0 ? aggregation.maxUpdateNorm : nil
+        config.minTaskInterval = aggregation.minTaskInterval > 0 ? .milliseconds(Int64(aggregation.minTaskInterval * 1000)) : nil
         config.aggregation.divergence = divergence.policy()
         config.tiering = try tiering.configuration()
         config.stop = StopCondition(maxVersions: stop.maxVersions, maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
@@ -505,6 +506,8 @@ struct AggregationOptions: ParsableArguments {
     var maxStaleness: Int = 100
     @Option(name: .long, help: "Refuse deltas whose L2 norm exceeds this (0 disables).")
     var maxUpdateNorm: Float = 10_000
+    @Option(name: .long, help: ArgumentHelp("Pacing: at least this many seconds between the dispatch of two train tasks to one agent (0: none). Fast agents then send fewer updates (and take fewer models) without doing more work per task.", valueName: "SECONDS"))
+    var minTaskInterval: Double = 0
 
     func check() throws {
         guard bufferSize >= 1 else { throw ValidationError("--buffer-size must be at least 1") }
@@ -529,6 +532,7 @@ struct AggregationOptions: ParsableArguments {
         }
         guard maxStaleness >= 0 else { throw ValidationError("--max-staleness must be >= 0") }
         guard maxUpdateNorm >= 0 else { throw ValidationError("--max-update-norm must be >= 0") }
+        guard minTaskInterval >= 0, minTaskInterval.isFinite else { throw ValidationError("--min-task-interval must be a number of seconds >= 0") }
     }
 }
 
