@@ -21,6 +21,9 @@
 #   STRATA_DURATION (120)                           seconds per mode and cell
 #   STRATA_MATRIX_OUT (docs/experiments/matrix)     results.md, results.csv, and one folder per cell
 #   STRATA_MATRIX_RUN (run/matrix)                  data, PKIs, logs (deleted at start)
+#   STRATA_MATRIX_FIRST_RUN (1)                     number of the first run (to add runs to an earlier matrix)
+#   STRATA_MATRIX_TARGETS_FROM (unset)              a matrix output folder whose calibration.json files give the
+#                                                   targets (no calibration runs: the added runs share its targets)
 #   and every other variable of experiment.sh (STRATA_COORDINATOR_FLAGS, STRATA_BIN, ...).
 set -euo pipefail
 
@@ -33,6 +36,8 @@ read -r -a clients_list <<< "${STRATA_MATRIX_CLIENTS:-10 30 100}"
 read -r -a data_list <<< "${STRATA_MATRIX_DATA:-0,0 0.5,0.5 1,1}"
 read -r -a patterns <<< "${STRATA_MATRIX_PATTERNS:-groups lognormal slow-tier churn}"
 runs=${STRATA_MATRIX_RUNS:-3}
+first_run=${STRATA_MATRIX_FIRST_RUN:-1}
+targets_from=${STRATA_MATRIX_TARGETS_FROM:-}
 modes=${STRATA_MODES:-fedavg fedbuff strata}
 duration=${STRATA_DURATION:-120}
 out=${STRATA_MATRIX_OUT:-docs/experiments/matrix}
@@ -44,6 +49,8 @@ for p in "${patterns[@]}"; do
     case "$p" in groups|lognormal|slow-tier|churn) ;; *) die "STRATA_MATRIX_PATTERNS: unknown pattern '$p'" ;; esac
 done
 [[ $runs =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] || die "STRATA_MATRIX_RUNS must be a positive integer"
+[[ $first_run =~ ^[0-9]+$ ]] && [ "$first_run" -ge 1 ] || die "STRATA_MATRIX_FIRST_RUN must be a positive integer"
+[ -z "$targets_from" ] || [ -d "$targets_from" ] || die "STRATA_MATRIX_TARGETS_FROM=$targets_from is not a folder"
 
 # Build once (experiment.sh would build per call); every call below uses these programs.
 if [ -z "${STRATA_BIN:-}" ]; then
@@ -53,6 +60,7 @@ if [ -z "${STRATA_BIN:-}" ]; then
 fi
 rm -rf "$run"
 mkdir -p "$out" "$run"
+# (With STRATA_MATRIX_FIRST_RUN > 1 the earlier runs' results in $out stay: the table takes the median of all.)
 cells=$(( ${#clients_list[@]} * ${#data_list[@]} * ${#patterns[@]} * runs ))
 set -- $modes
 say "$cells cells x $# modes x ${duration} s: about $(( cells * $# * (${duration%.*} + 10) / 60 + 1 )) min plus calibrations"
@@ -71,14 +79,21 @@ for c in "${clients_list[@]}"; do
     for d in "${data_list[@]}"; do
         alpha=${d%,*} beta=${d#*,}
         base="c$c-a$alpha-b$beta"
-        say "calibration for $c clients, Synthetic($alpha,$beta)"
-        STRATA_CLIENTS=$c STRATA_ALPHA=$alpha STRATA_BETA=$beta STRATA_SEED=1 STRATA_CALIBRATION_ONLY=1 \
-            STRATA_OUT="$out/$base/calibration" STRATA_RUN_DIR="$run/$base/calibration" \
-            "$repo/Deploy/experiment.sh" > "$run/$base-calibration.log" 2>&1 || { echo "calibration failed: $run/$base-calibration.log" >&2; failures=$((failures + 1)); continue; }
+        if [ -n "$targets_from" ]; then
+            mkdir -p "$out/$base/calibration"
+            [ "$(realpath "$targets_from")" = "$(realpath "$out")" ] \
+                || cp "$targets_from/$base/calibration/calibration.json" "$out/$base/calibration/" \
+                || { echo "no $targets_from/$base/calibration/calibration.json" >&2; failures=$((failures + 1)); continue; }
+        else
+            say "calibration for $c clients, Synthetic($alpha,$beta)"
+            STRATA_CLIENTS=$c STRATA_ALPHA=$alpha STRATA_BETA=$beta STRATA_SEED=1 STRATA_CALIBRATION_ONLY=1 \
+                STRATA_OUT="$out/$base/calibration" STRATA_RUN_DIR="$run/$base/calibration" \
+                "$repo/Deploy/experiment.sh" > "$run/$base-calibration.log" 2>&1 || { echo "calibration failed: $run/$base-calibration.log" >&2; failures=$((failures + 1)); continue; }
+        fi
         read -r target loss_target < <(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['target'], c['lossTarget'] if c['lossTarget'] is not None else '')" "$out/$base/calibration/calibration.json")
         say "targets: accuracy $target, loss ${loss_target:-none}"
         for p in "${patterns[@]}"; do
-            for s in $(seq 1 "$runs"); do
+            for s in $(seq "$first_run" $(( first_run + runs - 1 ))); do
                 cell="$base/$p/run-$s"
                 printf '\033[1m==> %s …\033[0m ' "$cell"
                 # shellcheck disable=SC2046  # pattern_env's words are NAME=VALUE without spaces

@@ -20,8 +20,8 @@ import os
 import statistics
 import sys
 
-NUMERIC = ["time_to_target_s", "time_to_loss_target_s", "accuracy_window_spread", "bytes_to_target", "updates_to_target",
-           "final_accuracy", "final_elapsed_s", "cpu_seconds", "updates_accepted"]
+NUMERIC = ["time_to_target_s", "time_to_loss_target_s", "accuracy_window_spread", "accuracy_window_drop", "bytes_to_target",
+           "updates_to_target", "final_accuracy", "final_elapsed_s", "cpu_seconds", "updates_accepted"]
 
 
 def number(text):
@@ -149,16 +149,18 @@ def main(argv=None):
     lines = ["# Scenario matrix", "",
              "Medians over the runs of each cell (a run that missed a target counts as a miss). Targets per cell from",
              "synchronous FedAvg without delays. Time to loss / accuracy target in seconds; spread: max − min accuracy",
-             "over the versions made in the 10 s after the accuracy target; bytes: model bytes both ways until the",
-             "accuracy target; CPU: coordinator CPU seconds over the whole run.", "",
-             "| cell | pattern | mode | runs | loss target | time to loss | accuracy target | time to accuracy | spread (pt) | updates to target | MB to target | final accuracy | CPU s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "over the versions made in the 10 s after the accuracy target (progress counts too); drop: the largest fall",
+             "below the best accuracy seen so far in that window (swings only); bytes: model bytes of training both ways",
+             "until the accuracy target; CPU: coordinator CPU seconds over the whole run.", "",
+             "| cell | pattern | mode | runs | loss target | time to loss | accuracy target | time to accuracy | spread (pt) | drop (pt) | updates to target | MB to target | final accuracy | CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append("| " + " | ".join([
             r["cell"], r["pattern"], r["mode"], f"{r['ok_runs']}/{r['runs']}",
             fmt(r["loss_target"], ".4f"), fmt(r["time_to_loss_target_s"], ".1f", "missed"),
             fmt(r["target"], ".4f"), fmt(r["time_to_target_s"], ".1f", "missed"),
             fmt(None if r["accuracy_window_spread"] is None else r["accuracy_window_spread"] * 100, ".1f"),
+            fmt(None if r["accuracy_window_drop"] is None else r["accuracy_window_drop"] * 100, ".1f"),
             fmt(r["updates_to_target"], ".0f"), fmt(None if r["bytes_to_target"] is None else r["bytes_to_target"] / 1e6, ".2f"),
             fmt(r["final_accuracy"], ".4f"), fmt(r["cpu_seconds"], ".1f")]) + " |")
     for subject in subjects:

@@ -37,7 +37,7 @@ COLUMNS = ["mode", "status", "evaluations", "versions", "time_to_target_s", "spe
            "final_accuracy", "final_elapsed_s", "accuracy_at_equal_time", "equal_time_s", "best_accuracy",
            "partial_evaluations", "updates_accepted", "updates_refused", "stop_reason",
            "time_to_loss_target_s", "accuracy_window_mean", "accuracy_window_spread", "updates_to_target", "bytes_to_target",
-           "cpu_seconds"]
+           "cpu_seconds", "accuracy_window_drop"]
 # After the (accuracy) target: the accuracy's mean and spread (max - min) over this many seconds of versions.
 WINDOW_SECONDS = 10.0
 
@@ -130,13 +130,18 @@ def time_to_loss(rows, target):
 
 
 def window_after(rows, start, seconds=WINDOW_SECONDS):
-    """(mean, max - min) of the accuracies of versions created in [start, start + seconds]; None without any."""
+    """(mean, max - min, largest drop) of the accuracies of versions created in [start, start + seconds]; the drop
+    is the largest fall below the best accuracy seen so far in the window (a swing, not progress). None without any."""
     if start is None:
-        return None, None
+        return None, None, None
     values = [r["accuracy"] for r in rows if start - 1e-9 <= r["elapsed"] <= start + seconds + 1e-9]
     if not values:
-        return None, None
-    return sum(values) / len(values), max(values) - min(values)
+        return None, None, None
+    best, drop = -math.inf, 0.0
+    for v in values:
+        best = max(best, v)
+        drop = max(drop, best - v)
+    return sum(values) / len(values), max(values) - min(values), drop
 
 
 def cost_at(rows, t):
@@ -213,7 +218,7 @@ def analyse(out, modes, target, exit_statuses, loss_target=None):
             r["partial"] = sum(1 for x in rows if x["clients"] is not None and x["expected"] is not None
                                and x["clients"] < x["expected"])
             r["time_to_loss_target"] = time_to_loss(rows, loss_target)
-            r["window_mean"], r["window_spread"] = window_after(rows, r["time_to_target"])
+            r["window_mean"], r["window_spread"], r["window_drop"] = window_after(rows, r["time_to_target"])
             r["updates_to_target"], r["bytes_to_target"] = cost_at(rows, r["time_to_target"])
         if summary:
             if isinstance(summary.get("finalVersion"), (int, float)):
@@ -346,6 +351,7 @@ def write_csv(path, results):
                 _blank(r.get("updates_refused")), _blank(r.get("stop_reason")),
                 _blank(r.get("time_to_loss_target")), _blank(r.get("window_mean")), _blank(r.get("window_spread")),
                 _blank(r.get("updates_to_target")), _blank(r.get("bytes_to_target")), _blank(r.get("cpu_seconds")),
+                _blank(r.get("window_drop")),
             ])
 
 

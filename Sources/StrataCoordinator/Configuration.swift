@@ -41,6 +41,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var taskEncodingMemoryBytes: Int = 256 << 20
     /// Pacing: the least time between two train tasks dispatched to one agent (nil: none).
     public var minTaskInterval: Duration?
+    /// Adaptive pacing: the least time between two train tasks of one agent is the slowest connected agent's
+    /// smoothed latency divided by this (nil: off; `minTaskInterval` wins).
+    public var paceRatio: Double?
     /// The most training (and evaluation) rows one agent may announce in its hello; every later count of
     /// its session is capped by what the hello announced.
     public var maxAgentSamples: Int64 = 1_000_000_000
@@ -116,6 +119,9 @@ public struct TieringConfiguration: Sendable, Hashable {
     public var retierInterval: Duration = .seconds(10)
     /// Tiers are formed once every connected client is profiled, or this long after the first agent joined.
     public var formationTimeout: Duration = .seconds(30)
+    /// Tiers form before an agent is profiled once its task has been out this many times the slowest profiled
+    /// agent's latency (`TierFormation`); 0 waits for every profile (or the formation timeout).
+    public var stragglerFactor: Double = 4
     public init() {}
 }
 

@@ -28,19 +28,36 @@ extension Coordinator {
         if !tiers.isFormed {
             let connected = Set(sessions.keys)
             let connectedProfiled = profiled.filter { connected.contains($0.key) }
-            let everyoneProfiled = !connected.isEmpty && connected.allSatisfy { profiled[$0] != nil }
             let waitedLongEnough = firstSessionAt.map { ContinuousClock.now - $0 >= configuration.tiering.formationTimeout } ?? false
-            guard connectedProfiled.count >= max(1, configuration.tiering.policy.minTierSize),
-                  everyoneProfiled || waitedLongEnough else { return }
+            // Every agent profiled, or the unprofiled ones so late that they can only be the slowest tier.
+            let now = Self.now()
+            var unprofiled: [String: Double?] = [:]
+            for clientID in connected where profiled[clientID] == nil {
+                unprofiled[clientID] = outstandingTraining[clientID].flatMap { tasks[$0] }.map { now - $0.dispatchedAt }
+            }
+            let minimum = configuration.tiering.policy.minTierSize
+            let latencies: [String: Double]
+            if let early = TierFormation.latencies(profiled: connectedProfiled, unprofiled: unprofiled,
+                                                   stragglerFactor: configuration.tiering.stragglerFactor, minimumProfiled: minimum) {
+                latencies = early
+                if !unprofiled.isEmpty {
+                    logger.info("tiers form before the slowest agents are profiled: their tasks have been out long enough",
+                                metadata: ["stragglers": "\(unprofiled.keys.sorted())"])
+                }
+            } else if waitedLongEnough, connectedProfiled.count >= max(1, minimum) {
+                latencies = connectedProfiled
+            } else {
+                return
+            }
             do {
-                moves = try tiers.form(latencies: connectedProfiled)
+                moves = try tiers.form(latencies: latencies)
             } catch {
                 logger.error("cannot form tiers", metadata: ["error": "\(error)"])
                 return
             }
             rule.tiersFormed(count: tiers.tierCount)
             lastRetier = .now
-            logger.notice("tiers formed", metadata: ["tiers": "\(tiers.tierCount)", "clients": "\(connectedProfiled.count)",
+            logger.notice("tiers formed", metadata: ["tiers": "\(tiers.tierCount)", "clients": "\(latencies.count)",
                                                       "sizes": "\((0..<tiers.tierCount).map { tiers.members(of: $0).count })"])
         } else {
             for (clientID, latency) in profiled.sorted(by: { $0.key < $1.key }) where tiers.tier(of: clientID) == nil {

@@ -525,11 +525,12 @@ public actor Coordinator {
         var connected: [ClientView] = []
         var idle: [ClientView] = []
         let now = ContinuousClock.now
+        let pace = paceInterval()
         for clientID in sessions.keys.sorted() {
             let view = ClientView(id: clientID, tier: tiers.isFormed ? tiers.tier(of: clientID) : nil)
             connected.append(view)
-            // Paced: a client that got a task less than --min-task-interval ago waits for a later tick.
-            let paced = configuration.minTaskInterval.map { interval in lastTrainDispatch[clientID].map { now - $0 < interval } ?? false } ?? false
+            // Paced: a client that got a task less than the pacing interval ago waits for a later tick.
+            let paced = pace.map { interval in lastTrainDispatch[clientID].map { now - $0 < interval } ?? false } ?? false
             if outstandingTraining[clientID] == nil, !paced { idle.append(view) }
         }
         guard !idle.isEmpty else { return }
@@ -586,6 +587,15 @@ public actor Coordinator {
         return true
     }
 
+    /// The least time between two train tasks of one agent: `--min-task-interval`, or the slowest connected
+    /// agent's smoothed latency / `--pace-ratio` (nil: no pacing, or no latency measured yet).
+    func paceInterval() -> Duration? {
+        if let fixed = configuration.minTaskInterval { return fixed }
+        guard let ratio = configuration.paceRatio,
+              let slowest = sessions.keys.compactMap({ profiles[$0]?.smoothedSeconds }).max(), slowest > 0 else { return nil }
+        return .milliseconds(Int64(slowest / ratio * 1000))
+    }
+
     /// Hands out one round of training tasks: recorded together in one transaction, then sent.
     private func dispatchTraining(_ assignments: [Assignment]) async {
         var planned: [(assignment: Assignment, session: AgentSessionHandle, tensors: [WireTensor], parameters: [Float])] = []
@@ -608,7 +618,7 @@ public actor Coordinator {
                 continue
             }
             outstandingTraining[session.clientID] = record.id
-            if configuration.minTaskInterval != nil { lastTrainDispatch[session.clientID] = .now }
+            if configuration.minTaskInterval != nil || configuration.paceRatio != nil { lastTrainDispatch[session.clientID] = .now }
             let sent = trainParameters(for: session, taskID: record.id, target: parameters, tensors: tensors)
             traffic.sent(sent.tensors, referenced: sent.referenced)
             session.send(.task(withPreprocessing(TrainingTask(

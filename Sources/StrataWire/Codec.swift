@@ -461,30 +461,43 @@ struct PayloadReader {
         }
         return string
     }
-    mutating func tensors(_ field: String) throws(WireError) -> [WireTensor] {
+    /// A tensor list's count (at most `WireLimits.maxTensorsPerMessage`).
+    mutating func tensorCount(_ field: String) throws(WireError) -> Int {
         let count = Int(try u16(field + ".count"))
         guard count <= WireLimits.maxTensorsPerMessage else {
             throw .invalidValue(field: field + ".count", reason: "\(count) tensors exceeds the limit of \(WireLimits.maxTensorsPerMessage)")
         }
+        return count
+    }
+
+    /// A tensor's name, rank and shape, with its element count checked without overflow against `maxElements`
+    /// (`overLimit` names the failure) before anything is allocated for its values.
+    mutating func tensorHeader(_ prefix: String, maxElements: Int, overLimit: WireError) throws(WireError) -> (name: String, shape: [Int], elements: Int) {
+        let name = try string(prefix + ".name")
+        let rank = Int(try u8(prefix + ".rank"))
+        guard rank <= WireLimits.maxTensorRank else {
+            throw .invalidValue(field: prefix + ".rank", reason: "rank \(rank) exceeds \(WireLimits.maxTensorRank)")
+        }
+        var shape: [Int] = []
+        shape.reserveCapacity(rank)
+        var elements = 1
+        for d in 0..<rank {
+            let dim = Int(try u32(prefix + ".shape[\(d)]"))
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+            guard !overflow, product <= maxElements else { throw overLimit }
+            elements = product
+            shape.append(dim)
+        }
+        return (name, shape, elements)
+    }
+
+    mutating func tensors(_ field: String) throws(WireError) -> [WireTensor] {
+        let count = try tensorCount(field)
         var tensors: [WireTensor] = []
         tensors.reserveCapacity(count)
         for index in 0..<count {
             let prefix = "\(field)[\(index)]"
-            let name = try string(prefix + ".name")
-            let rank = Int(try u8(prefix + ".rank"))
-            guard rank <= WireLimits.maxTensorRank else {
-                throw .invalidValue(field: prefix + ".rank", reason: "rank \(rank) exceeds \(WireLimits.maxTensorRank)")
-            }
-            var shape: [Int] = []
-            shape.reserveCapacity(rank)
-            var elements = 1
-            for d in 0..<rank {
-                let dim = Int(try u32(prefix + ".shape[\(d)]"))
-                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
-                guard !overflow, product <= buffer.readableBytes / 4 else { throw .truncated(field: prefix + ".data") }
-                elements = product
-                shape.append(dim)
-            }
+            let (name, shape, elements) = try tensorHeader(prefix, maxElements: buffer.readableBytes / 4, overLimit: .truncated(field: prefix + ".data"))
             guard let bytes = buffer.readSlice(length: elements * 4) else { throw .truncated(field: prefix + ".data") }
             tensors.append(WireTensor(name: name, shape: shape, bytes: bytes))
         }

@@ -188,6 +188,9 @@ final class CoordinatorProcess {
             "--cert", pki.coordinatorCert, "--key", pki.coordinatorKey, "--ca", pki.caFile,
             "--state", workDir + "/coordinator.sqlite", "--port", "0", "--ready-file", workDir + "/ready",
             "--features", "\(parameters.features)", "--classes", "\(parameters.classes)", "--log-level", "warning",
+            // The simulated agents have no rows to summarise: no statistics phase, no preprocessing (since the
+            // standardisation became the default, a coordinator without this refused them as incompatible).
+            "--standardize", "off",
         ] + extra + options.coordinatorArg
         process.standardOutput = FileHandle.nullDevice
         _ = FileManager.default.createFile(atPath: workDir + "/coordinator.log", contents: nil)
@@ -509,7 +512,7 @@ final class SimAgentHandler: ChannelInboundHandler {
                     agent.heldTask.withLockedValue { $0 = (task.taskID, task.baseVersion) }
                 }
             case .statistics:
-                break  // the bench's coordinator runs without preprocessing (--preprocessing off)
+                break  // the bench's coordinator runs without preprocessing (--standardize off)
             }
         case .ack(let ack):
             agent.stats.update {

@@ -136,6 +136,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.aggregation.rule = try ruleSettings()
         config.aggregation.maxUpdateNorm = aggregation.maxUpdateNorm > 0 ? aggregation.maxUpdateNorm : nil
         config.minTaskInterval = aggregation.minTaskInterval > 0 ? .milliseconds(Int64(aggregation.minTaskInterval * 1000)) : nil
+        config.paceRatio = aggregation.paceRatio > 0 ? aggregation.paceRatio : nil
         config.aggregation.divergence = divergence.policy()
         config.tiering = try tiering.configuration()
         config.stop = StopCondition(maxVersions: stop.maxVersions, maxDuration: stop.maxDuration.map { .milliseconds(Int64($0 * 1000)) })
@@ -508,6 +509,8 @@ struct AggregationOptions: ParsableArguments {
     var maxUpdateNorm: Float = 10_000
     @Option(name: .long, help: ArgumentHelp("Pacing: at least this many seconds between the dispatch of two train tasks to one agent (0: none). Fast agents then send fewer updates (and take fewer models) without doing more work per task.", valueName: "SECONDS"))
     var minTaskInterval: Double = 0
+    @Option(name: .long, help: ArgumentHelp("Adaptive pacing: at least (the slowest connected agent's smoothed task latency) / R seconds between two train tasks of one agent (0: off). --min-task-interval, when given, wins.", valueName: "R"))
+    var paceRatio: Double = 0
 
     func check() throws {
         guard bufferSize >= 1 else { throw ValidationError("--buffer-size must be at least 1") }
@@ -533,6 +536,7 @@ struct AggregationOptions: ParsableArguments {
         guard maxStaleness >= 0 else { throw ValidationError("--max-staleness must be >= 0") }
         guard maxUpdateNorm >= 0 else { throw ValidationError("--max-update-norm must be >= 0") }
         guard minTaskInterval >= 0, minTaskInterval.isFinite else { throw ValidationError("--min-task-interval must be a number of seconds >= 0") }
+        guard paceRatio >= 0, paceRatio.isFinite else { throw ValidationError("--pace-ratio must be a number >= 0 (0: off)") }
     }
 }
 
@@ -823,6 +827,8 @@ struct TieringOptions: ParsableArguments {
     var maxTierMoves: Int = 2
     @Option(name: .long, help: "Seconds after the first agent joined at which tiers are formed even if some agents are not profiled yet.")
     var tierFormationTimeout: Double = 30
+    @Option(name: .long, help: ArgumentHelp("Tiers form before an agent is profiled once its first task has been out F times the slowest profiled agent's latency: it can only belong to the slowest tier (0: wait for every profile or --tier-formation-timeout).", valueName: "F"))
+    var tierStragglerFactor: Double = 4
     @Option(name: .long, help: "Pin a client to a tier (0 = fastest), as CLIENT=TIER; repeatable.")
     var pin: [String] = []
 
@@ -851,6 +857,7 @@ struct TieringOptions: ParsableArguments {
         c.pins = try pins()
         c.retierInterval = .milliseconds(Int64(retierInterval * 1000))
         c.formationTimeout = .milliseconds(Int64(tierFormationTimeout * 1000))
+        c.stragglerFactor = tierStragglerFactor
         return c
     }
 
@@ -861,6 +868,9 @@ struct TieringOptions: ParsableArguments {
         guard profilingTasks >= 1 else { throw ValidationError("--profiling-tasks must be at least 1") }
         guard retierInterval > 0, retierInterval.isFinite else { throw ValidationError("--retier-interval must be positive") }
         guard tierFormationTimeout > 0, tierFormationTimeout.isFinite else { throw ValidationError("--tier-formation-timeout must be positive") }
+        guard tierStragglerFactor == 0 || (tierStragglerFactor >= 1 && tierStragglerFactor.isFinite) else {
+            throw ValidationError("--tier-straggler-factor must be 0 (off) or at least 1")
+        }
         _ = try pins()
         do { try configuration().policy.validate() } catch { throw ValidationError("\(error)") }
     }

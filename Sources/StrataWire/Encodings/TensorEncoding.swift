@@ -190,32 +190,15 @@ extension PayloadReader {
             throw .invalidValue(field: field + ".encoding", reason: "unknown tensor encoding \(byte)")
         }
         let codec = DeltaEncoding.codec(for: kind)
-        let count = Int(try u16(field + ".count"))
-        guard count <= WireLimits.maxTensorsPerMessage else {
-            throw .invalidValue(field: field + ".count", reason: "\(count) tensors exceeds the limit of \(WireLimits.maxTensorsPerMessage)")
-        }
+        let count = try tensorCount(field)
         var tensors: [CompressedTensor] = []
         tensors.reserveCapacity(count)
         for index in 0..<count {
             let prefix = "\(field)[\(index)]"
-            let name = try string(prefix + ".name")
-            let rank = Int(try u8(prefix + ".rank"))
-            guard rank <= WireLimits.maxTensorRank else {
-                throw .invalidValue(field: prefix + ".rank", reason: "rank \(rank) exceeds \(WireLimits.maxTensorRank)")
-            }
-            var shape: [Int] = []
-            var elements = 1
-            for d in 0..<rank {
-                let dim = Int(try u32(prefix + ".shape[\(d)]"))
-                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
-                // A sparse body can be short for many values; the dense size is bounded by the model's shapes,
-                // checked before anything is decoded. Here it only has to be an Int that a u32 count indexes.
-                guard !overflow, product <= Int(UInt32.max) else {
-                    throw .invalidValue(field: prefix + ".shape", reason: "more than 2^32 − 1 values")
-                }
-                elements = product
-                shape.append(dim)
-            }
+            // A sparse body can be short for many values; the dense size is bounded by the model's shapes, checked
+            // before anything is decoded. Here it only has to be a count a u32 index reaches.
+            let (name, shape, elements) = try tensorHeader(prefix, maxElements: Int(UInt32.max),
+                                                           overLimit: .invalidValue(field: prefix + ".shape", reason: "more than 2^32 − 1 values"))
             let body = try codec.readBody(count: elements, from: &self, field: prefix)
             tensors.append(CompressedTensor(name: name, shape: shape, body: body))
         }
