@@ -147,10 +147,12 @@ extension IntegrationSuite {
             #expect(!lines.isEmpty && lines.allSatisfy { $0.contains(" rmse ") && $0.contains(" mae ") && $0.contains(" r2 ") && !$0.contains("accuracy") },
                     "\(lines.prefix(3))")
             let curve = box.read("curve.csv").split(separator: "\n")
-            #expect(curve.first?.hasSuffix(",rmse,mae,r2,macro_f1,auc") == true)
+            #expect(curve.first?.hasSuffix(",rmse,mae,r2,macro_f1,auc,updates,model_bytes") == true)
             #expect(curve.dropFirst().allSatisfy { line in
                 let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-                return fields.count == 14 && Double(fields[9]) != nil && Double(fields[11]) != nil && fields[12].isEmpty
+                // ... and what reaching the version cost: deltas received and model bytes, counts that only grow.
+                return fields.count == 16 && Double(fields[9]) != nil && Double(fields[11]) != nil && fields[12].isEmpty
+                    && (Int(fields[14]) ?? -1) >= 0 && (Int(fields[15]) ?? -1) > 0
             }, "\(curve.prefix(3))")
         }
 
@@ -199,7 +201,7 @@ extension IntegrationSuite {
             // The minority class makes accuracy pass 0.9 versions before macro-F1 does: the run went on until macro-F1 got there.
             let curve = box.read("curve.csv").split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
             let points = curve.compactMap { f in
-                f.count == 14 ? (version: Int(f[2]) ?? 0, accuracy: Double(f[3]) ?? 0, counted: f[8] == "1", f1: Double(f[12]) ?? -1) : nil
+                f.count == 16 ? (version: Int(f[2]) ?? 0, accuracy: Double(f[3]) ?? 0, counted: f[8] == "1", f1: Double(f[12]) ?? -1) : nil
             }
             #expect(points.count == curve.count && points.contains { $0.accuracy >= 0.9 && $0.f1 < 0.9 }, "\(points)")
             #expect(points.first { $0.counted && $0.f1 >= 0.9 }?.version == best["version"] as? Int, "\(points)")
