@@ -30,16 +30,12 @@ public struct Traffic: Sendable, Codable, Hashable {
 
     mutating func sent(_ parameters: [WireTensor], referenced: ReferencedParameters? = nil) {
         tasks += 1
-        taskBytes += Int64(referenced?.encodedSize ?? Self.size(of: parameters))
+        taskBytes += Int64(referenced?.encodedSize ?? WireTensor.wireSize(of: parameters))
     }
 
     /// Evaluation tasks: counted apart, since how often a run is evaluated is the experimenter's choice.
     mutating func evaluationSent(_ parameters: [WireTensor]) {
         evaluationTasks += 1
-        evaluationBytes += Int64(Self.size(of: parameters))
-    }
-
-    static func size(of tensors: [WireTensor]) -> Int {
-        2 + tensors.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + $1.bytes.readableBytes }
+        evaluationBytes += Int64(WireTensor.wireSize(of: parameters))
     }
 }

@@ -11,6 +11,11 @@ public struct WireTensor: Sendable, Hashable {
 
     public var elementCount: Int { shape.reduce(1, *) }
 
+    /// Bytes of a `tensors` field holding `tensors`: the count, then each header and its values.
+    public static func wireSize(of tensors: [WireTensor]) -> Int {
+        2 + tensors.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + $1.bytes.readableBytes }
+    }
+
     public init(name: String, shape: [Int], bytes: ByteBuffer) {
         self.name = name
         self.shape = shape
@@ -281,7 +286,7 @@ public struct Update: Sendable, Hashable {
 
     /// The delta's bytes on the wire: its tensors (headers and values) or its compressed option's value.
     public var deltaWireBytes: Int {
-        compressedDelta?.encodedSize ?? (2 + delta.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + $1.bytes.readableBytes })
+        compressedDelta?.encodedSize ?? WireTensor.wireSize(of: delta)
     }
 
     /// The answer to a task that could not be done: no tensors, no counts, the reason (cut to
