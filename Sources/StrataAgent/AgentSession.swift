@@ -56,14 +56,18 @@ struct AgentSession: Sendable {
         let tlsContext = self.tlsContext
         let serverName = configuration.serverName ?? configuration.coordinatorHost
         let maxFrame = configuration.maxFrameBytes
+        // Both follow from the welcome: messages in parts only once the coordinator said how large they get.
+        let incomingMessageLimit = MessageSizeLimit(0)
+        let coordinatorFrameLimit = MessageSizeLimit(0)
         let connection: Connection = try await ClientBootstrap(group: group)
             .connectTimeout(.milliseconds(configuration.connectTimeout.milliseconds))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: configuration.coordinatorHost, port: configuration.coordinatorPort) { channel in
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
                     let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: serverName)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MessageEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
+                        maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, messageLimit: incomingMessageLimit)))
+                    try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder(peerFrameLimit: coordinatorFrameLimit))
                     return (try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel), identity)
                 }
             }
@@ -78,7 +82,7 @@ struct AgentSession: Sendable {
                     agentVersion: configuration.agentVersion, featureCount: UInt32(samples.featureColumns.count),
                     trainSampleCount: UInt64(samples.train.count), evalSampleCount: UInt64(samples.test.count),
                     pendingUpdateCount: UInt32(pending.count),
-                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing, .compressedDeltas, .compressedTasks]).union(trainer.capabilities))))
+                    featureNames: samples.featureColumns, capabilities: AgentCapabilities([.statistics, .preprocessing, .compressedDeltas, .compressedTasks, .messageParts]).union(trainer.capabilities))))
             } catch {
                 // The coordinator may refuse (and close) before our hello: its error frame, or the TLS alert that
                 // refused our certificate, says why better than the failed write.
@@ -118,7 +122,12 @@ struct AgentSession: Sendable {
                 throw AgentError.incompatibleModel("the coordinator describes a model that cannot exist (\(welcome.model.kind), \(welcome.model.featureCount) features, \(welcome.model.outputCount) outputs): upgrade or reconfigure the coordinator")
             }
             if let refusal = trainer.refusal(of: spec) { throw AgentError.incompatibleModel(refusal) }
-            try checkCompatibility(spec)
+            try checkCompatibility(spec, welcome: welcome)
+            if let limit = welcome.maxMessageBytes {
+                // Checked by checkCompatibility: the model's values fit in it, and it fits in one stored frame.
+                incomingMessageLimit.set(Int(min(limit, UInt64(UInt32.max))))
+                coordinatorFrameLimit.set(Int(welcome.maxFrameBytes))
+            }
             // The rows as the model sees them; the preprocessing comes with the welcome or the first task.
             let prepared = NIOLockedValueBox(PreparedSamples(raw: samples))
             if let preprocessing = welcome.preprocessing {
@@ -247,7 +256,7 @@ struct AgentSession: Sendable {
                         case .error(let error):
                             if error.code == .evicted || error.code == .notAuthorized { throw AgentError.refused(error) }
                             throw SessionFailure.peerError(error)
-                        case .hello, .welcome, .update:
+                        case .hello, .welcome, .update, .part:   // parts never leave the decoder
                             throw SessionFailure.unexpected("\(message.type)")
                         }
                     }
@@ -298,14 +307,17 @@ struct AgentSession: Sendable {
         return .finished(goodbye.message)
     }
 
-    private func checkCompatibility(_ spec: ModelSpec) throws {
-        // The welcome is untrusted too: a class count that would make the model larger than a frame can carry
-        // is refused before anything is allocated for it.
+    private func checkCompatibility(_ spec: ModelSpec, welcome: Welcome) throws {
+        // The welcome is untrusted too: a model larger than one message can carry (a frame, or the parts the
+        // welcome announced, at most 4 GiB) is refused before anything is allocated for it.
         // (An MLP's widths are bounded by the wire, so its parameter count cannot overflow.)
-        let fits = spec.kind == .mlp ? spec.parameterCount <= configuration.maxFrameBytes / 4
-            : spec.outputCount <= configuration.maxFrameBytes / 4 / max(1, spec.featureCount + 1)
+        let valueLimit = welcome.maxMessageBytes.map { Int(min($0, UInt64(UInt32.max))) } ?? configuration.maxFrameBytes
+        let fits = spec.kind == .mlp || spec.kind == .custom ? spec.parameterCount <= valueLimit / 4
+            : spec.outputCount <= valueLimit / 4 / max(1, spec.featureCount + 1)
         guard spec.outputCount >= 1, fits else {
-            throw AgentError.incompatibleModel("the welcome announces a model (\(spec.summary)) that no task frame of at most \(configuration.maxFrameBytes) bytes can carry")
+            throw AgentError.incompatibleModel(welcome.maxMessageBytes == nil
+                ? "the welcome announces a model (\(spec.summary)) that no task frame of at most \(configuration.maxFrameBytes) bytes can carry"
+                : "the welcome announces a model (\(spec.summary)) larger than the \(valueLimit) bytes its messages may have")
         }
         guard spec.featureCount == samples.featureColumns.count else {
             throw AgentError.incompatibleModel("the federation's model has \(spec.featureCount) features but the data has \(samples.featureColumns.count)")

@@ -27,7 +27,7 @@ public struct AgentServer: Sendable {
         let metrics = coordinator.metrics
         limits = ConnectionLimits(settings: configuration.connectionLimits, metrics: metrics)
         let waitsSeen = NIOLockedValueBox(0)
-        frameBudget = FrameBudget(capacity: configuration.connectionLimits.effectiveFrameBudget(maxFrameBytes: configuration.maxFrameBytes),
+        frameBudget = FrameBudget(capacity: configuration.connectionLimits.effectiveFrameBudget(maxFrameBytes: configuration.maxFrameBytes, maxMessageBytes: configuration.maxMessageBytes),
                                   onChange: { metrics.frameBudgetChanged($0, waitsSeen: waitsSeen) })
         metrics.frameBudgetChanged(frameBudget.snapshot, waitsSeen: waitsSeen)
     }
@@ -38,6 +38,7 @@ public struct AgentServer: Sendable {
     public func run(group: any EventLoopGroup, onListening: @Sendable (String, Int) -> Void) async throws {
         let tlsContext = self.tlsContext
         let maxFrame = configuration.maxFrameBytes
+        let maxMessage = configuration.maxMessageBytes
         let metrics = coordinator.metrics
         let limits = self.limits
         let frameBudget = self.frameBudget
@@ -68,8 +69,9 @@ public struct AgentServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(gate)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
                             maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, budget: gate,
-                            maxFirstPayloadBytes: ConnectionLimitSettings.maxHelloPayloadBytes)))
-                        try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder())
+                            maxFirstPayloadBytes: ConnectionLimitSettings.maxHelloPayloadBytes, messageLimit: MessageSizeLimit(maxMessage))))
+                        // Agents accept frames as large as ours (the welcome tells them); larger tasks go in parts.
+                        try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder(peerFrameLimit: MessageSizeLimit(maxFrame)))
                         // At most one decoded message waits for the session (the default holds up to 10, each
                         // up to a frame's size, outside the frame budget); the next frame is read meanwhile.
                         let async = try NIOAsyncChannel<Message, Message>(
@@ -214,7 +216,7 @@ public struct AgentServer: Sendable {
                             case .error(let error):
                                 end("peer sent error \(error.code): \(error.message)")
                                 return
-                            case .hello, .welcome, .task, .ack:
+                            case .hello, .welcome, .task, .ack, .part:   // parts never leave the decoder
                                 end("protocol violation: unexpected \(message.type)", sending: .error(ErrorMessage(code: .unexpectedMessage,
                                     message: "unexpected \(message.type) message in an established session")))
                                 return

@@ -16,9 +16,16 @@ public struct ConnectionLimitSettings: Sendable, Hashable {
     public var frameMemoryBudget: Int?
     public init() {}
 
-    /// The budget in effect for frames of at most `maxFrameBytes` payload bytes.
-    public func effectiveFrameBudget(maxFrameBytes: Int) -> Int {
-        frameMemoryBudget ?? 4 * (maxFrameBytes + 8)
+    /// The budget in effect for frames of at most `maxFrameBytes` payload bytes and messages in parts of at
+    /// most `maxMessageBytes`: by default 4 largest frames, and at least one largest message in parts (with
+    /// the frame that brings its last part), so that a model larger than a frame is received one at a time.
+    public func effectiveFrameBudget(maxFrameBytes: Int, maxMessageBytes: Int = 0) -> Int {
+        frameMemoryBudget ?? max(4 * (maxFrameBytes + 8), Self.messageReservation(maxFrameBytes: maxFrameBytes, maxMessageBytes: maxMessageBytes))
+    }
+
+    /// What a message in parts reserves from the budget at its first part.
+    public static func messageReservation(maxFrameBytes: Int, maxMessageBytes: Int) -> Int {
+        maxMessageBytes + 8 + maxFrameBytes
     }
 
     /// The largest `hello` payload (its fields and its options: the feature names). The first frame on the

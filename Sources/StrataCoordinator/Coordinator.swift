@@ -384,6 +384,11 @@ public actor Coordinator {
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
         }
         if let refusal = preprocessingRefusal(hello) { return .refuse(refusal) }
+        if MessagePart.needsParts(parameterCount: configuration.model.parameterCount, maxFrameBytes: configuration.maxFrameBytes),
+           !hello.capabilities.contains(.messageParts) {
+            return .refuse(ErrorMessage(code: .incompatibleData, message:
+                "this federation's model (\(configuration.model.parameterCount) parameters) is larger than a frame of \(configuration.maxFrameBytes) bytes and travels in parts, which your agent does not support: upgrade it"))
+        }
         let announced: AnnouncedCounts
         switch WireCounts.announced(hello, bound: configuration.maxAgentSamples) {
         case .success(let counts): announced = counts
@@ -420,7 +425,8 @@ public actor Coordinator {
                               maxFrameBytes: UInt32(configuration.maxFrameBytes), model: WireModelSpec(configuration.model),
                               featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init),
                               federationID: federationID,
-                              updateEncoding: hello.capabilities.contains(.compressedDeltas) && configuration.updateEncoding != .float32 ? configuration.updateEncoding : nil)
+                              updateEncoding: hello.capabilities.contains(.compressedDeltas) && configuration.updateEncoding != .float32 ? configuration.updateEncoding : nil,
+                              maxMessageBytes: hello.capabilities.contains(.messageParts) ? UInt64(configuration.maxMessageBytes) : nil)
         if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose

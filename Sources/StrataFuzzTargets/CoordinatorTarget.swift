@@ -142,6 +142,8 @@ private let sentinel = Message.error(ErrorMessage(code: ErrorCode(rawValue: 0xFF
 private struct Run {
     let coordinator: Coordinator
     var agents: [Agent?] = Array(repeating: nil, count: CoordinatorTarget.agentCount)
+    /// Each slot's decoder state for messages in parts, as the server's decoder keeps it per connection.
+    var assemblers = Array(repeating: MessageAssembler(maxMessageBytes: 4_096), count: CoordinatorTarget.agentCount)
 
     init(coordinator: Coordinator) { self.coordinator = coordinator }
 
@@ -169,8 +171,9 @@ private struct Run {
         case .rawFrame:
             var buffer = ByteBuffer(bytes: input.take(Int(input.u16() % 512)))
             do {
-                guard let decoded = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: FrameHeader.defaultMaxPayloadBytes) else { return }
-                message = decoded
+                guard let decoded = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: FrameHeader.defaultMaxPayloadBytes),
+                      let whole = try assemblers[slot].take(decoded) else { return }
+                message = whole
             } catch {
                 // The reader throws; the server ends the session.
                 try await end(slot, reason: "\(error)")
@@ -192,6 +195,7 @@ private struct Run {
 
     /// What `AgentServer.runSession`'s reader does with one inbound message.
     mutating func deliver(_ message: Message, to slot: Int) async throws(FuzzFailure) {
+        if case .hello = message { assemblers[slot] = MessageAssembler(maxMessageBytes: 4_096) }  // a new connection
         guard let agent = agents[slot] else {
             guard case .hello(let hello) = message else { return }  // first message not hello: closed, coordinator untouched
             let clientID = "agent-\(slot)"
@@ -217,7 +221,7 @@ private struct Run {
             break  // answered by the session itself
         case .goodbye:
             try await end(slot, reason: "goodbye")
-        case .error, .hello, .welcome, .task, .ack:
+        case .error, .hello, .welcome, .task, .ack, .part:
             try await end(slot, reason: "unexpected \(message.type)")
         }
     }

@@ -54,23 +54,44 @@ public enum DecodeTarget {
         }
     }
 
+    /// Messages in parts are accepted up to this size, by both decodes.
+    static let messageLimit = 4_096
+
+    /// The frames one by one, and messages in parts put together as `MessageDecoder` does (a first part over
+    /// the limit refused from its header); each message with the single frame it equals.
     static func decodeInOnePiece(_ stream: [UInt8], limit: Int) -> (frames: [[UInt8]], error: WireError?, leftover: Int) {
         var buffer = ByteBuffer(bytes: stream)
         var frames: [[UInt8]] = []
+        var assembler = MessageAssembler(maxMessageBytes: messageLimit)
+        var carried: [UInt8] = []
         while true {
             let start = buffer.readerIndex
+            let message: Message
             do {
-                guard try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: limit) != nil else { break }
-            } catch {
+                if !assembler.isAssembling, let total = MessageAssembler.announcedFirstPart(buffer), total > UInt64(messageLimit) {
+                    throw WireError.messageTooLarge(length: total, limit: messageLimit)
+                }
+                guard let decoded = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: limit) else { break }
+                if case .part(let part) = decoded { carried += Array(part.bytes.readableBytesView) }
+                guard let whole = try assembler.take(decoded) else { continue }
+                message = whole
+            } catch let error as WireError {
                 return (frames, error, buffer.readableBytes)
+            } catch {
+                preconditionFailure("decodeFrame and take throw WireError only")
             }
-            frames.append(Array(stream[start..<buffer.readerIndex]))
+            if carried.isEmpty {
+                frames.append(Array(stream[start..<buffer.readerIndex]))
+            } else {
+                frames.append(header(type: message.type, length: carried.count) + carried)
+                carried = []
+            }
         }
         return (frames, nil, buffer.readableBytes)
     }
 
     static func decodeThroughPipeline(_ stream: [UInt8], chunkSizes: [Int], limit: Int) throws(FuzzFailure) -> (messages: [Message], error: WireError?) {
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder(maxPayloadBytes: limit)))
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder(maxPayloadBytes: limit, messageLimit: MessageSizeLimit(messageLimit))))
         var messages: [Message] = []
         var failure: (any Error)?
         var offset = 0

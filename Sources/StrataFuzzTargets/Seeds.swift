@@ -73,6 +73,12 @@ public enum Seeds {
             clientID: "hospital-a", sessionID: 3, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 << 20,
             model: WireModelSpec(kind: .custom, featureCount: 60, outputCount: 10,
                                  manifest: [WireTensorShape(name: "scale", shape: []), WireTensorShape(name: "conv.weight", shape: [4, 3, 3, 2])]))))))
+        // A task in three parts (message type 9), and a part on its own.
+        let task = frame(messages()[2].1)
+        let parts = WireCodec.splitIntoParts([ByteBuffer(bytes: task)], maxPayloadBytes: MessagePart.fieldBytes + 2 + 30)
+            .flatMap { Array($0.readableBytesView) }
+        seeds.append(("stream-task-in-parts", [0] + parts))
+        seeds.append(("msg-part", [0] + frame(.part(MessagePart(messageType: .update, totalLength: 100, offset: 40, bytes: ByteBuffer(bytes: [1, 2, 3, 4]))))))
         return seeds
     }
 

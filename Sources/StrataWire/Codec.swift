@@ -162,7 +162,7 @@ public enum WireCodec {
             var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
             let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomeFederation, WireOptionKey.welcomePreprocessing,
                                                                         WireOptionKey.welcomeModelLayers, WireOptionKey.welcomeModelManifest,
-                                                                        WireOptionKey.welcomeUpdateEncoding])
+                                                                        WireOptionKey.welcomeUpdateEncoding, WireOptionKey.welcomeMaxMessageBytes])
             if let value = options[WireOptionKey.welcomeUpdateEncoding] {
                 welcome.updateEncoding = try decodeOption(value, "welcome.updateEncoding") { (r: inout PayloadReader) throws(WireError) in try r.updateEncoding("welcome.updateEncoding") }
             }
@@ -185,6 +185,9 @@ public enum WireCodec {
             }
             if let value = options[WireOptionKey.welcomeFederation] {
                 welcome.federationID = try decodeOption(value, "welcome.federation") { (r: inout PayloadReader) throws(WireError) in try r.u64("welcome.federation") }
+            }
+            if let value = options[WireOptionKey.welcomeMaxMessageBytes] {
+                welcome.maxMessageBytes = try decodeOption(value, "welcome.maxMessageBytes") { (r: inout PayloadReader) throws(WireError) in try r.u64("welcome.maxMessageBytes") }
             }
             if let value = options[WireOptionKey.welcomePreprocessing] {
                 welcome.preprocessing = try decodeOption(value, "welcome.preprocessing") { (r: inout PayloadReader) throws(WireError) in try r.preprocessing("welcome.preprocessing") }
@@ -271,6 +274,9 @@ public enum WireCodec {
         case .error:
             message = .error(ErrorMessage(code: ErrorCode(rawValue: try reader.u16("error.code")), message: try reader.string("error.message")))
             _ = try reader.options("error.options", known: [])
+        case .part:
+            message = .part(try reader.part())
+            _ = try reader.options("part.options", known: [])
         case .goodbye:
             let reasonValue = try reader.u16("goodbye.reason")
             guard let reason = GoodbyeReason(rawValue: reasonValue) else {
@@ -289,6 +295,7 @@ public enum WireCodec {
         switch message {
         case .task(let task): return 64 + task.parameters.reduce(0) { $0 + 64 + $1.bytes.readableBytes } + (task.referencedParameters?.encodedSize ?? 0)
         case .update(let update): return 96 + update.delta.reduce(0) { $0 + 64 + $1.bytes.readableBytes } + (update.compressedDelta?.encodedSize ?? 0)
+        case .part(let part): return MessagePart.fieldBytes + part.bytes.readableBytes + 2
         default: return 128
         }
     }
@@ -358,6 +365,9 @@ public enum WireCodec {
             buffer.writeInteger(m.reason.rawValue, endianness: .little)
             buffer.writeInteger(m.retryAfterMillis, endianness: .little)
             buffer.writeWireString(m.message)
+        case .part(let m):
+            m.writeFields(into: &buffer)
+            buffer.writeImmutableBuffer(m.bytes)
         }
         encodeOptions(message, into: &buffer)
     }
@@ -378,6 +388,7 @@ public enum WireCodec {
                     if case .topK(let fraction) = encoding { $0.writeInteger(fraction.bitPattern, endianness: .little) } else { $0.writeInteger(UInt32(0), endianness: .little) }
                 }))
             }
+            if let limit = m.maxMessageBytes { options.append((WireOptionKey.welcomeMaxMessageBytes, { $0.writeInteger(limit, endianness: .little) })) }
             if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
             if let layers = m.model.layers { options.append((WireOptionKey.welcomeModelLayers, { $0.writeModelLayers(layers) })) }
             if let manifest = m.model.manifest { options.append((WireOptionKey.welcomeModelManifest, { $0.writeModelManifest(manifest) })) }
@@ -389,7 +400,7 @@ public enum WireCodec {
             if let e = m.evaluation { options.append((WireOptionKey.updateEvaluation, { $0.writeEvaluationStatistics(e) })) }
             if let f = m.failure { options.append((WireOptionKey.updateFailure, { $0.writeWireString(f) })) }
             if let c = m.compressedDelta { options.append((WireOptionKey.updateCompressedDelta, { $0.writeCompressedTensors(c) })) }
-        case .ack, .heartbeat, .error, .goodbye:
+        case .ack, .heartbeat, .error, .goodbye, .part:
             break
         }
         buffer.writeWireOptions(options)

@@ -14,6 +14,8 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case heartbeat = 6
     case error = 7
     case goodbye = 8
+    /// A piece of a message too large for one frame (§2 "Messages in parts"); never delivered on its own.
+    case part = 9
 }
 
 /// Error codes carried by `error` frames and by `ack` frames with status `refused`.

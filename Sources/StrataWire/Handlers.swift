@@ -24,13 +24,19 @@ public struct MessageDecoder: ByteToMessageDecoder {
     /// the first frame must be a `hello`, so a peer cannot reserve memory for a large frame before it).
     private let maxFirstPayloadBytes: Int?
     private var framesDecoded = 0
+    /// Puts messages sent in parts back together; `messageLimit` (nil: 0) bounds each one's size.
+    private var assembler = MessageAssembler(maxMessageBytes: 0)
+    private let messageLimit: MessageSizeLimit?
 
     /// - Parameters:
     ///   - budget: frames of at least `budget.threshold` bytes are buffered beyond their start only once
     ///     the budget admitted them; until then reads stop (see `FrameBudgetGate`, which must be in the pipeline).
     ///   - maxFirstPayloadBytes: a smaller limit for the first frame of the connection.
+    ///   - messageLimit: the largest message accepted in parts (§2 "Messages in parts"); nil or 0: none. A
+    ///     message's first part reserves its whole size (plus one frame) with `budget` before it is buffered.
     public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes, offerFrameBuffer: FrameBufferOffer? = nil,
-                budget: FrameBudgetGate? = nil, maxFirstPayloadBytes: Int? = nil) {
+                budget: FrameBudgetGate? = nil, maxFirstPayloadBytes: Int? = nil, messageLimit: MessageSizeLimit? = nil) {
+        self.messageLimit = messageLimit
         self.maxPayloadBytes = maxPayloadBytes
         self.offerFrameBuffer = offerFrameBuffer
         self.budget = budget
@@ -44,8 +50,19 @@ public struct MessageDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: currentLimit) else {
-            if let budget, let frame = Self.announcedFrame(buffer), frame >= budget.threshold {
+        if !assembler.isAssembling, let total = MessageAssembler.announcedFirstPart(buffer) {
+            // A message in parts: refused before anything of it is kept when it is too large, or is the
+            // connection's first message (a hello never comes in parts); else its whole size is reserved first.
+            guard framesDecoded > 0 || maxFirstPayloadBytes == nil else {
+                throw WireError.invalidValue(field: "part", reason: "a connection's first message cannot come in parts")
+            }
+            let limit = messageLimit?.bytes ?? 0
+            guard total <= UInt64(max(0, limit)) else { throw WireError.messageTooLarge(length: total, limit: max(0, limit)) }
+            if let budget, try !budget.admit(frameBytes: Int(total) + FrameHeader.size + maxPayloadBytes) { return .needMoreData }
+        }
+        guard var message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: currentLimit) else {
+            if let budget, !assembler.isAssembling, MessageAssembler.announcedFirstPart(buffer) == nil,
+               let frame = Self.announcedFrame(buffer), frame >= budget.threshold {
                 // A large frame is buffered beyond its start only with a reservation for all of it; without
                 // one its reads are held (the gate) and nothing more is allocated for it here.
                 guard try budget.admit(frameBytes: frame) else { return .needMoreData }
@@ -65,6 +82,11 @@ public struct MessageDecoder: ByteToMessageDecoder {
             return .needMoreData
         }
         framesDecoded &+= 1
+        assembler.maxMessageBytes = messageLimit?.bytes ?? 0
+        guard let whole = try assembler.take(message, allocator: context.channel.allocator) else {
+            return .continue   // a part: its message's reservation stays until the last one
+        }
+        message = whole
         budget?.frameCompleted()
         context.fireChannelRead(Self.wrapInboundOut(message))
         return .continue
@@ -121,14 +143,24 @@ public struct MessageEncoder: MessageToByteEncoder {
 /// Encodes each outbound `Message` as one frame without copying large tensor values: the frame goes out as
 /// a few buffers (`WireCodec.encodePieces`), the tensors' own buffers among them. A model sent to many
 /// sessions is serialized once and its bytes are shared by every session's frame, down to the TLS layer.
+///
+/// A task or update larger than the peer's frame limit (`peerFrameLimit`, when set and non-zero) goes out as
+/// consecutive part frames (§2 "Messages in parts"), written in one go so that no other frame comes between.
 public final class MessageFrameEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     public typealias OutboundIn = Message
     public typealias OutboundOut = ByteBuffer
 
-    public init() {}
+    private let peerFrameLimit: MessageSizeLimit?
+
+    public init(peerFrameLimit: MessageSizeLimit? = nil) {
+        self.peerFrameLimit = peerFrameLimit
+    }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let pieces = WireCodec.encodePieces(unwrapOutboundIn(data), allocator: context.channel.allocator)
+        var pieces = WireCodec.encodePieces(unwrapOutboundIn(data), allocator: context.channel.allocator)
+        if let limit = peerFrameLimit?.bytes, limit > 0 {
+            pieces = WireCodec.splitIntoParts(pieces, maxPayloadBytes: limit, allocator: context.channel.allocator)
+        }
         for piece in pieces.dropLast() {
             context.write(wrapOutboundOut(piece), promise: nil)
         }

@@ -180,8 +180,12 @@ public struct Welcome: Sendable, Hashable {
     public var federationID: UInt64?
     /// Option 3: the encoding the coordinator asks deltas to travel in (nil: float32).
     public var updateEncoding: DeltaEncoding?
+    /// Option 4: the largest task or update payload that travels in parts (nil: none larger than a frame).
+    public var maxMessageBytes: UInt64?
     public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec,
-                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil, federationID: UInt64? = nil, updateEncoding: DeltaEncoding? = nil) {
+                featureNames: [String] = [], preprocessing: WirePreprocessing? = nil, federationID: UInt64? = nil, updateEncoding: DeltaEncoding? = nil,
+                maxMessageBytes: UInt64? = nil) {
+        self.maxMessageBytes = maxMessageBytes
         self.federationID = federationID
         self.updateEncoding = updateEncoding
         self.clientID = clientID
@@ -380,6 +384,7 @@ public enum Message: Sendable, Hashable {
     case heartbeat(Heartbeat)
     case error(ErrorMessage)
     case goodbye(Goodbye)
+    case part(MessagePart)
 
     public var type: MessageType {
         switch self {
@@ -391,6 +396,7 @@ public enum Message: Sendable, Hashable {
         case .heartbeat: .heartbeat
         case .error: .error
         case .goodbye: .goodbye
+        case .part: .part
         }
     }
 }

@@ -23,6 +23,9 @@ public enum WireOptionKey {
     /// The encoding the coordinator asks agents to send deltas in (u8 `TensorEncodingKind`, f32 top-k fraction).
     /// An agent that does not know it, or the encoding it names, sends float32, which is always accepted.
     public static let welcomeUpdateEncoding: UInt16 = 3
+    /// The largest task or update payload the coordinator sends and accepts in parts (u64, §2 "Messages in
+    /// parts"); sent to agents that announced `AgentCapabilities.messageParts`.
+    public static let welcomeMaxMessageBytes: UInt16 = 4
     /// The federation's preprocessing (once fixed): the agent applies it to every row.
     public static let welcomePreprocessing: UInt16 = critical | 1
     /// The layers of a model kind that has them (`WireModelKind.mlp`): without them the model is unknown.
@@ -67,7 +70,9 @@ public struct AgentCapabilities: OptionSet, Sendable, Hashable {
     /// Reconstructs train tasks' parameters from task option 0x8002 (a difference from its previous train task).
     public static let compressedTasks = AgentCapabilities(rawValue: 1 << 4)
 
-    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics, .compressedDeltas, .compressedTasks]
+    /// Sends and receives tasks and updates larger than a frame as part frames (message type 9).
+    public static let messageParts = AgentCapabilities(rawValue: 1 << 5)
+    public static let all: AgentCapabilities = [.statistics, .preprocessing, .evaluationStatistics, .compressedDeltas, .compressedTasks, .messageParts]
 }
 
 /// One option as it travels: the key and its raw value bytes.

@@ -18,6 +18,8 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
     case incompleteFrameAtEOF(bufferedBytes: Int)
     /// A critical option (key bit 15 set) this build does not understand.
     case unsupportedOption(key: UInt16, field: String)
+    /// A message sent in parts announced more bytes than this receiver accepts for one message.
+    case messageTooLarge(length: UInt64, limit: Int)
 
     public var description: String {
         switch self {
@@ -39,6 +41,10 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
             return "connection closed in the middle of a frame (\(count) bytes buffered)"
         case .unsupportedOption(let key, let field):
             return "\(field) carries critical option 0x\(String(key, radix: 16)) that this build does not understand: upgrade it"
+        case .messageTooLarge(let length, let limit):
+            return limit == 0
+                ? "a message of \(length) bytes arrived in parts, which this side does not accept (no model larger than a frame was negotiated)"
+                : "a message of \(length) bytes in parts exceeds the limit of \(limit) bytes for this federation's model"
         }
     }
 
@@ -48,7 +54,7 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
         case .badMagic, .truncated, .invalidValue, .trailingBytes, .incompleteFrameAtEOF: return .malformedFrame
         case .unsupportedVersion: return .unsupportedVersion
         case .unknownMessageType: return .unknownMessageType
-        case .frameTooLarge: return .frameTooLarge
+        case .frameTooLarge, .messageTooLarge: return .frameTooLarge
         case .unsupportedOption: return .unsupportedOption
         }
     }

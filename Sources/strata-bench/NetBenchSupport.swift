@@ -528,7 +528,7 @@ final class SimAgentHandler: ChannelInboundHandler {
         case .error(let error):
             agent.stats.update { $0.errors += 1; $0.lastError = "\(agent.id): coordinator error \(error.code): \(error.message)" }
             context.close(promise: nil)
-        case .hello, .update:
+        case .hello, .update, .part:
             context.close(promise: nil)
         }
     }

@@ -95,8 +95,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try tiering.check()
         let spec = try model.resolve().spec
         try stop.check(model: spec)
-        if model.model == .mlp || model.model == .custom, spec.parameterCount > (network.maxFrameBytes - 4096) / 4 {
-            throw ValidationError("the model (\(spec.summary)) has \(spec.parameterCount) parameters, more than a task frame of --max-frame-bytes \(network.maxFrameBytes) carries: make the model smaller or raise --max-frame-bytes")
+        // Larger models travel in parts; a message is still one frame in the agents' stores (u32 length).
+        if spec.parameterCount > (Int(UInt32.max) - network.maxFrameBytes) / 4 {
+            throw ValidationError("the model (\(spec.summary)) has \(spec.parameterCount) parameters; at most \((Int(UInt32.max) - network.maxFrameBytes) / 4) (4 GiB of float32 less one frame) travel in one message")
+        }
+        if let budget = limits.frameMemoryBudget {
+            let needed = ConnectionLimitSettings.messageReservation(maxFrameBytes: network.maxFrameBytes,
+                                                                   maxMessageBytes: MessagePart.messageLimit(parameterCount: spec.parameterCount, maxFrameBytes: network.maxFrameBytes))
+            if budget < needed {
+                throw ValidationError("--frame-memory-budget (\(budget)) must be at least \(needed) bytes for this model: one update in parts (its values plus a frame) and the frame that brings its last part")
+            }
         }
         try robustness.check()
         try preprocessing.check()

@@ -52,3 +52,59 @@ import Testing
         #expect(task.kind == .train)
     }
 }
+
+/// A model larger than a frame travels in parts (§2 "Messages in parts"): agents that announce capability bit 5
+/// are told the limit in their welcome (option 4); an agent that cannot receive parts is refused at hello with a
+/// reason, instead of receiving a task frame it would refuse.
+@Suite struct LargeModelAdmissionTests {
+    static func coordinator(maxFrameBytes: Int) async throws -> (Coordinator, String) {
+        let directory = NSTemporaryDirectory() + "strata-large-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var configuration = CoordinatorConfiguration(
+            tls: TLSConfiguration(certificateChainFile: "unused.crt", privateKeyFile: "unused.key", trustRootsFile: "unused-ca.crt"),
+            statePath: directory + "/coordinator.sqlite", model: ModelSpec(kind: .softmaxRegression, featureCount: 99, outputCount: 100))
+        configuration.maxFrameBytes = maxFrameBytes
+        configuration.evaluateEvery = 0
+        configuration.preprocessing.standardize = false
+        let store = try CoordinatorStore(path: configuration.statePath)
+        let coordinator = Coordinator(configuration: configuration, store: store, logger: Logger(label: "test"))
+        try await coordinator.restore()
+        return (coordinator, directory)
+    }
+
+    @Test func onlyAgentsThatTakePartsJoinAFederationWhoseModelExceedsAFrame() async throws {
+        // 10,000 parameters (40 kB) against frames of 16 KiB.
+        let (coordinator, directory) = try await Self.coordinator(maxFrameBytes: 16_384)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func admit(_ id: String, _ capabilities: AgentCapabilities) async -> Coordinator.Admission {
+            let (_, continuation) = AsyncStream<Message>.makeStream()
+            return await coordinator.admit(clientID: id, hello: Hello(agentVersion: "test", featureCount: 99, trainSampleCount: 10, evalSampleCount: 2,
+                                                                      pendingUpdateCount: 0, capabilities: capabilities), mailbox: continuation)
+        }
+        guard case .refuse(let refusal) = await admit("agent-01", [.statistics, .preprocessing]) else {
+            Issue.record("an agent without capability bit 5 was admitted")
+            return
+        }
+        #expect(refusal.code == .incompatibleData && refusal.message.contains("travels in parts"), "\(refusal)")
+        guard case .welcome(let welcome, _) = await admit("agent-02", .all) else {
+            Issue.record("an agent with capability bit 5 was refused")
+            return
+        }
+        #expect(welcome.maxMessageBytes == UInt64(4 * 10_000 + 16_384))
+    }
+
+    @Test func smallModelsAdmitEveryAgentAndTellOnlyThoseThatTakeParts() async throws {
+        let (coordinator, directory) = try await Self.coordinator(maxFrameBytes: 64 << 20)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for (id, capabilities, announced) in [("agent-01", AgentCapabilities([.preprocessing]), false), ("agent-02", .all, true)] {
+            let (_, continuation) = AsyncStream<Message>.makeStream()
+            let admission = await coordinator.admit(clientID: id, hello: Hello(agentVersion: "test", featureCount: 99, trainSampleCount: 10, evalSampleCount: 2,
+                                                                               pendingUpdateCount: 0, capabilities: capabilities), mailbox: continuation)
+            guard case .welcome(let welcome, _) = admission else {
+                Issue.record("\(id) was refused: \(admission)")
+                continue
+            }
+            #expect((welcome.maxMessageBytes != nil) == announced, "\(id)")
+        }
+    }
+}

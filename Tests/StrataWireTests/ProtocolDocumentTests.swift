@@ -92,6 +92,16 @@ enum ExpectedExamples {
     static let weight = WireTensor(name: "weight", shape: [2, 2], values: [0.5, -0.5, 0.25, 0])
     static let bias = WireTensor(name: "bias", shape: [2], values: [0, 0.125])
 
+    /// The payload of example task-bias-only, which the part examples carry.
+    static let taskBiasOnlyPayload: ByteBuffer = {
+        var frame = WireCodec.encode(.task(TrainingTask(
+            taskID: 1, baseVersion: 0, kind: .train,
+            hyperparameters: Hyperparameters(learningRate: 0.5, batchSize: 10, epochs: 1, seed: 7, proximalMu: 0),
+            parameters: [WireTensor(name: "bias", shape: [2], values: [1.0, -2.0])])))
+        frame.moveReaderIndex(forwardBy: FrameHeader.size)
+        return ByteBuffer(bytes: frame.readableBytesView)   // indices from 0
+    }()
+
     static let all: [String: Message] = [
         "ack-committed": .ack(Ack(taskID: 7, status: .committed, modelVersion: 4)),
         "task-bias-only": .task(TrainingTask(
@@ -142,6 +152,8 @@ enum ExpectedExamples {
         "welcome-encoding": .welcome(Welcome(clientID: "hospital-a", sessionID: 12, heartbeatIntervalMillis: 2000, maxFrameBytes: 64 * 1024 * 1024,
                                              model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2),
                                              updateEncoding: .topK(fraction: 0.25))),
+        "part-first": .part(MessagePart(messageType: .task, totalLength: 64, offset: 0, bytes: taskBiasOnlyPayload.getSlice(at: 0, length: 40)!)),
+        "part-last": .part(MessagePart(messageType: .task, totalLength: 64, offset: 40, bytes: taskBiasOnlyPayload.getSlice(at: 40, length: 24)!)),
         "ack-received": .ack(Ack(taskID: 42, status: .received, modelVersion: 17)),
         "ack-refused": .ack(Ack(taskID: 44, status: .refused, modelVersion: 17, code: .overShare, reason: "two updates queued")),
         "heartbeat-request": .heartbeat(Heartbeat(sequence: 3, timestampNanos: 1_234_567_890, isReply: false)),
@@ -194,6 +206,18 @@ enum ExpectedExamples {
                 "in the document only: \(Set(examples.keys).subtracting(ExpectedExamples.all.keys).sorted()); expected but missing: \(Set(ExpectedExamples.all.keys).subtracting(examples.keys).sorted())")
     }
 
+    /// The two part examples put together are the task-bias-only example, byte for byte.
+    @Test func thePartExamplesCarryTheTaskExample() throws {
+        var assembler = MessageAssembler(maxMessageBytes: 64)
+        var delivered: [Message] = []
+        for name in ["part-first", "part-last"] {
+            var frame = ByteBuffer(bytes: try #require(examples[name]).bytes)
+            let part = try #require(try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: 63))
+            if let message = try assembler.take(part) { delivered.append(message) }
+        }
+        #expect(delivered == [ExpectedExamples.all["task-bias-only"]!])
+    }
+
     @Test func everyMessageTypeHasAnExample() {
         let types = Set(examples.keys.compactMap { ExpectedExamples.all[$0]?.type })
         #expect(types == Set(MessageType.allCases), "no example of \(Set(MessageType.allCases).subtracting(types).map(\.rawValue).sorted())")
@@ -213,13 +237,15 @@ enum ExpectedExamples {
     /// The examples, concatenated into one stream, through the channel handler both peers use.
     @Test func examplesDecodeThroughTheChannelDecoder() throws {
         let names = ExpectedExamples.names.filter { examples[$0] != nil }
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder()))
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder(messageLimit: MessageSizeLimit(64))))
         var stream = channel.allocator.buffer(capacity: 4096)
         for name in names { stream.writeBytes(examples[name]!.bytes) }
         try channel.writeInbound(stream)
         var decoded: [Message] = []
         while let message = try channel.readInbound(as: Message.self) { decoded.append(message) }
-        #expect(decoded == names.map { ExpectedExamples.all[$0]! })
+        // The two parts (adjacent in name order) come out as the task they carry.
+        let expected = names.filter { $0 != "part-last" }.map { ExpectedExamples.all[$0 == "part-first" ? "task-bias-only" : $0]! }
+        #expect(decoded == expected)
         _ = try channel.finish()
     }
 

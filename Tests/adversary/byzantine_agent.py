@@ -67,8 +67,8 @@ VERSION = 2
 HEADER = struct.Struct("<2sBBI")          # magic, version, type, payload length
 DEFAULT_MAX_FRAME = 64 << 20
 
-HELLO, WELCOME, TASK, UPDATE, ACK, HEARTBEAT, ERROR, GOODBYE = range(1, 9)
-TYPE_NAMES = {1: "hello", 2: "welcome", 3: "task", 4: "update", 5: "ack", 6: "heartbeat", 7: "error", 8: "goodbye"}
+HELLO, WELCOME, TASK, UPDATE, ACK, HEARTBEAT, ERROR, GOODBYE, PART = range(1, 10)
+TYPE_NAMES = {1: "hello", 2: "welcome", 3: "task", 4: "update", 5: "ack", 6: "heartbeat", 7: "error", 8: "goodbye", 9: "part"}
 TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 
 TASK_TRAIN, TASK_EVALUATE, TASK_STATISTICS = 1, 2, 3
@@ -84,6 +84,7 @@ OPT_HELLO_FEATURE_NAMES = 1
 OPT_HELLO_CAPABILITIES = 2
 OPT_WELCOME_FEATURE_NAMES = 1
 OPT_WELCOME_UPDATE_ENCODING = 3
+OPT_WELCOME_MAX_MESSAGE_BYTES = 4
 OPT_WELCOME_PREPROCESSING = 0x8001
 OPT_WELCOME_MODEL_LAYERS = 0x8010
 OPT_WELCOME_MODEL_MANIFEST = 0x8011
@@ -98,6 +99,7 @@ MAX_Q8_BLOCK = 65536
 # hello option 2 bits
 CAP_STATISTICS, CAP_PREPROCESSING, CAP_EVALUATION_STATISTICS, CAP_COMPRESSED_DELTAS = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 CAP_COMPRESSED_TASKS = 1 << 4
+CAP_MESSAGE_PARTS = 1 << 5                      # tasks and updates larger than a frame travel as part frames (type 9)
 CAP_ALL = CAP_STATISTICS | CAP_PREPROCESSING | CAP_EVALUATION_STATISTICS
 LABELS_NUMBERS, LABELS_TEXT = 1, 2              # statistics: label kind
 EVAL_CLASSIFICATION, EVAL_REGRESSION = 1, 2     # evaluation statistics: kind
@@ -488,6 +490,7 @@ OPTIONS = {
               OPT_HELLO_CAPABILITIES: ("capabilities", Reader.capabilities, p_capabilities)},
     "welcome": {OPT_WELCOME_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
                 OPT_WELCOME_UPDATE_ENCODING: ("updateEncoding", Reader.update_encoding, p_update_encoding),
+                OPT_WELCOME_MAX_MESSAGE_BYTES: ("maxMessageBytes", lambda r, f: r.u64(f), lambda v: struct.pack("<Q", v)),
                 OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing),
                 OPT_WELCOME_MODEL_LAYERS: ("modelLayers", Reader.layers, p_layers),
                 OPT_WELCOME_MODEL_MANIFEST: ("modelManifest", Reader.manifest, p_manifest)},
@@ -497,7 +500,7 @@ OPTIONS = {
                OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation),
                OPT_UPDATE_FAILURE: ("failure", Reader.string, p_string),
                OPT_UPDATE_COMPRESSED_DELTA: ("compressedDelta", Reader.compressed_delta, p_compressed_delta)},
-    "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {},
+    "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {}, "part": {},
 }
 KNOWN_OPTIONS = {message: set(keys) for message, keys in OPTIONS.items()}
 
@@ -543,6 +546,47 @@ def encode_goodbye(reason, retry_after_millis, message, extra_options=()):
     return frame(GOODBYE, struct.pack("<HI", reason, retry_after_millis) + p_string(message) + p_options("goodbye", {}, extra_options))
 
 
+def encode_part(message_type, total_length, offset, data, extra_options=()):
+    """One part frame (type 9) of a task or update whose payload is `total_length` bytes: `data` starts at `offset`."""
+    return frame(PART, struct.pack("<BQQI", message_type, total_length, offset, len(data)) + bytes(data) + p_options("part", {}, extra_options))
+
+
+def split_into_parts(frame_bytes, max_payload):
+    """The part frames of one encoded task or update frame, each payload at most `max_payload` bytes (§2)."""
+    msg_type, length = HEADER.unpack(frame_bytes[:HEADER.size])[2:]
+    payload = frame_bytes[HEADER.size:]
+    chunk = max_payload - 21 - 2
+    return [encode_part(msg_type, length, offset, payload[offset:offset + chunk]) for offset in range(0, length, chunk)]
+
+
+class PartAssembler:
+    """Puts a message in parts back together (§2): parts in order, nothing between them, the total within `limit`."""
+
+    def __init__(self, limit):
+        self.limit, self.open = limit, None
+
+    def take(self, m):
+        """The message to deliver for decoded message `m` (a dict), or None while parts are missing."""
+        if m["type"] != "part":
+            if self.open is not None:
+                raise ProtocolError(1, f"a {m['type']} message between the parts of a message")
+            return m
+        if self.open is None:
+            if m["offset"] != 0:
+                raise ProtocolError(1, "a message's first part starts at offset 0")
+            if m["totalLength"] > self.limit:
+                raise ProtocolError(3, f"a message of {m['totalLength']} bytes in parts, over the limit {self.limit}")
+            self.open = (m["messageType"], m["totalLength"], bytearray())
+        msg_type, total, data = self.open
+        if (m["messageType"], m["totalLength"], m["offset"]) != (msg_type, total, len(data)):
+            raise ProtocolError(1, "a part out of order or of another message")
+        data += m["data"]
+        if len(data) < total:
+            return None
+        self.open = None
+        return decode_payload(msg_type, bytes(data))
+
+
 # The coordinator's messages: encoders too, for the tests (the worked examples in PROTOCOL.md).
 def encode_ack(task_id, status, model_version, code, reason, extra_options=()):
     return frame(ACK, struct.pack("<QBQH", task_id, status, model_version, code) + p_string(reason) + p_options("ack", {}, extra_options))
@@ -555,11 +599,12 @@ def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parame
 
 
 def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
-                   preprocessing=None, extra_options=(), model_layers=None, model_manifest=None, update_encoding=None):
+                   preprocessing=None, extra_options=(), model_layers=None, model_manifest=None, update_encoding=None,
+                   max_message_bytes=None):
     return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs)
                  + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing,
                                          "modelLayers": model_layers, "modelManifest": model_manifest,
-                                         "updateEncoding": update_encoding}, extra_options))
+                                         "updateEncoding": update_encoding, "maxMessageBytes": max_message_bytes}, extra_options))
 
 
 def encode_message(m):
@@ -572,7 +617,7 @@ def encode_message(m):
         return encode_welcome(m["clientID"], m["sessionID"], m["heartbeatIntervalMillis"], m["maxFrameBytes"], m["modelKind"],
                               m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"),
                               model_layers=m.get("modelLayers"), model_manifest=m.get("modelManifest"),
-                              update_encoding=m.get("updateEncoding"))
+                              update_encoding=m.get("updateEncoding"), max_message_bytes=m.get("maxMessageBytes"))
     if t == "task":
         return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
                            m["proximalMu"], m["parameters"], m.get("preprocessing"),
@@ -589,6 +634,8 @@ def encode_message(m):
         return encode_error(m["code"], m["message"])
     if t == "goodbye":
         return encode_goodbye(m["reason"], m["retryAfterMillis"], m["message"])
+    if t == "part":
+        return encode_part(m["messageType"], m["totalLength"], m["offset"], m["data"])
     raise ValueError(f"unknown message type {t!r}")
 
 
@@ -646,6 +693,14 @@ def decode_payload(msg_type, payload):
         m["reply"] = bool(m["flags"] & 1)
     elif msg_type == ERROR:
         m.update(code=r.u16("error.code"), message=r.string("error.message"))
+    elif msg_type == PART:
+        m.update(messageType=r.u8("part.messageType"), totalLength=r.u64("part.totalLength"), offset=r.u64("part.offset"),
+                 length=r.u32("part.length"))
+        if m["messageType"] not in (TASK, UPDATE):
+            raise ProtocolError(1, f"type {m['messageType']} cannot travel in parts")
+        if m["length"] == 0 or m["offset"] >= m["totalLength"] or m["length"] > m["totalLength"] - m["offset"]:
+            raise ProtocolError(1, "a part's bytes lie outside its message")
+        m["data"] = r.take(m.pop("length"), "part.data")
     elif msg_type == GOODBYE:
         # An unknown reason is accepted (the protocol grows reasons, e.g. 4 replaced): retryAfter decides.
         m.update(reason=r.u16("goodbye.reason"), retryAfterMillis=r.u32("goodbye.retryAfterMillis"),

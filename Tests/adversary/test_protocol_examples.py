@@ -91,7 +91,12 @@ PARAMS_EVAL = [("weight", [2, 2], [1.0, -1.0, 0.5, 0.0]), ("bias", [2], [0.0, 0.
 DELTA = [("weight", [2, 2], [0.125, -0.125, -0.0625, 0.0625]), ("bias", [2], [0.03125, -0.03125])]
 
 # What the prose of §6 says each example holds (fields not listed are not compared).
+# The payload of task-bias-only, which the two part examples carry (§2 "Messages in parts").
+TASK_BIAS_ONLY_PAYLOAD = ba.encode_task(1, 0, 1, 0.5, 10, 1, 7, 0.0, [("bias", np.array([1.0, -2.0], dtype=np.float32))])[8:]
+
 EXPECTED = {
+    "part-first": {"type": "part", "messageType": 3, "totalLength": 64, "offset": 0, "data": TASK_BIAS_ONLY_PAYLOAD[:40]},
+    "part-last": {"type": "part", "messageType": 3, "totalLength": 64, "offset": 40, "data": TASK_BIAS_ONLY_PAYLOAD[40:]},
     "ack-committed": {"type": "ack", "taskID": 7, "status": 2, "modelVersion": 4, "code": 0, "reason": ""},
     "task-bias-only": {"type": "task", "taskID": 1, "baseVersion": 0, "kind": 1, "learningRate": 0.5, "batchSize": 10,
                        "epochs": 1, "seed": 7, "proximalMu": 0.0, "parameters": [("bias", [2], [1.0, -2.0])]},
@@ -202,6 +207,15 @@ def test_example_holds_what_its_prose_says(example):
     # Options a message has are exactly those listed.
     for field in OPTION_FIELDS:
         assert (field in m) == (field in want), field
+
+
+def test_the_part_examples_carry_the_task_example():
+    by_name = {e.name: e for e in DOC_EXAMPLES}
+    assembler = ba.PartAssembler(limit=64)
+    assert assembler.take(decode_one(by_name["part-first"].data)) is None
+    task = assembler.take(decode_one(by_name["part-last"].data))
+    assert ba.encode_message(task) == by_name["task-bias-only"].data
+    assert ba.split_into_parts(by_name["task-bias-only"].data, 63) == [by_name["part-first"].data, by_name["part-last"].data]
 
 
 def test_every_known_example_is_present():

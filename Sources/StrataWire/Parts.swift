@@ -1,0 +1,200 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One piece of a task or update too large for one frame (message type 9; docs/PROTOCOL.md §2 "Messages in
+/// parts"). The pieces of one message are consecutive frames; together their bytes are that message's payload.
+public struct MessagePart: Sendable, Hashable {
+    /// The type of the message the parts carry: `task` or `update`.
+    public var messageType: MessageType
+    /// The carried message's payload length, the same in every part.
+    public var totalLength: UInt64
+    /// Where this part's bytes start in the carried payload.
+    public var offset: UInt64
+    public var bytes: ByteBuffer
+
+    public init(messageType: MessageType, totalLength: UInt64, offset: UInt64, bytes: ByteBuffer) {
+        self.messageType = messageType
+        self.totalLength = totalLength
+        self.offset = offset
+        self.bytes = bytes
+    }
+
+    /// Bytes of the fixed fields before the data: type u8, total u64, offset u64, length u32.
+    public static let fieldBytes = 1 + 8 + 8 + 4
+    /// Message types that may travel in parts: the two that carry a model.
+    public static let carriedTypes: Set<MessageType> = [.task, .update]
+
+    /// The largest carried payload a federation needs for a model of `parameterCount` float32 values: the
+    /// values plus one frame's worth for everything else (names, shapes, fixed fields, options).
+    public static func messageLimit(parameterCount: Int, maxFrameBytes: Int) -> Int {
+        let (values, overflow) = parameterCount.multipliedReportingOverflow(by: 4)
+        return overflow ? .max : values.addingReportingOverflow(maxFrameBytes).overflow ? .max : values + maxFrameBytes
+    }
+
+    /// Whether a model of `parameterCount` values may not fit one frame of `maxFrameBytes` (1 MiB of margin
+    /// for everything but the values): agents then need `AgentCapabilities.messageParts`.
+    public static func needsParts(parameterCount: Int, maxFrameBytes: Int) -> Bool {
+        parameterCount > (maxFrameBytes - (1 << 20)) / 4
+    }
+
+    func writeFields(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(messageType.rawValue)
+        buffer.writeInteger(totalLength, endianness: .little)
+        buffer.writeInteger(offset, endianness: .little)
+        buffer.writeInteger(UInt32(bytes.readableBytes), endianness: .little)
+    }
+}
+
+extension PayloadReader {
+    /// A part's fields, checked on their own: a carried type, at least one byte, within the total.
+    mutating func part() throws(WireError) -> MessagePart {
+        let typeByte = try u8("part.messageType")
+        guard let type = MessageType(rawValue: typeByte), MessagePart.carriedTypes.contains(type) else {
+            throw .invalidValue(field: "part.messageType", reason: "type \(typeByte) cannot travel in parts (only task 3 and update 4)")
+        }
+        let total = try u64("part.totalLength")
+        let offset = try u64("part.offset")
+        let length = try u32("part.length")
+        guard length > 0 else { throw .invalidValue(field: "part.length", reason: "a part carries at least one byte") }
+        guard offset < total, UInt64(length) <= total - offset else {
+            throw .invalidValue(field: "part.offset", reason: "bytes \(offset)..<\(offset + UInt64(length)) lie outside the message's \(total) bytes")
+        }
+        guard let bytes = buffer.readSlice(length: Int(length)) else { throw .truncated(field: "part.data") }
+        return MessagePart(messageType: type, totalLength: total, offset: offset, bytes: bytes)
+    }
+}
+
+/// Puts a message in parts back together: pure, no I/O. Parts must arrive in order and without any other
+/// message between them; the first one's total is checked against `maxMessageBytes` before anything is
+/// allocated, and the whole message is then decoded as if it had come in one frame.
+public struct MessageAssembler: Sendable {
+    /// The largest carried payload accepted; 0 refuses every part.
+    public var maxMessageBytes: Int
+    private var open: (type: MessageType, total: Int, buffer: ByteBuffer)?
+
+    public init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// True between a message's first part and its last.
+    public var isAssembling: Bool { open != nil }
+
+    /// Bytes of the open message received so far (0 when none is open).
+    public var receivedBytes: Int { open?.buffer.readableBytes ?? 0 }
+
+    /// Takes the next decoded frame. Returns the message to deliver: `message` itself unless it is a part;
+    /// the carried message when this part completes it; nil while parts are still missing.
+    public mutating func take(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(WireError) -> Message? {
+        guard case .part(let part) = message else {
+            if let open {
+                throw .invalidValue(field: "part", reason: "a \(message.type) message arrived between the parts of a \(open.type) message (\(open.buffer.readableBytes) of \(open.total) bytes received)")
+            }
+            return message
+        }
+        var current: (type: MessageType, total: Int, buffer: ByteBuffer)
+        if let open {
+            guard part.messageType == open.type, part.totalLength == UInt64(open.total) else {
+                throw .invalidValue(field: "part", reason: "a part of a \(part.messageType) message of \(part.totalLength) bytes arrived while a \(open.type) message of \(open.total) bytes was incomplete")
+            }
+            guard part.offset == UInt64(open.buffer.readableBytes) else {
+                throw .invalidValue(field: "part.offset", reason: "expected offset \(open.buffer.readableBytes), got \(part.offset): parts must arrive in order")
+            }
+            current = open
+        } else {
+            guard part.offset == 0 else {
+                throw .invalidValue(field: "part.offset", reason: "a message's first part starts at offset 0, not \(part.offset)")
+            }
+            guard part.totalLength <= UInt64(max(0, maxMessageBytes)) else {
+                throw .messageTooLarge(length: part.totalLength, limit: max(0, maxMessageBytes))
+            }
+            current = (part.messageType, Int(part.totalLength), allocator.buffer(capacity: Int(part.totalLength)))
+        }
+        current.buffer.writeImmutableBuffer(part.bytes)
+        guard current.buffer.readableBytes == current.total else {
+            open = current
+            return nil
+        }
+        open = nil
+        return try WireCodec.decodePayload(type: current.type, from: &current.buffer)
+    }
+
+    /// The total length announced by the first part at the front of `buffer`, once its header and fields
+    /// have arrived (nil: not a part frame, not a first part, or not enough bytes yet). Lets the receiver
+    /// reserve memory for the whole message before any of it is buffered.
+    public static func announcedFirstPart(_ buffer: ByteBuffer) -> UInt64? {
+        let start = buffer.readerIndex
+        guard buffer.readableBytes >= FrameHeader.size + 17,
+              buffer.getInteger(at: start + 3, as: UInt8.self) == MessageType.part.rawValue,
+              let total = buffer.getInteger(at: start + FrameHeader.size + 1, endianness: .little, as: UInt64.self),
+              buffer.getInteger(at: start + FrameHeader.size + 9, endianness: .little, as: UInt64.self) == 0
+        else { return nil }
+        return total
+    }
+}
+
+extension WireCodec {
+    /// Part frames carry at most this many payload bytes even when the peer accepts larger frames: each part
+    /// is buffered once more before it is copied into its message, so smaller parts keep that copy small.
+    public static let maxPartPayloadBytes = 8 * 1024 * 1024
+
+    /// The frame of `pieces` (as `encodePieces` returns it: one frame, its header first) when its payload is at
+    /// most `maxPayloadBytes`; otherwise the same message as consecutive part frames whose payloads are at most
+    /// min(`maxPayloadBytes`, `maxPartPayloadBytes`). The message's bytes are sliced, not copied.
+    public static func splitIntoParts(_ pieces: [ByteBuffer], maxPayloadBytes: Int,
+                                      allocator: ByteBufferAllocator = ByteBufferAllocator()) -> [ByteBuffer] {
+        let frameBytes = pieces.reduce(0) { $0 + $1.readableBytes }
+        let total = frameBytes - FrameHeader.size
+        guard total > maxPayloadBytes, let first = pieces.first, first.readableBytes >= FrameHeader.size,
+              let typeByte = first.getInteger(at: first.readerIndex + 3, as: UInt8.self),
+              let type = MessageType(rawValue: typeByte), MessagePart.carriedTypes.contains(type)
+        else { return pieces }
+        let chunk = min(maxPayloadBytes, maxPartPayloadBytes) - MessagePart.fieldBytes - 2
+        precondition(chunk > 0, "a frame limit too small to carry parts")
+        var payload = pieces
+        payload[0].moveReaderIndex(forwardBy: FrameHeader.size)
+        var out: [ByteBuffer] = []
+        var index = 0
+        var offset = 0
+        while offset < total {
+            let count = min(chunk, total - offset)
+            var header = allocator.buffer(capacity: FrameHeader.size + MessagePart.fieldBytes)
+            header.writeInteger(FrameHeader.magic, endianness: .little)
+            header.writeInteger(ProtocolVersion.current)
+            header.writeInteger(MessageType.part.rawValue)
+            header.writeInteger(UInt32(MessagePart.fieldBytes + count + 2), endianness: .little)
+            header.writeInteger(type.rawValue)
+            header.writeInteger(UInt64(total), endianness: .little)
+            header.writeInteger(UInt64(offset), endianness: .little)
+            header.writeInteger(UInt32(count), endianness: .little)
+            out.append(header)
+            var missing = count
+            while missing > 0 {
+                while payload[index].readableBytes == 0 { index += 1 }
+                let take = min(missing, payload[index].readableBytes)
+                out.append(payload[index].readSlice(length: take)!)
+                missing -= take
+            }
+            var options = allocator.buffer(capacity: 2)
+            options.writeInteger(UInt16(0), endianness: .little)
+            out.append(options)
+            offset += count
+        }
+        return out
+    }
+}
+
+/// A message size limit that may change while a connection runs: the agent learns from the welcome how large
+/// its federation's messages are. Read by the connection's handlers, set by the session.
+public final class MessageSizeLimit: Sendable {
+    private let value: NIOLockedValueBox<Int>
+
+    public init(_ bytes: Int) {
+        value = NIOLockedValueBox(bytes)
+    }
+
+    public var bytes: Int { value.withLockedValue { $0 } }
+
+    public func set(_ bytes: Int) {
+        value.withLockedValue { $0 = bytes }
+    }
+}
