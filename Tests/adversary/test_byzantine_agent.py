@@ -143,7 +143,7 @@ def test_welcome_decodes():
     (struct.pack("<2sBBI", b"SX", 2, 5, 0), 1),      # bad magic
     (struct.pack("<2sBBI", b"ST", 1, 5, 0), 2),      # version 1: refused by a version-2 peer
     (struct.pack("<2sBBI", b"ST", 3, 5, 0), 2),      # unsupported version
-    (struct.pack("<2sBBI", b"ST", 2, 9, 0), 4),      # unknown message type
+    (struct.pack("<2sBBI", b"ST", 2, 10, 0), 4),     # unknown message type (9 is part)
     (struct.pack("<2sBBI", b"ST", 2, 3, 1 << 30), 3),  # too large: refused before any payload arrives
 ])
 def test_header_validation(header, code):
