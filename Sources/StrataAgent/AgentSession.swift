@@ -59,6 +59,8 @@ struct AgentSession: Sendable {
         // Both follow from the welcome: messages in parts only once the coordinator said how large they get.
         let incomingMessageLimit = MessageSizeLimit(0)
         let coordinatorFrameLimit = MessageSizeLimit(0)
+        // When the coordinator last sent a message or a part of one (a task in parts takes long on a slow link).
+        let lastHeard = NIOLockedValueBox(ContinuousClock.now)
         let connection: Connection = try await ClientBootstrap(group: group)
             .connectTimeout(.milliseconds(configuration.connectTimeout.milliseconds))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -66,7 +68,8 @@ struct AgentSession: Sendable {
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
                     let identity = try SecureChannel.addTLSHandlers(to: channel, context: tlsContext, serverHostname: serverName)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
-                        maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, messageLimit: incomingMessageLimit)))
+                        maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, messageLimit: incomingMessageLimit,
+                        onPart: { lastHeard.withLockedValue { $0 = .now } })))
                     try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder(peerFrameLimit: coordinatorFrameLimit))
                     return (try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel), identity)
                 }
@@ -163,7 +166,7 @@ struct AgentSession: Sendable {
             // Evaluations are cheap and time-critical (a round waits for every agent): they never queue behind training.
             let (evaluations, evaluationQueue) = AsyncStream<TrainingTask>.makeStream()
             let heartbeatInterval = Duration.milliseconds(Int64(max(100, welcome.heartbeatIntervalMillis)))
-            let lastHeard = NIOLockedValueBox(ContinuousClock.now)
+            lastHeard.withLockedValue { $0 = .now }
             // A failing helper task records why and closes the channel, which ends the reader below.
             let helperFailure = NIOLockedValueBox<(any Error)?>(nil)
             let channel = connection.channel.channel

@@ -32,7 +32,9 @@ public struct AgentServer: Sendable {
         metrics.frameBudgetChanged(frameBudget.snapshot, waitsSeen: waitsSeen)
     }
 
-    typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>)
+    /// `lastHeard`: when the peer last sent a message or a part of one (the idle timeout's clock).
+    typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>,
+                            lastHeard: NIOLockedValueBox<ContinuousClock.Instant>)
 
     /// Binds, reports the address, serves until `coordinator` stops, then closes every session.
     public func run(group: any EventLoopGroup, onListening: @Sendable (String, Int) -> Void) async throws {
@@ -67,9 +69,11 @@ public struct AgentServer: Sendable {
                         }
                         let gate = FrameBudgetGate(budget: frameBudget)
                         try channel.pipeline.syncOperations.addHandler(gate)
+                        let lastHeard = NIOLockedValueBox(ContinuousClock.now)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
                             maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, budget: gate,
-                            maxFirstPayloadBytes: ConnectionLimitSettings.maxHelloPayloadBytes, messageLimit: MessageSizeLimit(maxMessage))))
+                            maxFirstPayloadBytes: ConnectionLimitSettings.maxHelloPayloadBytes, messageLimit: MessageSizeLimit(maxMessage),
+                            onPart: { lastHeard.withLockedValue { $0 = .now } })))
                         // Agents accept frames as large as ours (the welcome tells them); larger tasks go in parts.
                         try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder(peerFrameLimit: MessageSizeLimit(maxFrame)))
                         // At most one decoded message waits for the session (the default holds up to 10, each
@@ -77,7 +81,7 @@ public struct AgentServer: Sendable {
                         let async = try NIOAsyncChannel<Message, Message>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: 1)))
-                        return (async, authenticated)
+                        return (async, authenticated, lastHeard)
                     } catch {
                         if identity == nil { _ = limits.handshakeEnded() }  // else its failure counts it
                         channel.close(promise: nil)
@@ -145,7 +149,8 @@ public struct AgentServer: Sendable {
                     return
                 }
                 defer { limits.closed(client: identity.commonName) }
-                try await runSession(clientID: identity.commonName, channel: connection.channel.channel, inbound: inbound, outbound: outbound, logger: log)
+                try await runSession(clientID: identity.commonName, channel: connection.channel.channel, inbound: inbound, outbound: outbound,
+                                     lastHeard: connection.lastHeard, logger: log)
             }
         } catch {
             log.info("session ended with an error", metadata: ["error": "\(error)"])
@@ -157,10 +162,11 @@ public struct AgentServer: Sendable {
     /// ends the session puts its final frame (error or goodbye) into the mailbox and closes it, and the writer
     /// (never cancelled) sends everything queued before the connection closes: every refusal reaches the peer.
     private func runSession(clientID: String, channel: any Channel, inbound: NIOAsyncChannelInboundStream<Message>,
-                            outbound: NIOAsyncChannelOutboundWriter<Message>, logger: Logger) async throws {
+                            outbound: NIOAsyncChannelOutboundWriter<Message>, lastHeard: NIOLockedValueBox<ContinuousClock.Instant>,
+                            logger: Logger) async throws {
         let (mailbox, mailboxContinuation) = AsyncStream<Message>.makeStream()
         let started = ContinuousClock.now
-        let lastHeard = NIOLockedValueBox(started)
+        lastHeard.withLockedValue { $0 = started }
         let session = NIOLockedValueBox<(handle: AgentSessionHandle, at: ContinuousClock.Instant)?>(nil)
         let endReason = NIOLockedValueBox<String?>(nil)
         let coordinator = self.coordinator

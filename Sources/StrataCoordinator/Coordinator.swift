@@ -169,7 +169,8 @@ public actor Coordinator {
             throw StrataCoreError.invalidArgument("the target metric does not fit the model: \(problem)")
         }
         let mode = configuration.aggregation.mode
-        let state = try await store.restoreOrInitialize(spec: spec, initialParameters: configuration.startingParameters, mode: mode.rawValue, now: Self.now())
+        // The rule already holds the starting parameters (a second call of startingParameters would make another copy).
+        let state = try await store.restoreOrInitialize(spec: spec, initialParameters: rule.globalParameters, mode: mode.rawValue, now: Self.now())
         federationID = state.federationID
         rule.restore(globalVersion: state.version, global: state.parameters,
                      lanes: state.lanes.map { LaneState(version: $0.version, parameters: $0.parameters, pushes: $0.pushes) })
@@ -513,6 +514,7 @@ public actor Coordinator {
         if let cached = tensorCache[lane], cached.version == state.version, lane < rule.laneCount {
             return cached
         }
+        tensorCache[lane] = nil   // the old version's bytes go as soon as no session is still sending them
         let fresh = (state.version, ModelTensors.encode(state.parameters, spec: configuration.model))
         tensorCache[lane] = fresh
         return fresh
@@ -865,12 +867,13 @@ public actor Coordinator {
                                                  lastLatency: $0.lastSeconds, samples: $0.sampleCount) }
             }
             let version = ModelVersionRecord(
-                version: outcome.globalVersion, createdAt: now, parameters: FloatBlob.encode(outcome.globalParameters),
+                version: outcome.globalVersion, createdAt: now, parameters: Data(),   // written in place by the store
                 updateCount: outcome.updates.count, totalWeight: outcome.totalWeight, meanStaleness: outcome.meanStaleness,
                 trigger: outcome.trigger, lane: outcome.lane,
                 laneVersions: Self.json(outcome.combinedLaneVersions.map { Double($0) }), laneWeights: Self.json(outcome.laneWeights))
+            let laneValues = outcome.laneParameters == outcome.globalParameters ? nil : outcome.laneParameters
             let lane = LaneVersionRecord(lane: outcome.lane, version: outcome.laneVersion, createdAt: now,
-                                         parameters: outcome.laneParameters == outcome.globalParameters ? Data() : FloatBlob.encode(outcome.laneParameters),
+                                         parameters: Data(),   // empty: the global model's; else written in place
                                          pushes: outcome.lanePushes,
                                          globalVersion: outcome.globalVersion)
             // Versions retention must not drop yet: the best, those under evaluation (one may become the best),
@@ -881,7 +884,8 @@ public actor Coordinator {
             let commitStart = ContinuousClock.now
             do {
                 try await store.commitAggregation(version, lane: lane, updates: records, profiles: profileRows,
-                                                  retention: configuration.modelRetention, pinned: pinned)
+                                                  retention: configuration.modelRetention, pinned: pinned,
+                                                  values: outcome.globalParameters, laneValues: laneValues)
                 metrics.commitDuration.recordNanoseconds((ContinuousClock.now - commitStart).nanoseconds)
             } catch {
                 // Fail-stop: nothing of this step was acknowledged as committed, so agents keep and re-send it.

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import StrataCore
 
 /// The coordinator's durable state: one SQLite database in WAL mode.
@@ -266,6 +267,8 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     case notStrataDatabase(path: String, expected: String, detail: String, fix: String)
     /// A version about to be recorded as the best has no parameters any more (retention ran ahead of its evaluation).
     case bestVersionDropped(version: Int64)
+    /// SQLite stores a value of at most `limit` bytes (SQLITE_LIMIT_LENGTH); a model's blob is one value.
+    case modelTooLarge(bytes: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -285,6 +288,8 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
             return "\(path) is not a \(expected): \(detail). Refusing to use it: \(fix)"
         case .bestVersionDropped(let version):
             return "model version \(version) evaluated as the best has no parameters in the state database any more; it is not recorded as the best"
+        case .modelTooLarge(let bytes, let limit):
+            return "the model's parameters take \(bytes) bytes, more than the \(limit) bytes SQLite stores in one value (SQLITE_LIMIT_LENGTH; \(limit / 4) float32 parameters): use a smaller model (docs/OPERATIONS.md, \"Models larger than a frame\")"
         }
     }
 }
@@ -546,27 +551,38 @@ extension CoordinatorStore {
             + (spec.kind == .mlp ? ":\(spec.activation.rawValue):" + spec.hidden.map(String.init).joined(separator: ",") : "")
             + (spec.kind == .custom ? ":" + spec.tensors.map { "\($0.name)\($0.shape)" }.joined(separator: ",") : "")
         return try await pool.write { db in
+            let limit = Int(sqlite3_limit(db.sqliteConnection, SQLITE_LIMIT_LENGTH, -1))
+            guard spec.parameterCount <= limit / 4 else { throw StoreError.modelTooLarge(bytes: 4 * spec.parameterCount, limit: limit) }
+            var created = false
             if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'model'") {
                 guard stored == specText else { throw StoreError.modelMismatch(stored: stored, configured: specText) }
             } else {
+                created = true
                 try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('model', ?)", arguments: [specText])
-                try ModelVersionRecord(version: 0, createdAt: now, parameters: FloatBlob.encode(initialParameters),
-                                       updateCount: 0, totalWeight: 0, meanStaleness: 0, trigger: "initial").insert(db)
+                try FloatBlobWriter.insert(ModelVersionRecord(version: 0, createdAt: now, parameters: Data(), updateCount: 0, totalWeight: 0,
+                                                              meanStaleness: 0, trigger: "initial"), blob: "parameters", values: initialParameters, db)
             }
             if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'mode'") {
                 guard stored == mode else { throw StoreError.modeMismatch(stored: stored, configured: mode) }
             } else {
                 try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('mode', ?)", arguments: [mode])
             }
-            guard let latest = try ModelVersionRecord.order(Column("version").desc).fetchOne(db) else {
+            guard let latest = try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM modelVersions") else {
                 throw StoreError.corruptParameters(version: -1)
             }
-            guard let parameters = FloatBlob.decode(latest.parameters), parameters.count == spec.parameterCount else {
-                throw StoreError.corruptParameters(version: latest.version)
+            let parameters: [Float]
+            if created, initialParameters.count == spec.parameterCount {
+                parameters = initialParameters   // just written: not read back (a second and third copy of the model)
+            } else {
+                guard let blob = try Data.fetchOne(db, sql: "SELECT parameters FROM modelVersions WHERE version = ?", arguments: [latest]),
+                      let decoded = FloatBlob.decode(blob), decoded.count == spec.parameterCount else {
+                    throw StoreError.corruptParameters(version: latest)
+                }
+                parameters = decoded
             }
             let maxTask = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM tasks") ?? 0
             let committed = try Int64.fetchOne(db, sql: "SELECT COUNT(*) FROM committedUpdates") ?? 0
-            var state = RestoredState(version: latest.version, parameters: parameters, nextTaskID: maxTask + 1, committedUpdateCount: committed)
+            var state = RestoredState(version: latest, parameters: parameters, nextTaskID: maxTask + 1, committedUpdateCount: committed)
             if let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'federation'"), let id = UInt64(stored, radix: 16) {
                 state.federationID = id
             } else {
@@ -644,13 +660,26 @@ extension CoordinatorStore {
     /// update it contains (the idempotency records), and the per-client counters and latency profiles.
     /// `pinned`: versions whose parameters must stay whatever their age (those under evaluation); the best
     /// versions recorded in `bestVersions` are pinned as well.
+    /// - Parameters:
+    ///   - values: the global model's parameters, written in place into `version`'s blob (whose `parameters` is
+    ///     then an empty placeholder); nil: `version.parameters` holds them.
+    ///   - laneValues: likewise for `lane`'s blob, when the tier model differs from the global one.
     public func commitAggregation(_ version: ModelVersionRecord, lane: LaneVersionRecord? = nil, updates: [CommittedUpdateRecord],
-                                  profiles: [ClientTiering] = [], retention: ModelRetention = .keepAll, pinned: Set<Int64> = []) async throws {
+                                  profiles: [ClientTiering] = [], retention: ModelRetention = .keepAll, pinned: Set<Int64> = [],
+                                  values: [Float]? = nil, laneValues: [Float]? = nil) async throws {
         try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT MAX(version) FROM modelVersions") ?? -1
             guard current + 1 == version.version else { throw StoreError.versionConflict(expected: version.version, found: current) }
-            try version.insert(db)
-            try lane?.insert(db)
+            if let values {
+                try FloatBlobWriter.insert(version, blob: "parameters", values: values, db)
+            } else {
+                try version.insert(db)
+            }
+            if let lane, let laneValues {
+                try FloatBlobWriter.insert(lane, blob: "parameters", values: laneValues, db)
+            } else {
+                try lane?.insert(db)
+            }
             for update in updates {
                 try update.insert(db)
                 try db.execute(sql: "UPDATE clients SET updatesAccepted = updatesAccepted + 1 WHERE id = ?", arguments: [update.clientID])

@@ -108,7 +108,7 @@ public enum WireCodec {
         guard length <= maxPayloadBytes else { throw .frameTooLarge(length: length, limit: maxPayloadBytes) }
         guard buffer.readableBytes >= FrameHeader.size + length else { return nil }
         buffer.moveReaderIndex(forwardBy: FrameHeader.size)
-        var payload = buffer.readSlice(length: length)!
+        var payload = buffer.readView(length: length)!
         return try decodePayload(type: type, from: &payload)
     }
 
@@ -509,7 +509,7 @@ struct PayloadReader {
         for index in 0..<count {
             let prefix = "\(field)[\(index)]"
             let (name, shape, elements) = try tensorHeader(prefix, maxElements: buffer.readableBytes / 4, overLimit: .truncated(field: prefix + ".data"))
-            guard let bytes = buffer.readSlice(length: elements * 4) else { throw .truncated(field: prefix + ".data") }
+            guard let bytes = buffer.readView(length: elements * 4) else { throw .truncated(field: prefix + ".data") }
             tensors.append(WireTensor(name: name, shape: shape, bytes: bytes))
         }
         return tensors

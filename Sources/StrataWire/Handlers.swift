@@ -27,6 +27,9 @@ public struct MessageDecoder: ByteToMessageDecoder {
     /// Puts messages sent in parts back together; `messageLimit` (nil: 0) bounds each one's size.
     private var assembler = MessageAssembler(maxMessageBytes: 0)
     private let messageLimit: MessageSizeLimit?
+    /// Called for every part of a message that is not yet complete: a 400-MB upload on a slow link is progress
+    /// for the idle timeouts long before its message is delivered.
+    private let onPart: (@Sendable () -> Void)?
 
     /// - Parameters:
     ///   - budget: frames of at least `budget.threshold` bytes are buffered beyond their start only once
@@ -35,8 +38,10 @@ public struct MessageDecoder: ByteToMessageDecoder {
     ///   - messageLimit: the largest message accepted in parts (§2 "Messages in parts"); nil or 0: none. A
     ///     message's first part reserves its whole size (plus one frame) with `budget` before it is buffered.
     public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes, offerFrameBuffer: FrameBufferOffer? = nil,
-                budget: FrameBudgetGate? = nil, maxFirstPayloadBytes: Int? = nil, messageLimit: MessageSizeLimit? = nil) {
+                budget: FrameBudgetGate? = nil, maxFirstPayloadBytes: Int? = nil, messageLimit: MessageSizeLimit? = nil,
+                onPart: (@Sendable () -> Void)? = nil) {
         self.messageLimit = messageLimit
+        self.onPart = onPart
         self.maxPayloadBytes = maxPayloadBytes
         self.offerFrameBuffer = offerFrameBuffer
         self.budget = budget
@@ -84,6 +89,7 @@ public struct MessageDecoder: ByteToMessageDecoder {
         framesDecoded &+= 1
         assembler.maxMessageBytes = messageLimit?.bytes ?? 0
         guard let whole = try assembler.take(message, allocator: context.channel.allocator) else {
+            onPart?()
             return .continue   // a part: its message's reservation stays until the last one
         }
         message = whole

@@ -24,7 +24,7 @@ public struct WireTensor: Sendable, Hashable {
 
     public init(name: String, shape: [Int], values: some Collection<Float>) {
         precondition(shape.reduce(1, *) == values.count, "tensor shape \(shape) does not match \(values.count) values")
-        var buffer = ByteBufferAllocator().buffer(capacity: values.count * 4)
+        var buffer = ByteBuffer.exactCapacity(values.count * 4)
         buffer.writeFloat32LittleEndian(contentsOf: values)
         self.init(name: name, shape: shape, bytes: buffer)
     }

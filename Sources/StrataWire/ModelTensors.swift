@@ -41,12 +41,12 @@ public enum ModelTensors {
     /// Splits flat parameters into the spec's tensors (weight, then bias), one buffer for all.
     public static func encode(_ parameters: [Float], spec: ModelSpec) -> [WireTensor] {
         precondition(parameters.count == spec.parameterCount)
-        var all = ByteBufferAllocator().buffer(capacity: parameters.count * 4)
+        var all = ByteBuffer.exactCapacity(parameters.count * 4)
         all.writeFloat32LittleEndian(contentsOf: parameters)
         var tensors: [WireTensor] = []
         for (name, shape) in spec.tensorShapes {
             let count = shape.reduce(1, *)
-            tensors.append(WireTensor(name: name, shape: shape, bytes: all.readSlice(length: count * 4)!))
+            tensors.append(WireTensor(name: name, shape: shape, bytes: all.readView(length: count * 4)!))
         }
         return tensors
     }

@@ -59,7 +59,7 @@ extension PayloadReader {
         guard offset < total, UInt64(length) <= total - offset else {
             throw .invalidValue(field: "part.offset", reason: "bytes \(offset)..<\(offset + UInt64(length)) lie outside the message's \(total) bytes")
         }
-        guard let bytes = buffer.readSlice(length: Int(length)) else { throw .truncated(field: "part.data") }
+        guard let bytes = buffer.readView(length: Int(length)) else { throw .truncated(field: "part.data") }
         return MessagePart(messageType: type, totalLength: total, offset: offset, bytes: bytes)
     }
 }
@@ -100,6 +100,7 @@ public struct MessageAssembler: Sendable {
                 throw .invalidValue(field: "part.offset", reason: "expected offset \(open.buffer.readableBytes), got \(part.offset): parts must arrive in order")
             }
             current = open
+            self.open = nil   // the only reference left: appending below must not copy the buffer
         } else {
             guard part.offset == 0 else {
                 throw .invalidValue(field: "part.offset", reason: "a message's first part starts at offset 0, not \(part.offset)")
@@ -107,7 +108,7 @@ public struct MessageAssembler: Sendable {
             guard part.totalLength <= UInt64(max(0, maxMessageBytes)) else {
                 throw .messageTooLarge(length: part.totalLength, limit: max(0, maxMessageBytes))
             }
-            current = (part.messageType, Int(part.totalLength), allocator.buffer(capacity: Int(part.totalLength)))
+            current = (part.messageType, Int(part.totalLength), ByteBuffer.exactCapacity(Int(part.totalLength), allocator: allocator))
         }
         current.buffer.writeImmutableBuffer(part.bytes)
         guard current.buffer.readableBytes == current.total else {
@@ -171,7 +172,7 @@ extension WireCodec {
             while missing > 0 {
                 while payload[index].readableBytes == 0 { index += 1 }
                 let take = min(missing, payload[index].readableBytes)
-                out.append(payload[index].readSlice(length: take)!)
+                out.append(payload[index].readView(length: take)!)
                 missing -= take
             }
             var options = allocator.buffer(capacity: 2)

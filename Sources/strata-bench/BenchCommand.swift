@@ -13,7 +13,7 @@ struct BenchCommand: AsyncParsableCommand {
             and, with --json, one JSON object per benchmark on stdout. Run a release build:
               swift build -c release --product strata-bench && .build/release/strata-bench all
             """,
-        subcommands: [FoldBench.self, IngestBench.self, BroadcastBench.self, ScaleBench.self, TrainingBench.self, DataSourceBench.self,
+        subcommands: [FoldBench.self, IngestBench.self, BroadcastBench.self, ScaleBench.self, TrainingBench.self, DataSourceBench.self, LargeModelBench.self,
                       AllBench.self, DataReadChild.self]
     )
 }

@@ -316,6 +316,12 @@ struct UpdateTemplate: Sendable {
         body = frame.slice()
     }
 
+    /// The update's frame for a task, or its part frames when it is larger than `frameLimit` (> 0); the body is shared.
+    func frames(taskID: UInt64, baseVersion: UInt64, frameLimit: Int, allocator: ByteBufferAllocator) -> [ByteBuffer] {
+        let pieces = [prefix(taskID: taskID, baseVersion: baseVersion, allocator: allocator), body]
+        return frameLimit > 0 ? WireCodec.splitIntoParts(pieces, maxPayloadBytes: frameLimit, allocator: allocator) : pieces
+    }
+
     func prefix(taskID: UInt64, baseVersion: UInt64, allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 24)
         buffer.writeImmutableBuffer(header)
@@ -369,6 +375,8 @@ final class SimAgent: Sendable {
     let featureCount: Int
     let channel = NIOLockedValueBox<(any Channel)?>(nil)
     let heldTask = NIOLockedValueBox<(taskID: UInt64, baseVersion: UInt64)?>(nil)
+    /// The coordinator's frame limit once its welcome offered messages in parts (0: never split).
+    let partsFrameLimit = NIOLockedValueBox(0)
 
     init(index: Int, stats: SimStats, policy: SimTaskPolicy, template: UpdateTemplate?, featureCount: Int) {
         self.index = index
@@ -388,7 +396,8 @@ final class SimAgent: Sendable {
                 channel.eventLoop.makeCompletedFuture { () throws -> any Channel in
                     let tlsHandler = try OpenSSLHandler(context: tls, serverHostname: "127.0.0.1")
                     try channel.pipeline.syncOperations.addHandler(tlsHandler)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(maxPayloadBytes: 256 * 1024 * 1024, offerFrameBuffer: PlaintextReadTarget.offer)))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
+                        maxPayloadBytes: 256 * 1024 * 1024, offerFrameBuffer: PlaintextReadTarget.offer, messageLimit: MessageSizeLimit(Int(UInt32.max)))))
                     try channel.pipeline.syncOperations.addHandler(SimAgentHandler(agent: self, tls: tlsHandler))
                     return channel
                 }
@@ -401,10 +410,12 @@ final class SimAgent: Sendable {
         guard let task = heldTask.withLockedValue({ value -> (taskID: UInt64, baseVersion: UInt64)? in defer { value = nil }; return value }),
               let channel = channel.withLockedValue({ $0 }) else { return }
         let template = self.template!
+        let limit = partsFrameLimit.withLockedValue { $0 }
         channel.eventLoop.execute {
-            let prefix = template.prefix(taskID: task.taskID, baseVersion: task.baseVersion, allocator: channel.allocator)
-            channel.write(prefix, promise: nil)
-            channel.writeAndFlush(template.body, promise: nil)
+            for piece in template.frames(taskID: task.taskID, baseVersion: task.baseVersion, frameLimit: limit, allocator: channel.allocator) {
+                channel.write(piece, promise: nil)
+            }
+            channel.flush()
         }
     }
 
@@ -464,7 +475,7 @@ final class SimAgentHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         // Buffered by the TLS handler until the handshake completes.
         send(.hello(Hello(agentVersion: "strata-bench", featureCount: UInt32(agent.featureCount), trainSampleCount: 100,
-                          evalSampleCount: 20, pendingUpdateCount: 0)), context: context)
+                          evalSampleCount: 20, pendingUpdateCount: 0, capabilities: [.messageParts])), context: context)
         context.fireChannelActive()
     }
 
@@ -483,6 +494,7 @@ final class SimAgentHandler: ChannelInboundHandler {
         let message = unwrapInboundIn(data)
         switch message {
         case .welcome(let welcome):
+            if welcome.maxMessageBytes != nil { agent.partsFrameLimit.withLockedValue { $0 = Int(welcome.maxFrameBytes) } }
             let cipher = tls.negotiatedCipher ?? "?"
             agent.stats.update { $0.welcomed += 1; $0.cipher = cipher }
             let interval = TimeAmount.milliseconds(Int64(max(100, welcome.heartbeatIntervalMillis)))
@@ -506,8 +518,11 @@ final class SimAgentHandler: ChannelInboundHandler {
                 switch agent.policy {
                 case .answer:
                     let template = agent.template!
-                    context.write(wrapOutboundOut(template.prefix(taskID: task.taskID, baseVersion: task.baseVersion, allocator: context.channel.allocator)), promise: nil)
-                    context.writeAndFlush(wrapOutboundOut(template.body), promise: nil)
+                    let limit = agent.partsFrameLimit.withLockedValue { $0 }
+                    for piece in template.frames(taskID: task.taskID, baseVersion: task.baseVersion, frameLimit: limit, allocator: context.channel.allocator) {
+                        context.write(wrapOutboundOut(piece), promise: nil)
+                    }
+                    context.flush()
                 case .hold:
                     agent.heldTask.withLockedValue { $0 = (task.taskID, task.baseVersion) }
                 }

@@ -8,6 +8,7 @@ import StrataLog
 import StrataStore
 import StrataTransport
 import StrataWire
+import Synchronization
 
 @main
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -116,6 +117,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         log.bootstrap()
         let logger = Logger(label: "strata.coordinator")
         let resolved = try model.resolve()
+        model.releaseArchive()
         var config = CoordinatorConfiguration(
             tls: TLSConfiguration(certificateChainFile: tls.cert, privateKeyFile: tls.key, trustRootsFile: tls.ca, cipherSuites: tls.tlsCiphersuites,
                                   revocationListFile: tls.crl),
@@ -439,15 +441,29 @@ struct ModelOptions: ParsableArguments {
         return (spec, arrays.flatMap(\.values))
     }
 
+    /// `validate()` and `run()` both resolve the model: the archive is read and parsed once, and kept here from
+    /// one to the other (a 400-MB initial model read twice at start cost twice the time and a second copy).
+    private static let archives = Mutex<[String: [NumPyArchive.Array]]>([:])
+
     static func readArchive(_ path: String) throws -> [NumPyArchive.Array] {
+        if let cached = archives.withLock({ $0[path] }) { return cached }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ValidationError("cannot read --initial-model \(path): check the path and that this user may read it")
         }
+        let arrays: [NumPyArchive.Array]
         do {
-            return try NumPyArchive.read(data)
+            arrays = try NumPyArchive.read(data)
         } catch {
             throw ValidationError("--initial-model \(path): \(error)")
         }
+        archives.withLock { $0[path] = arrays }
+        return arrays
+    }
+
+    /// Forgets the archive read for `validate()` once `run()` has its parameters.
+    func releaseArchive() {
+        guard let initialModel else { return }
+        _ = Self.archives.withLock { $0.removeValue(forKey: initialModel) }
     }
 
     func check() throws {

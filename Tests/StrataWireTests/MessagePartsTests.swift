@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -145,8 +146,9 @@ import Testing
         let receiver = EmbeddedChannel()
         defer { _ = try? receiver.finish(acceptAlreadyClosed: true) }
         try receiver.pipeline.syncOperations.addHandler(gate)
+        let progress = NIOLockedValueBox(0)
         try receiver.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
-            maxPayloadBytes: 300_000, budget: gate, messageLimit: MessageSizeLimit(total))))
+            maxPayloadBytes: 300_000, budget: gate, messageLimit: MessageSizeLimit(total), onPart: { progress.withLockedValue { $0 += 1 } })))
         for (index, frame) in frames.enumerated() {
             try receiver.writeInbound(frame)
             if index < frames.count - 1 {
@@ -156,6 +158,7 @@ import Testing
         }
         #expect(try receiver.readInbound(as: Message.self) == message)
         #expect(budget.snapshot.reserved == 0, "released with the last part")
+        #expect(progress.withLockedValue { $0 } == frames.count - 1, "every part before the last counts as progress for the idle timeouts")
 
         // A receiver that accepts no messages in parts refuses the first part from its header, before the rest.
         let closed = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder(maxPayloadBytes: 300_000)))
@@ -177,5 +180,49 @@ import Testing
         #expect(throws: WireError.self) { try channel.writeInbound(frames[0].getSlice(at: frames[0].readerIndex, length: 64)!) }
         #expect(budget.snapshot.reserved == 0)
         _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+extension MessagePartsTests {
+    /// Large buffers get the capacity asked for, not the next power of two (a 400 MB model would take 512 MiB).
+    @Test func largeBuffersAreAllocatedExactly() {
+        let size = 3 << 20 + 5
+        var buffer = ByteBuffer.exactCapacity(size)
+        #expect(buffer.capacity == size && buffer.readableBytes == 0)
+        buffer.writeRepeatingByte(7, count: size)
+        #expect(buffer.capacity == size && buffer.readableBytes == size)
+        buffer.writeInteger(UInt8(1))   // grows as any buffer would
+        #expect(buffer.readableBytes == size + 1)
+        #expect(ByteBuffer.exactCapacity(100).capacity >= 100)
+        let tensor = WireTensor(name: "w", shape: [(1 << 19) + 3], values: [Float](repeating: 1, count: (1 << 19) + 3))
+        #expect(tensor.bytes.capacity == 4 * ((1 << 19) + 3))
+    }
+}
+
+extension MessagePartsTests {
+    /// NIO copies a slice that starts 16 MiB or more into its storage; a large message is split, and a tensor read,
+    /// without copying a byte of it: every part and tensor shares the message's storage.
+    @Test func partsAndTensorsShareTheMessagesStorage() throws {
+        let floats = 6 << 20   // 24 MiB of values: parts start beyond 16 MiB
+        let message = Message.update(Update(taskID: 1, baseVersion: 0, sampleCount: 1, trainLoss: 0, evalSampleCount: 0, evalLoss: 0, evalAccuracy: 0,
+                                            trainMillis: 1, delta: [WireTensor(name: "w", shape: [floats], values: [Float](repeating: 0.5, count: floats)),
+                                                                    WireTensor(name: "b", shape: [2], values: [1, 2])]))
+        let pieces = WireCodec.encodePieces(message)
+        let tensorBytes = try #require(pieces.first { $0.readableBytes == floats * 4 })
+        func base(_ buffer: ByteBuffer) -> UInt { buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } }
+        let start = base(tensorBytes)
+        let parts = WireCodec.splitIntoParts(pieces, maxPayloadBytes: 8 << 20)
+        let views = parts.filter { $0.readableBytes > 1 << 20 }
+        #expect(views.count == 3)
+        for view in views {
+            let offset = base(view) &- start
+            #expect(offset < UInt(floats * 4), "a part's bytes were copied (at \(base(view)), the tensor's at \(start))")
+        }
+        // Reading a frame whose second tensor starts beyond 16 MiB shares the frame's storage too.
+        var frame = WireCodec.encode(message)
+        let frameStart = base(frame)
+        guard case .update(let decoded)? = try WireCodec.decodeFrame(from: &frame, maxPayloadBytes: .max) else { Issue.record("not an update"); return }
+        #expect(base(decoded.delta[1].bytes) &- frameStart < UInt(floats * 4 + 100))
+        #expect(decoded.delta[1].floats() == [1, 2])
     }
 }

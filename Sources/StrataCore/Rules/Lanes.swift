@@ -213,6 +213,7 @@ public struct LaneSet: Sendable {
     mutating func restore(globalVersion: Int64, global: [Float], lanes restored: [LaneState]) {
         self.globalVersion = globalVersion
         self.global = global
+        lanes.removeAll()   // their accumulators go before the new lanes' are allocated
         // Optimiser state is not persisted: every lane starts afresh (m = 0, v = τ²), as on a first start.
         if restored.isEmpty {
             lanes = [newLane(version: globalVersion, parameters: global)]

@@ -48,7 +48,7 @@ struct Q8BlockEncoding: TensorEncoding {
         let blocks = count / blockSize + (count % blockSize == 0 ? 0 : 1)
         let length = 4 + 8 * blocks + count
         reader.buffer.moveReaderIndex(to: start)
-        guard let body = reader.buffer.readSlice(length: length) else { throw .truncated(field: field + ".codes") }
+        guard let body = reader.buffer.readView(length: length) else { throw .truncated(field: field + ".codes") }
         return body
     }
 

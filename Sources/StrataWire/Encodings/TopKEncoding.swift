@@ -77,7 +77,7 @@ struct TopKEncoding: TensorEncoding {
         reader.buffer.moveReaderIndex(forwardBy: 4 * k)
         // Readers may not look behind the reader index: go back to the start to take the body as one slice.
         reader.buffer.moveReaderIndex(to: start)
-        return reader.buffer.readSlice(length: 4 + 8 * k)!
+        return reader.buffer.readView(length: 4 + 8 * k)!
     }
 
     static func decode(_ body: ByteBuffer, into out: UnsafeMutableBufferPointer<Float>) {

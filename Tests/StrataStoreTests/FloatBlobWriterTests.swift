@@ -1,0 +1,57 @@
+import Foundation
+import GRDB
+import StrataCore
+import Testing
+@testable import StrataStore
+
+/// Model parameters go into their blobs in place (incremental blob I/O), not through a `Data` copy: what is read
+/// back is exactly what was committed, for the global model, a tier model that differs from it, and version 0.
+@Suite struct FloatBlobWriterTests {
+    @Test func committedParametersReadBackExactlyAcrossChunks() async throws {
+        let dir = TempDir()
+        // 2 features x 300,001 classes: 900,003 values, 3.6 MB, over three 1-MiB chunks and not a multiple of one.
+        let spec = ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 300_001)
+        let initial = (0..<spec.parameterCount).map { Float($0 % 977) * 0.25 - 17 }
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        let first = try await store.restoreOrInitialize(spec: spec, initialParameters: initial, now: 0)
+        #expect(first.parameters == initial)
+
+        let global = initial.map { $0 + 1 }
+        let tier = initial.map { -$0 }
+        try await store.commitAggregation(
+            ModelVersionRecord(version: 1, createdAt: 1, parameters: Data(), updateCount: 1, totalWeight: 1, meanStaleness: 0, trigger: "buffer", lane: 1),
+            lane: LaneVersionRecord(lane: 1, version: 1, createdAt: 1, parameters: Data(), pushes: 2, globalVersion: 1),
+            updates: [], values: global, laneValues: tier)
+
+        let db = try DatabaseQueue(path: dir.file("c.sqlite"))
+        let blobs = try await db.read { db in
+            (try Data.fetchOne(db, sql: "SELECT parameters FROM modelVersions WHERE version = 0"),
+             try Data.fetchOne(db, sql: "SELECT parameters FROM modelVersions WHERE version = 1"),
+             try Data.fetchOne(db, sql: "SELECT parameters FROM laneVersions WHERE lane = 1 AND version = 1"),
+             try String.fetchOne(db, sql: "SELECT \"trigger\" FROM modelVersions WHERE version = 1"))
+        }
+        #expect(blobs.0.flatMap(FloatBlob.decode) == initial)
+        #expect(blobs.1.flatMap(FloatBlob.decode) == global)
+        #expect(blobs.2.flatMap(FloatBlob.decode) == tier)
+        #expect(blobs.3 == "buffer", "the record's other columns are written as the record has them")
+
+        // A restart restores what was committed.
+        let restored = try await CoordinatorStore(path: dir.file("c.sqlite")).restoreOrInitialize(spec: spec, initialParameters: [], now: 2)
+        #expect(restored.version == 1 && restored.parameters == global)
+        #expect(restored.lanes.last?.parameters == tier)
+    }
+}
+
+extension FloatBlobWriterTests {
+    /// A model's blob is one SQLite value: beyond SQLITE_LIMIT_LENGTH (10^9 bytes by default) the store refuses
+    /// to start with the reason, instead of failing at the first commit.
+    @Test func aModelLargerThanSQLiteStoresIsRefusedAtStart() async throws {
+        let dir = TempDir()
+        let spec = ModelSpec(kind: .softmaxRegression, featureCount: 25_000_000, outputCount: 10)   // 250,000,010 values: 1.0000004 GB
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        await #expect { _ = try await store.restoreOrInitialize(spec: spec, initialParameters: [], now: 0) } throws: { error in
+            guard case StoreError.modelTooLarge(let bytes, let limit) = error else { return false }
+            return bytes == 4 * spec.parameterCount && limit == 1_000_000_000
+        }
+    }
+}
