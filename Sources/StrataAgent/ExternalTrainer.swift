@@ -60,7 +60,8 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
     }
 
     /// Evaluation statistics (option 2) are not part of §11 yet.
-    var capabilities: AgentCapabilities { [] }
+    /// Evaluation statistics (option 2) whenever the trainer sends its model's outputs with `evaluated`.
+    var capabilities: AgentCapabilities { .evaluationStatistics }
 
     func refusal(of spec: ModelSpec) -> String? { nil }
 
@@ -82,14 +83,30 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
 
     func evaluate(_ task: TrainingTask, base: [Float], input: TrainerInput) throws -> EvaluatedModel {
         let tensors = Self.arrays(base, spec: input.spec)
-        let reply = try exchange(input: input, expected: .evaluated) { id in
+        let test = input.samples.test
+        let reply = try exchange(input: input, expected: .evaluated(rows: test.count, outputs: input.spec.outputCount)) { id in
             .evaluate(id: id, task: task.taskID, baseVersion: task.baseVersion, tensors: tensors)
         }
-        guard case .evaluated(let loss, let accuracy) = reply else {
+        guard case .evaluated(let loss, let accuracy, let outputs) = reply else {
             throw TrainerFailure(reason: "the trainer answered \(reply) to an evaluate request")
         }
-        return EvaluatedModel(evaluation: Evaluation(sampleCount: input.samples.test.count, loss: loss, accuracy: accuracy, meanSquaredError: 0),
-                              statistics: nil)
+        guard let outputs, test.count > 0 else {
+            return EvaluatedModel(evaluation: Evaluation(sampleCount: test.count, loss: loss, accuracy: accuracy, meanSquaredError: 0), statistics: nil)
+        }
+        // The model's outputs: loss, accuracy and statistics all follow from them with the built-in arithmetic
+        // (so they agree, as the coordinator checks); the trainer's own metrics are logged if they differ.
+        let evaluation: Evaluation, statistics: EvaluationStatistics
+        do {
+            (evaluation, statistics) = try Trainer.evaluate(outputs: outputs, spec: input.spec, labels: test.labels, target: input.target)
+        } catch {
+            throw TrainerFailure(reason: "the trainer's outputs: \(error)")   // shapes and values were checked on reading
+        }
+        if abs(evaluation.accuracy - accuracy) > 1e-3 || abs(evaluation.loss - loss) > 1e-2 * max(1, evaluation.loss) {
+            logger.notice("the trainer's metrics differ from those of its outputs; the outputs' are sent", metadata: [
+                "task": "\(task.taskID)", "trainerAccuracy": "\(accuracy)", "accuracy": "\(evaluation.accuracy)",
+                "trainerLoss": "\(loss)", "loss": "\(evaluation.loss)"])
+        }
+        return EvaluatedModel(evaluation: evaluation, statistics: WireEvaluationStatistics(statistics))
     }
 
     /// The running process's id (nil between a failure and the next start), for tests and logs.
@@ -136,7 +153,9 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
                 }
                 let id = s.nextID
                 s.nextID += 1
-                let reply = try send(request(id), to: process, id: id, expected: expected, parameterCount: input.spec.parameterCount)
+                // A reply holds at most the model's values, or its outputs on the evaluation rows.
+                let values = max(input.spec.parameterCount, input.samples.test.count * input.spec.outputCount)
+                let reply = try send(request(id), to: process, id: id, expected: expected, parameterCount: values)
                 s.restart.succeeded()
                 if case .error(let message) = reply { throw TrainerFailure(reason: "the trainer reported an error: \(message)") }
                 return reply

@@ -168,14 +168,17 @@ enum TrainerInterface {
         case ready
         /// `trained` carrying exactly `tensors` (names and shapes, in order).
         case trained(tensors: [(name: String, shape: [Int])])
-        case evaluated
+        /// `evaluated`, with optionally the model's outputs on the `rows` evaluation rows (`outputs` × values each).
+        case evaluated(rows: Int, outputs: Int)
     }
 
     enum Reply: Sendable, Equatable {
         case ready(name: String)
         /// The new parameters, flat in manifest order.
         case trained(parameters: [Float], trainLoss: Float, evalLoss: Float, evalAccuracy: Float)
-        case evaluated(loss: Float, accuracy: Float)
+        /// `outputs`: the model's outputs on the evaluation rows, row-major, when the trainer sent them (the agent
+        /// then computes the evaluation and its statistics itself).
+        case evaluated(loss: Float, accuracy: Float, outputs: [Float]?)
         /// The trainer could not do the request; it keeps running.
         case error(String)
     }
@@ -204,12 +207,30 @@ enum TrainerInterface {
             guard header.interface == version else { throw .malformed("the trainer speaks interface \(header.interface.map(String.init) ?? "none"), this agent \(version)") }
             guard arrays.isEmpty, body.isEmpty else { throw .malformed("ready carries no arrays") }
             return .ready(name: header.name ?? "unnamed trainer")
-        case .evaluated:
+        case .evaluated(let rows, let width):
             guard header.type == "evaluated" else { throw .malformed("expected evaluated, got \(header.type)") }
-            guard arrays.isEmpty, body.isEmpty else { throw .malformed("evaluated carries no arrays") }
             let loss = try metric(header, "eval_loss", required: true)
             let accuracy = try metric(header, "eval_accuracy", required: true)
-            return .evaluated(loss: loss, accuracy: accuracy)
+            guard let spec = arrays.first else {
+                guard body.isEmpty else { throw .malformed("the body holds \(body.count) bytes but no array is listed") }
+                return .evaluated(loss: loss, accuracy: accuracy, outputs: nil)
+            }
+            // One array, `outputs`: rows × outputs (a model of one output may send a vector of rows).
+            guard arrays.count == 1, spec.name == "outputs" else {
+                throw .wrongArrays("evaluated may carry one array, outputs; got \(arrays.map(\.name).joined(separator: ", "))")
+            }
+            guard spec.shape == [rows, width] || (width == 1 && spec.shape == [rows]) else {
+                throw .wrongArrays("outputs has shape \(spec.shape); the \(rows) evaluation rows and \(width) outputs need [\(rows), \(width)]")
+            }
+            guard spec.dtype == "float32" else { throw .wrongArrays("outputs has dtype \(spec.dtype); only float32 is allowed") }
+            guard body.count == 4 * rows * width else { throw .malformed("the body holds \(body.count) bytes; outputs needs \(4 * rows * width)") }
+            var outputs = [Float](repeating: 0, count: rows * width)
+            for i in outputs.indices {
+                let bits = UInt32(body[4 * i]) | UInt32(body[4 * i + 1]) << 8 | UInt32(body[4 * i + 2]) << 16 | UInt32(body[4 * i + 3]) << 24
+                outputs[i] = Float(bitPattern: bits)
+                guard outputs[i].isFinite else { throw .nonFinite("output \(i % width) of evaluation row \(i / width) is \(outputs[i])") }
+            }
+            return .evaluated(loss: loss, accuracy: accuracy, outputs: outputs)
         case .trained(let tensors):
             guard header.type == "trained" else { throw .malformed("expected trained, got \(header.type)") }
             guard arrays.count == tensors.count else {

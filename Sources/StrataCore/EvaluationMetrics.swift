@@ -383,8 +383,8 @@ extension Trainer {
         let mlpOutputs = spec.mlp?.outputs(parameters: parameters, data: data)
         let cm = mlpOutputs == nil ? classMajor(parameters, spec: spec) : []
         var scratch = [Float](repeating: 0, count: o)
-        var counts = ClassCounts.zero(classes: spec.isClassifier ? o : 0, bins: spec.isClassifier && o == 2 ? bins : 0)
-        var sums = RegressionSums.zero
+        var accumulator = EvaluationAccumulator(outputCount: o, isClassifier: spec.isClassifier, target: target, bins: bins)
+        if spec.kind == .custom { preconditionFailure("a custom model is evaluated by its owner's trainer") }
         cm.withUnsafeBufferPointer { w in
         scratch.withUnsafeMutableBufferPointer { z in
         data.features.withUnsafeBufferPointer { x in
@@ -396,34 +396,9 @@ extension Trainer {
                 } else {
                     logits(row: xp + i * f, weights: w.baseAddress!, featureCount: f, outputCount: o, into: zp)
                 }
-                switch spec.kind {
-                case .custom:
-                    preconditionFailure("a custom model is evaluated by its owner's trainer")
-                case .softmaxRegression, .mlp where spec.isClassifier:
-                    let label = classIndex(data.labels[i], outputCount: o)
-                    var m = zp[0], arg = 0
-                    for k in 1..<o where zp[k] > m { m = zp[k]; arg = k }
-                    counts.support[label] += 1
-                    counts.predicted[arg] += 1
-                    if arg == label { counts.correct[label] += 1 }
-                    if o == 2 {
-                        let p1 = 1 / (1 + exp(Double(zp[0]) - Double(zp[1])))
-                        let bin = p1.isNaN ? 0 : min(Int((p1 * Double(bins)).rounded(.down)), bins - 1)
-                        if label == 1 { counts.positiveScores[bin] += 1 } else { counts.negativeScores[bin] += 1 }
-                    }
-                case .linearRegression, .mlp:
-                    let prediction = Double(zp[0]) * target.scale + target.center
-                    let y = Double(data.labels[i]) * target.scale + target.center
-                    let r = prediction - y
-                    sums.count += 1
-                    sums.sumResidual += r
-                    sums.sumAbsoluteResidual += abs(r)
-                    sums.sumSquaredResidual += r * r
-                    sums.sumTarget += y
-                    sums.sumSquaredTarget += y * y
-                }
+                accumulator.add(zp, label: data.labels[i])
             }
         }}}
-        return spec.isClassifier ? .classification(counts) : .regression(sums)
+        return accumulator.statistics
     }
 }

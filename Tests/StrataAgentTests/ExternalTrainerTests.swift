@@ -35,6 +35,9 @@ import Testing
             send({"type": "ready", "id": header["id"], "interface": 1, "name": "test trainer, %d rows" % rows}); continue
         mode = open(os.path.join(here, "mode")).read().strip()
         if header["type"] == "evaluate":
+            if mode == "outputs":   # the model's logits on the one evaluation row
+                send({"type": "evaluated", "id": header["id"], "metrics": {"eval_loss": 0.75, "eval_accuracy": 0.5},
+                      "arrays": [{"name": "outputs", "dtype": "float32", "shape": [1, 2]}]}, struct.pack("<2f", 0.0, 2.0)); continue
             send({"type": "evaluated", "id": header["id"], "metrics": {"eval_loss": 0.75, "eval_accuracy": 0.5}}); continue
         if mode == "crash":
             print("about to crash", file=sys.stderr, flush=True); sys.exit(3)
@@ -96,6 +99,18 @@ import Testing
         #expect(trained.trainLoss == 0.25 && trained.before.loss == 1.5 && trained.before.accuracy == 0.5)
         let evaluated = try trainer.evaluate(task, base: base, input: input)
         #expect(evaluated.evaluation.loss == 0.75 && evaluated.evaluation.accuracy == 0.5)
+        #expect(evaluated.statistics == nil, "no outputs: no statistics")
+        // With the model's outputs the agent computes the evaluation and its statistics (option 2) itself.
+        try mode("outputs")
+        let withOutputs = try trainer.evaluate(task, base: base, input: input)
+        #expect(withOutputs.evaluation.accuracy == 1)
+        #expect(abs(withOutputs.evaluation.loss - Float(log(1 + exp(-2.0)))) < 1e-6)
+        guard case .classification(let counts)? = withOutputs.statistics.map(EvaluationStatistics.init) else {
+            Issue.record("no classification statistics: \(String(describing: withOutputs.statistics))")
+            return
+        }
+        #expect(counts.support == [0, 1] && counts.predicted == [0, 1] && counts.correct == [0, 1])
+        #expect(counts.positiveScores.reduce(0, +) == 1 && counts.positiveScores[88] == 1, "p(class 1) = 0.881 in bin 88")
         let first = try #require(pid(trainer))
         trainer.shutdown()
         #expect(pid(trainer) == nil)

@@ -76,9 +76,37 @@ import Testing
         #expect(throws: TrainerProtocolError.self) { try TrainerInterface.decode(ready.0, body: ready.1, id: 1, expected: .ready) }
     }
 
+    /// `evaluated` may carry the model's outputs on the evaluation rows; they are checked like parameters.
+    @Test func anEvaluatedReplyMayCarryTheModelsOutputs() throws {
+        let metrics = #""metrics":{"eval_loss":1,"eval_accuracy":0.5}"#
+        let plain = try reply(#"{"type":"evaluated","id":3,\#(metrics)}"#)
+        #expect(try TrainerInterface.decode(plain.0, body: plain.1, id: 3, expected: .evaluated(rows: 2, outputs: 3)) == .evaluated(loss: 1, accuracy: 0.5, outputs: nil))
+        let good = try reply(#"{"type":"evaluated","id":3,\#(metrics),"arrays":[{"name":"outputs","dtype":"float32","shape":[2,3]}]}"#, [1, 2, 3, 4, 5, 6])
+        #expect(try TrainerInterface.decode(good.0, body: good.1, id: 3, expected: .evaluated(rows: 2, outputs: 3))
+                == .evaluated(loss: 1, accuracy: 0.5, outputs: [1, 2, 3, 4, 5, 6]))
+        let vector = try reply(#"{"type":"evaluated","id":3,\#(metrics),"arrays":[{"name":"outputs","dtype":"float32","shape":[2]}]}"#, [7, 8])
+        #expect(try TrainerInterface.decode(vector.0, body: vector.1, id: 3, expected: .evaluated(rows: 2, outputs: 1))
+                == .evaluated(loss: 1, accuracy: 0.5, outputs: [7, 8]))
+        for (header, body, words) in [
+            (#"{"type":"evaluated","id":3,\#(metrics),"arrays":[{"name":"scores","dtype":"float32","shape":[2,3]}]}"#, [Float](repeating: 1, count: 6), "one array, outputs"),
+            (#"{"type":"evaluated","id":3,\#(metrics),"arrays":[{"name":"outputs","dtype":"float32","shape":[3,2]}]}"#, [Float](repeating: 1, count: 6), "shape [3, 2]"),
+            (#"{"type":"evaluated","id":3,\#(metrics),"arrays":[{"name":"outputs","dtype":"float32","shape":[2,3]}]}"#, [1, 2, 3, .infinity, 5, 6], "row 1"),
+            (#"{"type":"evaluated","id":3,\#(metrics),"arrays":[{"name":"outputs","dtype":"float32","shape":[2,3]}]}"#, [1, 2, 3], "12 bytes"),
+            (#"{"type":"evaluated","id":3,\#(metrics)}"#, [1, 2], "no array is listed"),
+        ] {
+            let (h, b) = try reply(header, body)
+            do {
+                _ = try TrainerInterface.decode(h, body: b, id: 3, expected: .evaluated(rows: 2, outputs: 3))
+                Issue.record("accepted: \(header)")
+            } catch {
+                #expect("\(error)".contains(words), "\(error) should name \(words)")
+            }
+        }
+    }
+
     @Test func anErrorReplyFailsTheRequestWithItsMessage() throws {
         let (h, b) = try reply(#"{"type":"error","id":3,"message":"ValueError: bad input"}"#)
-        #expect(try TrainerInterface.decode(h, body: b, id: 3, expected: .evaluated) == .error("ValueError: bad input"))
+        #expect(try TrainerInterface.decode(h, body: b, id: 3, expected: .evaluated(rows: 2, outputs: 3)) == .error("ValueError: bad input"))
     }
 
     @Test func prefixLengthsAreBoundedBeforeAnythingIsRead() throws {

@@ -97,6 +97,12 @@ extension IntegrationSuite {
             let summary = try JSONSerialization.jsonObject(with: Data(box.read("summary.json").utf8)) as! [String: Any]
             #expect(summary["targetReached"] as? Bool == true, "\(summary)\n\(log)")
             #expect((summary["bestAccuracy"] as? Double ?? 0) >= 0.95, "\(summary)")
+            // The kit's scikit-learn example sends its model's outputs: the agents compute the evaluation statistics
+            // (option 2) and the coordinator pools F1 and AUC from them.
+            let last = try #require(summary["lastEvaluation"] as? [String: Any], "\(summary)")
+            #expect((last["statisticsClients"] as? Int ?? 0) >= 1, "\(last)")
+            let pooled = last["metrics"] as? [String: Double] ?? [:]
+            #expect((pooled["auc"] ?? 0) > 0.9 && (pooled["macro-f1"] ?? 0) > 0.9, "\(last)")
             let failures = (1...incarnation).map { box.read("coordinator-\($0).log") }.joined().components(separatedBy: "code=task-failed").count - 1
             #expect(failures >= 1, "the killed trainer's task was never reported failed")
             for agent in agents {

@@ -154,7 +154,8 @@ class NumpyLogisticTrainer(Trainer):
 
     def evaluate(self, parameters: dict[str, np.ndarray], task: Task) -> Evaluation:
         weight, bias = self._parameters(parameters)
-        return Evaluation(*evaluate_rows(weight, bias, self.test_x, self.test_y))
+        # The logits go along: the agent derives the evaluation statistics (F1, AUC, ...) from them.
+        return Evaluation(*evaluate_rows(weight, bias, self.test_x, self.test_y), outputs=self.test_x @ weight + bias)
 
     def _parameters(self, parameters: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if self.rows is None:

@@ -69,7 +69,11 @@ class SklearnMLPTrainer(Trainer):
         return TrainResult(mlp_arrays(estimator), train_loss, eval_loss, eval_accuracy)
 
     def evaluate(self, parameters: dict[str, np.ndarray], task: Task) -> Evaluation:
-        return Evaluation(*self._scores(self._estimator(parameters, 0.001, 1, 0)))
+        estimator = self._estimator(parameters, 0.001, 1, 0)
+        loss, accuracy = self._scores(estimator)
+        # Log-probabilities as the model's outputs: the agent derives F1, AUC and the rest from them.
+        outputs = np.log(np.clip(estimator.predict_proba(self.test_x), 1e-12, None)) if len(self.test_y) else None
+        return Evaluation(loss, accuracy, outputs=outputs)
 
     def _estimator(self, parameters: dict[str, np.ndarray], learning_rate: float, batch_size: int, seed: int) -> MLPClassifier:
         """A fresh MLPClassifier holding ``parameters``: no optimiser state carries over from another task."""

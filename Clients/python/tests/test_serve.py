@@ -284,6 +284,33 @@ def test_bad_train_result_becomes_error_reply(make: Callable[..., Any], needle: 
     assert replies[2].type == "evaluated"  # still serving
 
 
+def test_outputs_travel_with_the_evaluation() -> None:
+    """The model's outputs on the test rows go to the agent as the array ``outputs`` (float32, rows x outputs)."""
+    trainer = Recorder()
+    trainer.evaluation = lambda p, t: Evaluation(0.5, 0.5, outputs=[[1, 2, 3], [4, 5, 6.5]])
+    _, replies = run(trainer, setup_request(1), evaluate_request(2))
+    assert replies[1].type == "evaluated" and replies[1].header["metrics"] == {"eval_loss": 0.5, "eval_accuracy": 0.5}
+    assert list(replies[1].arrays) == ["outputs"]
+    assert replies[1].arrays["outputs"].dtype == np.float32
+    assert replies[1].arrays["outputs"].tolist() == [[1, 2, 3], [4, 5, 6.5]]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "needle"),
+    [
+        ([[1, 2, 3]], "shape (1, 3)"),
+        ([1, 2], "shape (2,)"),
+        ([[1, 2, 3], [4, float("nan"), 6]], "1 NaN or infinite"),
+        ([["a", "b", "c"], ["d", "e", "f"]], "not real numbers"),
+    ],
+)
+def test_bad_outputs_become_error_reply(outputs: Any, needle: str) -> None:
+    trainer = Recorder()
+    trainer.evaluation = lambda p, t: Evaluation(0.5, 0.5, outputs=outputs)
+    _, replies = run(trainer, setup_request(1), evaluate_request(2))
+    assert replies[1].type == "error" and needle in replies[1].header["message"], replies[1].header
+
+
 @pytest.mark.parametrize(
     ("evaluation", "needle"),
     [

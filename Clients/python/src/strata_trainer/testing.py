@@ -142,7 +142,7 @@ class TrainerProcess:
         header = {"type": "evaluate", "task": task_id, "base_version": base_version}
         reply = self.request(header, _float32_arrays(parameters), expect="evaluated")
         metrics = _metrics(reply, required=("eval_loss", "eval_accuracy"), optional=())
-        return Evaluation(eval_loss=metrics["eval_loss"], eval_accuracy=metrics["eval_accuracy"])
+        return Evaluation(eval_loss=metrics["eval_loss"], eval_accuracy=metrics["eval_accuracy"], outputs=reply.arrays.get("outputs"))
 
     def request(
         self,

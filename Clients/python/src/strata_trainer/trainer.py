@@ -191,10 +191,18 @@ class TrainResult:
 
 @dataclass
 class Evaluation:
-    """The outcome of ``Trainer.evaluate``: the received parameters on the test rows."""
+    """The outcome of ``Trainer.evaluate``: the received parameters on the test rows.
+
+    ``outputs`` (optional): the model's outputs on the test rows, in their order, shape (rows, model outputs)
+    (or (rows,) for a model of one output): a classifier's logits (log-probabilities do: the arg-max is the
+    predicted class and the softmax the probabilities), a regression's prediction in the standardised target's
+    units (as ``rows.test_y``). With them the agent computes the loss, the accuracy and the evaluation statistics
+    the coordinator pools into F1, AUC, RMSE, MAE and R² (PROTOCOL §11.2); without them it sends the two metrics.
+    """
 
     eval_loss: float
     eval_accuracy: float
+    outputs: Optional[npt.ArrayLike] = None
 
 
 class Trainer(abc.ABC):
@@ -272,6 +280,7 @@ class _Session:
         self.trainer = trainer
         self.name = name
         self.is_set_up = False
+        self.outputs_shape = (0, 0)  # (test rows, model outputs), from setup
 
     def handle(self, request: Message) -> tuple[dict[str, Any], Optional[dict[str, np.ndarray]]]:
         request_id = request.id
@@ -298,6 +307,7 @@ class _Session:
             raise RequestError("setup has no model")
         model = Model.from_json(header["model"])
         rows = _rows(request)
+        self.outputs_shape = (len(rows.test_y), model.outputs)
         self.is_set_up = False  # a failing setup leaves no half-set-up trainer behind
         self.trainer.setup(model, rows)
         self.is_set_up = True
@@ -322,7 +332,7 @@ class _Session:
                 metrics[key] = _finite(key, value)
         return {"type": "trained", "metrics": metrics}, parameters
 
-    def _evaluate(self, request: Message) -> tuple[dict[str, Any], None]:
+    def _evaluate(self, request: Message) -> tuple[dict[str, Any], Optional[dict[str, np.ndarray]]]:
         self._require_setup("evaluate")
         task = Task(
             task_id=_required_int(request.header, "task"),
@@ -336,7 +346,9 @@ class _Session:
             "eval_loss": _finite("eval_loss", result.eval_loss),
             "eval_accuracy": _finite("eval_accuracy", result.eval_accuracy),
         }
-        return {"type": "evaluated", "metrics": metrics}, None
+        if result.outputs is None:
+            return {"type": "evaluated", "metrics": metrics}, None
+        return {"type": "evaluated", "metrics": metrics}, {"outputs": _checked_outputs(result.outputs, self.outputs_shape)}
 
     def _require_setup(self, what: str) -> None:
         if not self.is_set_up:
@@ -364,6 +376,24 @@ def _rows(request: Message) -> Rows:
         labels=[str(label) for label in header.get("labels") or []],
         source=dict(source) if isinstance(source, dict) else {},
     )
+
+
+def _checked_outputs(returned: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The user's outputs as float32 (rows, outputs), C order; ResultError naming what is wrong."""
+    value = np.asarray(returned)
+    if value.dtype.kind not in "biuf":
+        raise ResultError(f"evaluate() returned outputs of dtype {value.dtype}, not real numbers")
+    if value.shape == (shape[0],) and shape[1] == 1:
+        value = value.reshape(shape)
+    if value.shape != shape:
+        raise ResultError(f"evaluate() returned outputs of shape {value.shape}; the {shape[0]} test rows and "
+                          f"{shape[1]} model outputs need {shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = np.asarray(value, dtype=np.float32, order="C")
+    bad = int(np.size(converted) - np.count_nonzero(np.isfinite(converted)))
+    if bad:
+        raise ResultError(f"evaluate() returned outputs with {bad} NaN or infinite value(s) as float32")
+    return converted
 
 
 def _checked_parameters(returned: Any, expected: list[tuple[str, Shape]]) -> dict[str, np.ndarray]:
