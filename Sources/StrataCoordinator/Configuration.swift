@@ -33,8 +33,11 @@ public struct CoordinatorConfiguration: Sendable {
     public var helloTimeout: Duration = .seconds(10)
     public var maxFrameBytes: Int = 64 * 1024 * 1024
     /// The largest task or update payload that travels in parts (§2 "Messages in parts"): the model's values
-    /// plus a frame. Follows from the model and `maxFrameBytes`.
-    public var maxMessageBytes: Int { MessagePart.messageLimit(parameterCount: model.parameterCount, maxFrameBytes: maxFrameBytes) }
+    /// plus a frame, or 0 when its messages fit a frame (no parts accepted). Follows from the model and
+    /// `maxFrameBytes`.
+    public var maxMessageBytes: Int {
+        MessagePart.messageLimit(parameterCount: model.parameterCount, featureCount: model.featureCount, maxFrameBytes: maxFrameBytes)
+    }
     /// The encoding agents are asked to send deltas in (welcome option 3); float32 is accepted whatever this says.
     public var updateEncoding: DeltaEncoding = .float32
     /// How train tasks carry the model to agents that can reconstruct it (capability bit 4): float32, or a

@@ -385,8 +385,7 @@ public actor Coordinator {
                 "this federation's model has \(configuration.model.featureCount) features but your data has \(hello.featureCount): select matching columns (--feature-columns or --query)"))
         }
         if let refusal = preprocessingRefusal(hello) { return .refuse(refusal) }
-        if MessagePart.needsParts(parameterCount: configuration.model.parameterCount, maxFrameBytes: configuration.maxFrameBytes),
-           !hello.capabilities.contains(.messageParts) {
+        if configuration.maxMessageBytes > 0, !hello.capabilities.contains(.messageParts) {
             return .refuse(ErrorMessage(code: .incompatibleData, message:
                 "this federation's model (\(configuration.model.parameterCount) parameters) is larger than a frame of \(configuration.maxFrameBytes) bytes and travels in parts, which your agent does not support: upgrade it"))
         }
@@ -427,7 +426,8 @@ public actor Coordinator {
                               featureNames: preprocessing?.featureNames ?? [], preprocessing: preprocessing.map(WirePreprocessing.init),
                               federationID: federationID,
                               updateEncoding: hello.capabilities.contains(.compressedDeltas) && configuration.updateEncoding != .float32 ? configuration.updateEncoding : nil,
-                              maxMessageBytes: hello.capabilities.contains(.messageParts) ? UInt64(configuration.maxMessageBytes) : nil)
+                              maxMessageBytes: hello.capabilities.contains(.messageParts) && configuration.maxMessageBytes > 0
+                                  ? UInt64(configuration.maxMessageBytes) : nil)
         if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose

@@ -24,17 +24,23 @@ public struct MessagePart: Sendable, Hashable {
     /// Message types that may travel in parts: the two that carry a model.
     public static let carriedTypes: Set<MessageType> = [.task, .update]
 
-    /// The largest carried payload a federation needs for a model of `parameterCount` float32 values: the
-    /// values plus one frame's worth for everything else (names, shapes, fixed fields, options).
-    public static func messageLimit(parameterCount: Int, maxFrameBytes: Int) -> Int {
+    /// The largest carried payload a federation accepts for a model of `parameterCount` float32 values over
+    /// `featureCount` features: 0 (no message in parts) when its tasks and updates fit a frame, else the values
+    /// plus one frame's worth for everything else (names, shapes, fixed fields, options).
+    public static func messageLimit(parameterCount: Int, featureCount: Int, maxFrameBytes: Int) -> Int {
+        guard needsParts(parameterCount: parameterCount, featureCount: featureCount, maxFrameBytes: maxFrameBytes) else { return 0 }
         let (values, overflow) = parameterCount.multipliedReportingOverflow(by: 4)
         return overflow ? .max : values.addingReportingOverflow(maxFrameBytes).overflow ? .max : values + maxFrameBytes
     }
 
-    /// Whether a model of `parameterCount` values may not fit one frame of `maxFrameBytes` (1 MiB of margin
-    /// for everything but the values): agents then need `AgentCapabilities.messageParts`.
-    public static func needsParts(parameterCount: Int, maxFrameBytes: Int) -> Bool {
-        parameterCount > (maxFrameBytes - (1 << 20)) / 4
+    /// Whether a task of a model of `parameterCount` values over `featureCount` features may not fit one frame
+    /// of `maxFrameBytes`: its values, the preprocessing a task may carry (24 bytes a feature, 32 counted), and
+    /// 1 MiB for everything else. Agents then need `AgentCapabilities.messageParts`.
+    public static func needsParts(parameterCount: Int, featureCount: Int, maxFrameBytes: Int) -> Bool {
+        let (values, o1) = parameterCount.multipliedReportingOverflow(by: 4)
+        let (features, o2) = featureCount.multipliedReportingOverflow(by: 32)
+        guard !o1, !o2 else { return true }
+        return values + features + (1 << 20) > maxFrameBytes
     }
 
     func writeFields(into buffer: inout ByteBuffer) {

@@ -100,9 +100,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if spec.parameterCount > (Int(UInt32.max) - network.maxFrameBytes) / 4 {
             throw ValidationError("the model (\(spec.summary)) has \(spec.parameterCount) parameters; at most \((Int(UInt32.max) - network.maxFrameBytes) / 4) (4 GiB of float32 less one frame) travel in one message")
         }
-        if let budget = limits.frameMemoryBudget {
-            let needed = ConnectionLimitSettings.messageReservation(maxFrameBytes: network.maxFrameBytes,
-                                                                   maxMessageBytes: MessagePart.messageLimit(parameterCount: spec.parameterCount, maxFrameBytes: network.maxFrameBytes))
+        let maxMessage = MessagePart.messageLimit(parameterCount: spec.parameterCount, featureCount: spec.featureCount, maxFrameBytes: network.maxFrameBytes)
+        if let budget = limits.frameMemoryBudget, maxMessage > 0 {
+            let needed = ConnectionLimitSettings.messageReservation(maxFrameBytes: network.maxFrameBytes, maxMessageBytes: maxMessage)
             if budget < needed {
                 throw ValidationError("--frame-memory-budget (\(budget)) must be at least \(needed) bytes for this model: one update in parts (its values plus a frame) and the frame that brings its last part")
             }

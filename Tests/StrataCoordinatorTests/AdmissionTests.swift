@@ -93,10 +93,11 @@ import Testing
         #expect(welcome.maxMessageBytes == UInt64(4 * 10_000 + 16_384))
     }
 
-    @Test func smallModelsAdmitEveryAgentAndTellOnlyThoseThatTakeParts() async throws {
+    /// A model whose messages fit a frame accepts no parts at all, and its welcome offers none.
+    @Test func smallModelsAdmitEveryAgentAndOfferNoParts() async throws {
         let (coordinator, directory) = try await Self.coordinator(maxFrameBytes: 64 << 20)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        for (id, capabilities, announced) in [("agent-01", AgentCapabilities([.preprocessing]), false), ("agent-02", .all, true)] {
+        for (id, capabilities, announced) in [("agent-01", AgentCapabilities([.preprocessing]), false), ("agent-02", .all, false)] {
             let (_, continuation) = AsyncStream<Message>.makeStream()
             let admission = await coordinator.admit(clientID: id, hello: Hello(agentVersion: "test", featureCount: 99, trainSampleCount: 10, evalSampleCount: 2,
                                                                                pendingUpdateCount: 0, capabilities: capabilities), mailbox: continuation)
