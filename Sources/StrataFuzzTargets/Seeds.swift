@@ -108,6 +108,17 @@ public enum Seeds {
         raw += [6, 2, UInt8(unknown.count & 0xff), UInt8(unknown.count >> 8)] + unknown
         raw += hello(3) + [7, 3, 1, 9, 0, 0, 0, 0, 0, 0, 0]
         seeds.append(("raw-frames", raw))
+        // The same update in parts (message type 9), one raw frame per part.
+        var parts: [UInt8] = [0] + hello(2)
+        var stream = WireCodec.splitIntoParts([ByteBuffer(bytes: unknown)], maxPayloadBytes: MessagePart.fieldBytes + 2 + 40)
+            .flatMap { Array($0.readableBytesView) }[...]
+        while stream.count >= FrameHeader.size {
+            let start = stream.startIndex
+            let length = FrameHeader.size + Int(stream[start + 4]) + Int(stream[start + 5]) << 8
+            parts += [6, 2, UInt8(length & 0xff), UInt8(length >> 8)] + stream.prefix(length)
+            stream = stream.dropFirst(length)
+        }
+        seeds.append(("raw-parts", parts))
         return seeds
     }
 

@@ -63,7 +63,8 @@ extension PayloadReader {
         let length = try u32("part.length")
         guard length > 0 else { throw .invalidValue(field: "part.length", reason: "a part carries at least one byte") }
         guard offset < total, UInt64(length) <= total - offset else {
-            throw .invalidValue(field: "part.offset", reason: "bytes \(offset)..<\(offset + UInt64(length)) lie outside the message's \(total) bytes")
+            // Named without adding the two: offset + length may not fit a u64 (found by fuzzing).
+            throw .invalidValue(field: "part.offset", reason: "\(length) bytes at offset \(offset) lie outside the message's \(total) bytes")
         }
         guard let bytes = buffer.readView(length: Int(length)) else { throw .truncated(field: "part.data") }
         return MessagePart(messageType: type, totalLength: total, offset: offset, bytes: bytes)

@@ -73,6 +73,7 @@ import Testing
         (.update, 10, 8, 3, "part.offset"),
         (.update, 10, 10, 1, "part.offset"),
         (.update, 0, 0, 1, "part.offset"),
+        (.update, UInt64.max, UInt64.max - 1, 3, "part.offset"),   // offset + length past 2^64: the message once trapped
     ])
     func malformedPartsAreRefusedByTheCodec(type: MessageType, total: UInt64, offset: UInt64, count: Int, field: String) throws {
         var payload = ByteBuffer()
