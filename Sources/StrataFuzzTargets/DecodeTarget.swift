@@ -68,7 +68,8 @@ public enum DecodeTarget {
             let start = buffer.readerIndex
             let message: Message
             do {
-                if !assembler.isAssembling, let total = MessageAssembler.announcedFirstPart(buffer), total > UInt64(messageLimit) {
+                if !assembler.isAssembling, try WireCodec.checkedHeader(buffer, maxPayloadBytes: limit) != nil,
+                   let total = MessageAssembler.announcedFirstPart(buffer), total > UInt64(messageLimit) {
                     throw WireError.messageTooLarge(length: total, limit: messageLimit)
                 }
                 guard let decoded = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: limit) else { break }

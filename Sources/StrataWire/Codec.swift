@@ -90,6 +90,18 @@ public enum WireCodec {
     /// nothing) when more bytes are needed. The header is validated, and the declared length checked
     /// against `maxPayloadBytes`, before any payload is read or allocated.
     public static func decodeFrame(from buffer: inout ByteBuffer, maxPayloadBytes: Int) throws(WireError) -> Message? {
+        guard let (type, length) = try checkedHeader(buffer, maxPayloadBytes: maxPayloadBytes),
+              buffer.readableBytes >= FrameHeader.size + length else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
+        var payload = buffer.readView(length: length)!
+        return try decodePayload(type: type, from: &payload)
+    }
+
+    /// The type and payload length of the frame `buffer` starts, once its 8-byte header is here (nil before),
+    /// validated as `decodeFrame` validates it: magic (checked from its first two bytes), version, type, and the
+    /// length against `maxPayloadBytes`. Receivers call it before looking further into a frame, so that what they
+    /// refuse never depends on how the bytes were split into reads.
+    public static func checkedHeader(_ buffer: ByteBuffer, maxPayloadBytes: Int) throws(WireError) -> (type: MessageType, length: Int)? {
         guard buffer.readableBytes >= FrameHeader.size else {
             // Reject a wrong magic as soon as its two bytes are here, so a non-Strata peer fails fast.
             if buffer.readableBytes >= 2, let magic = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt16.self), magic != FrameHeader.magic {
@@ -106,10 +118,7 @@ public enum WireCodec {
         guard let type = MessageType(rawValue: typeByte) else { throw .unknownMessageType(typeByte) }
         let length = Int(buffer.getInteger(at: start + 4, endianness: .little, as: UInt32.self)!)
         guard length <= maxPayloadBytes else { throw .frameTooLarge(length: length, limit: maxPayloadBytes) }
-        guard buffer.readableBytes >= FrameHeader.size + length else { return nil }
-        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
-        var payload = buffer.readView(length: length)!
-        return try decodePayload(type: type, from: &payload)
+        return (type, length)
     }
 
     /// Decodes an update frame an agent stored before sending it. A frame stored by a protocol-1 agent (the

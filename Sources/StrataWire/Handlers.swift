@@ -55,7 +55,9 @@ public struct MessageDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if !assembler.isAssembling, let total = MessageAssembler.announcedFirstPart(buffer) {
+        // The header first (as decodeFrame checks it), then the part's total: the same refusal whatever the reads.
+        if !assembler.isAssembling, try WireCodec.checkedHeader(buffer, maxPayloadBytes: currentLimit) != nil,
+           let total = MessageAssembler.announcedFirstPart(buffer) {
             // A message in parts: refused before anything of it is kept when it is too large, or is the
             // connection's first message (a hello never comes in parts); else its whole size is reserved first.
             guard framesDecoded > 0 || maxFirstPayloadBytes == nil else {
