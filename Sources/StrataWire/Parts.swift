@@ -131,8 +131,11 @@ public struct MessageAssembler: Sendable {
     /// reserve memory for the whole message before any of it is buffered.
     public static func announcedFirstPart(_ buffer: ByteBuffer) -> UInt64? {
         let start = buffer.readerIndex
+        // Only the frame's own bytes: a part too short to hold the fields is refused when it is decoded, never
+        // read from the next frame's bytes (which would make the refusal depend on how the bytes were read).
         guard buffer.readableBytes >= FrameHeader.size + 17,
               buffer.getInteger(at: start + 3, as: UInt8.self) == MessageType.part.rawValue,
+              let length = buffer.getInteger(at: start + 4, endianness: .little, as: UInt32.self), length >= 17,
               let total = buffer.getInteger(at: start + FrameHeader.size + 1, endianness: .little, as: UInt64.self),
               buffer.getInteger(at: start + FrameHeader.size + 9, endianness: .little, as: UInt64.self) == 0
         else { return nil }
