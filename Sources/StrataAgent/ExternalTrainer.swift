@@ -59,7 +59,6 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
         self.state = NIOLockedValueBox(State(restart: settings.restart))
     }
 
-    /// Evaluation statistics (option 2) are not part of §11 yet.
     /// Evaluation statistics (option 2) whenever the trainer sends its model's outputs with `evaluated`.
     var capabilities: AgentCapabilities { .evaluationStatistics }
 
@@ -143,7 +142,7 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
                 if s.setupGeneration != input.generation {
                     let id = s.nextID
                     s.nextID += 1
-                    let reply = try send(setupRequest(id: id, input: input), to: process, id: id, expected: .ready, parameterCount: 0)
+                    let reply = try send(setupRequest(id: id, input: input), to: process, id: id, expected: .ready, maxValues: 0)
                     guard case .ready(let name) = reply else {
                         if case .error(let message) = reply { throw TrainerFailure(reason: "the trainer refused its setup: \(message)") }
                         throw TrainerProtocolError.malformed("expected ready")
@@ -155,7 +154,7 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
                 s.nextID += 1
                 // A reply holds at most the model's values, or its outputs on the evaluation rows.
                 let values = max(input.spec.parameterCount, input.samples.test.count * input.spec.outputCount)
-                let reply = try send(request(id), to: process, id: id, expected: expected, parameterCount: values)
+                let reply = try send(request(id), to: process, id: id, expected: expected, maxValues: values)
                 s.restart.succeeded()
                 if case .error(let message) = reply { throw TrainerFailure(reason: "the trainer reported an error: \(message)") }
                 return reply
@@ -222,7 +221,7 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
     }
 
     private func send(_ request: TrainerInterface.Request, to process: TrainerProcess, id: UInt64,
-                      expected: TrainerInterface.Expectation, parameterCount: Int) throws -> TrainerInterface.Reply {
+                      expected: TrainerInterface.Expectation, maxValues: Int) throws -> TrainerInterface.Reply {
         let deadline = ContinuousClock.now + settings.timeout
         let encoded = TrainerInterface.encode(request)
         try encoded.prefix.withUnsafeBytes { try process.write($0, deadline: deadline) }
@@ -230,7 +229,7 @@ final class ExternalTrainer: LocalTrainer, @unchecked Sendable {
             try values.withUnsafeBytes { try process.write($0, deadline: deadline) }
         }
         let lengths = try TrainerInterface.lengths(try process.read(12, deadline: deadline),
-                                                   maxBody: 4 * parameterCount + TrainerInterface.bodySlack)
+                                                   maxBody: 4 * maxValues + TrainerInterface.bodySlack)
         let header = try TrainerInterface.decodeHeader(try process.read(lengths.header, deadline: deadline))
         let body = try process.read(lengths.body, deadline: deadline)
         return try TrainerInterface.decode(header, body: body, id: id, expected: expected)

@@ -224,12 +224,7 @@ enum TrainerInterface {
             }
             guard spec.dtype == "float32" else { throw .wrongArrays("outputs has dtype \(spec.dtype); only float32 is allowed") }
             guard body.count == 4 * rows * width else { throw .malformed("the body holds \(body.count) bytes; outputs needs \(4 * rows * width)") }
-            var outputs = [Float](repeating: 0, count: rows * width)
-            for i in outputs.indices {
-                let bits = UInt32(body[4 * i]) | UInt32(body[4 * i + 1]) << 8 | UInt32(body[4 * i + 2]) << 16 | UInt32(body[4 * i + 3]) << 24
-                outputs[i] = Float(bitPattern: bits)
-                guard outputs[i].isFinite else { throw .nonFinite("output \(i % width) of evaluation row \(i / width) is \(outputs[i])") }
-            }
+            let outputs = try finiteFloats(body) { i, value in "output \(i % width) of evaluation row \(i / width) is \(value)" }
             return .evaluated(loss: loss, accuracy: accuracy, outputs: outputs)
         case .trained(let tensors):
             guard header.type == "trained" else { throw .malformed("expected trained, got \(header.type)") }
@@ -245,18 +240,23 @@ enum TrainerInterface {
                 expectedBytes += 4 * (TensorShape.elementCount(want.shape) ?? 0)
             }
             guard body.count == expectedBytes else { throw .malformed("the body holds \(body.count) bytes; its arrays need \(expectedBytes)") }
-            var parameters = [Float](repeating: 0, count: expectedBytes / 4)
-            for i in parameters.indices {
-                let bits = UInt32(body[4 * i]) | UInt32(body[4 * i + 1]) << 8 | UInt32(body[4 * i + 2]) << 16 | UInt32(body[4 * i + 3]) << 24
-                let value = Float(bitPattern: bits)
-                guard value.isFinite else { throw .nonFinite("returned parameter \(i) (flat, manifest order) is \(value)") }
-                parameters[i] = value
-            }
+            let parameters = try finiteFloats(body) { i, value in "returned parameter \(i) (flat, manifest order) is \(value)" }
             let trainLoss = try metric(header, "train_loss", required: true)
             return .trained(parameters: parameters, trainLoss: trainLoss,
                             evalLoss: try metric(header, "eval_loss", required: false),
                             evalAccuracy: try metric(header, "eval_accuracy", required: false))
         }
+    }
+
+    /// The body's little-endian float32 values; `nonFinite(describe(index, value))` at the first NaN or infinity.
+    private static func finiteFloats(_ body: [UInt8], describe: (Int, Float) -> String) throws(TrainerProtocolError) -> [Float] {
+        var values = [Float](repeating: 0, count: body.count / 4)
+        for i in values.indices {
+            let bits = UInt32(body[4 * i]) | UInt32(body[4 * i + 1]) << 8 | UInt32(body[4 * i + 2]) << 16 | UInt32(body[4 * i + 3]) << 24
+            values[i] = Float(bitPattern: bits)
+            guard values[i].isFinite else { throw .nonFinite(describe(i, values[i])) }
+        }
+        return values
     }
 
     private static func metric(_ header: ReplyHeader, _ key: String, required: Bool) throws(TrainerProtocolError) -> Float {

@@ -56,8 +56,9 @@ public struct MessageDecoder: ByteToMessageDecoder {
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         // The header first (as decodeFrame checks it), then the part's total: the same refusal whatever the reads.
-        if !assembler.isAssembling, try WireCodec.checkedHeader(buffer, maxPayloadBytes: currentLimit) != nil,
-           let total = MessageAssembler.announcedFirstPart(buffer) {
+        let firstPartTotal = assembler.isAssembling ? nil
+            : try WireCodec.checkedHeader(buffer, maxPayloadBytes: currentLimit).flatMap { _ in MessageAssembler.announcedFirstPart(buffer) }
+        if let total = firstPartTotal {
             // A message in parts: refused before anything of it is kept when it is too large, or is the
             // connection's first message (a hello never comes in parts); else its whole size is reserved first.
             guard framesDecoded > 0 || maxFirstPayloadBytes == nil else {
@@ -68,7 +69,7 @@ public struct MessageDecoder: ByteToMessageDecoder {
             if let budget, try !budget.admit(frameBytes: Int(total) + FrameHeader.size + maxPayloadBytes) { return .needMoreData }
         }
         guard var message = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: currentLimit) else {
-            if let budget, !assembler.isAssembling, MessageAssembler.announcedFirstPart(buffer) == nil,
+            if let budget, !assembler.isAssembling, firstPartTotal == nil,
                let frame = Self.announcedFrame(buffer), frame >= budget.threshold {
                 // A large frame is buffered beyond its start only with a reservation for all of it; without
                 // one its reads are held (the gate) and nothing more is allocated for it here.
@@ -89,7 +90,7 @@ public struct MessageDecoder: ByteToMessageDecoder {
             return .needMoreData
         }
         framesDecoded &+= 1
-        assembler.maxMessageBytes = messageLimit?.bytes ?? 0
+        if case .part = message { assembler.maxMessageBytes = messageLimit?.bytes ?? 0 }
         guard let whole = try assembler.take(message, allocator: context.channel.allocator) else {
             onPart?()
             return .continue   // a part: its message's reservation stays until the last one

@@ -86,9 +86,6 @@ public struct MessageAssembler: Sendable {
     /// True between a message's first part and its last.
     public var isAssembling: Bool { open != nil }
 
-    /// Bytes of the open message received so far (0 when none is open).
-    public var receivedBytes: Int { open?.buffer.readableBytes ?? 0 }
-
     /// Takes the next decoded frame. Returns the message to deliver: `message` itself unless it is a part;
     /// the carried message when this part completes it; nil while parts are still missing.
     public mutating func take(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(WireError) -> Message? {
@@ -99,7 +96,8 @@ public struct MessageAssembler: Sendable {
             return message
         }
         var current: (type: MessageType, total: Int, buffer: ByteBuffer)
-        if let open {
+        // Taken out, so that the buffer is referenced once and appending to it below does not copy it.
+        if let open = self.open.take() {
             guard part.messageType == open.type, part.totalLength == UInt64(open.total) else {
                 throw .invalidValue(field: "part", reason: "a part of a \(part.messageType) message of \(part.totalLength) bytes arrived while a \(open.type) message of \(open.total) bytes was incomplete")
             }
@@ -107,7 +105,6 @@ public struct MessageAssembler: Sendable {
                 throw .invalidValue(field: "part.offset", reason: "expected offset \(open.buffer.readableBytes), got \(part.offset): parts must arrive in order")
             }
             current = open
-            self.open = nil   // the only reference left: appending below must not copy the buffer
         } else {
             guard part.offset == 0 else {
                 throw .invalidValue(field: "part.offset", reason: "a message's first part starts at offset 0, not \(part.offset)")
@@ -122,7 +119,6 @@ public struct MessageAssembler: Sendable {
             open = current
             return nil
         }
-        open = nil
         return try WireCodec.decodePayload(type: current.type, from: &current.buffer)
     }
 

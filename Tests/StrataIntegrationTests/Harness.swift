@@ -158,6 +158,15 @@ final class Sandbox: @unchecked Sendable {
         throw HarnessError.exited("no \(name) endpoint in the ready file: \(read("coordinator.addr"))")
     }
 
+    /// Agents agent-01 … agent-NN against the coordinator on `port`, agent k reading `database(k)`, each logging to
+    /// `agent-NN.log`.
+    func startAgents(_ count: Int, port: Int, database: (Int) -> String) throws -> [Process] {
+        try (1...count).map { k in
+            let id = String(format: "agent-%02d", k)
+            return try start(Binaries.path("strata-agent"), agentArguments(port: port, id: id, database: database(k)), log: "\(id).log")
+        }
+    }
+
     func agentArguments(port: Int, id: String, cert: String? = nil, key: String? = nil, database: String, extra: [String] = []) -> [String] {
         ["--coordinator", "127.0.0.1:\(port)", "--server-name", "localhost",
          "--cert", cert ?? file("pki/agents/\(id).crt"), "--key", key ?? file("pki/agents/\(id).key"), "--ca", file("pki/ca.crt"),

@@ -17,12 +17,7 @@ extension IntegrationSuite {
                 "--model", "mlp", "--hidden", "256,256", "--features", "2", "--classes", "2", "--standardize", "on",
                 "--statistics-agents", "3", "--min-evaluation-clients", "3", "--target-metric", "accuracy", "--target", "0.9",
                 "--learning-rate", "0.02", "--local-epochs", "1", "--max-duration", "150", "--max-frame-bytes", "65536"])
-            var agents: [Process] = []
-            for k in 1...3 {
-                let id = String(format: "agent-%02d", k)
-                agents.append(try box.start(Binaries.path("strata-agent"),
-                                            box.agentArguments(port: port, id: id, database: box.file("data/rings-\(k).sqlite")), log: "\(id).log"))
-            }
+            let agents = try box.startAgents(3, port: port) { box.file("data/rings-\($0).sqlite") }
             defer { for process in [coordinator] + agents where process.isRunning { process.terminate() } }
             try box.waitForExit(coordinator, timeout: 180)
             let log = "coordinator log:\n\(box.read("coordinator.log").suffix(3000))\nagent:\n\(box.read("agent-01.log").suffix(1500))"

@@ -38,12 +38,7 @@ extension IntegrationSuite {
                 "--model", "mlp", "--hidden", "16,16", "--features", "2", "--classes", "2", "--standardize", "on",
                 "--statistics-agents", "4", "--min-evaluation-clients", "4", "--target-metric", "accuracy", "--target", "0.95",
                 "--learning-rate", "0.02", "--local-epochs", "1", "--max-duration", "150"])
-            var agents: [Process] = []
-            for k in 1...4 {
-                let id = String(format: "agent-%02d", k)
-                agents.append(try box.start(Binaries.path("strata-agent"),
-                                            box.agentArguments(port: port, id: id, database: box.file("data/rings-\(k).sqlite")), log: "\(id).log"))
-            }
+            let agents = try box.startAgents(4, port: port) { box.file("data/rings-\($0).sqlite") }
             defer { for process in [coordinator] + agents where process.isRunning { process.terminate() } }
             try box.waitForExit(coordinator, timeout: 180)
             let log = "coordinator log:\n\(box.read("coordinator.log").suffix(3000))\nagent:\n\(box.read("agent-01.log").suffix(1500))"
