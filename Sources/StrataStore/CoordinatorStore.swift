@@ -251,6 +251,44 @@ public final class CoordinatorStore: Sendable {
                 t.add(column: "metrics", .text)
             }
         }
+        // The model blobs become the last column of their rows. SQLite keeps a zero-filled blob virtual (its
+        // bytes never allocated) only when it ends the record; in the middle, building the row expands it
+        // and then copies it into the record: two model-sized allocations at every commit, a third of the
+        // coordinator's peak with a 100M-parameter model (docs/PERFORMANCE.md, "Models larger than a frame").
+        // Tables are rebuilt as SQLite's ALTER TABLE documentation describes (foreign keys are off during a
+        // GRDB migration and checked after it); each row is copied once.
+        migrator.registerMigration("v7-blobs-last") { db in
+            try db.execute(sql: """
+                CREATE TABLE "modelVersions_new" (
+                  "version" INTEGER PRIMARY KEY,
+                  "createdAt" DOUBLE NOT NULL,
+                  "updateCount" INTEGER NOT NULL,
+                  "totalWeight" DOUBLE NOT NULL,
+                  "meanStaleness" DOUBLE NOT NULL,
+                  "trigger" TEXT NOT NULL,
+                  "lane" INTEGER,
+                  "laneVersions" TEXT NOT NULL DEFAULT '[]',
+                  "laneWeights" TEXT NOT NULL DEFAULT '[]',
+                  "parameters" BLOB NOT NULL);
+                INSERT INTO "modelVersions_new"
+                  SELECT version, createdAt, updateCount, totalWeight, meanStaleness, trigger, lane, laneVersions, laneWeights, parameters
+                  FROM "modelVersions";
+                DROP TABLE "modelVersions";
+                ALTER TABLE "modelVersions_new" RENAME TO "modelVersions";
+                CREATE TABLE "laneVersions_new" (
+                  "lane" INTEGER NOT NULL,
+                  "version" INTEGER NOT NULL,
+                  "createdAt" DOUBLE NOT NULL,
+                  "pushes" INTEGER NOT NULL,
+                  "globalVersion" INTEGER NOT NULL,
+                  "parameters" BLOB NOT NULL,
+                  PRIMARY KEY ("lane", "version"));
+                INSERT INTO "laneVersions_new"
+                  SELECT lane, version, createdAt, pushes, globalVersion, parameters FROM "laneVersions";
+                DROP TABLE "laneVersions";
+                ALTER TABLE "laneVersions_new" RENAME TO "laneVersions";
+                """)
+        }
         return migrator
     }
 }

@@ -55,3 +55,55 @@ extension FloatBlobWriterTests {
         }
     }
 }
+
+extension FloatBlobWriterTests {
+    /// SQLite leaves a zero-filled blob unallocated only when it ends the row; in the middle it builds the whole
+    /// blob in memory (twice) at every insert. Both model tables keep their blob last.
+    @Test func modelBlobsEndTheirRows() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2),
+                                                initialParameters: [1, 2, 3, 4, 5, 6], now: 0)
+        let db = try DatabaseQueue(path: dir.file("c.sqlite"))
+        for table in ["modelVersions", "laneVersions"] {
+            let columns = try await db.read { try Row.fetchAll($0, sql: "PRAGMA table_info(\(table))").map { $0["name"] as String } }
+            #expect(columns.last == "parameters", "\(table): \(columns)")
+        }
+    }
+
+    /// A state database written before the blobs moved (migrations up to v6) keeps every version, tier model
+    /// and committed update through the move, foreign keys included.
+    @Test func anOlderStateDatabaseKeepsItsModelsThroughTheMove() throws {
+        let dir = TempDir()
+        let queue = try DatabaseQueue(path: dir.file("old.sqlite"))
+        try CoordinatorStore.migrator.migrate(queue, upTo: "v6-metrics")
+        let v0 = FloatBlob.encode([1, 2, 3]), v1 = FloatBlob.encode([4, 5, 6]), tier = FloatBlob.encode([-1, -2, -3])
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO modelVersions (version, createdAt, parameters, updateCount, totalWeight, meanStaleness, trigger, lane, laneVersions, laneWeights)
+                VALUES (0, 0, ?, 0, 0, 0, 'initial', NULL, '[]', '[]'), (1, 1, ?, 2, 30, 0.5, 'buffer', 1, '[0,1]', '[0.5,0.5]')
+                """, arguments: [v0, v1])
+            try db.execute(sql: "INSERT INTO laneVersions (lane, version, createdAt, parameters, pushes, globalVersion) VALUES (1, 1, 1, ?, 2, 1)",
+                           arguments: [tier])
+            try db.execute(sql: """
+                INSERT INTO committedUpdates (taskID, clientID, version, baseVersion, sampleCount, staleness, weight, trainLoss, receivedAt)
+                VALUES (7, 'agent-01', 1, 0, 10, 0, 10, 0.3, 1)
+                """)
+        }
+        try CoordinatorStore.migrator.migrate(queue)
+        try queue.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT version, parameters, trigger, laneWeights FROM modelVersions ORDER BY version")
+            #expect(rows.map { $0["parameters"] as Data } == [v0, v1])
+            #expect(rows.map { $0["trigger"] as String } == ["initial", "buffer"])
+            #expect(rows.last?["laneWeights"] == "[0.5,0.5]")
+            #expect(try Data.fetchOne(db, sql: "SELECT parameters FROM laneVersions WHERE lane = 1 AND version = 1") == tier)
+            #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
+            let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(modelVersions)").map { $0["name"] as String }
+            #expect(columns.last == "parameters")
+        }
+        // The foreign key still holds: a version with a committed update cannot be deleted.
+        #expect(throws: DatabaseError.self) {
+            try queue.write { try $0.execute(sql: "DELETE FROM modelVersions WHERE version = 1") }
+        }
+    }
+}
