@@ -7,9 +7,26 @@ import StrataWire
 /// accuracy and loss on its own evaluation rows, and (agents with capability bit 2) additive statistics from
 /// which RMSE, MAE, R², macro-F1 and AUC are pooled; the round's value of the target metric decides the target.
 extension Coordinator {
+    /// Evaluates the latest committed version (the evaluation timer).
     func startEvaluation() async {
-        let (evaluatedVersion, parameters, createdAt) = lastCommitted
-        await startEvaluation(of: evaluatedVersion, parameters: parameters, createdAt: createdAt, traffic: lastCommittedTraffic)
+        let (version, createdAt) = lastCommitted
+        guard version > 0, !sessions.isEmpty, evaluations[version] == nil, version != lastEvaluatedVersion,
+              let parameters = await committedParameters(version) else { return }
+        await startEvaluation(of: version, parameters: parameters, createdAt: createdAt, traffic: lastCommittedTraffic)
+    }
+
+    /// A committed version's parameters: the rule's own array while that version is still the global model
+    /// (no copy), else read back from the store (the rule has stepped since; nil if retention dropped them).
+    func committedParameters(_ version: Int64) async -> [Float]? {
+        if rule.globalVersion == version { return rule.globalParameters }
+        do {
+            guard let record = try await store.modelVersion(version), let values = FloatBlob.decode(record.parameters),
+                  values.count == configuration.model.parameterCount else { return nil }
+            return values
+        } catch {
+            logger.error("cannot read a committed model version to evaluate it", metadata: ["version": "\(version)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// Evaluates `evaluatedVersion` (the latest committed one, or the model a restart restored).

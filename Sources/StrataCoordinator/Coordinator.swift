@@ -61,8 +61,10 @@ public actor Coordinator {
     var evaluations: [Int64: EvaluationRound] = [:]
     var lastEvaluatedVersion: Int64 = -1
     var lastEvaluationStart: ContinuousClock.Instant?
-    /// The latest durable global model and when it was created (seconds since start).
-    var lastCommitted: (version: Int64, parameters: [Float], elapsed: Double) = (0, [], 0)
+    /// The latest durable global model's version and when it was created (seconds since start). Not its
+    /// parameters: holding them would keep a second model alive from each step until its commit ends
+    /// (`committedParameters` finds them when an evaluation needs them).
+    var lastCommitted: (version: Int64, elapsed: Double) = (0, 0)
     var lastEvaluation: EvaluationResult?
     /// The best accuracy of a counted evaluation (restored with the best version when the target metric is accuracy).
     var bestAccuracy: Double?
@@ -197,7 +199,7 @@ public actor Coordinator {
         logger.info("state restored", metadata: ["version": "\(rule.globalVersion)", "mode": "\(mode.rawValue)", "tiers": "\(tiers.tierCount)",
                                                   "committedUpdates": "\(state.committedUpdateCount)", "state": "\(store.path)"])
         onEvent(.restored(version: rule.globalVersion, committedUpdates: state.committedUpdateCount))
-        lastCommitted = (rule.globalVersion, rule.globalParameters, 0)
+        lastCommitted = (rule.globalVersion, 0)
         let metric = configuration.stop.targetMetric
         bestRecord = state.best[metric.name]
         progress = RunProgress(conditions: configuration.stop.endConditions, quorum: configuration.stop.quorum,
@@ -892,7 +894,7 @@ public actor Coordinator {
                 fail("cannot commit version \(outcome.globalVersion): \(error)")
                 return
             }
-            lastCommitted = (outcome.globalVersion, outcome.globalParameters, elapsed)
+            lastCommitted = (outcome.globalVersion, elapsed)
             lastCommittedTraffic = traffic
             lastLaneWeights = outcome.laneWeights
             laneRates[outcome.lane, default: RateWindow()].record(Int64(records.count), at: elapsed)
@@ -910,7 +912,8 @@ public actor Coordinator {
             if let end = progress.committed(version: outcome.globalVersion) {
                 requestStop(StopReason(end.reason), detail: end.detail)
             } else if configuration.evaluateEvery > 0, outcome.globalVersion % Int64(configuration.evaluateEvery) == 0 {
-                await startEvaluation()
+                await startEvaluation(of: outcome.globalVersion, parameters: outcome.globalParameters, createdAt: lastCommitted.elapsed,
+                                      traffic: lastCommittedTraffic)
             }
         }
     }
