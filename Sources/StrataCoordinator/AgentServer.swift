@@ -33,8 +33,9 @@ public struct AgentServer: Sendable {
     }
 
     /// `lastHeard`: when the peer last sent a message or a part of one (the idle timeout's clock).
+    /// `handled`: tells the frame budget the session is done with the oldest message it was handed.
     typealias Connection = (channel: NIOAsyncChannel<Message, Message>, identity: EventLoopFuture<PeerIdentity>,
-                            lastHeard: NIOLockedValueBox<ContinuousClock.Instant>)
+                            lastHeard: NIOLockedValueBox<ContinuousClock.Instant>, handled: @Sendable () -> Void)
 
     /// Binds, reports the address, serves until `coordinator` stops, then closes every session.
     public func run(group: any EventLoopGroup, onListening: @Sendable (String, Int) -> Void) async throws {
@@ -67,8 +68,13 @@ public struct AgentServer: Sendable {
                             guard let burst = limits.handshakeEnded(), burst >= ConnectionLimits.floodThreshold else { return }
                             Self.returnMemoryAfterFlood(peak: burst, limits: limits, logger: logger)
                         }
-                        let gate = FrameBudgetGate(budget: frameBudget)
+                        // A large message keeps its reservation until its session handled it (folded or refused
+                        // it): the budget then bounds updates waiting for the coordinator too, not only in transit.
+                        let gate = FrameBudgetGate(budget: frameBudget, holdUntilHandled: true)
                         try channel.pipeline.syncOperations.addHandler(gate)
+                        let boundGate = NIOLoopBound(gate, eventLoop: channel.eventLoop)
+                        let loop = channel.eventLoop
+                        let handled: @Sendable () -> Void = { loop.execute { boundGate.value.messageHandled() } }
                         let lastHeard = NIOLockedValueBox(ContinuousClock.now)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
                             maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, budget: gate,
@@ -81,7 +87,7 @@ public struct AgentServer: Sendable {
                         let async = try NIOAsyncChannel<Message, Message>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: 1)))
-                        return (async, authenticated, lastHeard)
+                        return (async, authenticated, lastHeard, handled)
                     } catch {
                         if identity == nil { _ = limits.handshakeEnded() }  // else its failure counts it
                         channel.close(promise: nil)
@@ -150,7 +156,7 @@ public struct AgentServer: Sendable {
                 }
                 defer { limits.closed(client: identity.commonName) }
                 try await runSession(clientID: identity.commonName, channel: connection.channel.channel, inbound: inbound, outbound: outbound,
-                                     lastHeard: connection.lastHeard, logger: log)
+                                     lastHeard: connection.lastHeard, handled: connection.handled, logger: log)
             }
         } catch {
             log.info("session ended with an error", metadata: ["error": "\(error)"])
@@ -163,7 +169,7 @@ public struct AgentServer: Sendable {
     /// (never cancelled) sends everything queued before the connection closes: every refusal reaches the peer.
     private func runSession(clientID: String, channel: any Channel, inbound: NIOAsyncChannelInboundStream<Message>,
                             outbound: NIOAsyncChannelOutboundWriter<Message>, lastHeard: NIOLockedValueBox<ContinuousClock.Instant>,
-                            logger: Logger) async throws {
+                            handled: @escaping @Sendable () -> Void, logger: Logger) async throws {
         let (mailbox, mailboxContinuation) = AsyncStream<Message>.makeStream()
         let started = ContinuousClock.now
         lastHeard.withLockedValue { $0 = started }
@@ -207,6 +213,7 @@ public struct AgentServer: Sendable {
             group.addTask {
                 do {
                     for try await message in inbound {
+                        defer { handled() }   // every message, whichever way this iteration ends
                         lastHeard.withLockedValue { $0 = .now }
                         if let current = session.withLockedValue({ $0?.handle }) {
                             switch message {

@@ -56,6 +56,28 @@ public struct FrameBudgetLedger: Sendable {
         } else {
             return []
         }
+        return grantWaiting()
+    }
+
+    /// Moves everything `id` holds onto `holder`'s account (added to what it holds): a reservation that
+    /// outlives its frame, e.g. while the decoded message waits to be handled. Returns the bytes moved.
+    public mutating func transfer(_ id: UInt64, to holder: UInt64) -> Int {
+        guard id != holder, let bytes = holders.removeValue(forKey: id) else { return 0 }
+        holders[holder, default: 0] += bytes
+        return bytes
+    }
+
+    /// Frees `bytes` of what `id` holds (at most all of it); returns the ids granted as a result, in order.
+    @discardableResult
+    public mutating func release(_ id: UInt64, bytes: Int) -> [UInt64] {
+        guard let held = holders[id], bytes > 0 else { return [] }
+        let freed = min(held, bytes)
+        if freed == held { holders[id] = nil } else { holders[id] = held - freed }
+        reserved -= freed
+        return grantWaiting()
+    }
+
+    private mutating func grantWaiting() -> [UInt64] {
         var granted: [UInt64] = []
         while let first = queue.first, reserved + first.bytes <= capacity {
             queue.removeFirst()
@@ -151,13 +173,33 @@ public final class FrameBudget: Sendable {
         onChange?(snapshot)
         for wake in wakeups { wake() }
     }
+
+    /// Moves `id`'s reservation onto `holder`'s account; returns the bytes moved (0 if `id` held none).
+    func transfer(_ id: UInt64, to holder: UInt64) -> Int {
+        state.withLockedValue { $0.ledger.transfer(id, to: holder) }
+    }
+
+    /// Frees `bytes` of `id`'s reservation and wakes the requests this grants.
+    func release(_ id: UInt64, bytes: Int) {
+        let (wakeups, snapshot) = state.withLockedValue { s -> ([@Sendable () -> Void], Snapshot) in
+            let granted = s.ledger.release(id, bytes: bytes)
+            return (granted.compactMap { s.wakeups.removeValue(forKey: $0) }, s.snapshot)
+        }
+        onChange?(snapshot)
+        for wake in wakeups { wake() }
+    }
 }
 
 /// One connection's account with a `FrameBudget`, and the back-pressure that enforces it: while a large
 /// frame waits for its reservation, the `read()`s that would pull more of it from the socket are held
 /// here, so the frame cannot grow in memory (its start, at most a read cycle's plaintext, stays in the
 /// decoder's buffer). The decoder (`MessageDecoder`) asks `admit(frameBytes:)` and reports
-/// `frameCompleted()`; closing the connection frees whatever it held.
+/// `frameCompleted()` when it hands the decoded message on; closing the connection frees whatever it held.
+///
+/// With `holdUntilHandled`, a message's reservation is not freed when it is decoded but when its consumer
+/// reports `messageHandled()` (once per message, in order): the budget then bounds the large messages that
+/// are received *or* waiting to be handled, not only those in transit. Without it, N connections whose
+/// decoded 400-MB updates wait for a busy consumer would hold N models outside the budget.
 ///
 /// Place it between the TLS handler and the `ByteToMessageHandler` of the decoder. Event-loop confined.
 public final class FrameBudgetGate: ChannelDuplexHandler, RemovableChannelHandler {
@@ -173,11 +215,19 @@ public final class FrameBudgetGate: ChannelDuplexHandler, RemovableChannelHandle
     private var requested: Int?
     private var heldRead = false
     private var closed = false
+    /// The account that holds the reservations of messages handed on but not yet handled (`holdUntilHandled`).
+    private let handedOnID: UInt64?
+    /// Bytes reserved by each message handed on and not yet handled, oldest first (0: it reserved nothing).
+    private var handedOn: [Int] = []
 
-    public init(budget: FrameBudget) {
+    public init(budget: FrameBudget, holdUntilHandled: Bool = false) {
         self.budget = budget
         id = budget.makeID()
+        handedOnID = holdUntilHandled ? budget.makeID() : nil
     }
+
+    /// Messages handed on whose `messageHandled()` has not come yet (`holdUntilHandled` only).
+    public var messagesAwaitingHandling: Int { handedOn.count }
 
     /// Frames of at least this size must be admitted before they are buffered.
     public var threshold: Int { budget.threshold }
@@ -209,11 +259,32 @@ public final class FrameBudgetGate: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
-    /// The frame at the head of the stream was decoded: its reservation (if any) is free.
+    /// The frame (or last part) at the head of the stream was decoded and its message handed on: its
+    /// reservation (if any) is free, or with `holdUntilHandled` moves to the handed-on account until
+    /// `messageHandled()`.
     public func frameCompleted() {
-        guard requested != nil else { return }
-        requested = nil
-        budget.release(id)
+        guard let handedOnID else {
+            guard requested != nil else { return }
+            requested = nil
+            budget.release(id)
+            return
+        }
+        guard !closed else { return }
+        var bytes = 0
+        if requested != nil {
+            requested = nil
+            bytes = budget.transfer(id, to: handedOnID)
+            if bytes == 0 { budget.release(id) }   // it was still waiting: withdraw the request
+        }
+        handedOn.append(bytes)
+    }
+
+    /// The consumer finished with the oldest message handed on (`holdUntilHandled`): its reservation is free.
+    /// Once per message, in the order they were handed on; extra calls change nothing.
+    public func messageHandled() {
+        guard let handedOnID, !closed, !handedOn.isEmpty else { return }
+        let bytes = handedOn.removeFirst()
+        if bytes > 0 { budget.release(handedOnID, bytes: bytes) }
     }
 
     private func granted() {
@@ -228,6 +299,10 @@ public final class FrameBudgetGate: ChannelDuplexHandler, RemovableChannelHandle
         if requested != nil {
             requested = nil
             budget.release(id)
+        }
+        if let handedOnID {
+            handedOn.removeAll()
+            budget.release(handedOnID)
         }
     }
 

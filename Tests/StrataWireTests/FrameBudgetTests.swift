@@ -24,6 +24,26 @@ import Testing
         #expect(ledger.peak == 60)
     }
 
+    /// A reservation moved to another account stays reserved; freeing it in pieces grants the waiters it
+    /// makes room for, and never frees more than the account holds.
+    @Test func aTransferredReservationIsFreedInPieces() {
+        var ledger = FrameBudgetLedger(capacity: 100)
+        #expect(ledger.request(1, bytes: 60) == .granted)
+        #expect(ledger.transfer(1, to: 9) == 60)
+        #expect(!ledger.holds(1) && ledger.holds(9) && ledger.reserved == 60)
+        #expect(ledger.request(1, bytes: 30) == .granted)
+        #expect(ledger.transfer(1, to: 9) == 30, "added to what the account holds")
+        #expect(ledger.transfer(1, to: 9) == 0, "nothing left to move")
+        #expect(ledger.request(2, bytes: 50) == .queued)
+        #expect(ledger.release(9, bytes: 30) == [])
+        #expect(ledger.release(9, bytes: 30) == [2])
+        #expect(ledger.reserved == 80 && ledger.holds(9))
+        #expect(ledger.release(9, bytes: 100) == [], "at most what the account holds")
+        #expect(ledger.reserved == 50 && !ledger.holds(9))
+        #expect(ledger.release(9, bytes: 10) == [], "an empty account frees nothing")
+        #expect(ledger.release(2) == [] && ledger.reserved == 0 && ledger.holderCount == 0)
+    }
+
     @Test func aWithdrawnWaiterUnblocksTheQueueAndNothingLeaks() {
         var ledger = FrameBudgetLedger(capacity: 100)
         #expect(ledger.request(1, bytes: 90) == .granted)
@@ -77,8 +97,8 @@ final class ReadCounter: ChannelOutboundHandler {
         let channel: EmbeddedChannel
         let counter = ReadCounter()
         let gate: FrameBudgetGate
-        init(budget: FrameBudget, maxFirst: Int? = nil) throws {
-            gate = FrameBudgetGate(budget: budget)
+        init(budget: FrameBudget, maxFirst: Int? = nil, holdUntilHandled: Bool = false) throws {
+            gate = FrameBudgetGate(budget: budget, holdUntilHandled: holdUntilHandled)
             channel = EmbeddedChannel()
             try channel.pipeline.syncOperations.addHandler(counter)
             try channel.pipeline.syncOperations.addHandler(gate)
@@ -128,6 +148,42 @@ final class ReadCounter: ChannelOutboundHandler {
         #expect(budget.snapshot.reserved == 0 && budget.snapshot.waiting == 0)
         #expect(budget.snapshot.peak <= budget.capacity)
         frame.moveReaderIndex(forwardBy: size)
+    }
+
+    /// Held until handled (the coordinator's agent port): a decoded large message keeps its reservation until
+    /// its consumer reports it handled, so another connection's large frame waits meanwhile; small messages
+    /// count in order without reserving anything, and closing frees what was handed on.
+    @Test func aDecodedMessageKeepsItsReservationUntilHandled() throws {
+        let frame = Self.largeUpdate(100_000)
+        let size = frame.readableBytes
+        let budget = FrameBudget(capacity: size + 100)
+        let first = try Connection(budget: budget, holdUntilHandled: true)
+        let second = try Connection(budget: budget, holdUntilHandled: true)
+        // In two reads, as a large frame arrives: a frame decoded from a single read never waited for budget.
+        try first.channel.writeInbound(frame.getSlice(at: 0, length: 4_096)!)
+        try first.channel.writeInbound(frame.getSlice(at: 4_096, length: size - 4_096)!)
+        try first.channel.writeInbound(WireCodec.encode(.heartbeat(Heartbeat(sequence: 1, timestampNanos: 1, isReply: false))))
+        #expect(try first.channel.readInbound(as: Message.self) != nil)
+        #expect(first.gate.messagesAwaitingHandling == 2)
+        #expect(budget.snapshot.reserved == size, "decoded, not yet handled: still reserved")
+
+        try second.channel.writeInbound(frame.getSlice(at: 0, length: 4_096)!)
+        #expect(second.gate.isWaiting && !second.read())
+        first.gate.messageHandled()   // the large update
+        second.channel.embeddedEventLoop.run()
+        #expect(second.gate.holdsReservation)
+        #expect(first.gate.messagesAwaitingHandling == 1)
+        first.gate.messageHandled()   // the heartbeat: reserved nothing
+        first.gate.messageHandled()   // one too many: changes nothing
+        #expect(budget.snapshot.reserved == size)
+
+        try second.channel.writeInbound(frame.getSlice(at: 4_096, length: size - 4_096)!)
+        #expect(try second.channel.readInbound(as: Message.self) != nil)
+        #expect(budget.snapshot.reserved == size)
+        _ = try? second.channel.finish(acceptAlreadyClosed: true)
+        #expect(budget.snapshot.reserved == 0, "a closed connection frees what it handed on")
+        _ = try? first.channel.finish(acceptAlreadyClosed: true)
+        #expect(budget.snapshot.reserved == 0 && budget.snapshot.waiting == 0)
     }
 
     /// A slowloris that announces a large frame and then trickles: it holds at most its one reservation, and
