@@ -240,7 +240,7 @@ struct AgentSession: Sendable {
                         switch message {
                         case .task(var task):
                             if task.kind == .train {
-                                task = try resolveParameters(of: task, spec: spec, held: &held)
+                                task = try resolveParameters(of: task, spec: spec, held: &held, keep: welcome.taskDifferences ?? true)
                             }
                             if let preprocessing = task.preprocessing {
                                 try prepared.withLockedValue { try $0.apply(preprocessing, spec: spec) }
@@ -274,11 +274,13 @@ struct AgentSession: Sendable {
     }
 
     /// A train task with its parameters as float32 tensors: a difference from the last train task's parameters
-    /// (task option 0x8002) is applied to them; `held` becomes this task's parameters either way.
-    private func resolveParameters(of task: TrainingTask, spec: ModelSpec, held: inout (taskID: UInt64, parameters: [Float])?) throws -> TrainingTask {
+    /// (task option 0x8002) is applied to them; `held` becomes this task's parameters when `keep` (the welcome
+    /// did not rule differences out: option 5), else nothing is held (a model's worth of memory saved).
+    private func resolveParameters(of task: TrainingTask, spec: ModelSpec, held: inout (taskID: UInt64, parameters: [Float])?,
+                                   keep: Bool) throws -> TrainingTask {
         guard let referenced = task.referencedParameters else {
             // A task that does not match the model is refused when it is run; then nothing is held.
-            held = (try? ModelTensors.decode(task.parameters, spec: spec)).map { (task.taskID, $0) }
+            held = keep ? (try? ModelTensors.decode(task.parameters, spec: spec)).map { (task.taskID, $0) } : nil
             return task
         }
         guard let reference = held, reference.taskID == referenced.referenceTaskID else {

@@ -429,7 +429,9 @@ public actor Coordinator {
                               federationID: federationID,
                               updateEncoding: hello.capabilities.contains(.compressedDeltas) && configuration.updateEncoding != .float32 ? configuration.updateEncoding : nil,
                               maxMessageBytes: hello.capabilities.contains(.messageParts) && configuration.maxMessageBytes > 0
-                                  ? UInt64(configuration.maxMessageBytes) : nil)
+                                  ? UInt64(configuration.maxMessageBytes) : nil,
+                              // Said to agents that could receive differences: told "never", they keep no copy of the last task.
+                              taskDifferences: hello.capabilities.contains(.compressedTasks) ? configuration.taskEncoding != .float32 : nil)
         if preprocessing != nil { preprocessingSent.insert(session.sessionID) }
         // Queued before the session becomes visible to dispatch and evaluation, with no suspension in
         // between: nothing sent to this session can overtake its welcome (an agent drops a connection whose

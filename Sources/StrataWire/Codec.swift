@@ -171,7 +171,8 @@ public enum WireCodec {
             var welcome = Welcome(clientID: clientID, sessionID: sessionID, heartbeatIntervalMillis: heartbeat, maxFrameBytes: maxFrame, model: spec)
             let options = try reader.options("welcome.options", known: [WireOptionKey.welcomeFeatureNames, WireOptionKey.welcomeFederation, WireOptionKey.welcomePreprocessing,
                                                                         WireOptionKey.welcomeModelLayers, WireOptionKey.welcomeModelManifest,
-                                                                        WireOptionKey.welcomeUpdateEncoding, WireOptionKey.welcomeMaxMessageBytes])
+                                                                        WireOptionKey.welcomeUpdateEncoding, WireOptionKey.welcomeMaxMessageBytes,
+                                                                        WireOptionKey.welcomeTaskDifferences])
             if let value = options[WireOptionKey.welcomeUpdateEncoding] {
                 welcome.updateEncoding = try decodeOption(value, "welcome.updateEncoding") { (r: inout PayloadReader) throws(WireError) in try r.updateEncoding("welcome.updateEncoding") }
             }
@@ -197,6 +198,13 @@ public enum WireCodec {
             }
             if let value = options[WireOptionKey.welcomeMaxMessageBytes] {
                 welcome.maxMessageBytes = try decodeOption(value, "welcome.maxMessageBytes") { (r: inout PayloadReader) throws(WireError) in try r.u64("welcome.maxMessageBytes") }
+            }
+            if let value = options[WireOptionKey.welcomeTaskDifferences] {
+                welcome.taskDifferences = try decodeOption(value, "welcome.taskDifferences") { (r: inout PayloadReader) throws(WireError) in
+                    let flag = try r.u8("welcome.taskDifferences")
+                    guard flag <= 1 else { throw .invalidValue(field: "welcome.taskDifferences", reason: "must be 0 or 1, got \(flag)") }
+                    return flag == 1
+                }
             }
             if let value = options[WireOptionKey.welcomePreprocessing] {
                 welcome.preprocessing = try decodeOption(value, "welcome.preprocessing") { (r: inout PayloadReader) throws(WireError) in try r.preprocessing("welcome.preprocessing") }
@@ -398,6 +406,7 @@ public enum WireCodec {
                 }))
             }
             if let limit = m.maxMessageBytes { options.append((WireOptionKey.welcomeMaxMessageBytes, { $0.writeInteger(limit, endianness: .little) })) }
+            if let differences = m.taskDifferences { options.append((WireOptionKey.welcomeTaskDifferences, { $0.writeInteger(UInt8(differences ? 1 : 0)) })) }
             if let p = m.preprocessing { options.append((WireOptionKey.welcomePreprocessing, { $0.writePreprocessing(p) })) }
             if let layers = m.model.layers { options.append((WireOptionKey.welcomeModelLayers, { $0.writeModelLayers(layers) })) }
             if let manifest = m.model.manifest { options.append((WireOptionKey.welcomeModelManifest, { $0.writeModelManifest(manifest) })) }

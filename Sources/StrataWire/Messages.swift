@@ -182,10 +182,13 @@ public struct Welcome: Sendable, Hashable {
     public var updateEncoding: DeltaEncoding?
     /// Option 4: the largest task or update payload that travels in parts (nil: none larger than a frame).
     public var maxMessageBytes: UInt64?
+    /// Option 5: whether train tasks may come as differences from the previous one (nil: not said, they may).
+    public var taskDifferences: Bool?
     public init(clientID: String, sessionID: UInt64, heartbeatIntervalMillis: UInt32, maxFrameBytes: UInt32, model: WireModelSpec,
                 featureNames: [String] = [], preprocessing: WirePreprocessing? = nil, federationID: UInt64? = nil, updateEncoding: DeltaEncoding? = nil,
-                maxMessageBytes: UInt64? = nil) {
+                maxMessageBytes: UInt64? = nil, taskDifferences: Bool? = nil) {
         self.maxMessageBytes = maxMessageBytes
+        self.taskDifferences = taskDifferences
         self.federationID = federationID
         self.updateEncoding = updateEncoding
         self.clientID = clientID

@@ -26,6 +26,10 @@ public enum WireOptionKey {
     /// The largest task or update payload the coordinator sends and accepts in parts (u64, §2 "Messages in
     /// parts"); sent to agents that announced `AgentCapabilities.messageParts`.
     public static let welcomeMaxMessageBytes: UInt16 = 4
+    /// Whether train tasks may come as differences from the previous one (u8: 0 never, 1 they may; task option
+    /// 0x8002); sent to agents that announced `AgentCapabilities.compressedTasks`. Absent: they may (as before
+    /// this option existed). An agent told 0 need not keep the previous task's parameters.
+    public static let welcomeTaskDifferences: UInt16 = 5
     /// The federation's preprocessing (once fixed): the agent applies it to every row.
     public static let welcomePreprocessing: UInt16 = critical | 1
     /// The layers of a model kind that has them (`WireModelKind.mlp`): without them the model is unknown.

@@ -45,6 +45,11 @@ private func sampleMessagesWithOptions() -> [Message] {
                          model: WireModelSpec(kind: .custom, featureCount: 8, outputCount: 2,
                                               manifest: [WireTensorShape(name: "scale", shape: []), WireTensorShape(name: "conv.weight", shape: [2, 3, 3, 1]),
                                                          WireTensorShape(name: "é", shape: [0])]))),
+        .welcome(Welcome(clientID: "agent-05", sessionID: 4, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                         model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 3), maxMessageBytes: 1 << 30,
+                         taskDifferences: false)),
+        .welcome(Welcome(clientID: "agent-06", sessionID: 5, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                         model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 3), taskDifferences: true)),
         .task(TrainingTask(taskID: 11, baseVersion: 0, kind: .statistics,
                            hyperparameters: Hyperparameters(learningRate: 0, batchSize: 0, epochs: 0, seed: 0, proximalMu: 0), parameters: [])),
         .task(TrainingTask(taskID: 12, baseVersion: 5, kind: .evaluate,
@@ -63,6 +68,28 @@ private func sampleMessagesWithOptions() -> [Message] {
                        trainMillis: 1, delta: [], evaluation: .regression(WireRegressionSums(
                            count: 8, sumResidual: -1.5, sumAbsoluteResidual: 6, sumSquaredResidual: 7.25, sumTarget: 80, sumSquaredTarget: 900)))),
     ]
+}
+
+/// Welcome option 5 (train tasks may come as differences): one byte, 0 or 1; anything else is refused by name.
+@Suite struct TaskDifferencesOptionTests {
+    @Test func onlyZeroOrOneIsAFlag() throws {
+        var frame = WireCodec.encode(.welcome(Welcome(clientID: "a", sessionID: 1, heartbeatIntervalMillis: 500, maxFrameBytes: 1 << 20,
+                                                      model: WireModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2),
+                                                      taskDifferences: false)))
+        var bytes = frame.readBytes(length: frame.readableBytes)!
+        #expect(bytes.last == 0, "the option is the frame's last byte")
+        for (value, expected) in [(UInt8(0), false), (1, true)] {
+            bytes[bytes.count - 1] = value
+            var buffer = ByteBuffer(bytes: bytes)
+            guard case .welcome(let w)? = try WireCodec.decodeFrame(from: &buffer, maxPayloadBytes: 1 << 20) else { Issue.record("no welcome"); return }
+            #expect(w.taskDifferences == expected)
+        }
+        bytes[bytes.count - 1] = 2
+        var bad = ByteBuffer(bytes: bytes)
+        #expect(throws: WireError.invalidValue(field: "welcome.taskDifferences", reason: "must be 0 or 1, got 2")) {
+            _ = try WireCodec.decodeFrame(from: &bad, maxPayloadBytes: 1 << 20)
+        }
+    }
 }
 
 /// An MLP's layers (welcome option 0x8010): required with model kind 3, refused with any other, bounded before

@@ -85,6 +85,7 @@ OPT_HELLO_CAPABILITIES = 2
 OPT_WELCOME_FEATURE_NAMES = 1
 OPT_WELCOME_UPDATE_ENCODING = 3
 OPT_WELCOME_MAX_MESSAGE_BYTES = 4
+OPT_WELCOME_TASK_DIFFERENCES = 5
 OPT_WELCOME_PREPROCESSING = 0x8001
 OPT_WELCOME_MODEL_LAYERS = 0x8010
 OPT_WELCOME_MODEL_MANIFEST = 0x8011
@@ -179,6 +180,12 @@ class Reader:
         return out
 
     def u8(self, f): return self.take(1, f)[0]
+
+    def flag(self, f):
+        v = self.u8(f)
+        if v > 1:
+            raise ProtocolError(1, f"{f} must be 0 or 1, got {v}")
+        return v == 1
     def u16(self, f): return struct.unpack("<H", self.take(2, f))[0]
     def u32(self, f): return struct.unpack("<I", self.take(4, f))[0]
     def u64(self, f): return struct.unpack("<Q", self.take(8, f))[0]
@@ -491,6 +498,7 @@ OPTIONS = {
     "welcome": {OPT_WELCOME_FEATURE_NAMES: ("featureNames", Reader.names, p_names),
                 OPT_WELCOME_UPDATE_ENCODING: ("updateEncoding", Reader.update_encoding, p_update_encoding),
                 OPT_WELCOME_MAX_MESSAGE_BYTES: ("maxMessageBytes", lambda r, f: r.u64(f), lambda v: struct.pack("<Q", v)),
+                OPT_WELCOME_TASK_DIFFERENCES: ("taskDifferences", Reader.flag, lambda v: struct.pack("<B", 1 if v else 0)),
                 OPT_WELCOME_PREPROCESSING: ("preprocessing", Reader.preprocessing, p_preprocessing),
                 OPT_WELCOME_MODEL_LAYERS: ("modelLayers", Reader.layers, p_layers),
                 OPT_WELCOME_MODEL_MANIFEST: ("modelManifest", Reader.manifest, p_manifest)},
@@ -600,11 +608,12 @@ def encode_task(task_id, base_version, kind, lr, batch, epochs, seed, mu, parame
 
 def encode_welcome(client_id, session_id, heartbeat_ms, max_frame, model_kind, features, outputs, feature_names=None,
                    preprocessing=None, extra_options=(), model_layers=None, model_manifest=None, update_encoding=None,
-                   max_message_bytes=None):
+                   max_message_bytes=None, task_differences=None):
     return frame(WELCOME, p_string(client_id) + struct.pack("<QIIBII", session_id, heartbeat_ms, max_frame, model_kind, features, outputs)
                  + p_options("welcome", {"featureNames": feature_names, "preprocessing": preprocessing,
                                          "modelLayers": model_layers, "modelManifest": model_manifest,
-                                         "updateEncoding": update_encoding, "maxMessageBytes": max_message_bytes}, extra_options))
+                                         "updateEncoding": update_encoding, "maxMessageBytes": max_message_bytes,
+                                         "taskDifferences": task_differences}, extra_options))
 
 
 def encode_message(m):
@@ -617,7 +626,8 @@ def encode_message(m):
         return encode_welcome(m["clientID"], m["sessionID"], m["heartbeatIntervalMillis"], m["maxFrameBytes"], m["modelKind"],
                               m["featureCount"], m["outputCount"], m.get("featureNames"), m.get("preprocessing"),
                               model_layers=m.get("modelLayers"), model_manifest=m.get("modelManifest"),
-                              update_encoding=m.get("updateEncoding"), max_message_bytes=m.get("maxMessageBytes"))
+                              update_encoding=m.get("updateEncoding"), max_message_bytes=m.get("maxMessageBytes"),
+                              task_differences=m.get("taskDifferences"))
     if t == "task":
         return encode_task(m["taskID"], m["baseVersion"], m["kind"], m["learningRate"], m["batchSize"], m["epochs"], m["seed"],
                            m["proximalMu"], m["parameters"], m.get("preprocessing"),
