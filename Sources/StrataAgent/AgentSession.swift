@@ -393,9 +393,12 @@ struct AgentSession: Sendable {
             }
             if task.kind == .train {
                 // Written before it is sent; deleted only on a committed (or refused) ack.
-                let frame = WireCodec.encode(.update(update))
-                try state.savePendingNow(.init(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(bitPattern: task.baseVersion),
-                                               createdAt: Date().timeIntervalSince1970, payload: Data(frame.readableBytesView)))
+                // The frame's pieces (the tensors' own buffers among them) go into the stored blob as they are.
+                let pieces = WireCodec.encodePieces(.update(update))
+                try state.savePendingNow(taskID: Int64(bitPattern: task.taskID), baseVersion: Int64(bitPattern: task.baseVersion),
+                                         createdAt: Date().timeIntervalSince1970, byteCount: pieces.reduce(0) { $0 + $1.readableBytes }) { write in
+                    for piece in pieces { try piece.withUnsafeReadableBytes { try write($0) } }
+                }
             }
             return update
         }

@@ -61,10 +61,20 @@ public final class AgentStateStore: Sendable {
         try await queue.write { db in try update.upsert(db) }
     }
 
-    /// Blocking variant for the training thread: the update is durable before the task returns, even
-    /// if the session that asked for it is being torn down.
-    public func savePendingNow(_ update: PendingUpdate) throws {
-        try queue.write { db in try update.upsert(db) }
+    /// Blocking, for the training thread: the update is durable before the task returns, even if the session
+    /// that asked for it is being torn down. The payload (`byteCount` bytes, handed over piece by piece by
+    /// `pieces`, e.g. an encoded frame's buffers) is written into its blob in place: binding it as a `Data`
+    /// would cost a copy for the `Data`, SQLite's private copy and the record SQLite builds, three copies of
+    /// the model for a model-sized update.
+    public func savePendingNow(taskID: Int64, baseVersion: Int64, createdAt: Double, byteCount: Int,
+                               pieces: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        try queue.write { db in
+            // The payload is the row's last column: SQLite then keeps the zero-filled blob virtual.
+            try db.execute(sql: "INSERT OR REPLACE INTO pendingUpdates (taskID, baseVersion, createdAt, payload) VALUES (?, ?, ?, zeroblob(?))",
+                           arguments: [taskID, baseVersion, createdAt, byteCount])
+            guard byteCount > 0 else { return }
+            try FloatBlobWriter.write(byteCount: byteCount, table: PendingUpdate.databaseTableName, column: "payload", rowID: taskID, db, pieces: pieces)
+        }
     }
 
     /// Records the federation the coordinator announced. Pending updates written for another federation (a new

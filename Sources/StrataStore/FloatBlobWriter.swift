@@ -31,6 +31,17 @@ enum FloatBlobWriter {
         let bytes = values.count * 4
         guard bytes > 0 else { return }
         #if _endian(little)
+        try write(byteCount: bytes, table: table, column: column, rowID: rowID, db) { write in try values.withUnsafeBytes { try write($0) } }
+        #else
+        try db.execute(sql: "UPDATE \"\(table)\" SET \"\(column)\" = ? WHERE rowid = ?", arguments: [FloatBlob.encode(values), rowID])
+        #endif
+    }
+
+    /// Writes `byteCount` bytes into the zero-filled blob of that size in column `column` of row `rowID` of `table`:
+    /// `pieces` calls its argument with each piece of the value in order (any sizes; 1 MiB at a time goes to
+    /// SQLite). Throws if the pieces do not add up to `byteCount`.
+    static func write(byteCount: Int, table: String, column: String, rowID: Int64, _ db: Database,
+                      pieces: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         var handle: OpaquePointer?
         let opened = sqlite3_blob_open(db.sqliteConnection, "main", table, column, rowID, 1, &handle)
         guard opened == SQLITE_OK, let handle else {
@@ -38,19 +49,24 @@ enum FloatBlobWriter {
             throw DatabaseError(resultCode: ResultCode(rawValue: opened), message: "cannot open the blob of \(table).\(column) row \(rowID)")
         }
         defer { sqlite3_blob_close(handle) }
-        try values.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < bytes {
-                let count = min(chunkBytes, bytes - offset)
-                let written = sqlite3_blob_write(handle, raw.baseAddress! + offset, Int32(count), Int32(offset))
+        var offset = 0
+        try pieces { piece in
+            guard piece.count <= byteCount - offset else {
+                throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "more than the \(byteCount) bytes of the blob of \(table).\(column) row \(rowID)")
+            }
+            var done = 0
+            while done < piece.count {
+                let count = min(chunkBytes, piece.count - done)
+                let written = sqlite3_blob_write(handle, piece.baseAddress! + done, Int32(count), Int32(offset))
                 guard written == SQLITE_OK else {
                     throw DatabaseError(resultCode: ResultCode(rawValue: written), message: "cannot write the blob of \(table).\(column) row \(rowID)")
                 }
+                done += count
                 offset += count
             }
         }
-        #else
-        try db.execute(sql: "UPDATE \"\(table)\" SET \"\(column)\" = ? WHERE rowid = ?", arguments: [FloatBlob.encode(values), rowID])
-        #endif
+        guard offset == byteCount else {
+            throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "\(offset) of the \(byteCount) bytes of the blob of \(table).\(column) row \(rowID) written")
+        }
     }
 }

@@ -107,3 +107,29 @@ extension FloatBlobWriterTests {
         }
     }
 }
+
+extension FloatBlobWriterTests {
+    /// An agent's pending update is written into its blob piece by piece (an encoded frame's buffers, over 1 MiB
+    /// chunks): what is read back is the concatenation; pieces that do not add up to the announced size are
+    /// refused and leave nothing stored.
+    @Test func aPendingUpdateIsStoredFromItsPieces() async throws {
+        let dir = TempDir()
+        let store = try AgentStateStore(path: dir.file("agent.sqlite"))
+        let pieces: [[UInt8]] = [Array(repeating: 7, count: 13), [], (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }, [1, 2, 3]]
+        let whole = pieces.flatMap { $0 }
+        try store.savePendingNow(taskID: 42, baseVersion: 3, createdAt: 9, byteCount: whole.count) { write in
+            for piece in pieces { try piece.withUnsafeBytes { try write($0) } }
+        }
+        let stored = try await store.pending()
+        #expect(stored.count == 1 && stored.first?.taskID == 42 && stored.first?.baseVersion == 3)
+        #expect(stored.first?.payload == Data(whole))
+
+        #expect(throws: DatabaseError.self) {
+            try store.savePendingNow(taskID: 43, baseVersion: 3, createdAt: 9, byteCount: 10) { write in try [UInt8](repeating: 1, count: 11).withUnsafeBytes { try write($0) } }
+        }
+        #expect(throws: DatabaseError.self) {
+            try store.savePendingNow(taskID: 44, baseVersion: 3, createdAt: 9, byteCount: 10) { write in try [UInt8](repeating: 1, count: 9).withUnsafeBytes { try write($0) } }
+        }
+        #expect(try await store.pending().map(\.taskID) == [42], "a refused save leaves no row")
+    }
+}

@@ -224,7 +224,7 @@ private func makeDatabase(_ path: String, _ sql: String) throws {
         let dir = TempDir()
         let store = try AgentStateStore(path: dir.file("a.sqlite"))
         try await store.savePending(.init(taskID: 3, baseVersion: 1, createdAt: 1, payload: Data([1, 2, 3])))
-        try store.savePendingNow(.init(taskID: 4, baseVersion: 1, createdAt: 1, payload: Data([4])))
+        try store.savePendingNow(taskID: 4, baseVersion: 1, createdAt: 1, byteCount: 1) { write in try [UInt8(4)].withUnsafeBytes { try write($0) } }
         let reopened = try AgentStateStore(path: dir.file("a.sqlite"))
         #expect(try await reopened.pending().map(\.taskID) == [3, 4])
         try await reopened.acknowledge(taskID: 3, status: "committed", modelVersion: 2, now: 2)
