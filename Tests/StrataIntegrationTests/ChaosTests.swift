@@ -59,9 +59,7 @@ extension IntegrationSuite {
                 for process in [coordinator] + Array(agents.values) where process.isRunning { process.terminate() }
             }
 
-            var readOnly = GRDB.Configuration()
-            readOnly.readonly = true
-            let db = try DatabaseQueue(path: box.file("coordinator.sqlite"), configuration: readOnly)
+            let db = try box.observe("coordinator.sqlite")
             let storedModel = try db.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'model'") }
             #expect(storedModel == (model.isEmpty ? "softmax:60x10" : "mlp:60x10:relu:16"))
             func latestVersion() throws -> Int64 {
@@ -145,7 +143,7 @@ extension IntegrationSuite {
             var acknowledged = 0
             for i in 1...agentCount {
                 let id = String(format: "agent-%02d", i)
-                let state = try DatabaseQueue(path: box.file("\(id).state.sqlite"), configuration: readOnly)
+                let state = try box.observe("\(id).state.sqlite")
                 let acks = try state.read { db in
                     try Row.fetchAll(db, sql: "SELECT taskID, modelVersion FROM acknowledged WHERE status = 'committed'").map {
                         (task: $0["taskID"] as Int64, version: $0["modelVersion"] as Int64)

@@ -117,12 +117,8 @@ extension IntegrationSuite {
             }
         }
 
-        /// The coordinator's state, read-only (the coordinator may still be writing it).
-        static func open(_ box: Sandbox) throws -> DatabaseQueue {
-            var configuration = Configuration()
-            configuration.readonly = true
-            return try DatabaseQueue(path: box.file("coordinator.sqlite"), configuration: configuration)
-        }
+        /// The coordinator's state (the coordinator may still be writing it).
+        static func open(_ box: Sandbox) throws -> DatabaseQueue { try box.observe("coordinator.sqlite") }
 
         /// The global versions the guard committed as steps back (one per lane; fedavg has one).
         private func restoredVersions(_ box: Sandbox) throws -> [Int64] {

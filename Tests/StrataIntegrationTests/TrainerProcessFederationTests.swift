@@ -54,9 +54,7 @@ extension IntegrationSuite {
             }
             defer { for process in [coordinator] + agents where process.isRunning { process.terminate() } }
 
-            var readOnly = GRDB.Configuration()
-            readOnly.readonly = true
-            let db = try DatabaseQueue(path: box.file("coordinator.sqlite"), configuration: readOnly)
+            let db = try box.observe("coordinator.sqlite")
             func latestVersion() throws -> Int64 { try db.read { try Int64.fetchOne($0, sql: "SELECT MAX(version) FROM modelVersions") ?? 0 } }
             func eventually(_ what: String, timeout: Double = 90, _ condition: () throws -> Bool) throws {
                 let deadline = Date().addingTimeInterval(timeout)
@@ -116,7 +114,7 @@ extension IntegrationSuite {
             var acknowledged = 0
             for k in 1...4 {
                 let id = String(format: "agent-%02d", k)
-                let state = try DatabaseQueue(path: box.file("\(id).state.sqlite"), configuration: readOnly)
+                let state = try box.observe("\(id).state.sqlite")
                 let acks = try state.read { db in
                     try Row.fetchAll(db, sql: "SELECT taskID, modelVersion FROM acknowledged WHERE status = 'committed'").map {
                         (task: $0["taskID"] as Int64, version: $0["modelVersion"] as Int64)
