@@ -212,13 +212,19 @@ public struct AgentServer: Sendable {
             }
             group.addTask {
                 do {
-                    for try await message in inbound {
+                    var messages = inbound.makeAsyncIterator()
+                    while var message = try await messages.next() {
                         defer { handled() }   // every message, whichever way this iteration ends
                         lastHeard.withLockedValue { $0 = .now }
                         if let current = session.withLockedValue({ $0?.handle }) {
+                            // An update is handed over, not copied: `message` keeps none of its bytes (see UpdateDelivery).
+                            if let delivery = message.takeUpdate().map({ UpdateDelivery($0) }) {
+                                await runToCompletion { await coordinator.handleUpdate(delivery, from: current) }
+                                continue
+                            }
                             switch message {
-                            case .update(let update):
-                                await runToCompletion { await coordinator.handleUpdate(update, from: current) }
+                            case .update:
+                                preconditionFailure("updates are delivered above")
                             case .heartbeat(let beat):
                                 if !beat.isReply {
                                     current.send(.heartbeat(Heartbeat(sequence: beat.sequence, timestampNanos: beat.timestampNanos, isReply: true)))

@@ -610,6 +610,15 @@ public actor Coordinator {
 
     /// Hands out one round of training tasks: recorded together in one transaction, then sent.
     private func dispatchTraining(_ assignments: [Assignment]) async {
+        // In a mode that dispatches rounds, a model larger than a frame is not kept encoded once its round is out:
+        // the bytes would be a second copy of the model alive through the next step, for no later task of this
+        // version (sessions still sending them hold them until sent). Asynchronous modes keep them: their tasks
+        // of one version go out one by one, and each would otherwise be encoded, and held, on its own.
+        defer {
+            if configuration.aggregation.mode.dispatchesRounds, configuration.model.parameterCount * MemoryLayout<Float>.size > configuration.maxFrameBytes {
+                tensorCache.removeAll()
+            }
+        }
         var planned: [(assignment: Assignment, session: AgentSessionHandle, tensors: [WireTensor], parameters: [Float])] = []
         var requests: [TaskRequest] = []
         for assignment in assignments {
@@ -645,6 +654,30 @@ public actor Coordinator {
     // MARK: Updates
 
     func handleUpdate(_ update: Update, from session: AgentSessionHandle) async {
+        await handleUpdate(UpdateDelivery(update), from: session)
+    }
+
+    /// Handles the update in `delivery`, then steps and dispatches whatever is due. The update is taken out
+    /// of the delivery by `receive`, whose return ends its last reference here: the frame's tensors (a whole
+    /// model for a large one) are gone before the step allocates the next model and its task bytes.
+    func handleUpdate(_ delivery: UpdateDelivery, from session: AgentSessionHandle) async {
+        guard let next = await receive(delivery.take(), from: session) else { return }
+        if next.placesClient { await manageTiers() }
+        await aggregateAndDispatch()
+        checkDeadline()
+    }
+
+    /// What `handleUpdate` does after `receive`.
+    struct AfterUpdate {
+        /// A new latency sample can form tiers or place this client at once; re-tiering waits for the tick.
+        var placesClient: Bool
+    }
+
+    /// Checks `update` and gives it to the rule (or to its evaluation round, statistics phase or failure path).
+    /// Nil: nothing more to do here (a resent or misaddressed update, an evaluation or statistics answer, a
+    /// failed task, which dispatches itself); otherwise a train update was folded or refused, and the step and
+    /// dispatch follow.
+    private func receive(_ update: Update, from session: AgentSessionHandle) async -> AfterUpdate? {
         let taskID = Int64(bitPattern: update.taskID)
         let arrival = Self.now()
         metrics.updatesReceived.increment()
@@ -656,11 +689,11 @@ public actor Coordinator {
         if let folded = inFlight[taskID] {
             guard folded.clientID == session.clientID else {
                 await refuse(update, from: session, code: .wrongClient, reason: "task \(update.taskID) belongs to another client")
-                return
+                return nil
             }
             // Sent again while folded but not yet committed: the committed ack will follow.
             session.send(.ack(Ack(taskID: update.taskID, status: .received, modelVersion: UInt64(rule.globalVersion))))
-            return
+            return nil
         }
         var task = tasks[taskID]
         if task == nil {
@@ -668,44 +701,43 @@ public actor Coordinator {
             task = try? await store.task(id: taskID)
             if let stored = task, stored.clientID != session.clientID {
                 await refuse(update, from: session, code: .wrongClient, reason: "task \(update.taskID) belongs to another client")
-                return
+                return nil
             }
             if task != nil, let committedIn = try? await store.committedVersion(forTask: taskID) {
                 // Sent again after it was committed (lost ack, reconnect, agent restart): ack again, never fold twice.
                 session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(committedIn))))
-                return
+                return nil
             }
             let reportedFailed = failedTasks.contains(taskID) ? true : (try? await store.reportedFailed(task: taskID)) ?? false
             if task != nil, reportedFailed {
                 await refuse(update, from: session, code: .taskFailed, reason: "task \(update.taskID) was reported failed; it cannot be answered any more")
-                return
+                return nil
             }
             if inFlight[taskID] != nil || tasks[taskID] != nil {
-                await handleUpdate(update, from: session)   // answered concurrently while we read
-                return
+                return await receive(update, from: session)   // answered concurrently while we read
             }
         }
         guard let task else {
             await refuse(update, from: session, code: .unknownTask, reason: "task \(update.taskID) was never handed out by this coordinator")
-            return
+            return nil
         }
         guard task.clientID == session.clientID else {
             await refuse(update, from: session, code: .wrongClient, reason: "task \(update.taskID) belongs to another client")
-            return
+            return nil
         }
         if let reason = update.failure {
             await taskFailed(update, task: task, reason: reason, from: session)
-            return
+            return nil
         }
         if task.kind == Int(TaskKind.evaluate.rawValue) {
             tasks[taskID] = nil
             handleEvaluation(update, task: task, from: session)
-            return
+            return nil
         }
         if task.kind == Int(TaskKind.statistics.rawValue) {
             tasks[taskID] = nil
             await handleStatistics(update, task: task, from: session)
-            return
+            return nil
         }
         let isOutstanding = outstandingTraining[session.clientID] == taskID
         if isOutstanding {
@@ -744,12 +776,7 @@ public actor Coordinator {
                                                          "staleness": "\(staleness)", "weight": "\(weight)"])
             }
         }
-        // A new latency sample can form tiers or place this client at once; re-tiering waits for the tick.
-        if isOutstanding, !tiers.isFormed || tiers.tier(of: session.clientID) == nil {
-            await manageTiers()
-        }
-        await aggregateAndDispatch()
-        checkDeadline()
+        return AfterUpdate(placesClient: isOutstanding && (!tiers.isFormed || tiers.tier(of: session.clientID) == nil))
     }
 
     /// The agent could not do the task (its trainer crashed, hung or refused it): nothing of the answer is

@@ -67,9 +67,10 @@ final class CoordinatorFixture: @unchecked Sendable {
         }
     }
 
-    func join(_ id: String, train: UInt64 = 100, eval: UInt64 = 20) async -> Agent {
+    func join(_ id: String, train: UInt64 = 100, eval: UInt64 = 20, capabilities: AgentCapabilities = []) async -> Agent {
         let (stream, continuation) = AsyncStream<Message>.makeStream()
-        let hello = Hello(agentVersion: "test", featureCount: 4, trainSampleCount: train, evalSampleCount: eval, pendingUpdateCount: 0)
+        let hello = Hello(agentVersion: "test", featureCount: 4, trainSampleCount: train, evalSampleCount: eval, pendingUpdateCount: 0,
+                          capabilities: capabilities)
         switch await coordinator.admit(clientID: id, hello: hello, mailbox: continuation) {
         case .welcome(_, let handle):
             let agent = Agent(id: id, handle: handle, refusal: nil, messages: stream)

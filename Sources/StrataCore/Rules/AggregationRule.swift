@@ -20,6 +20,10 @@ public enum AggregationMode: String, CaseIterable, Sendable, Codable {
     /// Whether the mode needs latency tiers.
     public var usesTiers: Bool { self == .strata || self == .tifl || self == .fedat }
 
+    /// Whether a version's train tasks go out together, as one round (one per tier for fedat); the
+    /// asynchronous modes hand out a version's tasks one by one as agents come back.
+    public var dispatchesRounds: Bool { self == .fedavg || self == .tifl || self == .fedat }
+
     public func makeRule(settings: RuleSettings, parameters: [Float]) -> any AggregationRule {
         switch self {
         case .strata: StrataRule(settings: settings, parameters: parameters)
