@@ -84,25 +84,6 @@ private func fedbuff(k: Int, _ configure: (inout Robustness) -> Void = { _ in })
         }
     }
 
-    /// With fewer agents than a bound needs (connected and known), no bound can be known at the step either: the
-    /// deltas are folded as they come, unclipped as the step would have folded them, instead of being held whole.
-    /// With enough agents connected, the first deltas still wait.
-    @Test func tooFewAgentsForABoundFoldAtOnceEnoughWait() {
-        var pair = fedbuff(k: 2)   // 2 connected, minimumAgents 3
-        _ = pair.accept(update(0, "a", [0, 9900]), now: 0)
-        #expect(pair.lanes.lanes[0].deferred.isEmpty)
-        _ = pair.accept(update(1, "b", [1, 0]), now: 0)
-        #expect(pair.lanes.lanes[0].deferred.isEmpty)
-        #expect(approxEqual(pair.aggregations(now: 0)[0].globalParameters, [0.5, 4950], tolerance: 1e-3))
-        // The next round: both norms known, still below the minimum.
-        _ = pair.accept(update(2, "a", [0, 1], base: 1), now: 0)
-        #expect(pair.lanes.lanes[0].deferred.isEmpty)
-
-        var ten = fedbuff(k: 10)
-        _ = ten.accept(update(0, "liar0", [0, 9900]), now: 0)
-        #expect(ten.lanes.lanes[0].deferred.count == 1)
-    }
-
     /// Without the deferral (the bound off), the same first buffer moves by hundreds.
     @Test func theFirstBufferWithoutABoundIsTheAttackersStep() {
         var rule = fedbuff(k: 10) { $0.clipMultiple = nil }

@@ -200,12 +200,7 @@ public struct LaneSet: Sendable {
 
     private func clipScaleNow(for update: RuleUpdate) -> Float? {
         guard robustness.clipMultiple != nil else { return 1 }
-        guard norms.includesAnHonestNorm(connected: connected, minimum: robustness.minimumAgents) else {
-            // Fewer agents connected, and known, than a bound needs: the step would find no bound either and fold
-            // the delta as it is, so it is folded now rather than held whole until then (a model's worth each).
-            let known = norms.count + (norms.knows(update.clientID) ? 0 : 1)
-            return max(connected, known) < robustness.minimumAgents ? 1 : nil
-        }
+        guard norms.includesAnHonestNorm(connected: connected, minimum: robustness.minimumAgents) else { return nil }
         return AgentNorms.scale(norm: update.norm, bound: clipBound)
     }
 

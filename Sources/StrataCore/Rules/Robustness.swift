@@ -8,8 +8,7 @@ public struct Robustness: Sendable, Hashable {
     /// bound (its direction kept). Nil: off.
     public var clipMultiple: Double? = 1
     /// No clipping until this many agents sent a delta. Until then, and until the known norms must include an
-    /// honest agent's, a buffer's deltas wait for its step and are clipped by the bound known then; with fewer
-    /// agents connected (and known) than this, no bound can be known then either, and they are folded at once.
+    /// honest agent's, a buffer's deltas wait for its step and are clipped by the bound known then.
     public var minimumAgents: Int = 3
     /// At most one update per agent in a lane's open buffer, one more queued for the next buffer, a third
     /// refused (`over-share`): a fast agent cannot fill buffers with its own updates.
@@ -102,9 +101,6 @@ public struct AgentNorms: Sendable {
     public init() {}
 
     public var count: Int { latest.count }
-
-    /// Whether `client` sent a delta already.
-    public func knows(_ client: String) -> Bool { latest[client] != nil }
 
     /// The median of the agents' latest norms (as of the last refresh).
     public var median: Double? {
