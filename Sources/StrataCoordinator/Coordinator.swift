@@ -615,7 +615,7 @@ public actor Coordinator {
         // version (sessions still sending them hold them until sent). Asynchronous modes keep them: their tasks
         // of one version go out one by one, and each would otherwise be encoded, and held, on its own.
         defer {
-            if configuration.aggregation.mode.dispatchesRounds, configuration.model.parameterCount * MemoryLayout<Float>.size > configuration.maxFrameBytes {
+            if configuration.aggregation.mode.dispatchesRounds, configuration.maxMessageBytes > 0 {   // the model travels in parts
                 tensorCache.removeAll()
             }
         }
