@@ -385,7 +385,8 @@ struct AgentSession: Sendable {
                     update = Update(taskID: task.taskID, baseVersion: task.baseVersion, sampleCount: 0, trainLoss: 0, evalSampleCount: test,
                                     evalLoss: evaluated.evaluation.loss, evalAccuracy: evaluated.evaluation.accuracy,
                                     trainMillis: UInt32(clamping: (ContinuousClock.now - started).milliseconds), delta: [],
-                                    evaluation: evaluated.statistics)
+                                    evaluation: evaluated.statistics,
+                                    evalLossSquares: test > 0 ? evaluated.evaluation.lossSquares : nil)
                 }
             } catch let failure as TrainerFailure {
                 // Nothing to store: the coordinator learns why and hands out another task.

@@ -93,6 +93,16 @@ extension Coordinator {
                 return
             }
         }
+        // Option 5: the loss's spread, bounded by the answer's own loss and rows (a liar gets no further than that).
+        if let squares = update.evalLossSquares {
+            do {
+                try ScoreSpread.check(squares: squares, loss: Double(update.evalLoss), rows: samples)
+            } catch {
+                let code: ErrorCode = error == .notFinite ? .nonFiniteValue : .invalidUpdate
+                refuseEvaluation(update, from: session, version: task.baseVersion, ErrorMessage(code: code, message: "evaluation loss spread refused: \(error)"))
+                return
+            }
+        }
         session.send(.ack(Ack(taskID: update.taskID, status: .committed, modelVersion: UInt64(task.baseVersion))))
         let record = EvaluationRecord(taskID: task.id, clientID: session.clientID, modelVersion: task.baseVersion,
                                       sampleCount: samples, loss: Double(update.evalLoss),
@@ -100,7 +110,8 @@ extension Coordinator {
         let store = self.store
         Task { try? await store.recordEvaluation(record) }
         guard var round = evaluations[task.baseVersion] else { return }
-        round.results[session.clientID] = (samples, Double(update.evalAccuracy), Double(update.evalLoss))
+        round.results[session.clientID] = EvaluationCombination.Answer(samples: samples, accuracy: Double(update.evalAccuracy),
+                                                                       loss: Double(update.evalLoss), lossSquares: update.evalLossSquares)
         round.statistics[session.clientID] = statistics
         evaluations[task.baseVersion] = round
         finishEvaluationIfComplete(version: task.baseVersion)
@@ -128,10 +139,7 @@ extension Coordinator {
             judge(version: evaluated, loss: .infinity, parameters: round.parameters)
         }
         let clients = round.results.keys.sorted()
-        let answers = clients.map { id in
-            let r = round.results[id]!
-            return EvaluationCombination.Answer(samples: r.samples, accuracy: r.accuracy, loss: r.loss)
-        }
+        let answers = clients.map { round.results[$0]! }
         let combination = configuration.stop.evaluationCombination
         guard let combined = combination.combine(answers) else {
             logger.info("evaluation round closed without answers", metadata: ["version": "\(evaluated)", "asked": "\(round.invited)"])
@@ -156,7 +164,15 @@ extension Coordinator {
         // A pooled metric counts by the answers whose statistics it pooled: older agents' answers do not make a
         // round of a few agents' statistics the federation's.
         let answered = metric.isPooled ? pooled.answers[metric.name] ?? 0 : round.results.count
-        let verdict = progress.evaluated(version: evaluated, score: score, answered: answered, asked: round.invited, at: elapsed)
+        // Accuracy and loss know their standard error (a pooled metric does not): the latest version within it
+        // of the best score becomes the best (RunProgress).
+        let standardError: Double? = switch metric {
+        case .accuracy: combined.accuracyError
+        case .loss: combined.lossError
+        default: nil
+        }
+        let verdict = progress.evaluated(version: evaluated, score: score, answered: answered, asked: round.invited, at: elapsed,
+                                         standardError: standardError)
         if metric.isPooled, answered < round.results.count, !round.results.isEmpty {
             logger.info("answers without evaluation statistics do not count for the target metric", metadata: [
                 "version": "\(evaluated)", "metric": "\(metric.name)", "withStatistics": "\(answered)", "answers": "\(round.results.count)"])
@@ -178,6 +194,8 @@ extension Coordinator {
                                      metrics: pooled.metrics.isEmpty ? nil : pooled.metrics)
             bestRecord = best
             logger.info("new best version", metadata: ["version": "\(evaluated)", "metric": "\(metric.name)", "score": "\(score)",
+                                                        "standardError": "\(standardError.map { String($0) } ?? "unknown")",
+                                                        "record": "\(progress.record.map { String($0) } ?? "none")",
                                                         "answered": "\(answered)", "asked": "\(round.invited)"])
         }
         persistEvaluation(EvaluationRoundRecord(

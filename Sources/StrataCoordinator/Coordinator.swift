@@ -130,7 +130,7 @@ public actor Coordinator {
         var expected: Set<String>
         /// How many agents the round asked (the quorum's base; `expected` shrinks as agents leave).
         var invited: Int
-        var results: [String: (samples: Int64, accuracy: Double, loss: Double)] = [:]
+        var results: [String: EvaluationCombination.Answer] = [:]
         /// The evaluation statistics (update option 2) of the answers that carried them, validated.
         var statistics: [String: EvaluationStatistics] = [:]
         var versionElapsed: Double
@@ -202,8 +202,10 @@ public actor Coordinator {
         lastCommitted = (rule.globalVersion, 0)
         let metric = configuration.stop.targetMetric
         bestRecord = state.best[metric.name]
+        let range = state.scoreRanges[metric.name]
         progress = RunProgress(conditions: configuration.stop.endConditions, quorum: configuration.stop.quorum,
-                               restoredBest: bestRecord.map { ScoredVersion(version: $0.version, score: $0.score) })
+                               restoredBest: bestRecord.map { ScoredVersion(version: $0.version, score: $0.score) },
+                               restoredRecord: range.map { metric.direction == .higherIsBetter ? $0.upperBound : $0.lowerBound })
         if let best = bestRecord {
             if metric == .accuracy { bestAccuracy = best.accuracy }
             logger.info("best version restored", metadata: ["version": "\(best.version)", "metric": "\(metric.name)", "score": "\(best.score)",

@@ -17,10 +17,13 @@ public struct EvaluationCombination: Sendable, Hashable {
         public var samples: Int64
         public var accuracy: Double
         public var loss: Double
-        public init(samples: Int64, accuracy: Double, loss: Double) {
+        /// Σ ℓ_i² over the answer's rows (update option 5), when it came with one.
+        public var lossSquares: Double?
+        public init(samples: Int64, accuracy: Double, loss: Double, lossSquares: Double? = nil) {
             self.samples = samples
             self.accuracy = accuracy
             self.loss = loss
+            self.lossSquares = lossSquares
         }
     }
 
@@ -29,6 +32,10 @@ public struct EvaluationCombination: Sendable, Hashable {
         public var loss: Double
         /// The answers' capped weights, summed (what the round counts as evaluated rows).
         public var samples: Int64
+        /// The standard errors of `accuracy` and `loss` from the rows evaluated (`ScoreSpread`); nil when the
+        /// answers do not tell (the loss's needs option 5 from at least half of the answers it kept).
+        public var accuracyError: Double? = nil
+        public var lossError: Double? = nil
     }
 
     public func validate() throws {
@@ -51,15 +58,27 @@ public struct EvaluationCombination: Sendable, Hashable {
         let total = weights.reduce(0, +)
         guard total > 0 else { return nil }
         let drop = min(Int((trim * Double(answers.count)).rounded(.down)), (answers.count - 1) / 2)
-        func trimmedMean(_ value: (Answer) -> Double) -> Double {
-            let order = answers.indices.sorted { value(answers[$0]) < value(answers[$1]) }
+        /// The answers a metric keeps: all but the `drop` lowest and highest by it.
+        func kept(_ value: (Answer) -> Double) -> ArraySlice<Int> {
+            answers.indices.sorted { value(answers[$0]) < value(answers[$1]) }[drop..<(answers.count - drop)]
+        }
+        func mean(_ value: (Answer) -> Double, over kept: ArraySlice<Int>) -> Double {
             var sum = 0.0, weight = 0.0
-            for i in order[drop..<(order.count - drop)] {
+            for i in kept {
                 sum += weights[i] * value(answers[i])
                 weight += weights[i]
             }
             return weight > 0 ? sum / weight : 0
         }
-        return Result(accuracy: trimmedMean(\.accuracy), loss: trimmedMean(\.loss), samples: Int64(exactly: total.rounded()) ?? .max)
+        let byAccuracy = kept(\.accuracy), byLoss = kept(\.loss)
+        func error(over kept: ArraySlice<Int>, _ variance: (Answer) -> Double?) -> Double? {
+            ScoreSpread.standardError(kept.map { (weight: weights[$0], rows: answers[$0].samples, rowVariance: variance(answers[$0])) })
+        }
+        return Result(accuracy: mean(\.accuracy, over: byAccuracy), loss: mean(\.loss, over: byLoss),
+                      samples: Int64(exactly: total.rounded()) ?? .max,
+                      accuracyError: error(over: byAccuracy) { ScoreSpread.accuracyVariance(accuracy: $0.accuracy, rows: $0.samples) },
+                      lossError: error(over: byLoss) { answer in
+                          answer.lossSquares.flatMap { ScoreSpread.lossVariance(loss: answer.loss, squares: $0, rows: answer.samples) }
+                      })
     }
 }

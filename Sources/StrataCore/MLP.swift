@@ -121,7 +121,7 @@ public struct MLP: Hashable, Sendable, Codable {
         let n = data.count
         guard n > 0 else { return Evaluation(sampleCount: 0, loss: 0, accuracy: 0, meanSquaredError: 0) }
         var workspace = Workspace(model: self, batch: min(n, 256))
-        var lossSum = 0.0, squares = 0.0
+        var lossSum = 0.0, squares = 0.0, lossSquares = 0.0
         var correct = 0
         var b = 0
         while b < n {
@@ -135,18 +135,23 @@ public struct MLP: Hashable, Sendable, Codable {
                     let label = Self.classIndex(data.labels[i], outputCount: o)
                     let m = z.max()!
                     let logSum = log(z.reduce(Float(0)) { $0 + exp($1 - m) })
-                    lossSum += Double(logSum - (z[z.startIndex + label] - m))
+                    let loss = Double(logSum - (z[z.startIndex + label] - m))
+                    lossSum += loss
+                    lossSquares += loss * loss
                     if z.firstIndex(of: m)! - z.startIndex == label { correct += 1 }
                 case .regression:
                     let residual = Double(z[z.startIndex] - data.labels[i])
                     squares += residual * residual
+                    lossSquares += 0.25 * residual * residual * residual * residual
                 }
             }
             b = end
         }
         switch output {
-        case .classes: return Evaluation(sampleCount: n, loss: Float(lossSum / Double(n)), accuracy: Float(Double(correct) / Double(n)), meanSquaredError: 0)
-        case .regression: return Evaluation(sampleCount: n, loss: Float(0.5 * squares / Double(n)), accuracy: 0, meanSquaredError: Float(squares / Double(n)))
+        case .classes: return Evaluation(sampleCount: n, loss: Float(lossSum / Double(n)), accuracy: Float(Double(correct) / Double(n)), meanSquaredError: 0,
+                                         lossSquares: lossSquares)
+        case .regression: return Evaluation(sampleCount: n, loss: Float(0.5 * squares / Double(n)), accuracy: 0, meanSquaredError: Float(squares / Double(n)),
+                                            lossSquares: lossSquares)
         }
     }
 

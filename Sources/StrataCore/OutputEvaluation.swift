@@ -11,7 +11,7 @@ struct EvaluationAccumulator {
     private(set) var counts: ClassCounts
     private(set) var sums = RegressionSums.zero
     private var rows = 0
-    private var lossSum = 0.0, squaredSum = 0.0
+    private var lossSum = 0.0, squaredSum = 0.0, lossSquares = 0.0
 
     init(outputCount: Int, isClassifier: Bool, target: ColumnTransform, bins: Int) {
         self.outputCount = outputCount
@@ -32,7 +32,9 @@ struct EvaluationAccumulator {
             for j in 1..<o where z[j] > m { m = z[j]; arg = j }
             var s = 0.0
             for j in 0..<o { s += exp(Double(z[j] - m)) }
-            lossSum += log(s) - Double(z[k] - m)
+            let loss = log(s) - Double(z[k] - m)
+            lossSum += loss
+            lossSquares += loss * loss
             counts.support[k] += 1
             counts.predicted[arg] += 1
             if arg == k { counts.correct[k] += 1 }
@@ -44,6 +46,7 @@ struct EvaluationAccumulator {
         } else {
             let standardised = Double(z[0]) - Double(label)
             squaredSum += standardised * standardised
+            lossSquares += 0.25 * standardised * standardised * standardised * standardised
             let prediction = Double(z[0]) * target.scale + target.center
             let y = Double(label) * target.scale + target.center
             let r = prediction - y
@@ -64,9 +67,10 @@ struct EvaluationAccumulator {
         let n = Double(rows)
         if isClassifier {
             let correct = counts.correct.reduce(0, +)
-            return Evaluation(sampleCount: rows, loss: Float(lossSum / n), accuracy: Float(correct / n), meanSquaredError: 0)
+            return Evaluation(sampleCount: rows, loss: Float(lossSum / n), accuracy: Float(correct / n), meanSquaredError: 0, lossSquares: lossSquares)
         }
-        return Evaluation(sampleCount: rows, loss: Float(0.5 * squaredSum / n), accuracy: 0, meanSquaredError: Float(squaredSum / n))
+        return Evaluation(sampleCount: rows, loss: Float(0.5 * squaredSum / n), accuracy: 0, meanSquaredError: Float(squaredSum / n),
+                          lossSquares: lossSquares)
     }
 }
 

@@ -87,14 +87,23 @@ public struct EvaluationQuorum: Sendable, Hashable {
 }
 
 /// The run's progress towards its end, as a state machine fed with what happens and returning decisions:
-/// training started, an evaluation closed, a version was committed, time passed. It keeps the best version
-/// (strictly better scores on the metric replace it) and the patience clock. Pure: the coordinator persists
-/// the best version and acts on the decisions. Once it decided to end, the decision stays.
+/// training started, an evaluation closed, a version was committed, time passed. It keeps the best version and
+/// the patience clock. Pure: the coordinator persists the best version and acts on the decisions. Once it
+/// decided to end, the decision stays.
+///
+/// The best version is the latest whose score is no worse than the best score seen (`record`) by more than its
+/// round's standard error: one-standard-error selection (Hastie, Tibshirani & Friedman, *The Elements of
+/// Statistical Learning*, §7.10), with "simplest" read as "latest", the version trained on the most updates.
+/// Without a standard error only a strictly better score replaces it. Comparing with the record, not with the
+/// best version's own score, keeps a run of ties from drifting downhill.
 public struct RunProgress: Sendable {
     public let conditions: EndConditions
     public let quorum: EvaluationQuorum
-    /// The best counted evaluation so far (restored across restarts by the caller).
+    /// The best version (restored across restarts by the caller).
     public private(set) var best: ScoredVersion?
+    /// The best score of any counted evaluation so far (restored by the caller; the best version's own score
+    /// when it has none).
+    public private(set) var record: Double?
     /// The score an improvement must beat by the metric's margin: the score of the last improvement. Scores
     /// that creep up by less than the margin move `best` but not this, until together they pass it.
     public private(set) var reference: Double?
@@ -104,11 +113,14 @@ public struct RunProgress: Sendable {
     public private(set) var lastImprovementAt: Double?
     public private(set) var decision: EndDecision?
 
-    public init(conditions: EndConditions, quorum: EvaluationQuorum = EvaluationQuorum(), restoredBest: ScoredVersion? = nil) {
+    public init(conditions: EndConditions, quorum: EvaluationQuorum = EvaluationQuorum(), restoredBest: ScoredVersion? = nil,
+                restoredRecord: Double? = nil) {
         self.conditions = conditions
         self.quorum = quorum
         best = restoredBest
         reference = restoredBest?.score
+        record = [restoredRecord, restoredBest?.score].compactMap { $0 }.filter(\.isFinite)
+            .reduce(nil as Double?) { current, score in current.map { conditions.metric.isBetter(score, than: $0) ? score : $0 } ?? score }
     }
 
     /// The first training task of this process was handed out; later calls change nothing.
@@ -130,14 +142,20 @@ public struct RunProgress: Sendable {
     }
 
     /// An evaluation round of `version` closed with `score` on the target metric (nil: the round did not
-    /// report that metric), `answered` of the `asked` agents answering.
-    public mutating func evaluated(version: Int64, score: Double?, answered: Int, asked: Int, at now: Double) -> Verdict {
+    /// report that metric), `answered` of the `asked` agents answering; `standardError`, when known, is the
+    /// score's (`ScoreSpread`).
+    public mutating func evaluated(version: Int64, score: Double?, answered: Int, asked: Int, at now: Double,
+                                   standardError: Double? = nil) -> Verdict {
         let required = quorum.required(asked: asked)
         guard answered >= required, let score, score.isFinite else {
             return Verdict(counted: false, required: required, newBest: false, improved: false, end: nil)
         }
         let metric = conditions.metric
-        let newBest = best.map { metric.isBetter(score, than: $0.score) } ?? true
+        let newRecord = record.map { metric.isBetter(score, than: $0) } ?? true
+        if newRecord { record = score }
+        // A later version within chance of the record replaces an earlier one; never an earlier one a later.
+        let tied = record.map { record in standardError.map { metric.ties(score, with: record, within: $0) } ?? false } ?? false
+        let newBest = newRecord || (tied && version > (best?.version ?? .min))
         if newBest { best = ScoredVersion(version: version, score: score) }
         let improved = reference.map { metric.improves(score, on: $0) } ?? true
         if improved {

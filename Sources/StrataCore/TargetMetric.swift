@@ -105,6 +105,12 @@ public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible
     }
 
     /// At or beyond the target (>= for higher-is-better, <= for lower-is-better).
+    /// Not worse than `other` by more than `tolerance` (≥ 0): within chance of it.
+    public func ties(_ score: Double, with other: Double, within tolerance: Double) -> Bool {
+        guard score.isFinite, other.isFinite, tolerance.isFinite, tolerance >= 0 else { return false }
+        return direction == .higherIsBetter ? score >= other - tolerance : score <= other + tolerance
+    }
+
     public func reaches(_ score: Double, target: Double) -> Bool {
         guard score.isFinite else { return false }
         return direction == .higherIsBetter ? score >= target : score <= target

@@ -51,12 +51,16 @@ public struct Evaluation: Sendable, Hashable {
     public var accuracy: Float
     /// Linear: mean of (ŷ − y)². Softmax: 0.
     public var meanSquaredError: Float
+    /// Σ ℓ_i² over the rows, ℓ_i the row's loss (`loss` is their mean): with it the coordinator knows the
+    /// loss's standard error (update option 5). Nil when the evaluation did not see the rows' losses.
+    public var lossSquares: Double?
 
-    public init(sampleCount: Int, loss: Float, accuracy: Float, meanSquaredError: Float) {
+    public init(sampleCount: Int, loss: Float, accuracy: Float, meanSquaredError: Float, lossSquares: Double? = nil) {
         self.sampleCount = sampleCount
         self.loss = loss
         self.accuracy = accuracy
         self.meanSquaredError = meanSquaredError
+        self.lossSquares = lossSquares
     }
 }
 
@@ -144,7 +148,7 @@ public enum Trainer {
         let f = spec.featureCount, o = spec.outputCount
         let cm = classMajor(parameters, spec: spec)
         var scratch = [Float](repeating: 0, count: o)
-        var lossSum = 0.0, sqSum = 0.0
+        var lossSum = 0.0, sqSum = 0.0, lossSquares = 0.0
         var correct = 0
         cm.withUnsafeBufferPointer { w in
         scratch.withUnsafeMutableBufferPointer { z in
@@ -164,11 +168,14 @@ public enum Trainer {
                     for k in 1..<o where zp[k] > m { m = zp[k]; arg = k }
                     var s: Float = 0
                     for k in 0..<o { s += exp(zp[k] - m) }
-                    lossSum += Double(log(s) - (zp[label] - m))
+                    let loss = Double(log(s) - (zp[label] - m))
+                    lossSum += loss
+                    lossSquares += loss * loss
                     if arg == label { correct += 1 }
                 case .linearRegression:
                     let r = Double(zp[0] - y[i])
                     sqSum += r * r
+                    lossSquares += 0.25 * r * r * r * r
                 }
             }
         }}}}
@@ -177,10 +184,10 @@ public enum Trainer {
             preconditionFailure("an MLP is trained by MLP (delegated above); a custom model by its owner's trainer")
         case .softmaxRegression:
             return Evaluation(sampleCount: n, loss: Float(lossSum / Double(n)),
-                              accuracy: Float(Double(correct) / Double(n)), meanSquaredError: 0)
+                              accuracy: Float(Double(correct) / Double(n)), meanSquaredError: 0, lossSquares: lossSquares)
         case .linearRegression:
             let mse = sqSum / Double(n)
-            return Evaluation(sampleCount: n, loss: Float(0.5 * mse), accuracy: 0, meanSquaredError: Float(mse))
+            return Evaluation(sampleCount: n, loss: Float(0.5 * mse), accuracy: 0, meanSquaredError: Float(mse), lossSquares: lossSquares)
         }
     }
 

@@ -557,6 +557,9 @@ public struct RestoredState: Sendable {
     public var evicted: [String: StoredEviction] = [:]
     /// The best version by each target metric evaluated so far (by metric name).
     public var best: [String: BestVersionRecord] = [:]
+    /// The lowest and highest score of the counted evaluation rounds by each target metric (the record the best
+    /// version is held against, whichever way the metric points).
+    public var scoreRanges: [String: ClosedRange<Double>] = [:]
     /// Training started in this run (a quorum of agents was connected once); nil before.
     public var trainingStartedAt: Double?
 }
@@ -652,6 +655,14 @@ extension CoordinatorStore {
                 if let at = row.evictedAt { state.evicted[row.id] = StoredEviction(at: at, by: row.evictedBy ?? "", reason: row.evictedReason ?? "") }
             }
             for record in try BestVersionRecord.fetchAll(db) { state.best[record.metric] = record }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT metric, MIN(score) AS lowest, MAX(score) AS highest FROM evaluationRounds
+                WHERE counted = 1 AND score IS NOT NULL GROUP BY metric
+                """) {
+                if let metric: String = row["metric"], let lowest: Double = row["lowest"], let highest: Double = row["highest"], lowest <= highest {
+                    state.scoreRanges[metric] = lowest...highest
+                }
+            }
             state.trainingStartedAt = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'trainingStartedAt'").flatMap(Double.init)
             state.clients = clientRows.map {
                 ClientTiering(clientID: $0.id, tier: $0.tier, pinnedTier: $0.pinnedTier, smoothedLatency: $0.latencySeconds,

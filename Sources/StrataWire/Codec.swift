@@ -249,7 +249,7 @@ public enum WireCodec {
                 trainMillis: try reader.u32("update.trainMillis"),
                 delta: try reader.tensors("update.delta"))
             let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation, WireOptionKey.updateFailure,
-                                                                       WireOptionKey.updateCompressedDelta])
+                                                                       WireOptionKey.updateCompressedDelta, WireOptionKey.updateLossSquares])
             if let value = options[WireOptionKey.updateCompressedDelta] {
                 guard update.delta.isEmpty else {
                     throw .invalidValue(field: "update.compressedDelta", reason: "a compressed delta comes with an empty tensors field, not \(update.delta.count) tensors")
@@ -261,6 +261,9 @@ public enum WireCodec {
             }
             if let value = options[WireOptionKey.updateEvaluation] {
                 update.evaluation = try decodeOption(value, "update.evaluation") { (r: inout PayloadReader) throws(WireError) in try r.evaluationStatistics("update.evaluation") }
+            }
+            if let value = options[WireOptionKey.updateLossSquares] {
+                update.evalLossSquares = try decodeOption(value, "update.lossSquares") { (r: inout PayloadReader) throws(WireError) in try r.f64("update.lossSquares") }
             }
             if let value = options[WireOptionKey.updateFailure] {
                 update.failure = try decodeOption(value, "update.failure") { (r: inout PayloadReader) throws(WireError) in
@@ -416,6 +419,7 @@ public enum WireCodec {
         case .update(let m):
             if let s = m.statistics { options.append((WireOptionKey.updateStatistics, { $0.writeDataStatistics(s) })) }
             if let e = m.evaluation { options.append((WireOptionKey.updateEvaluation, { $0.writeEvaluationStatistics(e) })) }
+            if let q = m.evalLossSquares { options.append((WireOptionKey.updateLossSquares, { $0.writeInteger(q.bitPattern, endianness: .little) })) }
             if let f = m.failure { options.append((WireOptionKey.updateFailure, { $0.writeWireString(f) })) }
             if let c = m.compressedDelta { options.append((WireOptionKey.updateCompressedDelta, { $0.writeCompressedTensors(c) })) }
         case .ack, .heartbeat, .error, .goodbye, .part:

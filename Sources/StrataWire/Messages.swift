@@ -272,10 +272,13 @@ public struct Update: Sendable, Hashable {
     /// Option 0x8003: the task could not be done (the agent's trainer failed), and why. Such an update carries
     /// no result: no tensors, and its metrics mean nothing.
     public var failure: String?
+    /// Option 5: Σ ℓ_i² over the evaluation rows (`evalLoss` is the mean of the ℓ_i).
+    public var evalLossSquares: Double?
     public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor],
                 statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil, failure: String? = nil,
-                compressedDelta: CompressedTensors? = nil) {
+                compressedDelta: CompressedTensors? = nil, evalLossSquares: Double? = nil) {
         precondition(compressedDelta == nil || delta.isEmpty, "a compressed delta replaces the tensors")
+        self.evalLossSquares = evalLossSquares
         self.compressedDelta = compressedDelta
         self.statistics = statistics
         self.failure = failure

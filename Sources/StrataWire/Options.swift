@@ -55,6 +55,9 @@ public enum WireOptionKey {
     /// The delta in a compressed encoding (`CompressedTensors`); the fixed `tensors` field is then empty.
     /// Critical: a receiver that ignored it would read an empty delta.
     public static let updateCompressedDelta: UInt16 = critical | 4
+    /// f64 Σ ℓ_i² over the evaluation rows whose mean loss is `evalLoss`: the loss's spread, from which the
+    /// coordinator knows how far apart two versions' losses must be to differ by more than chance.
+    public static let updateLossSquares: UInt16 = 5
 }
 
 /// What an agent can do beyond the fixed fields of protocol 2 (hello option 2).

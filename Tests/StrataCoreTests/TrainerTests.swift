@@ -158,9 +158,9 @@ func separableProblem(count: Int, seed: UInt64) -> Dataset {
     @Test func linearEvaluateHandValues() {
         let lin = ModelSpec(kind: .linearRegression, featureCount: 1, outputCount: 1)
         let data = Dataset(featureCount: 1, features: [1, 2], labels: [3, 3])
-        // y_hat = 1*x + 1 -> (2, 3); errors (-1, 0); MSE 0.5; loss 0.25.
+        // y_hat = 1*x + 1 -> (2, 3); errors (-1, 0); MSE 0.5; loss 0.25; row losses (0.5, 0): squares 0.25.
         let e = Trainer.evaluate(spec: lin, parameters: [1, 1], data: data)
-        #expect(e == Evaluation(sampleCount: 2, loss: 0.25, accuracy: 0, meanSquaredError: 0.5))
+        #expect(e == Evaluation(sampleCount: 2, loss: 0.25, accuracy: 0, meanSquaredError: 0.5, lossSquares: 0.25))
     }
 
     @Test func trainingIsDeterministicForASeed() {

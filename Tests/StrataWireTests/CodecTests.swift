@@ -63,7 +63,7 @@ private func sampleMessagesWithOptions() -> [Message] {
         .update(Update(taskID: 12, baseVersion: 5, sampleCount: 0, trainLoss: 0, evalSampleCount: 8, evalLoss: 0.4, evalAccuracy: 0.75,
                        trainMillis: 1, delta: [], evaluation: .classification(
                            classes: [WireClassCounts(support: 5, predicted: 4, correct: 4), WireClassCounts(support: 3, predicted: 4, correct: 2)],
-                           positiveScores: [0, 1, 2, 0], negativeScores: [3, 1, 1, 0]))),
+                           positiveScores: [0, 1, 2, 0], negativeScores: [3, 1, 1, 0]), evalLossSquares: 2.5)),
         .update(Update(taskID: 14, baseVersion: 5, sampleCount: 0, trainLoss: 0, evalSampleCount: 8, evalLoss: 0.4, evalAccuracy: 0,
                        trainMillis: 1, delta: [], evaluation: .regression(WireRegressionSums(
                            count: 8, sumResidual: -1.5, sumAbsoluteResidual: 6, sumSquaredResidual: 7.25, sumTarget: 80, sumSquaredTarget: 900)))),

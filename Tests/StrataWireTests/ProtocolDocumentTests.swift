@@ -132,6 +132,9 @@ enum ExpectedExamples {
         "update-evaluate": .update(Update(
             taskID: 57, baseVersion: 6, sampleCount: 0, trainLoss: 0, evalSampleCount: 20, evalLoss: 0.5, evalAccuracy: 0.8,
             trainMillis: 3, delta: [])),
+        "update-evaluate-spread": .update(Update(
+            taskID: 57, baseVersion: 6, sampleCount: 0, trainLoss: 0, evalSampleCount: 20, evalLoss: 0.5, evalAccuracy: 0.8,
+            trainMillis: 3, delta: [], evalLossSquares: 5.95)),
         "update-failed": .update(.failed(58, baseVersion: 6, reason: "trainer exited")),
         "task-difference": .task(TrainingTask(
             taskID: 43, baseVersion: 6, kind: .train,
