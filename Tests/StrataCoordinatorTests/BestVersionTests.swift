@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import StrataCore
+import StrataStore
 import StrataWire
 import Testing
 @testable import StrataCoordinator
@@ -14,12 +16,14 @@ import Testing
 
     /// Trains one agent version by version and answers the evaluation of version v with `losses[v]` (20 rows,
     /// standard error 0.05 when `spread`); returns the best version once versions 1...3 were evaluated.
-    static func bestAfterEvaluating(_ losses: [Int64: Double], spread: Bool) async throws -> Int64? {
+    static func bestAfterEvaluating(_ losses: [Int64: Double], spread: Bool,
+                                    then check: (CoordinatorFixture) async throws -> Void = { _ in }) async throws -> Int64? {
         let fixture = try await CoordinatorFixture {
             $0.aggregation.rule.bufferSize = 1
             $0.evaluateEvery = 1
             $0.stop.targetMetric = .loss
         }
+        defer { _ = fixture }
         let agent = await fixture.join("agent-01", train: 100, eval: 20)
         var evaluated = Set<Int64>()
         while evaluated.count < losses.count {
@@ -37,6 +41,7 @@ import Testing
             await fixture.coordinator.handleUpdate(answer, from: agent.handle!)
             evaluated.insert(version)
         }
+        try await check(fixture)
         return await fixture.coordinator.bestRecord?.version
     }
 
@@ -46,6 +51,21 @@ import Testing
         #expect(try await Self.bestAfterEvaluating(losses, spread: true) == 2)
         // Answers without option 5: the strict minimum, as an older agent gets it.
         #expect(try await Self.bestAfterEvaluating(losses, spread: false) == 1)
+    }
+
+    /// A restarted coordinator holds the best version against the best loss of the stored rounds (v1's 0.50),
+    /// not against the best version's own (v2's 0.53).
+    @Test func aRestartKeepsTheBestLossSeen() async throws {
+        let best = try await Self.bestAfterEvaluating([1: 0.50, 2: 0.53], spread: true) { fixture in
+            await fixture.coordinator.flushEvaluationWrites()
+            let configuration = await fixture.coordinator.configuration
+            let restarted = Coordinator(configuration: configuration, store: try CoordinatorStore(path: configuration.statePath),
+                                        logger: Logger(label: "test"))
+            try await restarted.restore()
+            #expect(await restarted.bestRecord?.version == 2)
+            #expect(await restarted.progress.record == 0.5)
+        }
+        #expect(best == 2)
     }
 
     @Test(arguments: [(Double.nan, ErrorCode.nonFiniteValue), (1.0, ErrorCode.invalidUpdate), (1e9, ErrorCode.invalidUpdate)])

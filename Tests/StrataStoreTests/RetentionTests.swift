@@ -57,6 +57,26 @@ import Testing
         #expect(try await reopened.evaluationRounds(limit: 10).map(\.version) == [40, 3])
     }
 
+    /// The record the best version is held against (RunProgress) survives a restart: the lowest and highest
+    /// counted score by metric, whichever version is the best now; uncounted rounds do not count.
+    @Test func theCountedScoresRangeIsRestoredByMetric() async throws {
+        let dir = TempDir()
+        let store = try CoordinatorStore(path: dir.file("c.sqlite"))
+        _ = try await store.restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 0)
+        for version in Int64(1)...3 { try await commit(store, version, retention: .keepAll) }
+        try await store.recordEvaluationRound(round(1, score: 0.93), best: best(1, score: 0.93))
+        try await store.recordEvaluationRound(round(2, score: 0.91, best: false))
+        try await store.recordEvaluationRound(round(3, score: 0.92), best: best(3, score: 0.92))
+        var uncounted = round(3, score: 0.99, best: false)
+        uncounted.counted = false
+        try await store.recordEvaluationRound(uncounted)
+        let restored = try await CoordinatorStore(path: dir.file("c.sqlite"))
+            .restoreOrInitialize(spec: spec, initialParameters: spec.initialParameters(), now: 4)
+        #expect(restored.scoreRanges["accuracy"] == 0.91...0.93)
+        #expect(restored.best["accuracy"]?.version == 3)
+        #expect(restored.scoreRanges["loss"] == nil)
+    }
+
     @Test func versionsPinnedByTheCoordinatorWaitAndARecordedBestMustStillHaveItsParameters() async throws {
         let dir = TempDir()
         let store = try CoordinatorStore(path: dir.file("c.sqlite"))
