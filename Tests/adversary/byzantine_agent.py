@@ -93,6 +93,7 @@ OPT_TASK_PREPROCESSING = 0x8001
 OPT_TASK_REFERENCED_PARAMETERS = 0x8002
 OPT_UPDATE_STATISTICS = 1
 OPT_UPDATE_EVALUATION = 2
+OPT_UPDATE_LOSS_SQUARES = 5                     # f64: Σ of the evaluation rows' squared losses (§7.5)
 OPT_UPDATE_FAILURE = 0x8003
 OPT_UPDATE_COMPRESSED_DELTA = 0x8004
 ENCODING_Q8, ENCODING_TOP_K = 1, 2              # compressed deltas (§3 update, *compressed delta*)
@@ -506,6 +507,7 @@ OPTIONS = {
              OPT_TASK_REFERENCED_PARAMETERS: ("referencedParameters", Reader.referenced_parameters, p_referenced_parameters)},
     "update": {OPT_UPDATE_STATISTICS: ("statistics", Reader.statistics, p_statistics),
                OPT_UPDATE_EVALUATION: ("evaluation", Reader.evaluation, p_evaluation),
+               OPT_UPDATE_LOSS_SQUARES: ("lossSquares", lambda r, f: r.f64(f), lambda v: struct.pack("<d", v)),
                OPT_UPDATE_FAILURE: ("failure", Reader.string, p_string),
                OPT_UPDATE_COMPRESSED_DELTA: ("compressedDelta", Reader.compressed_delta, p_compressed_delta)},
     "ack": {}, "heartbeat": {}, "error": {}, "goodbye": {}, "part": {},
@@ -534,12 +536,12 @@ def encode_hello(agent_version, feature_count, train_count, eval_count, pending_
 
 
 def encode_update(task_id, base_version, sample_count, train_loss, eval_count, eval_loss, eval_accuracy, train_millis, delta,
-                  statistics=None, evaluation=None, extra_options=(), failure=None, compressed_delta=None):
+                  statistics=None, evaluation=None, extra_options=(), failure=None, compressed_delta=None, loss_squares=None):
     head = struct.pack("<QQQfQffI", task_id, base_version, sample_count, train_loss, eval_count, eval_loss,
                        eval_accuracy, min(train_millis, 0xFFFFFFFF))
     return frame(UPDATE, head + p_tensors(delta)
                  + p_options("update", {"statistics": statistics, "evaluation": evaluation, "failure": failure,
-                                        "compressedDelta": compressed_delta}, extra_options))
+                                        "compressedDelta": compressed_delta, "lossSquares": loss_squares}, extra_options))
 
 
 def encode_heartbeat(sequence, timestamp_nanos, reply, extra_options=()):
@@ -635,7 +637,8 @@ def encode_message(m):
     if t == "update":
         return encode_update(m["taskID"], m["baseVersion"], m["sampleCount"], m["trainLoss"], m["evalSampleCount"],
                              m["evalLoss"], m["evalAccuracy"], m["trainMillis"], m["delta"], m.get("statistics"), m.get("evaluation"),
-                             failure=m.get("failure"), compressed_delta=m.get("compressedDelta"))
+                             failure=m.get("failure"), compressed_delta=m.get("compressedDelta"),
+                             loss_squares=m.get("lossSquares"))
     if t == "ack":
         return encode_ack(m["taskID"], m["status"], m["modelVersion"], m["code"], m["reason"])
     if t == "heartbeat":
