@@ -55,7 +55,7 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxAgentSamples: Int64 = 1_000_000_000
     /// An update's weight counts at most this many times the median connected agent's announced training
     /// rows (nil: the agent's own count, up to its hello's).
-    public var maxSampleWeightRatio: Double? = 4
+    public var maxSampleWeightRatio: Double? = 1
     /// A replaced session's agent is told to come back after this long (never 0: a duplicate identity must
     /// not turn into a permanent exit of the honest agent).
     public var replacedRetryAfter: Duration = .seconds(30)

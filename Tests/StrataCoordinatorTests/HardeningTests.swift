@@ -124,6 +124,16 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(try await agent.nextAck().status == .received)
     }
 
+    /// The default cap (ratio 1): an agent announcing 4x the median's rows weighs as the median agent, so two
+    /// aligned attackers count as two agents, not eight (docs/SECURITY.md, sign-flip measurements).
+    @Test func byDefaultNoAgentWeighsMoreThanTheMedianOne() async throws {
+        let fixture = try await CoordinatorFixture()
+        for (id, rows) in [("agent-01", UInt64(100)), ("agent-02", 120), ("agent-03", 400)] { _ = await fixture.join(id, train: rows) }
+        #expect(await fixture.coordinator.sampleWeightCap() == 120)
+        #expect(EvaluationCombination().weights([.init(samples: 100, accuracy: 0.5, loss: 1), .init(samples: 120, accuracy: 0.5, loss: 1),
+                                                 .init(samples: 400, accuracy: 1, loss: 0)]) == [100, 120, 120])
+    }
+
     @Test func anEvaluationAnswerMayNotClaimMoreRowsThanItsHello() async throws {
         let fixture = try await CoordinatorFixture { $0.aggregation.rule.bufferSize = 1; $0.evaluateEvery = 1 }
         let agent = await fixture.join("agent-01", train: 100, eval: 20)

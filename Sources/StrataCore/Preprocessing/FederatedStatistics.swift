@@ -31,7 +31,10 @@ public struct FederatedStandardization: Sendable, Hashable {
     /// An agent's rows count at most this many times the median agent's (one agent cannot move the centre alone).
     public var maxWeightRatio: Double
 
-    public init(standardize: Bool = true, maxWeightRatio: Double = 4) {
+    /// The statistics merge's default cap: an agent counts at most 4 median agents.
+    public static let defaultWeightRatio: Double = 4
+
+    public init(standardize: Bool = true, maxWeightRatio: Double = FederatedStandardization.defaultWeightRatio) {
         self.standardize = standardize
         self.maxWeightRatio = maxWeightRatio
     }
