@@ -6,9 +6,9 @@ public struct EvaluationCombination: Sendable, Hashable {
     /// Fraction of the agents dropped at each end, per metric, in [0, 0.5).
     public var trim: Double = 0.2
     /// An agent weighs at most this many times the round's median agent (nil: no cap).
-    public var weightRatio: Double? = 1
+    public var weightRatio: Double? = 4
 
-    public init(trim: Double = 0.2, weightRatio: Double? = 1) {
+    public init(trim: Double = 0.2, weightRatio: Double? = 4) {
         self.trim = trim
         self.weightRatio = weightRatio
     }

@@ -159,13 +159,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.evaluationTimeout = .milliseconds(Int64(stop.evaluationTimeout * 1000))
         config.stop.minEvaluationClients = stop.minEvaluationClients
         config.stop.evaluationQuorum = robustness.evaluationQuorum
+        // Evaluation answers and the statistics phase keep at least 4x (FederatedStandardization.defaultWeightRatio):
+        // their figures are the pooled rows' only when honest agents of different sizes are not capped, and their
+        // liars are met by trimming and the quorum; a tighter cap pays off for training weights (docs/SECURITY.md).
+        let figuresRatio = max(robustness.maxWeightRatio, FederatedStandardization.defaultWeightRatio)
         config.stop.evaluationCombination = EvaluationCombination(trim: robustness.evaluationTrim,
-                                                                  weightRatio: robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil)
+                                                                  weightRatio: robustness.maxWeightRatio > 0 ? figuresRatio : nil)
         config.maxAgentSamples = robustness.maxAgentSamples
-        // The statistics phase keeps at least 4x: its merge is exact for the pooled rows only uncapped, and an
-        // agent capped harder would move the standardisation's center off the pooled mean for nothing.
-        config.preprocessing = try preprocessing.settings(
-            maxWeightRatio: robustness.maxWeightRatio > 0 ? max(robustness.maxWeightRatio, FederatedStandardization.defaultWeightRatio) : .infinity)
+        config.preprocessing = try preprocessing.settings(maxWeightRatio: robustness.maxWeightRatio > 0 ? figuresRatio : .infinity)
         config.maxSampleWeightRatio = robustness.maxWeightRatio > 0 ? robustness.maxWeightRatio : nil
 
         let readyFile = output.readyFile
@@ -704,7 +705,7 @@ struct StopOptions: ParsableArguments {
 struct RobustnessOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Refuse a hello announcing more training or evaluation rows than this (error out-of-range); every later count of the session is capped by what its hello announced.", valueName: "ROWS"))
     var maxAgentSamples: Int64 = 1_000_000_000
-    @Option(name: .long, help: ArgumentHelp("An update's weight (and an evaluation answer's) counts at most R x the median agent's rows (the statistics phase caps at max(R, 4)); 0 disables the cap. Default 1: no agent weighs more than the median one, which keeps aligned attackers at their head count; raise it where agents' sizes differ a lot and are trusted.", valueName: "R"))
+    @Option(name: .long, help: ArgumentHelp("An update's weight (and an evaluation answer's) counts at most R x the median agent's rows (evaluation answers and the statistics phase: max(R, 4) x); 0 disables the cap. Default 1: no agent weighs more than the median one, which keeps aligned attackers at their head count; raise it where agents' sizes differ a lot and are trusted.", valueName: "R"))
     var maxWeightRatio: Double = 1
     @Option(name: .long, help: ArgumentHelp("Adaptive norm bound: scale a delta down to C x the median of the agents' latest delta norms (one per agent; a lower quantile until most agents have reported, so the fastest few cannot set it); 0 disables it (--max-update-norm still refuses).", valueName: "C"))
     var clipMultiple: Double = 1

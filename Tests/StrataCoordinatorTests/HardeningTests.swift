@@ -125,13 +125,14 @@ struct HarnessFailure: Error, CustomStringConvertible {
     }
 
     /// The default cap (ratio 1): an agent announcing 4x the median's rows weighs as the median agent, so two
-    /// aligned attackers count as two agents, not eight (docs/SECURITY.md, sign-flip measurements).
+    /// aligned attackers count as two agents, not eight (docs/SECURITY.md, sign-flip measurements). Evaluation
+    /// answers keep 4x: the federation's figures stay the pooled rows' when honest agents differ in size.
     @Test func byDefaultNoAgentWeighsMoreThanTheMedianOne() async throws {
         let fixture = try await CoordinatorFixture()
         for (id, rows) in [("agent-01", UInt64(100)), ("agent-02", 120), ("agent-03", 400)] { _ = await fixture.join(id, train: rows) }
         #expect(await fixture.coordinator.sampleWeightCap() == 120)
         #expect(EvaluationCombination().weights([.init(samples: 100, accuracy: 0.5, loss: 1), .init(samples: 120, accuracy: 0.5, loss: 1),
-                                                 .init(samples: 400, accuracy: 1, loss: 0)]) == [100, 120, 120])
+                                                 .init(samples: 600, accuracy: 1, loss: 0)]) == [100, 120, 480])
     }
 
     @Test func anEvaluationAnswerMayNotClaimMoreRowsThanItsHello() async throws {

@@ -50,7 +50,8 @@ extension IntegrationSuite {
             // Every agent announced the capability, so every delta came in the asked encoding.
             #expect(Set(updates.keys) == [encoding], "\(traffic)")
             let count = updates[encoding] ?? 0
-            #expect(count >= 8, "\(traffic)")
+            // At least one delta per agent (the target may come within a few rounds).
+            #expect(count >= 4, "\(traffic)")
             let perDelta = Double(bytes[encoding] ?? 0) / Double(max(1, count))
             #expect(perDelta <= maxRatio * Double(Self.float32DeltaBytes), "\(perDelta) bytes per delta against \(Self.float32DeltaBytes) in float32")
         }
