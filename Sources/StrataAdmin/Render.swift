@@ -26,6 +26,10 @@ public enum Render {
         var best = "none yet (no evaluation counted)"
         if let b = s.best {
             best = "version \(b.version): \(b.metric) \(Display.metric(b.score)) (\(b.answered)/\(b.asked) agents answered)"
+            // The best version is the latest within one standard error of the best score seen: say so when they differ.
+            if let seen = s.bestScoreSeen, Display.metric(seen) != Display.metric(b.score) {
+                best += "; best \(b.metric) seen \(Display.metric(seen)), this version is the latest within its standard error"
+            }
         }
         if let metric = s.targetMetric, let target = s.target, metric != "accuracy" { best += ", target \(metric) \(Display.metric(target))" }
         // A coordinator from before best versions were kept reports neither.

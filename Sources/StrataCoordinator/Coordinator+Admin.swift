@@ -41,7 +41,8 @@ extension Coordinator {
             tiers: tierReports(), updatesAccepted: totals.committedUpdates, updatesRefused: totals.refusedUpdates,
             best: bestRecord.map(Self.report), targetMetric: configuration.stop.targetMetric.name, target: configuration.stop.target,
             minClients: configuration.minClients, waitingForClients: !trainingStarted,
-            model: configuration.model.kind.rawValue, latestMetrics: lastEvaluation.flatMap { $0.metrics.isEmpty ? nil : $0.metrics })
+            model: configuration.model.kind.rawValue, latestMetrics: lastEvaluation.flatMap { $0.metrics.isEmpty ? nil : $0.metrics },
+            bestScoreSeen: progress.record)
     }
 
     /// The evaluation curve: the newest `limit` closed rounds, with answered / asked agents and whether each counted.

@@ -39,12 +39,16 @@ public struct StatusReport: Codable, Sendable, Hashable {
     /// evaluation statistics (rmse, mae, r2 for linear; macro-f1, auc for softmax). Absent from older coordinators.
     public var model: String?
     public var latestMetrics: [String: Double]?
+    /// The best counted score of the target metric so far. The best version is the latest within one standard
+    /// error of it, so its own score may be a little worse. Absent from older coordinators.
+    public var bestScoreSeen: Double?
 
     public init(mode: String, globalVersion: Int64, latestAccuracy: Double?, latestEvaluatedVersion: Int64?, bestAccuracy: Double?,
                 targetAccuracy: Double?, uptimeSeconds: Double, ready: Bool, draining: Bool, connectedClients: Int,
                 clientsByHealth: [String: Int], tiers: [TierReport], updatesAccepted: Int64, updatesRefused: Int64,
                 best: BestModelReport? = nil, targetMetric: String? = nil, target: Double? = nil, minClients: Int? = nil, waitingForClients: Bool? = nil,
-                model: String? = nil, latestMetrics: [String: Double]? = nil) {
+                model: String? = nil, latestMetrics: [String: Double]? = nil, bestScoreSeen: Double? = nil) {
+        self.bestScoreSeen = bestScoreSeen
         self.model = model
         self.latestMetrics = latestMetrics
         self.best = best

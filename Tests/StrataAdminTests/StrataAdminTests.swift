@@ -176,6 +176,11 @@ import StrataCore
         #expect(text.contains("best            version 7: rmse 12.3456 (3/3 agents answered), target rmse 12.0000"), "\(text)")
         status.latestMetrics = nil
         #expect(Render.status(status).contains("metrics         none reported"))
+        // The best version within one standard error of a better score seen earlier says so; an equal one does not.
+        status.bestScoreSeen = 12.1
+        #expect(Render.status(status).contains("(3/3 agents answered); best rmse seen 12.1000, this version is the latest within its standard error"))
+        status.bestScoreSeen = 12.3456
+        #expect(!Render.status(status).contains("seen"))
         #expect(Display.number(1e300) == "1e+300")
 
         let entry = EvaluationEntry(version: 8, accuracy: 0, loss: 0.5, answered: 3, asked: 3, required: 2, counted: true, metric: "rmse",

@@ -64,6 +64,8 @@ import Testing
             try await restarted.restore()
             #expect(await restarted.bestRecord?.version == 2)
             #expect(await restarted.progress.record == 0.5)
+            // stratactl status shows it beside the best version's own loss.
+            #expect(try await restarted.status().bestScoreSeen == 0.5)
         }
         #expect(best == 2)
     }
