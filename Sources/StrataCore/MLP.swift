@@ -142,7 +142,8 @@ public struct MLP: Hashable, Sendable, Codable {
                 case .regression:
                     let residual = Double(z[z.startIndex] - data.labels[i])
                     squares += residual * residual
-                    lossSquares += 0.25 * residual * residual * residual * residual
+                    let loss = 0.5 * residual * residual
+                    lossSquares += loss * loss
                 }
             }
             b = end

@@ -46,7 +46,8 @@ struct EvaluationAccumulator {
         } else {
             let standardised = Double(z[0]) - Double(label)
             squaredSum += standardised * standardised
-            lossSquares += 0.25 * standardised * standardised * standardised * standardised
+            let loss = 0.5 * standardised * standardised
+            lossSquares += loss * loss
             let prediction = Double(z[0]) * target.scale + target.center
             let y = Double(label) * target.scale + target.center
             let r = prediction - y

@@ -119,8 +119,7 @@ public struct RunProgress: Sendable {
         self.quorum = quorum
         best = restoredBest
         reference = restoredBest?.score
-        record = [restoredRecord, restoredBest?.score].compactMap { $0 }.filter(\.isFinite)
-            .reduce(nil as Double?) { current, score in current.map { conditions.metric.isBetter(score, than: $0) ? score : $0 } ?? score }
+        record = [restoredRecord, restoredBest?.score].compactMap { $0 }.filter(\.isFinite).min(by: conditions.metric.isBetter)
     }
 
     /// The first training task of this process was handed out; later calls change nothing.
@@ -154,7 +153,7 @@ public struct RunProgress: Sendable {
         let newRecord = record.map { metric.isBetter(score, than: $0) } ?? true
         if newRecord { record = score }
         // A later version within chance of the record replaces an earlier one; never an earlier one a later.
-        let tied = record.map { record in standardError.map { metric.ties(score, with: record, within: $0) } ?? false } ?? false
+        let tied = standardError.map { metric.ties(score, with: record ?? score, within: $0) } ?? false
         let newBest = newRecord || (tied && version > (best?.version ?? .min))
         if newBest { best = ScoredVersion(version: version, score: score) }
         let improved = reference.map { metric.improves(score, on: $0) } ?? true

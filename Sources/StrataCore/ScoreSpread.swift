@@ -27,10 +27,8 @@ public enum ScoreSpread {
     /// The standard error of a weighted mean of per-answer means (see the type's comment). Nil without answers,
     /// without weight, or when fewer than half of the answers tell their rows' variance.
     public static func standardError(_ answers: [(weight: Double, rows: Int64, rowVariance: Double?)]) -> Double? {
-        let variances = answers.compactMap(\.rowVariance).filter { $0.isFinite && $0 >= 0 }.sorted()
-        guard !answers.isEmpty, 2 * variances.count >= answers.count else { return nil }
-        let middle = variances.count / 2
-        let median = variances.count % 2 == 1 ? variances[middle] : (variances[middle - 1] + variances[middle]) / 2
+        let variances = answers.compactMap(\.rowVariance).filter { $0.isFinite && $0 >= 0 }
+        guard 2 * variances.count >= answers.count, let median = variances.median else { return nil }
         var total = 0.0, spread = 0.0
         for answer in answers where answer.weight > 0 {
             total += answer.weight

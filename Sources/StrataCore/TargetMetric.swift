@@ -104,13 +104,13 @@ public struct TargetMetric: Sendable, Hashable, Codable, CustomStringConvertible
         return direction == .higherIsBetter ? score > reference + step : score < reference - step
     }
 
-    /// At or beyond the target (>= for higher-is-better, <= for lower-is-better).
     /// Not worse than `other` by more than `tolerance` (≥ 0): within chance of it.
     public func ties(_ score: Double, with other: Double, within tolerance: Double) -> Bool {
         guard score.isFinite, other.isFinite, tolerance.isFinite, tolerance >= 0 else { return false }
         return direction == .higherIsBetter ? score >= other - tolerance : score <= other + tolerance
     }
 
+    /// At or beyond the target (>= for higher-is-better, <= for lower-is-better).
     public func reaches(_ score: Double, target: Double) -> Bool {
         guard score.isFinite else { return false }
         return direction == .higherIsBetter ? score >= target : score <= target

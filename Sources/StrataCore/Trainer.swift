@@ -175,7 +175,8 @@ public enum Trainer {
                 case .linearRegression:
                     let r = Double(zp[0] - y[i])
                     sqSum += r * r
-                    lossSquares += 0.25 * r * r * r * r
+                    let loss = 0.5 * r * r
+                    lossSquares += loss * loss
                 }
             }
         }}}}

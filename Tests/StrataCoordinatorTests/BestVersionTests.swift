@@ -23,7 +23,6 @@ import Testing
             $0.evaluateEvery = 1
             $0.stop.targetMetric = .loss
         }
-        defer { _ = fixture }
         let agent = await fixture.join("agent-01", train: 100, eval: 20)
         var evaluated = Set<Int64>()
         while evaluated.count < losses.count {

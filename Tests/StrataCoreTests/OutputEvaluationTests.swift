@@ -34,13 +34,16 @@ import Testing
         return out
     }
 
-    @Test(arguments: [
+    /// Every built-in kind, on two features: both softmax shapes, linear, and an MLP of each output.
+    static let everyKind = [
         ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 3),
         ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 2),
         ModelSpec(kind: .linearRegression, featureCount: 2, outputCount: 1),
         ModelSpec(kind: .mlp, featureCount: 2, outputCount: 2, hidden: [6]),
         ModelSpec(kind: .mlp, featureCount: 2, outputCount: 1, hidden: [5], activation: .tanh),
-    ])
+    ]
+
+    @Test(arguments: OutputEvaluationTests.everyKind)
     func matchesTheBuiltInEvaluation(spec: ModelSpec) throws {
         let data = Self.data(classes: spec.outputCount, regression: !spec.isClassifier)
         var rng = SeededGenerator(seed: 5)

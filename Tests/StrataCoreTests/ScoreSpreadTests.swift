@@ -8,12 +8,7 @@ import Testing
 
     /// Σ ℓ_i² of every built-in evaluation equals the squares of the rows' own losses, each computed alone by
     /// `lossAndGradient` (an independent path through the model), for each kind; and from outputs likewise.
-    @Test(arguments: [
-        ModelSpec(kind: .softmaxRegression, featureCount: 2, outputCount: 3),
-        ModelSpec(kind: .linearRegression, featureCount: 2, outputCount: 1),
-        ModelSpec(kind: .mlp, featureCount: 2, outputCount: 2, hidden: [6]),
-        ModelSpec(kind: .mlp, featureCount: 2, outputCount: 1, hidden: [5], activation: .tanh),
-    ])
+    @Test(arguments: OutputEvaluationTests.everyKind)
     func lossSquaresAreTheRowsLossesSquared(spec: ModelSpec) throws {
         let data = OutputEvaluationTests.data(classes: spec.outputCount, regression: !spec.isClassifier)
         var rng = SeededGenerator(seed: 8)
