@@ -1,19 +1,31 @@
 /// Running weighted sum folded one update at a time (no copy of K updates kept).
 /// Strata weighs a delta by w_i = n_i · s(σ_i) and normalizes by Σ w_i.
 public struct WeightedAccumulator: Sendable {
-    /// Σ w_i Δ_i
-    public private(set) var sum: [Float]
+    /// Σ w_i Δ_i, allocated by the first fold and handed over by `takeStep` as the stepped model: an empty
+    /// accumulator holds no model-sized buffer, and a step needs no third one beside the model and the sum.
+    private var storage: [Float] = []
+    public let parameterCount: Int
     public private(set) var totalWeight: Double
     public private(set) var count: Int
 
     public init(parameterCount: Int) {
         precondition(parameterCount >= 0, "parameterCount must be >= 0")
-        sum = [Float](repeating: 0, count: parameterCount)
+        self.parameterCount = parameterCount
         totalWeight = 0
         count = 0
     }
 
-    public var parameterCount: Int { sum.count }
+    /// Σ w_i Δ_i (zeros before the first fold).
+    public var sum: [Float] { storage.isEmpty ? [Float](repeating: 0, count: parameterCount) : storage }
+
+    /// Where the sum lives, nil while none is allocated (for tests of the hand-over).
+    var sumAddress: UInt? { storage.isEmpty ? nil : storage.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } }
+
+    /// The sum's storage, allocated on first use.
+    private mutating func withSum<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        if storage.isEmpty { storage = [Float](repeating: 0, count: parameterCount) }
+        return storage.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
 
     private static func checkWeight(_ weight: Float) throws {
         guard weight.isFinite, weight > 0 else {
@@ -44,14 +56,13 @@ public struct WeightedAccumulator: Sendable {
     }
 
     private mutating func fold(_ delta: some Float32Segments, weight: Float, axpyWeight: Float? = nil) throws {
-        guard delta.count == sum.count else {
-            throw StrataCoreError.shapeMismatch(expected: sum.count, actual: delta.count)
+        guard delta.count == parameterCount else {
+            throw StrataCoreError.shapeMismatch(expected: parameterCount, actual: delta.count)
         }
         try Self.checkWeight(weight)
         let factor = axpyWeight ?? weight
-        if !sum.isEmpty {
-            sum.withUnsafeMutableBufferPointer { acc in
-                let a = acc.baseAddress!
+        if parameterCount > 0 {
+            withSum { a in
                 delta.forEachRun { first, p, n in Float32LE.axpy(a + first, p, count: n, weight: factor) }
             }
         }
@@ -63,14 +74,14 @@ public struct WeightedAccumulator: Sendable {
     /// materialising an array. Throws `shapeMismatch(expected: 4·parameterCount, actual: byteCount)` — in
     /// BYTES — if the size is wrong, `invalidArgument` for a bad weight.
     public mutating func add(littleEndianFloat32 bytes: UnsafeRawBufferPointer, weight: Float) throws {
-        let n = sum.count
+        let n = parameterCount
         guard bytes.count == 4 * n else {
             throw StrataCoreError.shapeMismatch(expected: 4 * n, actual: bytes.count)
         }
         try Self.checkWeight(weight)
         if n > 0 {
             let src = bytes.baseAddress!
-            sum.withUnsafeMutableBufferPointer { acc in Float32LE.axpy(acc.baseAddress!, src, count: n, weight: weight) }
+            withSum { Float32LE.axpy($0, src, count: n, weight: weight) }
         }
         totalWeight += Double(weight)
         count += 1
@@ -78,38 +89,39 @@ public struct WeightedAccumulator: Sendable {
 
     /// sum / totalWeight; zeros if empty.
     public func weightedMean() -> [Float] {
-        guard count > 0, totalWeight > 0 else { return [Float](repeating: 0, count: sum.count) }
+        guard count > 0, totalWeight > 0, !storage.isEmpty else { return [Float](repeating: 0, count: parameterCount) }
         let inv = Float(1 / totalWeight)
-        return sum.map { $0 * inv }
+        return storage.map { $0 * inv }
     }
 
     /// One server step fused into a single pass, leaving the accumulator empty: returns the model stepped by
     /// `optimizer` with Δ̄ = sum / totalWeight (see `ServerOptimizer`). The values are those of
     /// `weightedMean()`, `AggregationStep.apply` and `reset()` bit for bit, in one read of the model and the
-    /// sum instead of several model-sized passes, and the result is a new array, so a model that is still
-    /// shared (the global model, a task's tensors) is not copied first.
+    /// sum instead of several model-sized passes. The stepped model is written over the sum and handed back
+    /// (the next fold allocates a new sum), so a step holds two models, not three, and a model that is still
+    /// shared (the global model, a task's tensors) is not copied.
     public mutating func takeStep(on model: [Float], optimizer: some ServerOptimizer, state: inout ServerOptimizerState) -> [Float] {
-        let n = sum.count
+        let n = parameterCount
         precondition(model.count == n, "model.count \(model.count) != parameterCount \(n)")
         let inv: Float = count > 0 && totalWeight > 0 ? Float(1 / totalWeight) : 0
-        let stepped = [Float](unsafeUninitializedCapacity: n) { out, initialized in
-            guard n > 0 else { initialized = 0; return }
+        var stepped = storage.isEmpty ? [Float](repeating: 0, count: n) : storage
+        storage = []   // `stepped` is now the sum's only reference: written in place, not copied
+        if n > 0 {
             model.withUnsafeBufferPointer { xb in
-                sum.withUnsafeMutableBufferPointer { sb in
-                    optimizer.step(model: xb.baseAddress!, deltaSum: sb.baseAddress!, scale: inv, into: out.baseAddress!,
+                stepped.withUnsafeMutableBufferPointer { sb in
+                    optimizer.step(model: xb.baseAddress!, deltaSum: UnsafePointer(sb.baseAddress!), scale: inv, into: sb.baseAddress!,
                                    count: n, state: &state)
-                    sb.update(repeating: 0)
                 }
             }
-            initialized = n
         }
         totalWeight = 0
         count = 0
         return stepped
     }
 
+    /// Empties the accumulator and releases its sum.
     public mutating func reset() {
-        for i in sum.indices { sum[i] = 0 }
+        storage = []
         totalWeight = 0
         count = 0
     }

@@ -131,6 +131,27 @@ import Testing
         #expect(approxEqual(model, [1.95, -1.9]))
     }
 
+    /// An accumulator holds no model-sized sum until its first fold, and its step writes the new model over the sum
+    /// and hands that buffer back: a step holds the old model and the sum, no third model (issue 13's memory bound).
+    @Test func theStepIsWrittenOverTheSumAndAnEmptyAccumulatorHoldsNone() throws {
+        let n = 1_000
+        var accumulator = WeightedAccumulator(parameterCount: n)
+        #expect(accumulator.sumAddress == nil && accumulator.sum == [Float](repeating: 0, count: n))
+        try accumulator.add([Float](repeating: 1, count: n), weight: 2)
+        try accumulator.add([Float](repeating: 4, count: n), weight: 2)
+        let address = try #require(accumulator.sumAddress)
+        let model = [Float](repeating: 0.5, count: n)
+        var state = ServerSGD(learningRate: 1).makeState(parameterCount: n)
+        let stepped = accumulator.takeStep(on: model, optimizer: ServerSGD(learningRate: 1), state: &state)
+        #expect(stepped == [Float](repeating: 3, count: n))
+        #expect(stepped.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == address, "the step got a new buffer")
+        #expect(accumulator.sumAddress == nil && accumulator.count == 0 && model == [Float](repeating: 0.5, count: n))
+        try accumulator.add([Float](repeating: 1, count: n), weight: 1)
+        #expect(accumulator.sumAddress != nil && accumulator.sumAddress != address)
+        accumulator.reset()
+        #expect(accumulator.sumAddress == nil)
+    }
+
     /// The fused step gives what the three separate passes give, bit for bit, over several steps.
     @Test(arguments: [Float(0), 0.9])
     func fusedStepEqualsMeanApplyReset(momentum: Float) throws {

@@ -11,7 +11,9 @@ public protocol ServerOptimizer: Sendable {
     /// model-sized arrays, so it is bounded by the model's size.
     func makeState(parameterCount: Int) -> ServerOptimizerState
     /// One step over `count` coordinates: with Δ̄_i = deltaSum[i] · scale, writes the new model
-    /// out[i] = model[i] + (step of Δ̄_i) and updates `state`. `out` may not alias `model` or `deltaSum`.
+    /// out[i] = model[i] + (step of Δ̄_i) and updates `state`. `out` may be `deltaSum` (the accumulator writes
+    /// the step over its sum): coordinate i reads deltaSum[i] before it writes out[i], and nothing else of either.
+    /// `out` may not alias `model`.
     func step(model: UnsafePointer<Float>, deltaSum: UnsafePointer<Float>, scale: Float,
               into out: UnsafeMutablePointer<Float>, count: Int, state: inout ServerOptimizerState)
 }
