@@ -42,6 +42,7 @@ public struct AgentServer: Sendable {
         let tlsContext = self.tlsContext
         let maxFrame = configuration.maxFrameBytes
         let maxMessage = configuration.maxMessageBytes
+        let spool = configuration.spool
         let metrics = coordinator.metrics
         let limits = self.limits
         let frameBudget = self.frameBudget
@@ -79,7 +80,7 @@ public struct AgentServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(
                             maxPayloadBytes: maxFrame, offerFrameBuffer: PlaintextReadTarget.offer, budget: gate,
                             maxFirstPayloadBytes: ConnectionLimitSettings.maxHelloPayloadBytes, messageLimit: MessageSizeLimit(maxMessage),
-                            onPart: { lastHeard.withLockedValue { $0 = .now } })))
+                            spool: spool, onPart: { lastHeard.withLockedValue { $0 = .now } })))
                         // Agents accept frames as large as ours (the welcome tells them); larger tasks go in parts.
                         try channel.pipeline.syncOperations.addHandler(MessageFrameEncoder(peerFrameLimit: MessageSizeLimit(maxFrame)))
                         // At most one decoded message waits for the session (the default holds up to 10, each
@@ -263,6 +264,10 @@ public struct AgentServer: Sendable {
                     end("connection closed")
                 } catch let error as WireError {
                     end("\(error)", sending: .error(ErrorMessage(code: error.errorCode, message: error.description)))
+                } catch let error as SpoolError {
+                    // Not the agent's fault: it keeps the update and sends it again after reconnecting.
+                    logger.error("cannot keep an update being received", metadata: ["error": "\(error)"])
+                    end("\(error)", sending: .error(ErrorMessage(code: .internalError, message: "the coordinator could not keep the update being received; send it again later")))
                 } catch {
                     end("\(error)")
                 }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import StrataCore
 import StrataTransport
@@ -10,6 +11,11 @@ public struct CoordinatorConfiguration: Sendable {
     public var port: Int = 7300
     public var tls: TLSConfiguration
     public var statePath: String
+    /// Where updates that arrive in parts (models larger than a frame) are kept until they are folded: the
+    /// state database's directory, so they take the disk the state already lives on, not memory.
+    public var spool: UpdateSpool {
+        UpdateSpool(directory: URL(fileURLWithPath: statePath).deletingLastPathComponent().path)
+    }
     public var model: ModelSpec
     /// The model's starting parameters (`--initial-model`); nil: `model.initialParameters(seed:)`.
     public var initialParameters: [Float]?

@@ -27,7 +27,7 @@ extension Coordinator {
     }
 
     /// Every update that reached validation: refusals as norm-too-large or non-finite are the divergent ones.
-    func noteUpdate(from clientID: String, validated: Result<(TensorValues, Int64, Double), ErrorMessage>, dispatchedAt: Double) {
+    func noteUpdate(from clientID: String, validated: Result<(any Float32Segments, Int64, Double), ErrorMessage>, dispatchedAt: Double) {
         var divergent = false
         if case .failure(let refusal) = validated {
             divergent = refusal.code == .normTooLarge || refusal.code == .nonFiniteValue

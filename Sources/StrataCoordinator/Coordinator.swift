@@ -683,7 +683,7 @@ public actor Coordinator {
         let taskID = Int64(bitPattern: update.taskID)
         let arrival = Self.now()
         metrics.updatesReceived.increment()
-        if update.failure == nil, update.compressedDelta != nil || !update.delta.isEmpty {
+        if update.failure == nil, update.compressedDelta != nil || update.spooledDelta != nil || !update.delta.isEmpty {
             metrics.deltaBytes(encoding: update.compressedDelta.map { "\($0.kind)" } ?? "float32").increment(by: update.deltaWireBytes)
             traffic.received(update)
         }
@@ -803,7 +803,7 @@ public actor Coordinator {
     /// The update's delta, checked (shapes, count, finiteness, norm) and still where it was received: the
     /// rule folds it from the frame's tensors without a copy.
     /// Returns the delta, the sample count (checked against the session's hello) and the delta's norm.
-    private func validate(_ update: Update, task: TaskRecord, session: AgentSessionHandle) -> Result<(TensorValues, Int64, Double), ErrorMessage> {
+    private func validate(_ update: Update, task: TaskRecord, session: AgentSessionHandle) -> Result<(any Float32Segments, Int64, Double), ErrorMessage> {
         let spec = configuration.model
         guard update.baseVersion == UInt64(bitPattern: task.baseVersion) else {
             return .failure(ErrorMessage(code: .invalidUpdate, message: "base version \(update.baseVersion) does not match task \(task.id)'s version \(task.baseVersion)"))
@@ -813,7 +813,7 @@ public actor Coordinator {
         case .success(let count): samples = count
         case .failure(let refusal): return .failure(refusal)
         }
-        let delta: TensorValues
+        let delta: any Float32Segments
         do {
             delta = try ModelTensors.delta(of: update, spec: spec)
         } catch {

@@ -238,43 +238,7 @@ public enum WireCodec {
             }
             message = .task(task)
         case .update:
-            var update = Update(
-                taskID: try reader.u64("update.taskID"),
-                baseVersion: try reader.u64("update.baseVersion"),
-                sampleCount: try reader.u64("update.sampleCount"),
-                trainLoss: try reader.f32("update.trainLoss"),
-                evalSampleCount: try reader.u64("update.evalSampleCount"),
-                evalLoss: try reader.f32("update.evalLoss"),
-                evalAccuracy: try reader.f32("update.evalAccuracy"),
-                trainMillis: try reader.u32("update.trainMillis"),
-                delta: try reader.tensors("update.delta"))
-            let options = try reader.options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation, WireOptionKey.updateFailure,
-                                                                       WireOptionKey.updateCompressedDelta, WireOptionKey.updateLossSquares])
-            if let value = options[WireOptionKey.updateCompressedDelta] {
-                guard update.delta.isEmpty else {
-                    throw .invalidValue(field: "update.compressedDelta", reason: "a compressed delta comes with an empty tensors field, not \(update.delta.count) tensors")
-                }
-                update.compressedDelta = try decodeOption(value, "update.compressedDelta") { (r: inout PayloadReader) throws(WireError) in try r.compressedTensors("update.compressedDelta") }
-            }
-            if let value = options[WireOptionKey.updateStatistics] {
-                update.statistics = try decodeOption(value, "update.statistics") { (r: inout PayloadReader) throws(WireError) in try r.dataStatistics("update.statistics") }
-            }
-            if let value = options[WireOptionKey.updateEvaluation] {
-                update.evaluation = try decodeOption(value, "update.evaluation") { (r: inout PayloadReader) throws(WireError) in try r.evaluationStatistics("update.evaluation") }
-            }
-            if let value = options[WireOptionKey.updateLossSquares] {
-                update.evalLossSquares = try decodeOption(value, "update.lossSquares") { (r: inout PayloadReader) throws(WireError) in try r.f64("update.lossSquares") }
-            }
-            if let value = options[WireOptionKey.updateFailure] {
-                update.failure = try decodeOption(value, "update.failure") { (r: inout PayloadReader) throws(WireError) in
-                    let reason = try r.string("update.failure")
-                    guard reason.utf8.count <= WireLimits.maxFailureBytes else {
-                        throw .invalidValue(field: "update.failure", reason: "\(reason.utf8.count) bytes exceeds the limit of \(WireLimits.maxFailureBytes)")
-                    }
-                    return reason
-                }
-            }
-            message = .update(update)
+            message = .update(try reader.update { (r: inout PayloadReader) throws(WireError) in try r.tensors("update.delta") })
         case .ack:
             let taskID = try reader.u64("ack.taskID")
             let statusByte = try reader.u8("ack.status")
@@ -535,5 +499,49 @@ struct PayloadReader {
             tensors.append(WireTensor(name: name, shape: shape, bytes: bytes))
         }
         return tensors
+    }
+}
+
+extension PayloadReader {
+    /// An update's fields, tensors and options. `tensors` reads the tensors field: in place (`tensors`), or,
+    /// for an update spooled to disk, from its file, leaving this reader on the options that follow them.
+    mutating func update(tensors: (inout PayloadReader) throws(WireError) -> [WireTensor]) throws(WireError) -> Update {
+        var update = Update(
+            taskID: try u64("update.taskID"),
+            baseVersion: try u64("update.baseVersion"),
+            sampleCount: try u64("update.sampleCount"),
+            trainLoss: try f32("update.trainLoss"),
+            evalSampleCount: try u64("update.evalSampleCount"),
+            evalLoss: try f32("update.evalLoss"),
+            evalAccuracy: try f32("update.evalAccuracy"),
+            trainMillis: try u32("update.trainMillis"),
+            delta: try tensors(&self))
+        let found = try options("update.options", known: [WireOptionKey.updateStatistics, WireOptionKey.updateEvaluation, WireOptionKey.updateFailure,
+                                                          WireOptionKey.updateCompressedDelta, WireOptionKey.updateLossSquares])
+        if let value = found[WireOptionKey.updateCompressedDelta] {
+            guard update.delta.isEmpty else {
+                throw .invalidValue(field: "update.compressedDelta", reason: "a compressed delta comes with an empty tensors field, not \(update.delta.count) tensors")
+            }
+            update.compressedDelta = try decodeOption(value, "update.compressedDelta") { (r: inout PayloadReader) throws(WireError) in try r.compressedTensors("update.compressedDelta") }
+        }
+        if let value = found[WireOptionKey.updateStatistics] {
+            update.statistics = try decodeOption(value, "update.statistics") { (r: inout PayloadReader) throws(WireError) in try r.dataStatistics("update.statistics") }
+        }
+        if let value = found[WireOptionKey.updateEvaluation] {
+            update.evaluation = try decodeOption(value, "update.evaluation") { (r: inout PayloadReader) throws(WireError) in try r.evaluationStatistics("update.evaluation") }
+        }
+        if let value = found[WireOptionKey.updateLossSquares] {
+            update.evalLossSquares = try decodeOption(value, "update.lossSquares") { (r: inout PayloadReader) throws(WireError) in try r.f64("update.lossSquares") }
+        }
+        if let value = found[WireOptionKey.updateFailure] {
+            update.failure = try decodeOption(value, "update.failure") { (r: inout PayloadReader) throws(WireError) in
+                let reason = try r.string("update.failure")
+                guard reason.utf8.count <= WireLimits.maxFailureBytes else {
+                    throw .invalidValue(field: "update.failure", reason: "\(reason.utf8.count) bytes exceeds the limit of \(WireLimits.maxFailureBytes)")
+                }
+                return reason
+            }
+        }
+        return update
     }
 }

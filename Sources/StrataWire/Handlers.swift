@@ -37,9 +37,11 @@ public struct MessageDecoder: ByteToMessageDecoder {
     ///   - maxFirstPayloadBytes: a smaller limit for the first frame of the connection.
     ///   - messageLimit: the largest message accepted in parts (§2 "Messages in parts"); nil or 0: none. A
     ///     message's first part reserves its whole size (plus one frame) with `budget` before it is buffered.
+    ///   - spool: where updates in parts are kept while they arrive (nil: in memory); the coordinator's choice.
     public init(maxPayloadBytes: Int = FrameHeader.defaultMaxPayloadBytes, offerFrameBuffer: FrameBufferOffer? = nil,
                 budget: FrameBudgetGate? = nil, maxFirstPayloadBytes: Int? = nil, messageLimit: MessageSizeLimit? = nil,
-                onPart: (@Sendable () -> Void)? = nil) {
+                spool: UpdateSpool? = nil, onPart: (@Sendable () -> Void)? = nil) {
+        assembler.spool = spool
         self.messageLimit = messageLimit
         self.onPart = onPart
         self.maxPayloadBytes = maxPayloadBytes

@@ -274,6 +274,10 @@ public struct Update: Sendable, Hashable {
     public var failure: String?
     /// Option 5: Σ ℓ_i² over the evaluation rows (`evalLoss` is the mean of the ℓ_i).
     public var evalLossSquares: Double?
+    /// The delta's tensors when the receiver kept them on disk (`UpdateSpool`: an update that came in parts),
+    /// in place of `delta`, which is then empty. Only a receiver makes it, and nothing sends it on: encoding an
+    /// update writes `delta`.
+    public var spooledDelta: SpooledTensors?
     public init(taskID: UInt64, baseVersion: UInt64, sampleCount: UInt64, trainLoss: Float, evalSampleCount: UInt64, evalLoss: Float, evalAccuracy: Float, trainMillis: UInt32, delta: [WireTensor],
                 statistics: WireDataStatistics? = nil, evaluation: WireEvaluationStatistics? = nil, failure: String? = nil,
                 compressedDelta: CompressedTensors? = nil, evalLossSquares: Double? = nil) {
@@ -296,7 +300,10 @@ public struct Update: Sendable, Hashable {
 
     /// The delta's bytes on the wire: its tensors (headers and values) or its compressed option's value.
     public var deltaWireBytes: Int {
-        compressedDelta?.encodedSize ?? WireTensor.wireSize(of: delta)
+        if let spooled = spooledDelta {
+            return 2 + spooled.tensors.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + 4 * $1.elementCount }
+        }
+        return compressedDelta?.encodedSize ?? WireTensor.wireSize(of: delta)
     }
 
     /// The answer to a task that could not be done: no tensors, no counts, the reason (cut to

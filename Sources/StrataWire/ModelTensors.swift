@@ -67,9 +67,14 @@ public enum ModelTensors {
 
     /// Checks names and shapes against the spec (before any value is read).
     public static func validateShapes(_ tensors: [WireTensor], spec: ModelSpec) throws(ShapeError) {
+        try validateShapes(tensors.map { ($0.name, $0.shape) }, spec: spec)
+    }
+
+    /// Checks names and shapes, in order, against the spec's tensors.
+    static func validateShapes(_ given: [(name: String, shape: [Int])], spec: ModelSpec) throws(ShapeError) {
         let shapes = spec.tensorShapes
-        guard tensors.count == shapes.count else { throw .tensorCount(expected: shapes.count, actual: tensors.count) }
-        for (index, (tensor, expected)) in zip(tensors, shapes).enumerated() where tensor.name != expected.name || tensor.shape != expected.shape {
+        guard given.count == shapes.count else { throw .tensorCount(expected: shapes.count, actual: given.count) }
+        for (index, (tensor, expected)) in zip(given, shapes).enumerated() where tensor.name != expected.name || tensor.shape != expected.shape {
             throw .tensor(index: index, name: expected.name, expectedShape: expected.shape, actualName: tensor.name, actualShape: tensor.shape)
         }
     }
@@ -84,17 +89,17 @@ public enum ModelTensors {
 
     /// Checks compressed tensors' names and shapes against the spec, before anything is decoded.
     public static func validateShapes(_ compressed: CompressedTensors, spec: ModelSpec) throws(ShapeError) {
-        let shapes = spec.tensorShapes
-        guard compressed.tensors.count == shapes.count else { throw .tensorCount(expected: shapes.count, actual: compressed.tensors.count) }
-        for (index, (tensor, expected)) in zip(compressed.tensors, shapes).enumerated() where tensor.name != expected.name || tensor.shape != expected.shape {
-            throw .tensor(index: index, name: expected.name, expectedShape: expected.shape, actualName: tensor.name, actualShape: tensor.shape)
-        }
+        try validateShapes(compressed.tensors.map { ($0.name, $0.shape) }, spec: spec)
     }
 
-    /// An update's delta as flat values, however it travelled: float32 tensors are read in place; a
-    /// compressed delta is decoded (into one dense buffer per tensor) only after its shapes matched the spec,
-    /// so a header claiming a huge tensor allocates nothing.
-    public static func delta(of update: Update, spec: ModelSpec) throws(ShapeError) -> TensorValues {
+    /// An update's delta as flat values, however it travelled: float32 tensors are read in place (in memory, or
+    /// in the spool file of an update that came in parts); a compressed delta is decoded (into one dense buffer
+    /// per tensor) only after its shapes matched the spec, so a header claiming a huge tensor allocates nothing.
+    public static func delta(of update: Update, spec: ModelSpec) throws(ShapeError) -> any Float32Segments {
+        if let spooled = update.spooledDelta {
+            try validateShapes(spooled.tensors.map { ($0.name, $0.shape) }, spec: spec)
+            return spooled
+        }
         guard let compressed = update.compressedDelta else { return try values(update.delta, spec: spec) }
         try validateShapes(compressed, spec: spec)
         return TensorValues(compressed.decoded())

@@ -71,55 +71,96 @@ extension PayloadReader {
     }
 }
 
-/// Puts a message in parts back together: pure, no I/O. Parts must arrive in order and without any other
-/// message between them; the first one's total is checked against `maxMessageBytes` before anything is
-/// allocated, and the whole message is then decoded as if it had come in one frame.
+/// Puts a message in parts back together. Parts must arrive in order and without any other message between
+/// them; the first one's total is checked against `maxMessageBytes` before anything is allocated, and the whole
+/// message is then decoded as if it had come in one frame. The bytes gather in memory, or, for an update when
+/// `spool` is set, in a file: its values then stay there (`Update.spooledDelta`). Without a spool it does no I/O.
 public struct MessageAssembler: Sendable {
     /// The largest carried payload accepted; 0 refuses every part.
     public var maxMessageBytes: Int
-    private var open: (type: MessageType, total: Int, buffer: ByteBuffer)?
+    /// Where updates in parts are kept (nil: in memory).
+    public var spool: UpdateSpool?
+    private var open: Open?
 
-    public init(maxMessageBytes: Int) {
+    /// The message being put together and where its bytes so far are.
+    private struct Open: Sendable {
+        enum Bytes: Sendable {
+            case memory(ByteBuffer)
+            case file(SpoolFile, written: Int)
+        }
+        var type: MessageType
+        var total: Int
+        var bytes: Bytes
+
+        var received: Int {
+            switch bytes {
+            case .memory(let buffer): buffer.readableBytes
+            case .file(_, let written): written
+            }
+        }
+    }
+
+    public init(maxMessageBytes: Int, spool: UpdateSpool? = nil) {
         self.maxMessageBytes = maxMessageBytes
+        self.spool = spool
     }
 
     /// True between a message's first part and its last.
     public var isAssembling: Bool { open != nil }
 
     /// Takes the next decoded frame. Returns the message to deliver: `message` itself unless it is a part;
-    /// the carried message when this part completes it; nil while parts are still missing.
-    public mutating func take(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(WireError) -> Message? {
+    /// the carried message when this part completes it; nil while parts are still missing. Throws `WireError`
+    /// for parts that do not fit together or a message that does not decode, `SpoolError` when the spool fails.
+    public mutating func take(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> Message? {
         guard case .part(let part) = message else {
             if let open {
-                throw .invalidValue(field: "part", reason: "a \(message.type) message arrived between the parts of a \(open.type) message (\(open.buffer.readableBytes) of \(open.total) bytes received)")
+                throw WireError.invalidValue(field: "part", reason: "a \(message.type) message arrived between the parts of a \(open.type) message (\(open.received) of \(open.total) bytes received)")
             }
             return message
         }
-        var current: (type: MessageType, total: Int, buffer: ByteBuffer)
+        var current: Open
         // Taken out, so that the buffer is referenced once and appending to it below does not copy it.
         if let open = self.open.take() {
             guard part.messageType == open.type, part.totalLength == UInt64(open.total) else {
-                throw .invalidValue(field: "part", reason: "a part of a \(part.messageType) message of \(part.totalLength) bytes arrived while a \(open.type) message of \(open.total) bytes was incomplete")
+                throw WireError.invalidValue(field: "part", reason: "a part of a \(part.messageType) message of \(part.totalLength) bytes arrived while a \(open.type) message of \(open.total) bytes was incomplete")
             }
-            guard part.offset == UInt64(open.buffer.readableBytes) else {
-                throw .invalidValue(field: "part.offset", reason: "expected offset \(open.buffer.readableBytes), got \(part.offset): parts must arrive in order")
+            guard part.offset == UInt64(open.received) else {
+                throw WireError.invalidValue(field: "part.offset", reason: "expected offset \(open.received), got \(part.offset): parts must arrive in order")
             }
             current = open
         } else {
             guard part.offset == 0 else {
-                throw .invalidValue(field: "part.offset", reason: "a message's first part starts at offset 0, not \(part.offset)")
+                throw WireError.invalidValue(field: "part.offset", reason: "a message's first part starts at offset 0, not \(part.offset)")
             }
             guard part.totalLength <= UInt64(max(0, maxMessageBytes)) else {
-                throw .messageTooLarge(length: part.totalLength, limit: max(0, maxMessageBytes))
+                throw WireError.messageTooLarge(length: part.totalLength, limit: max(0, maxMessageBytes))
             }
-            current = (part.messageType, Int(part.totalLength), ByteBuffer.exactCapacity(Int(part.totalLength), allocator: allocator))
+            let total = Int(part.totalLength)
+            if part.messageType == .update, let spool {
+                current = Open(type: .update, total: total, bytes: .file(try spool.create(), written: 0))
+            } else {
+                current = Open(type: part.messageType, total: total, bytes: .memory(ByteBuffer.exactCapacity(total, allocator: allocator)))
+            }
         }
-        current.buffer.writeImmutableBuffer(part.bytes)
-        guard current.buffer.readableBytes == current.total else {
+        switch current.bytes {
+        case .memory(var buffer):
+            current.bytes = .memory(ByteBuffer())   // the buffer's only reference is `buffer` while it grows
+            buffer.writeImmutableBuffer(part.bytes)
+            current.bytes = .memory(buffer)
+        case .file(let file, let written):
+            try file.write(part.bytes, at: written)
+            current.bytes = .file(file, written: written + part.bytes.readableBytes)
+        }
+        guard current.received == current.total else {
             open = current
             return nil
         }
-        return try WireCodec.decodePayload(type: current.type, from: &current.buffer)
+        switch current.bytes {
+        case .memory(var buffer):
+            return try WireCodec.decodePayload(type: current.type, from: &buffer)
+        case .file(let file, _):
+            return try WireCodec.decodeSpooledUpdate(file, length: current.total)
+        }
     }
 
     /// The total length announced by the first part at the front of `buffer`, once its header and fields
