@@ -13,7 +13,12 @@ public struct WireTensor: Sendable, Hashable {
 
     /// Bytes of a `tensors` field holding `tensors`: the count, then each header and its values.
     public static func wireSize(of tensors: [WireTensor]) -> Int {
-        2 + tensors.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + $1.bytes.readableBytes }
+        2 + tensors.reduce(0) { $0 + headerSize(name: $1.name, rank: $1.shape.count) + $1.bytes.readableBytes }
+    }
+
+    /// Bytes of one tensor's header in a `tensors` field: its name (u16 length and UTF-8), rank, dimensions.
+    static func headerSize(name: String, rank: Int) -> Int {
+        2 + name.utf8.count + 1 + 4 * rank
     }
 
     public init(name: String, shape: [Int], bytes: ByteBuffer) {
@@ -301,7 +306,7 @@ public struct Update: Sendable, Hashable {
     /// The delta's bytes on the wire: its tensors (headers and values) or its compressed option's value.
     public var deltaWireBytes: Int {
         if let spooled = spooledDelta {
-            return 2 + spooled.tensors.reduce(0) { $0 + 2 + $1.name.utf8.count + 1 + 4 * $1.shape.count + 4 * $1.elementCount }
+            return 2 + spooled.tensors.reduce(0) { $0 + WireTensor.headerSize(name: $1.name, rank: $1.shape.count) + 4 * $1.elementCount }
         }
         return compressedDelta?.encodedSize ?? WireTensor.wireSize(of: delta)
     }

@@ -98,6 +98,19 @@ public struct MessageAssembler: Sendable {
             case .file(_, let written): written
             }
         }
+
+        /// Appends a part's bytes: to the buffer (referenced once while it grows, so nothing is copied), or the file.
+        mutating func append(_ part: ByteBuffer) throws(SpoolError) {
+            switch bytes {
+            case .memory(var buffer):
+                bytes = .memory(ByteBuffer())
+                buffer.writeImmutableBuffer(part)
+                bytes = .memory(buffer)
+            case .file(let file, let written):
+                try file.write(part, at: written)
+                bytes = .file(file, written: written + part.readableBytes)
+            }
+        }
     }
 
     public init(maxMessageBytes: Int, spool: UpdateSpool? = nil) {
@@ -142,15 +155,7 @@ public struct MessageAssembler: Sendable {
                 current = Open(type: part.messageType, total: total, bytes: .memory(ByteBuffer.exactCapacity(total, allocator: allocator)))
             }
         }
-        switch current.bytes {
-        case .memory(var buffer):
-            current.bytes = .memory(ByteBuffer())   // the buffer's only reference is `buffer` while it grows
-            buffer.writeImmutableBuffer(part.bytes)
-            current.bytes = .memory(buffer)
-        case .file(let file, let written):
-            try file.write(part.bytes, at: written)
-            current.bytes = .file(file, written: written + part.bytes.readableBytes)
-        }
+        try current.append(part.bytes)
         guard current.received == current.total else {
             open = current
             return nil
