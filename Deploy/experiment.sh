@@ -25,6 +25,8 @@
 #   STRATA_CLIENTS* (30)            agents / client databases
 #   STRATA_SEED (1)                 strata-datagen --seed
 #   STRATA_ALPHA, STRATA_BETA (1, 1)  Synthetic(alpha, beta): how far the clients' models and data differ
+#   STRATA_TEST_MULTIPLE (1)        strata-datagen --test-multiple: each client's test set this many times its
+#                                   held-out rows (training rows unchanged; finer accuracy, e.g. 20 for 10 clients)
 #   STRATA_DELAYS ("0 0.5 2")       --task-delay per group, seconds; one group per value
 #   STRATA_DELAY_PATTERN (groups)   groups: STRATA_DELAYS by client group; lognormal:MEDIAN:SIGMA: client i's
 #                                   delay MEDIAN * exp(SIGMA * z_i), z_i standard normal seeded by i (a long
@@ -91,6 +93,7 @@ else
     calibration_rounds=${STRATA_CALIBRATION_ROUNDS:-200}
 fi
 seed=${STRATA_SEED:-1}
+test_multiple=${STRATA_TEST_MULTIPLE:-1}
 alpha=${STRATA_ALPHA:-1}
 beta=${STRATA_BETA:-1}
 delay_pattern=${STRATA_DELAY_PATTERN:-groups}
@@ -116,6 +119,7 @@ read -r -a agent_flags <<< "${STRATA_AGENT_FLAGS:-}"
 is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 if ! [[ $clients =~ ^[0-9]+$ ]] || [ "$clients" -lt 1 ]; then die "STRATA_CLIENTS must be a positive integer (got '$clients')"; fi
 [[ $seed =~ ^[0-9]+$ ]] || die "STRATA_SEED must be a non-negative integer"
+[[ $test_multiple =~ ^[0-9]+$ ]] && [ "$test_multiple" -ge 1 ] || die "STRATA_TEST_MULTIPLE must be a positive integer"
 [ ${#delays[@]} -ge 1 ] || die "STRATA_DELAYS must list at least one delay"
 [ ${#delays[@]} -le "$clients" ] || die "STRATA_DELAYS has more groups (${#delays[@]}) than there are clients ($clients)"
 for d in "${delays[@]}" "$jitter" "$eval_interval" "$target_fraction"; do
@@ -200,7 +204,7 @@ rm -f "$out"/curve-*.csv "$out"/summary-*.json "$out"/results.csv "$out"/results
       "$out"/accuracy-vs-time.svg "$out"/accuracy-vs-time.png "$out"/experiment.json
 say "generating Synthetic($alpha,$beta) data for $clients clients (seed $seed)"
 "$bin/strata-datagen" --out "$run_dir/data" --clients "$clients" --alpha "$alpha" --beta "$beta" --seed "$seed" \
-    >"$run_dir/datagen.log" 2>&1 || { tail -n 5 "$run_dir/datagen.log" >&2; die "strata-datagen failed; see $run_dir/datagen.log"; }
+    --test-multiple "$test_multiple" >"$run_dir/datagen.log" 2>&1 || { tail -n 5 "$run_dir/datagen.log" >&2; die "strata-datagen failed; see $run_dir/datagen.log"; }
 tail -n 1 "$run_dir/datagen.log"
 say "creating a dev PKI in $run_dir/pki"
 Certs/strata-pki.sh --dir "$run_dir/pki" dev --agents "$clients" >"$run_dir/pki.log" 2>&1 \
@@ -425,7 +429,7 @@ scenario="Synthetic($alpha,$beta), $clients clients, seed $seed, $delay_text, ji
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 dirty=false
 if git status --porcelain --untracked-files=no 2>/dev/null | grep -q .; then dirty=true; fi
-export EXP_START="$start_time" EXP_SCENARIO="$scenario" EXP_CLIENTS="$clients" EXP_SEED="$seed" \
+export EXP_START="$start_time" EXP_SCENARIO="$scenario" EXP_CLIENTS="$clients" EXP_SEED="$seed" EXP_TEST_MULTIPLE="$test_multiple" \
        EXP_DELAYS="${delays[*]}" EXP_SLOWDOWNS="${slowdowns[*]:-}" EXP_JITTER="$jitter" EXP_MODES="${modes[*]}" \
        EXP_DURATION="$duration" EXP_EVAL="$eval_interval" EXP_CAL_MODE="$calibration_mode" \
        EXP_CAL_SECONDS="$calibration_seconds" EXP_CAL_WINDOW="$calibration_window" EXP_CAL_ACC="$calibration_accuracy" \
@@ -442,7 +446,7 @@ flags = {m: os.environ.get("STRATA_FLAGS_" + m.upper().replace("-", "_").replace
 record = {
     "scenario": e["EXP_SCENARIO"], "started": e["EXP_START"], "commit": e["EXP_COMMIT"],
     "uncommittedChanges": e["EXP_DIRTY"] == "true",
-    "data": {"generator": "synthetic", "alpha": float(e["EXP_ALPHA"]), "beta": float(e["EXP_BETA"]), "clients": int(e["EXP_CLIENTS"]), "seed": int(e["EXP_SEED"]),
+    "data": {"generator": "synthetic", "alpha": float(e["EXP_ALPHA"]), "beta": float(e["EXP_BETA"]), "clients": int(e["EXP_CLIENTS"]), "seed": int(e["EXP_SEED"]), "testMultiple": int(e["EXP_TEST_MULTIPLE"]),
              "features": 60, "classes": 10},
     "agents": {"taskDelayGroups": [float(x) for x in e["EXP_DELAYS"].split()],
                "slowdownGroups": [float(x) for x in e["EXP_SLOWDOWNS"].split()] or None,

@@ -40,6 +40,30 @@ import Testing
         }
     }
 
+    /// `testMultiple`: the training rows and the held-out rows stay those of multiple 1; the rows added to the
+    /// test set come from the same client's distribution (their mean is nearest their own client's rows).
+    @Test func testMultipleAddsRowsFromTheClientsOwnDistribution() {
+        let one = SyntheticGenerator.generate(SyntheticConfig(clientCount: 4, seed: 9), maxSamplesPerClient: 400)
+        let four = SyntheticGenerator.generate(SyntheticConfig(clientCount: 4, testMultiple: 4, seed: 9), maxSamplesPerClient: 400)
+        func mean(_ rows: ArraySlice<Float>) -> [Double] {
+            var sums = [Double](repeating: 0, count: 60)
+            for (i, x) in rows.enumerated() { sums[i % 60] += Double(x) }
+            return sums.map { $0 / Double(rows.count / 60) }
+        }
+        func distance(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } }
+        let trainMeans = one.map { mean($0.train.features[...]) }
+        for k in 0..<4 {
+            #expect(four[k].train.features == one[k].train.features && four[k].train.labels == one[k].train.labels)
+            let held = one[k].test.count
+            #expect(four[k].test.count == 4 * held)
+            #expect(Array(four[k].test.features.prefix(held * 60)) == one[k].test.features)
+            #expect(Array(four[k].test.labels.prefix(held)) == one[k].test.labels)
+            let added = mean(four[k].test.features.dropFirst(held * 60))
+            let nearest = trainMeans.indices.min { distance(added, trainMeans[$0]) < distance(added, trainMeans[$1]) }
+            #expect(nearest == k, "the added rows of client \(k) look like client \(nearest ?? -1)'s")
+        }
+    }
+
     @Test func capAndClientCountDoNotChangeOtherClients() {
         let small = SyntheticGenerator.generate(SyntheticConfig(clientCount: 3, seed: 5), maxSamplesPerClient: 200)
         let large = SyntheticGenerator.generate(SyntheticConfig(clientCount: 6, seed: 5), maxSamplesPerClient: 200)
