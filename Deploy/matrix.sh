@@ -24,6 +24,10 @@
 #   STRATA_MATRIX_FIRST_RUN (1)                     number of the first run (to add runs to an earlier matrix)
 #   STRATA_MATRIX_TARGETS_FROM (unset)              a matrix output folder whose calibration.json files give the
 #                                                   targets (no calibration runs: the added runs share its targets)
+#   STRATA_TEST_MULTIPLE (20)                       test rows per client, times the held-out rows (strata-datagen
+#                                                   --test-multiple): with 1, 10 clients' ~220 test rows move
+#                                                   accuracy in steps of 0.45 points, too coarse for the 1-point
+#                                                   spread condition
 #   and every other variable of experiment.sh (STRATA_COORDINATOR_FLAGS, STRATA_BIN, ...).
 set -euo pipefail
 
@@ -38,6 +42,7 @@ read -r -a patterns <<< "${STRATA_MATRIX_PATTERNS:-groups lognormal slow-tier ch
 runs=${STRATA_MATRIX_RUNS:-3}
 first_run=${STRATA_MATRIX_FIRST_RUN:-1}
 targets_from=${STRATA_MATRIX_TARGETS_FROM:-}
+export STRATA_TEST_MULTIPLE=${STRATA_TEST_MULTIPLE:-20}
 modes=${STRATA_MODES:-fedavg fedbuff strata}
 duration=${STRATA_DURATION:-120}
 out=${STRATA_MATRIX_OUT:-docs/experiments/matrix}
