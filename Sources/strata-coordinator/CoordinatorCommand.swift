@@ -215,7 +215,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
         r.tierMixing = aggregation.tierMixing
         r.crossTier = aggregation.crossTier
         r.crossTierWeighting = aggregation.crossTierWeights ?? r.crossTierWeighting
-        r.spreadTierSteps = aggregation.spreadTierSteps
         r.clientsPerRound = rounds.clientsPerRound
         r.roundDeadline = rounds.roundDeadline
         r.overSelection = rounds.overSelection
@@ -513,9 +512,6 @@ struct AggregationOptions: ParsableArguments {
     var crossTier: CrossTierCombination = .deltas
     @Option(name: .long, help: "Strata's cross-tier weights: fedat (T_{M+1-i}/T) or inverse (1/T_i normalised; equal to fedat with 2 tiers). Default: inverse.")
     var crossTierWeights: CrossTierWeighting?
-    @Flag(name: .long, help: ArgumentHelp("strata with --cross-tier deltas: each tier's step enters the global model in equal parts over that tier's push interval instead of at once.",
-                                          discussion: "Smooths the jump a slow tier's step makes; the part not yet entered is not kept across a crash (docs/ALGORITHMS.md, \"Spreading tier steps\")."))
-    var spreadTierSteps = false
     @Option(name: .long, help: "FedAsync mixing weight alpha in (0, 1] (fedasync; strata with --tier-mixing fedasync).")
     var alpha: Double = 0.6
     @Option(name: .long, help: "Staleness function: constant, polynomial:A, hinge:A:B, or fedbuff (1/sqrt(1+s)).")

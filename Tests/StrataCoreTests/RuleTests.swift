@@ -414,51 +414,6 @@ private func strataSettings(k: Int) -> RuleSettings {
 }
 
 @Suite struct StrataRuleTests {
-    /// `spreadTierSteps`: a tier's step enters the global model over that tier's push interval (here 2 s):
-    /// all of it is owed right after the push, half of it a second later when another tier pushes, while
-    /// that tier trains on the model with its whole step in; a drain pays the rest, and the same updates
-    /// give the same model as entering each step at once.
-    @Test func aSpreadTierStepEntersOverItsIntervalAndADrainPaysTheRest() {
-        var settings = strataSettings(k: 1)
-        settings.crossTierWeighting = .inverse
-        var spread = settings
-        spread.spreadTierSteps = true
-        var now = StrataRule(settings: settings, parameters: [0])
-        var later = StrataRule(settings: spread, parameters: [0])
-        let a = client("a", tier: 0), c = client("c", tier: 1)
-        func both(_ task: Int64, _ id: String, lane: Int, _ delta: Float, at t: Double) {
-            for i in 0..<2 {
-                if i == 0 { _ = now.schedule(idle: [a, c], connected: [a, c], now: t) } else { _ = later.schedule(idle: [a, c], connected: [a, c], now: t) }
-                let u = update(task, id, lane: lane, base: i == 0 ? now.lane(lane).version : later.lane(lane).version, n: 1, [delta])
-                if i == 0 { _ = now.accept(u, now: t); _ = now.aggregations(now: t) }
-                else { _ = later.accept(u, now: t); _ = later.aggregations(now: t) }
-            }
-        }
-        for rule in [0, 1] { if rule == 0 { now.tiersFormed(count: 2) } else { later.tiersFormed(count: 2) } }
-        both(1, "c", lane: 1, 1, at: 0)        // the slow tier's first push: no interval known, enters at once
-        #expect(close(Double(now.globalParameters[0]), Double(later.globalParameters[0])))
-        both(2, "a", lane: 0, 0.1, at: 0.1)
-        both(3, "c", lane: 1, 1, at: 2)        // interval 2 s: owed whole
-        let owed = now.globalParameters[0] - later.globalParameters[0]
-        #expect(owed > 0.1, "the slow step is owed, not in: \(now.globalParameters) against \(later.globalParameters)")
-        // The owing tier's next tasks start from the global model with its whole step in (not asked for twice).
-        #expect(close(Double(later.lane(1).parameters[0]), Double(later.globalParameters[0] + owed)))
-        #expect(close(Double(later.lane(0).parameters[0]), Double(later.globalParameters[0])))
-        // 1 s of the 2 s: half of the slow step paid; the fast tier's own step (its interval is now 2.9 s) is owed whole.
-        let before = now.globalParameters[0]
-        both(4, "a", lane: 0, 0.1, at: 3)
-        let fastStep = now.globalParameters[0] - before
-        #expect(close(Double(now.globalParameters[0] - later.globalParameters[0]), Double(owed / 2 + fastStep), tolerance: 1e-5),
-                "\(now.globalParameters) against \(later.globalParameters), owed \(owed), fast step \(fastStep)")
-        // A drain with nothing left to step still pays every debt, in a version of its own.
-        let drained = later.flush(now: 3.5)
-        #expect(drained.count == 1 && drained[0].trigger == "drain" && drained[0].updates.isEmpty)
-        #expect(drained[0].globalVersion == later.globalVersion && drained[0].laneVersion == later.lane(0).version)
-        #expect(close(Double(now.globalParameters[0]), Double(later.globalParameters[0]), tolerance: 1e-5),
-                "after the drain: \(now.globalParameters) against \(later.globalParameters)")
-        #expect(now.flush(now: 3.5).isEmpty, "entering at once leaves nothing to drain")
-    }
-
     @Test func beforeTiersItIsFedBuffOverOneLane() {
         var rule = StrataRule(settings: bufferSettings(), parameters: [0, 0])
         #expect(rule.mode == .strata && rule.laneCount == 1)

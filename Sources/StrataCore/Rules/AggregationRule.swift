@@ -57,8 +57,6 @@ public struct RuleSettings: Sendable, Hashable {
     public var crossTier: CrossTierCombination = .deltas
     /// Strata's cross-tier weights (fedat always uses FedAT's).
     public var crossTierWeighting: CrossTierWeighting = .fedAT
-    /// Strata with `.deltas`: each tier's step enters the global model spread over that tier's push interval.
-    public var spreadTierSteps = false
     /// C: clients per synchronous round (fedavg, tifl; per tier for fedat). 0 = every idle connected client.
     public var clientsPerRound: Int = 0
     /// A synchronous round closes at this many seconds with what it has (nil: waits for every selected client).

@@ -149,19 +149,6 @@ public struct LaneSet: Sendable {
     /// How a tier's push changes the global model (only matters with more than one lane).
     public var combination: CrossTierCombination = .models
     public var weighting: CrossTierWeighting = .fedAT
-    /// With `.deltas`: a tier's scaled step enters the global model in equal parts of time over that tier's
-    /// push interval, paid at every push of any tier, instead of at once (`--spread-tier-steps`).
-    public var spreadsSteps = false
-    /// What each tier's latest step still owes the global model while it is spread.
-    var owed: [Int: OwedStep] = [:]
-    /// Each tier's last push and its push interval (a moving average), for spreading.
-    var lastPushAt: [Int: Double] = [:]
-    var pushInterval: [Int: Double] = [:]
-    var lastPaidAt: Double?
-    /// Draining (the end of the federation): the remaining steps and every debt enter at once.
-    public internal(set) var draining = false
-
-    mutating func beginDraining() { draining = true }
     public let robustness: Robustness
     /// Every agent's latest delta norm, over every lane: the adaptive bound's median.
     public private(set) var norms = AgentNorms()
@@ -264,7 +251,7 @@ public struct LaneSet: Sendable {
     /// A buffer rule's step: steps `lane`, pushes it up, and opens the next buffer with the updates that
     /// waited for it.
     mutating func stepBuffer(_ lane: Int, settings: RuleSettings, trigger: String, now: Double) -> AggregationOutcome {
-        let outcome = stepAndPush(lane, trigger: trigger, now: now)
+        let outcome = stepAndPush(lane, trigger: trigger)
         foldQueued(lane, staleness: settings.staleness, maxStaleness: settings.maxStaleness, now: now)
         return outcome
     }
@@ -342,69 +329,20 @@ public struct LaneSet: Sendable {
         return weights
     }
 
-    /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist. `now`: the time,
-    /// for spreading tier steps (nil: the step enters at once).
-    mutating func stepAndPush(_ lane: Int, trigger: String, now: Double? = nil) -> AggregationOutcome {
+    /// Steps `lane` from its buffer and pushes the result up; returns the outcome to persist.
+    mutating func stepAndPush(_ lane: Int, trigger: String) -> AggregationOutcome {
         let before = lanes[lane].parameters
         if !lanes[lane].deferred.isEmpty { lanes[lane].settle(bound: clipBound, fold: robustness.fold) }
         let updates = lanes[lane].step(optimizer: scaledOptimizer, fold: robustness.fold)
-        return push(lane, from: before, updates: updates, trigger: trigger, now: now)
+        return push(lane, from: before, updates: updates, trigger: trigger)
     }
-
-    /// Adds `scale · (after − before)` to the global model: at once, or (spreading, with a known interval
-    /// of this tier's pushes) as the tier's new debt, paid over that interval. What the tier still owed from
-    /// its previous step is paid in full first, so a step is always in by the tier's next push.
-    private mutating func enter(_ lane: Int, scale: Float, before: [Float], after: [Float], now: Double?) {
-        guard spreadsSteps, let now, !draining else {
-            payOwed(now: now ?? lastPaidAt ?? 0, all: true)
-            for j in global.indices { global[j] += scale * (after[j] - before[j]) }
-            return
-        }
-        payOwed(now: now)
-        if let debt = owed.removeValue(forKey: lane) {
-            for j in global.indices { global[j] += debt.values[j] }
-        }
-        if let last = lastPushAt[lane] {
-            let interval = max(0, now - last)
-            pushInterval[lane] = pushInterval[lane].map { 0.7 * $0 + 0.3 * interval } ?? interval
-        }
-        lastPushAt[lane] = now
-        guard let interval = pushInterval[lane], interval > 0 else {
-            for j in global.indices { global[j] += scale * (after[j] - before[j]) }
-            return
-        }
-        var values = [Float](repeating: 0, count: global.count)
-        for j in values.indices { values[j] = scale * (after[j] - before[j]) }
-        owed[lane] = OwedStep(values: values, remaining: interval)
-    }
-
-    /// Pays every tier's debt for the time since the last payment: the share `Δt / remaining` of what it
-    /// still owes (all of it once its interval is over, when the tier has no live member, or with `all`).
-    mutating func payOwed(now: Double, all: Bool = false) {
-        let elapsed = max(0, now - (lastPaidAt ?? now))
-        lastPaidAt = now
-        for lane in owed.keys.sorted() {
-            var debt = owed[lane]!
-            let share = (all || !lanes[lane].isActive || debt.remaining <= elapsed) ? Float(1) : Float(elapsed / debt.remaining)
-            guard share > 0 else { continue }
-            for j in global.indices { global[j] += share * debt.values[j] }
-            if share >= 1 {
-                owed[lane] = nil
-            } else {
-                for j in debt.values.indices { debt.values[j] *= 1 - share }
-                debt.remaining -= elapsed
-                owed[lane] = debt
-            }
-        }
-    }
-
 
     /// The global model after `lane` changed from `before`. One lane: the lane's model is the global model.
     /// Several: T_lane += 1 and FedAT's cross-tier weights w over the active lanes, then
     /// - `.models` (FedAT): x = Σ_i w_i·x_i, and the pushing lane continues from x;
     /// - `.deltas` (Strata): x ← x + A·w_lane·(x_lane − before) with A the number of active lanes, and every
     ///   lane continues from x.
-    mutating func push(_ lane: Int, from before: [Float], updates: [FoldedUpdate], trigger: String, now: Double? = nil) -> AggregationOutcome {
+    mutating func push(_ lane: Int, from before: [Float], updates: [FoldedUpdate], trigger: String) -> AggregationOutcome {
         let laneVersion = lanes[lane].version
         let laneParameters = lanes[lane].parameters
         var weights: [Double] = [1]
@@ -418,18 +356,9 @@ public struct LaneSet: Sendable {
             // step is ever amplified, the frequent tiers' steps are scaled down.
             let heaviest = weights.max() ?? 1
             let scale = Float(heaviest > 0 ? weights[lane] / heaviest : 1)
-            enter(lane, scale: scale, before: before, after: lanes[lane].parameters, now: now)
-            // A tier that still owes part of its step continues from the global model with that part in:
-            // its agents train on what they asked for, and do not ask for it again.
-            for i in lanes.indices {
-                if let debt = owed[i] {
-                    var model = global
-                    for j in model.indices { model[j] += debt.values[j] }
-                    lanes[i].rebase(on: model)
-                } else {
-                    lanes[i].rebase(on: global)
-                }
-            }
+            let after = lanes[lane].parameters
+            for j in global.indices { global[j] += scale * (after[j] - before[j]) }
+            for i in lanes.indices { lanes[i].rebase(on: global) }
         } else {
             lanes[lane].pushes += 1
             lanes[lane].isActive = true
@@ -517,7 +446,6 @@ public struct LaneSet: Sendable {
         if let first = discardingFrom { globalVersion = min(globalVersion, first - 1) }
         self.stepScale = stepScale
         global = parameters
-        owed.removeAll()   // steps of the models stepped back from
         let weights = lanes.count == 1 ? [1] : crossTierWeights()
         var outcomes: [AggregationOutcome] = []
         for i in lanes.indices {
@@ -534,22 +462,10 @@ public struct LaneSet: Sendable {
     /// (draining, end of the federation): nothing acknowledged as received is left out.
     mutating func flushAll(settings: RuleSettings, now: Double) -> [AggregationOutcome] {
         var outcomes: [AggregationOutcome] = []
-        draining = true
         for lane in lanes.indices {
             while !lanes[lane].folded.isEmpty {
                 outcomes.append(stepBuffer(lane, settings: settings, trigger: "drain", now: now))
             }
-        }
-        // Debts no drain step paid: one more version holds them (a new version of tier 0, as a step back makes).
-        if !owed.isEmpty {
-            payOwed(now: now, all: true)
-            for i in lanes.indices { lanes[i].rebase(on: global) }
-            lanes[0].version += 1
-            globalVersion += 1
-            outcomes.append(AggregationOutcome(lane: 0, laneVersion: lanes[0].version, laneParameters: global,
-                                               globalVersion: globalVersion, globalParameters: global,
-                                               combinedLaneVersions: lanes.map(\.version), laneWeights: crossTierWeights(),
-                                               lanePushes: lanes[0].pushes, updates: [], trigger: "drain"))
         }
         return outcomes
     }
@@ -580,12 +496,6 @@ public struct Rollback: Sendable {
         self.outcomes = outcomes
         self.discarded = discarded
     }
-}
-
-/// A tier step not yet all in the global model (spreading): what it still owes, and over how many seconds.
-struct OwedStep: Sendable {
-    var values: [Float]
-    var remaining: Double
 }
 
 /// A delta held until its buffer steps (see `Lane.deferred`).

@@ -29,7 +29,6 @@ public struct StrataRule: AggregationRule, LaneSetRule {
         lanes = LaneSet(parameters: parameters, robustness: settings.robustness, optimizer: settings.serverOptimizer.makeOptimizer())
         lanes.combination = settings.crossTier
         lanes.weighting = settings.crossTierWeighting
-        lanes.spreadsSteps = settings.spreadTierSteps
         if settings.tierMixing == .fedAsync { history[LaneKey(lane: 0, version: 0)] = parameters }
     }
 
@@ -77,7 +76,6 @@ public struct StrataRule: AggregationRule, LaneSetRule {
     }
 
     public mutating func flush(now: Double) -> [AggregationOutcome] {
-        lanes.beginDraining()
         var outcomes = aggregations(now: now)
         outcomes += lanes.flushAll(settings: settings, now: now)
         return outcomes
