@@ -23,7 +23,8 @@
 #   STRATA_MATRIX_RUN (run/matrix)                  data, PKIs, logs (deleted at start)
 #   STRATA_MATRIX_FIRST_RUN (1)                     number of the first run (to add runs to an earlier matrix)
 #   STRATA_MATRIX_TARGETS_FROM (unset)              a matrix output folder whose calibration.json files give the
-#                                                   targets (no calibration runs: the added runs share its targets)
+#                                                   targets (no calibration runs: the added runs share its targets;
+#                                                   its calibrations must have used the same STRATA_TEST_MULTIPLE)
 #   STRATA_TEST_MULTIPLE (20)                       test rows per client, times the held-out rows (strata-datagen
 #                                                   --test-multiple): with 1, 10 clients' ~220 test rows move
 #                                                   accuracy in steps of 0.45 points, too coarse for the 1-point

@@ -180,7 +180,8 @@ extension WireCodec {
     /// in the file (`Update.spooledDelta`).
     static func decodeSpooledUpdate(_ file: SpoolFile, length: Int) throws -> Message {
         // taskID, baseVersion, sampleCount u64, trainLoss f32, evalSampleCount u64, evalLoss, evalAccuracy f32,
-        // trainMillis u32 (§7): a change of that layout fails SpoolTests' comparison with the in-memory decoder.
+        // trainMillis u32 (PROTOCOL §3, update): a change of that layout fails SpoolTests' comparison with the
+        // in-memory decoder.
         let fieldBytes = 48
         var spoolFailure: SpoolError?
         // Reads for the decoder, whose errors are `WireError`s: a failed read is kept and thrown in their place.
