@@ -3,7 +3,8 @@
 # moving average in time with constant tau of the global versions, scored every 0.5 s on every client's test rows
 # and combined as EvaluationCombination does (answers capped at 4x the median, 2 highest/lowest trimmed).
 # Usage: python3 average_models.py RUN/strata RUN/data TAUS LOSS_TARGET   (TAUS: comma-separated seconds, 0 = raw)
-import sqlite3, numpy as np, glob, os, json
+import glob, json, math, os, sqlite3, sys
+import numpy as np
 def load(run, data):
     db = sqlite3.connect(os.path.join(run, "coordinator.sqlite"))
     pre = json.loads(db.execute("select value from meta where key='preprocessing'").fetchone()[0])
@@ -34,7 +35,6 @@ def combine(res, ratio=4.0, trim=2):
         w = np.array([min(r[0], cap) for r in kept]); v = np.array([r[i] for r in kept])
         return (w * v).sum() / w.sum()
     return mean(1), mean(2)
-import sys, math
 run, data = sys.argv[1], sys.argv[2]; taus = [float(t) for t in sys.argv[3].split(",")]
 target = float(sys.argv[4]) if len(sys.argv) > 4 else None
 db, clients, pre = load(run, data)
@@ -51,7 +51,6 @@ for v, c in rows:
     if t >= nextEval:
         nextEval = t + 0.5
         row = [v, t] + [x for tau in taus for x in combine(evaluate(avg[tau], clients))]
-        per = evaluate(avg[taus[-1]], clients)
         out.append(row)
 print("taus", taus)
 for i, tau in enumerate(taus):

@@ -4,15 +4,15 @@
 import csv, glob, statistics as st, sys
 def runs(folder, mode):
     out = {}
-    for f in glob.glob(f'{folder}/c10-*/*/run-*/results.csv'):
-        cell, pat, run = f.split('/')[-4:-1]
+    for f in glob.glob(f'{folder}/c*-*/*/run-*/results.csv'):
+        cell, pat = f.split('/')[-4:-2]
         for r in csv.DictReader(open(f)):
             if r['mode'] != mode: continue
             curve = list(csv.DictReader(open(f.replace('results.csv', f'curve-{mode}.csv'))))
             late = [c for c in curve if float(c['elapsed_seconds']) >= 40]
-            a = [float(c['accuracy']) for c in late]; l = [float(c['loss']) for c in late]
-            out.setdefault((cell, pat), []).append(dict(run=run, ttl=float(r['time_to_loss_target_s']) if r['time_to_loss_target_s'] else None,
-                final=float(r['final_accuracy']), spread=100 * (max(a) - min(a)), loss=(min(l), max(l))))
+            a = [float(c['accuracy']) for c in late]
+            out.setdefault((cell, pat), []).append(dict(ttl=float(r['time_to_loss_target_s']) if r['time_to_loss_target_s'] else None,
+                final=float(r['final_accuracy']), spread=100 * (max(a) - min(a)), loss=max(float(c['loss']) for c in late)))
     return out
 variants = [(name, {}) for name in sys.argv[1::2]]
 for (name, d), specs in zip(variants, sys.argv[2::2]):
@@ -28,4 +28,4 @@ for c in cells:
         if not rs: continue
         ttl = ', '.join('%.1f' % r['ttl'] if r['ttl'] is not None else 'missed' for r in rs)
         print(f"| {c[0]} | {c[1]} | {name} | {len(rs)} | {ttl} | {st.median(r['final'] for r in rs):.3f} | "
-              f"{', '.join('%.1f' % r['spread'] for r in rs)} | {st.median(r['loss'][1] for r in rs):.3f} |")
+              f"{', '.join('%.1f' % r['spread'] for r in rs)} | {st.median(r['loss'] for r in rs):.3f} |")
